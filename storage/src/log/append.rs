@@ -1,0 +1,242 @@
+//! The write path: validate, deduplicate idempotent retries, assign offsets, copy into the
+//! active segment's mapping, then publish. Rolls the segment when it is full or old.
+
+use std::sync::Arc;
+
+use super::open::now_ms;
+use super::{params, Log, Writer};
+use crate::batch::{self, BatchHeader};
+use crate::error::{Result, StorageError};
+use crate::producer_state::SequenceCheck;
+use crate::segment::{LogSegment, PlacedBatch};
+use crate::types::{LeaderEpoch, Offset, TimestampType};
+
+/// Who is appending, which decides validation and offset assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AppendOrigin {
+    /// A producer: full validation, sequence checks, the log assigns offsets and leader epoch.
+    #[default]
+    Client,
+    /// A follower copying its leader: batches keep their offsets and epochs (CRC still checked).
+    Replication,
+    /// The broker's own coordinators: like a client, but control batches are allowed.
+    Coordinator,
+}
+
+/// Parameters of one append.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppendOptions {
+    /// Epoch of the current leader, written into each batch (client and coordinator appends).
+    pub leader_epoch: LeaderEpoch,
+    /// Who is appending.
+    pub origin: AppendOrigin,
+    /// The broker's clock, for LogAppendTime and `segment.ms`; `0` means "read the system clock".
+    pub now_ms: i64,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub first_offset: Offset,
+    /// Offset of the last record appended.
+    pub last_offset: Offset,
+    /// Largest timestamp appended.
+    pub max_timestamp: i64,
+    /// The broker time written into the batches, when the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+    /// Records appended.
+    pub record_count: u32,
+    /// Bytes appended.
+    pub bytes: u32,
+    /// Log start offset after the append.
+    pub log_start_offset: Offset,
+    /// True when the batch was an idempotent producer's retry of data already in the log:
+    /// nothing was written and the offsets are those of the original append.
+    pub duplicate: bool,
+}
+
+impl Log {
+    /// Appends one or more v2 record batches laid end to end, exactly as a Produce request
+    /// carries them. Either all batches are appended or none.
+    pub fn append(&self, batches: &[u8], opts: &AppendOptions) -> Result<AppendInfo> {
+        self.check_writable()?;
+        let now = if opts.now_ms == 0 { now_ms() } else { opts.now_ms };
+        let config = self.config();
+        let headers = parse_all(batches, opts.origin, config.max_message_bytes)?;
+        let mut w = self.writer.lock();
+        self.check_writable()?;
+        let offsets = self.offsets();
+
+        if opts.origin != AppendOrigin::Replication {
+            if let Some(info) = self.check_sequences(&w, &headers, offsets.log_start)? {
+                return Ok(info);
+            }
+        }
+
+        let append_time = (config.message_timestamp_type == TimestampType::LogAppendTime
+            && opts.origin != AppendOrigin::Replication)
+            .then_some(now);
+        let mut placed = Vec::with_capacity(headers.len());
+        let mut next = offsets.log_end;
+        let mut records = 0u32;
+        for (at, h) in &headers {
+            let base = match opts.origin {
+                AppendOrigin::Replication => {
+                    if h.base_offset < next.0 {
+                        return Err(StorageError::InvalidRecord(format!(
+                            "replicated batch at offset {} is below the log end {next}",
+                            h.base_offset
+                        )));
+                    }
+                    Offset(h.base_offset)
+                }
+                _ => next,
+            };
+            let last = base.plus(h.last_offset_delta as i64);
+            placed.push(PlacedBatch {
+                at: *at,
+                len: h.size(),
+                base_offset: base,
+                last_offset: last,
+                max_timestamp: append_time.unwrap_or(h.max_timestamp),
+            });
+            next = last.plus(1);
+            records += h.record_count.max(0) as u32;
+        }
+        let (Some(first), Some(last)) = (placed.first().copied(), placed.last().copied()) else {
+            return Err(StorageError::InvalidRecord("no record batch in append".into()));
+        };
+
+        let mut active = self.active()?;
+        if self.should_roll(&active, batches.len(), first.base_offset, last.last_offset, now, config.segment_ms)? {
+            active = self.roll(&mut w, first.base_offset, batches.len(), now)?;
+        }
+        let epoch = opts.leader_epoch.0;
+        let origin = opts.origin;
+        active.append(batches, &placed, |b, p| {
+            if origin != AppendOrigin::Replication {
+                batch::set_offset_and_epoch(b, p.base_offset.0, epoch);
+                if let Some(t) = append_time {
+                    batch::set_log_append_time(b, t);
+                }
+            }
+        })?;
+
+        for ((_, h), p) in headers.iter().zip(&placed) {
+            if !h.is_control() {
+                w.producers.update(h, p.base_offset, p.last_offset);
+            }
+            let batch_epoch = if origin == AppendOrigin::Replication { LeaderEpoch(h.partition_leader_epoch) } else { opts.leader_epoch };
+            w.epochs.assign(batch_epoch, p.base_offset);
+        }
+        self.publish(|o| o.log_end = next);
+
+        w.unflushed_records += records as i64;
+        if w.unflushed_records >= config.flush_messages || now.saturating_sub(w.last_flush_ms) >= config.flush_ms {
+            self.flush_locked(&mut w, now, false)?;
+        }
+        Ok(AppendInfo {
+            first_offset: first.base_offset,
+            last_offset: last.last_offset,
+            max_timestamp: placed.iter().map(|p| p.max_timestamp).max().unwrap_or(-1),
+            log_append_time: append_time,
+            record_count: records,
+            bytes: batches.len() as u32,
+            log_start_offset: self.offsets().log_start,
+            duplicate: false,
+        })
+    }
+
+    /// Sequence and epoch checks for idempotent producers. `Some` means a duplicate retry.
+    fn check_sequences(&self, w: &Writer, headers: &[(usize, BatchHeader)], log_start: Offset) -> Result<Option<AppendInfo>> {
+        for (_, h) in headers {
+            if !h.has_producer_id() || h.base_sequence < 0 || h.is_control() {
+                continue;
+            }
+            match w.producers.check(h) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate { first_offset, last_offset } if headers.len() == 1 => {
+                    return Ok(Some(AppendInfo {
+                        first_offset: Offset(first_offset),
+                        last_offset: Offset(last_offset),
+                        max_timestamp: h.max_timestamp,
+                        log_append_time: None,
+                        record_count: h.record_count.max(0) as u32,
+                        bytes: 0,
+                        log_start_offset: log_start,
+                        duplicate: true,
+                    }));
+                }
+                SequenceCheck::Duplicate { .. } => {
+                    return Err(StorageError::InvalidRecord("duplicate batch inside a multi-batch append".into()));
+                }
+                SequenceCheck::Fenced { current } => {
+                    return Err(StorageError::InvalidProducerEpoch {
+                        partition: self.tp.clone(),
+                        producer_id: h.producer_id,
+                        current,
+                        received: h.producer_epoch,
+                    });
+                }
+                SequenceCheck::OutOfOrder { expected } => {
+                    return Err(StorageError::OutOfOrderSequence {
+                        partition: self.tp.clone(),
+                        producer_id: h.producer_id,
+                        expected,
+                        received: h.base_sequence,
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn should_roll(&self, active: &LogSegment, len: usize, first: Offset, last: Offset, now: i64, segment_ms: i64) -> Result<bool> {
+        let overflow = last.0 - active.base_offset().0 > u32::MAX as i64 || first < active.base_offset();
+        if active.is_empty() {
+            // An empty segment only rolls to get a larger mapping or a closer base offset.
+            return Ok(overflow || !active.has_room(len)?);
+        }
+        Ok(overflow
+            || !active.has_room(len)?
+            || now.saturating_sub(active.roll_base_ms()) >= segment_ms)
+    }
+
+    /// Seals the active segment and starts a new one at `base`.
+    pub(crate) fn roll(&self, w: &mut Writer, base: Offset, min_capacity: usize, now: i64) -> Result<Arc<LogSegment>> {
+        let old = self.active()?;
+        if old.is_empty() {
+            self.segments.write().remove(&old.base_offset().0);
+            old.delete()?;
+        } else {
+            old.seal().map_err(|e| self.poison_with(e))?;
+        }
+        let seg = LogSegment::create(&self.dir, base, params(&self.config()), Arc::clone(&self.budget), now, min_capacity)?;
+        self.segments.write().insert(base.0, Arc::clone(&seg));
+        self.write_producer_snapshot(w, base)?;
+        Ok(seg)
+    }
+}
+
+/// Splits `batches` into validated headers; the batches must tile the buffer exactly.
+fn parse_all(batches: &[u8], origin: AppendOrigin, max_message_bytes: u32) -> Result<Vec<(usize, BatchHeader)>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < batches.len() {
+        let rest = &batches[at..];
+        let h = match origin {
+            AppendOrigin::Client => batch::validate_client_batch(rest, max_message_bytes)?,
+            AppendOrigin::Coordinator | AppendOrigin::Replication => batch::check_batch(rest, usize::MAX).map_err(|d| match d {
+                batch::BatchDefect::Magic(m) => StorageError::UnsupportedMagic(m),
+                d => StorageError::InvalidRecord(d.to_string()),
+            })?,
+        };
+        out.push((at, h));
+        at += h.size();
+    }
+    if out.is_empty() {
+        return Err(StorageError::InvalidRecord("empty record set".into()));
+    }
+    Ok(out)
+}

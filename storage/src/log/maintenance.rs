@@ -1,0 +1,281 @@
+//! Flushing, checkpoints, retention, DeleteRecords, truncation and close.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::open::now_ms;
+use super::{params, Log, Writer, LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, SNAPSHOT_EXT};
+use crate::checkpoint;
+use crate::error::{Result, StorageError};
+use crate::segment::{file_name, LogSegment};
+use crate::types::Offset;
+
+/// How often the recovery-point and log-start checkpoints are rewritten by housekeeping
+/// (Kafka's `log.flush.offset.checkpoint.interval.ms` default). A stale checkpoint only makes
+/// recovery scan more, so writing it on every flush would cost two fsyncs for nothing.
+const CHECKPOINT_INTERVAL_MS: i64 = 60_000;
+
+/// What one housekeeping pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HousekeepingReport {
+    /// Segments deleted by retention or log-start advance.
+    pub segments_deleted: usize,
+    /// True if the active segment was rolled by `segment.ms`.
+    pub rolled: bool,
+    /// True if unflushed data was flushed by `flush.ms`.
+    pub flushed: bool,
+    /// Records removed by compaction.
+    pub records_compacted: u64,
+}
+
+impl Log {
+    /// Makes everything appended so far durable and advances the recovery point.
+    pub fn flush(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        self.check_writable()?;
+        self.flush_locked(&mut w, now_ms(), true)
+    }
+
+    pub(crate) fn flush_locked(&self, w: &mut Writer, now: i64, with_indexes: bool) -> Result<()> {
+        let active = self.active()?;
+        let res = if with_indexes { active.flush() } else { active.flush_log() };
+        res.map_err(|e| self.poison_with(e))?;
+        w.unflushed_records = 0;
+        w.last_flush_ms = now;
+        let end = active.next_offset();
+        self.publish(|o| o.recovery_point = o.recovery_point.max(end.min(o.log_end)));
+        Ok(())
+    }
+
+    /// Periodic work, driven by the embedder's clock: `flush.ms`, `segment.ms`, retention by
+    /// time and size, compaction, deferred file shrinking and checkpoints.
+    pub fn housekeeping(&self, now: i64) -> Result<HousekeepingReport> {
+        let mut report = HousekeepingReport::default();
+        let mut w = self.writer.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(report);
+        }
+        let config = self.config();
+        let active = self.active()?;
+        if self.poison.read().is_none() {
+            if w.unflushed_records > 0 && now.saturating_sub(w.last_flush_ms) >= config.flush_ms {
+                self.flush_locked(&mut w, now, false)?;
+                report.flushed = true;
+            }
+            if !active.is_empty() && now.saturating_sub(active.roll_base_ms()) >= config.segment_ms {
+                let end = self.offsets().log_end;
+                self.roll(&mut w, end, 0, now)?;
+                report.rolled = true;
+            }
+        }
+        if config.cleanup_policy.deletes() {
+            report.segments_deleted += self.apply_retention(&mut w, now)?;
+        }
+        if config.cleanup_policy.compacts() && self.poison.read().is_none() {
+            report.records_compacted += self.compact(&mut w, now)?;
+        }
+        report.segments_deleted += self.delete_below_log_start(&mut w)?;
+        for seg in self.segments.read().values() {
+            seg.maybe_shrink();
+        }
+        if now.saturating_sub(w.last_checkpoint_ms) >= CHECKPOINT_INTERVAL_MS {
+            self.write_checkpoints(&mut w, now)?;
+        }
+        Ok(report)
+    }
+
+    /// Deletes sealed segments past `retention.ms` (by their newest timestamp) and, oldest
+    /// first, while the log exceeds `retention.bytes`. The active segment is never deleted.
+    fn apply_retention(&self, w: &mut Writer, now: i64) -> Result<usize> {
+        let config = self.config();
+        let segs: Vec<Arc<LogSegment>> = self.segments.read().values().cloned().collect();
+        let Some((_, sealed)) = segs.split_last() else { return Ok(0) };
+        let mut total: i64 = segs.iter().map(|s| s.size() as i64).sum();
+        let hw = self.offsets().high_watermark;
+        let mut new_start = None;
+        for seg in sealed {
+            // Only data below the high watermark may go: consumers may not have it yet otherwise.
+            if seg.next_offset() > hw {
+                break;
+            }
+            let newest = if seg.max_timestamp() >= 0 { seg.max_timestamp() } else { seg.roll_base_ms() };
+            let by_time = config.retention_ms >= 0 && now.saturating_sub(newest) > config.retention_ms;
+            let by_size = config.retention_bytes >= 0 && total - seg.size() as i64 >= config.retention_bytes;
+            if !(by_time || by_size) {
+                break;
+            }
+            total -= seg.size() as i64;
+            new_start = Some(seg.next_offset());
+        }
+        match new_start {
+            Some(start) => {
+                self.advance_log_start(start);
+                self.delete_below_log_start(w)
+            }
+            None => Ok(0),
+        }
+    }
+
+    fn advance_log_start(&self, start: Offset) {
+        self.publish(|o| {
+            o.log_start = o.log_start.max(start.min(o.log_end));
+            o.high_watermark = o.high_watermark.max(o.log_start);
+            o.last_stable = o.last_stable.max(o.log_start);
+        });
+    }
+
+    /// Removes sealed segments that lie wholly below the log start offset.
+    fn delete_below_log_start(&self, w: &mut Writer) -> Result<usize> {
+        let start = self.offsets().log_start;
+        let doomed: Vec<Arc<LogSegment>> = {
+            let mut segs = self.segments.write();
+            let n = segs.len();
+            let victims: Vec<i64> = segs
+                .iter()
+                .take(n.saturating_sub(1))
+                .filter(|(_, s)| s.next_offset() <= start)
+                .map(|(b, _)| *b)
+                .collect();
+            victims.iter().filter_map(|b| segs.remove(b)).collect()
+        };
+        for seg in &doomed {
+            seg.delete()?;
+        }
+        if !doomed.is_empty() {
+            w.epochs.truncate_from_start(start);
+        }
+        Ok(doomed.len())
+    }
+
+    /// DeleteRecords: makes `offset` the new log start (it must not pass the high watermark)
+    /// and deletes the segments wholly below it. Returns the new log start.
+    pub fn delete_records_before(&self, offset: Offset) -> Result<Offset> {
+        let mut w = self.writer.lock();
+        self.check_writable()?;
+        let o = self.offsets();
+        if offset > o.high_watermark || offset.0 < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                partition: self.tp.clone(),
+                requested: offset,
+                log_start: o.log_start,
+                log_end: o.high_watermark,
+            });
+        }
+        if offset > o.log_start {
+            self.advance_log_start(offset);
+            // DeleteRecords must survive a restart: persist the new start at once.
+            self.write_checkpoints(&mut w, now_ms())?;
+            self.delete_below_log_start(&mut w)?;
+        }
+        Ok(self.offsets().log_start)
+    }
+
+    /// Removes every record at or after `offset` (a follower truncating to its leader).
+    /// Truncating below the log start empties the log and restarts it at `offset`.
+    pub fn truncate_to(&self, offset: Offset) -> Result<()> {
+        let mut w = self.writer.lock();
+        self.check_writable()?;
+        let o = self.offsets();
+        if offset >= o.log_end {
+            return Ok(());
+        }
+        let now = now_ms();
+        let doomed: Vec<Arc<LogSegment>> = {
+            let mut segs = self.segments.write();
+            let cut = if offset < o.log_start { std::mem::take(&mut *segs) } else { segs.split_off(&offset.0) };
+            cut.into_values().collect()
+        };
+        for seg in &doomed {
+            seg.delete()?;
+        }
+        if let Some(seg) = self.segments.read().values().next_back() {
+            seg.truncate_to(offset)?;
+        }
+        let seg = LogSegment::create(&self.dir, offset, params(&self.config()), Arc::clone(&self.budget), now, 0)?;
+        self.segments.write().insert(offset.0, seg);
+        w.epochs.truncate_from_end(offset);
+        let mut producers = crate::producer_state::ProducerStateManager::default();
+        for seg in self.segments.read().values() {
+            for h in seg.headers()? {
+                if !h.is_control() {
+                    producers.update(&h, Offset(h.base_offset), Offset(h.last_offset()));
+                }
+            }
+        }
+        w.producers = producers;
+        self.remove_snapshots_from(offset)?;
+        self.publish(|o| {
+            if offset < o.log_start {
+                o.log_start = offset;
+            }
+            o.log_end = offset;
+            o.high_watermark = o.high_watermark.min(offset);
+            o.last_stable = o.last_stable.min(offset);
+            o.recovery_point = o.recovery_point.min(offset);
+        });
+        // A crash before the truncated file shrinks must rescan it: persist the lower point now.
+        self.write_checkpoints(&mut w, now)
+    }
+
+    /// Flushes, trims the active segment's preallocation and writes every checkpoint, so the
+    /// next open needs no recovery. The log refuses further use afterwards.
+    pub fn close(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(reason) = self.poison.read().clone() {
+            return Err(StorageError::Poisoned { partition: self.tp.clone(), reason });
+        }
+        let active = self.active()?;
+        active.seal().map_err(|e| self.poison_with(e))?;
+        self.publish(|o| o.recovery_point = o.log_end);
+        let end = self.offsets().log_end;
+        self.write_producer_snapshot(&w, end)?;
+        self.write_checkpoints(&mut w, now_ms())
+    }
+
+    pub(crate) fn write_checkpoints(&self, w: &mut Writer, now: i64) -> Result<()> {
+        let o = self.offsets();
+        let line = |off: Offset| vec![format!("{} {} {}", self.tp.topic, self.tp.partition, off.0)];
+        if w.checkpointed.0 != o.recovery_point {
+            checkpoint::write(&self.dir.join(RECOVERY_POINT_FILE), &line(o.recovery_point))?;
+        }
+        if w.checkpointed.1 != o.log_start {
+            checkpoint::write(&self.dir.join(LOG_START_FILE), &line(o.log_start))?;
+        }
+        let epochs: Vec<String> = w.epochs.entries().iter().map(|(e, off)| format!("{} {}", e.0, off.0)).collect();
+        checkpoint::write(&self.dir.join(LEADER_EPOCH_FILE), &epochs)?;
+        w.checkpointed = (o.recovery_point, o.log_start);
+        w.last_checkpoint_ms = now;
+        Ok(())
+    }
+
+    /// Writes the producer state as of `offset` and removes older snapshots.
+    pub(crate) fn write_producer_snapshot(&self, w: &Writer, offset: Offset) -> Result<()> {
+        let mut data = w.producers.encode();
+        let crc = crc32fast::hash(&data);
+        data.extend_from_slice(&crc.to_be_bytes());
+        let path = self.dir.join(file_name(offset, SNAPSHOT_EXT));
+        crate::io::write_atomic(&path, &data)?;
+        self.remove_snapshots(|b| b < offset.0)
+    }
+
+    fn remove_snapshots_from(&self, offset: Offset) -> Result<()> {
+        self.remove_snapshots(|b| b >= offset.0)
+    }
+
+    fn remove_snapshots(&self, doomed: impl Fn(i64) -> bool) -> Result<()> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some((stem, SNAPSHOT_EXT)) = name.rsplit_once('.') {
+                if stem.parse::<i64>().is_ok_and(&doomed) {
+                    let p = entry.path();
+                    std::fs::remove_file(&p).map_err(|e| StorageError::io(&p, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

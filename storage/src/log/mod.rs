@@ -1,0 +1,227 @@
+//! `Log`: one partition's directory of segments, with a single writer and lock-free readers.
+//!
+//! Lifecycle: [`Log::open`] recovers the directory (see `open.rs`), appends go to the active
+//! segment (`append.rs`), reads serve zero-copy views (`read.rs`), and retention, truncation,
+//! flushing and checkpoints live in `maintenance.rs`. [`Log::close`] trims and checkpoints so
+//! the next open skips recovery.
+//!
+//! Concurrency: the writer state is behind one mutex (appends, truncation, roll, maintenance);
+//! the segment map is behind a read-mostly lock held only to clone `Arc`s; [`LogOffsets`] are
+//! published through an `ArcSwap` after every change and read without any lock.
+
+mod append;
+mod compaction;
+mod maintenance;
+mod open;
+mod read;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::leader_epoch::LeaderEpochCache;
+use crate::map_budget::MapBudget;
+use crate::producer_state::ProducerStateManager;
+use crate::segment::{LogSegment, SegmentParams};
+use crate::types::{LeaderEpoch, Offset, TopicPartition};
+
+pub use append::{AppendInfo, AppendOptions, AppendOrigin};
+pub use maintenance::HousekeepingReport;
+pub use read::{FetchData, ReadOptions};
+
+/// The offsets that describe a log, published together after every change.
+///
+/// Invariant: `log_start <= high_watermark <= log_end`, `last_stable <= high_watermark`,
+/// and `recovery_point <= log_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogOffsets {
+    /// First offset readable (raised by retention and DeleteRecords).
+    pub log_start: Offset,
+    /// Offset up to which records are committed (replicated); set by the embedder.
+    pub high_watermark: Offset,
+    /// Offset below which no transaction is open; equals the high watermark without transactions.
+    pub last_stable: Offset,
+    /// Offset the next appended record gets.
+    pub log_end: Offset,
+    /// Offset up to which data is known to be on disk.
+    pub recovery_point: Offset,
+}
+
+pub(crate) struct Writer {
+    pub(crate) producers: ProducerStateManager,
+    pub(crate) epochs: LeaderEpochCache,
+    pub(crate) unflushed_records: i64,
+    pub(crate) last_flush_ms: i64,
+    pub(crate) checkpointed: (Offset, Offset),
+    pub(crate) last_checkpoint_ms: i64,
+}
+
+/// A partition log. Share it as `Arc<Log>`: every method takes `&self`.
+pub struct Log {
+    dir: PathBuf,
+    tp: TopicPartition,
+    config: RwLock<LogConfig>,
+    segments: RwLock<BTreeMap<i64, Arc<LogSegment>>>,
+    writer: Mutex<Writer>,
+    offsets: ArcSwap<LogOffsets>,
+    poison: RwLock<Option<String>>,
+    closed: AtomicBool,
+    hw_managed: AtomicBool,
+    budget: Arc<MapBudget>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("tp", &self.tp).field("offsets", &self.offsets()).finish()
+    }
+}
+
+pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+pub(crate) const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+pub(crate) const SNAPSHOT_EXT: &str = "snapshot";
+
+fn params(config: &LogConfig) -> SegmentParams {
+    SegmentParams {
+        segment_bytes: config.segment_bytes,
+        index_bytes: config.segment_index_bytes,
+        index_interval_bytes: config.index_interval_bytes,
+        preallocate_chunk: config.preallocate_chunk_bytes,
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in directory `dir`, recovering after an unclean stop.
+    pub fn open(dir: &Path, tp: TopicPartition, config: LogConfig) -> Result<Log> {
+        Log::open_with_budget(dir, tp, config, MapBudget::new(MapBudget::DEFAULT_MAX_MAPPED))
+    }
+
+    /// Like [`Log::open`], sharing a bound on mapped segments with other logs.
+    pub fn open_with_budget(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Arc<MapBudget>) -> Result<Log> {
+        open::open(dir, tp, config, budget)
+    }
+
+    /// The partition this log holds.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Current offsets, without locking.
+    pub fn offsets(&self) -> LogOffsets {
+        **self.offsets.load()
+    }
+
+    /// A copy of the current configuration.
+    pub fn config(&self) -> LogConfig {
+        self.config.read().clone()
+    }
+
+    /// Replaces the configuration; segment sizes apply from the next roll.
+    pub fn update_config(&self, config: LogConfig) {
+        *self.config.write() = config;
+    }
+
+    /// Sets the high watermark (clamped to `[log_start, log_end]`). Without transactions the
+    /// last stable offset follows it. The first call hands the high watermark to the caller
+    /// (a replication layer) for good; until then it follows the log end, as a standalone log
+    /// has nothing to wait for.
+    pub fn set_high_watermark(&self, hw: Offset) {
+        let _w = self.writer.lock();
+        self.hw_managed.store(true, Ordering::Release);
+        let mut o = self.offsets();
+        o.high_watermark = hw.clamp(o.log_start, o.log_end);
+        o.last_stable = o.high_watermark;
+        self.offsets.store(Arc::new(o));
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.read().values().map(|s| s.size() as u64).sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.read().len()
+    }
+
+    /// The leader epoch in effect at the log end and where each epoch began.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.writer.lock().epochs.latest()
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer: the largest epoch `<= epoch` this log knows and
+    /// the offset where it ended (the log end for the latest epoch).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let w = self.writer.lock();
+        w.epochs.end_offset_for(epoch, self.offsets().log_end)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed(self.tp.clone()));
+        }
+        if let Some(reason) = self.poison.read().as_ref() {
+            return Err(StorageError::Poisoned {
+                partition: self.tp.clone(),
+                reason: reason.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks the log unwritable after a failed flush: what reached the disk is unknown.
+    fn poison_with(&self, e: StorageError) -> StorageError {
+        tracing::error!(partition = %self.tp, error = %e, "flush failed; log refuses further writes");
+        *self.poison.write() = Some(e.to_string());
+        e
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut LogOffsets)) {
+        let mut o = self.offsets();
+        f(&mut o);
+        if !self.hw_managed.load(Ordering::Acquire) {
+            o.high_watermark = o.log_end;
+            o.last_stable = o.log_end;
+        }
+        debug_assert!(o.log_start <= o.log_end && o.high_watermark <= o.log_end && o.recovery_point <= o.log_end, "{o:?}");
+        self.offsets.store(Arc::new(o));
+    }
+
+    fn active(&self) -> Result<Arc<LogSegment>> {
+        self.segments
+            .read()
+            .values()
+            .next_back()
+            .cloned()
+            .ok_or_else(|| StorageError::Closed(self.tp.clone()))
+    }
+
+    fn segments_from(&self, offset: Offset) -> Vec<Arc<LogSegment>> {
+        let segs = self.segments.read();
+        let start = segs.range(..=offset.0).next_back().map_or(i64::MIN, |(b, _)| *b);
+        segs.range(start..).map(|(_, s)| Arc::clone(s)).collect()
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Dropping without `close` is an unclean stop by design (the next open recovers), but
+        // the files of the active segment still get their preallocation trimmed when possible.
+        if !self.closed.load(Ordering::Acquire) {
+            tracing::debug!(partition = %self.tp, "log dropped without close");
+        }
+    }
+}

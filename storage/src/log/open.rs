@@ -1,0 +1,231 @@
+//! Opening a log directory: find segments, recover those past the recovery point, enforce that
+//! segments do not overlap, and rebuild producer and leader-epoch state from batch headers.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, RwLock};
+
+use super::{params, Log, LogOffsets, Writer, LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, SNAPSHOT_EXT};
+use crate::checkpoint;
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::leader_epoch::LeaderEpochCache;
+use crate::map_budget::MapBudget;
+use crate::producer_state::ProducerStateManager;
+use crate::segment::LogSegment;
+use crate::types::{LeaderEpoch, Offset, TopicPartition};
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Reads a single-partition offset checkpoint (`topic partition offset`), tolerating damage:
+/// a damaged checkpoint is logged and treated as absent, which only costs a longer recovery.
+pub(crate) fn read_offset_checkpoint(path: &Path, tp: &TopicPartition) -> Option<Offset> {
+    match checkpoint::read(path) {
+        Ok(Some(lines)) => lines.iter().find_map(|l| {
+            let mut f = l.rsplitn(3, ' ');
+            let offset: i64 = f.next()?.parse().ok()?;
+            let partition: i32 = f.next()?.parse().ok()?;
+            (f.next()? == tp.topic && partition == tp.partition).then_some(Offset(offset))
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring damaged checkpoint");
+            None
+        }
+    }
+}
+
+pub(crate) fn open(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Arc<MapBudget>) -> Result<Log> {
+    fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+    let now = now_ms();
+    let mut bases = Vec::new();
+    let mut snapshots = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((stem, ext)) = name.rsplit_once('.') else { continue };
+        let base = stem.parse::<i64>().ok().filter(|_| stem.len() == 20);
+        match (base, ext) {
+            (Some(b), "log") => bases.push(b),
+            (Some(b), SNAPSHOT_EXT) => snapshots.push(b),
+            (_, "tmp" | "cleaned" | "swap") => {
+                // Leftovers of an interrupted atomic write or compaction: never valid data.
+                let p = entry.path();
+                fs::remove_file(&p).map_err(|e| StorageError::io(&p, e))?;
+            }
+            _ => {}
+        }
+    }
+    bases.sort_unstable();
+    // Index files without a log file are orphans of a deleted segment.
+    for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((stem, "index" | "timeindex")) = name.rsplit_once('.') {
+            if stem.parse::<i64>().map_or(true, |b| bases.binary_search(&b).is_err()) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    let recovery_point = read_offset_checkpoint(&dir.join(RECOVERY_POINT_FILE), &tp).unwrap_or(Offset(0));
+    let checkpoint_start = read_offset_checkpoint(&dir.join(LOG_START_FILE), &tp);
+    let p = params(&config);
+    let mut segments: BTreeMap<i64, Arc<LogSegment>> = BTreeMap::new();
+    let mut corrupt_from: Option<usize> = None;
+    for (i, base) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
+        let recover = next_base > recovery_point.0;
+        let (seg, report) = LogSegment::open(dir, Offset(*base), p, Arc::clone(&budget), recover, now)?;
+        if let Some(reason) = &report.reason {
+            tracing::warn!(partition = %tp, segment = %seg.log_path().display(), truncated = report.truncated_bytes, %reason, "recovery truncated a segment");
+        }
+        // A segment may not reach into the next one: the next was created by a truncation that
+        // had not yet shrunk this file when the process stopped.
+        if seg.next_offset().0 > next_base {
+            seg.truncate_to(Offset(next_base))?;
+            seg.maybe_shrink();
+        }
+        segments.insert(*base, seg);
+        if report.corrupt && next_base != i64::MAX {
+            corrupt_from = Some(i + 1);
+            break;
+        }
+    }
+    if let Some(from) = corrupt_from {
+        for base in &bases[from..] {
+            tracing::warn!(partition = %tp, base, "deleting segment after a corrupt one");
+            let (seg, _) = LogSegment::open(dir, Offset(*base), p, Arc::clone(&budget), false, now)?;
+            seg.delete()?;
+        }
+    }
+
+    let mut log_start = checkpoint_start.unwrap_or(Offset(0));
+    if let Some((first, _)) = segments.iter().next() {
+        log_start = log_start.max(Offset(*first));
+    }
+    match segments.values().next_back() {
+        Some(last) => last.activate()?,
+        None => {
+            let seg = LogSegment::create(dir, log_start, p, Arc::clone(&budget), now, 0)?;
+            segments.insert(log_start.0, seg);
+        }
+    }
+    let log_end = segments.values().next_back().map_or(log_start, |s| s.next_offset());
+    let log_start = log_start.min(log_end);
+
+    let (producers, epochs) = rebuild_state(dir, &tp, &segments, &snapshots, log_start, log_end)?;
+    let recovery_point = recovery_point.min(log_end);
+    let offsets = LogOffsets {
+        log_start,
+        high_watermark: log_end,
+        last_stable: log_end,
+        log_end,
+        recovery_point,
+    };
+    Ok(Log {
+        dir: dir.to_path_buf(),
+        tp,
+        config: RwLock::new(config),
+        segments: RwLock::new(segments),
+        writer: Mutex::new(Writer {
+            producers,
+            epochs,
+            unflushed_records: 0,
+            last_flush_ms: now,
+            checkpointed: (recovery_point, log_start),
+            last_checkpoint_ms: now,
+        }),
+        offsets: ArcSwap::from_pointee(offsets),
+        poison: RwLock::new(None),
+        closed: AtomicBool::new(false),
+        hw_managed: AtomicBool::new(false),
+        budget,
+    })
+}
+
+/// Loads the newest usable producer snapshot and leader-epoch checkpoint, then replays batch
+/// headers after them (headers only: no record is decoded).
+fn rebuild_state(
+    dir: &Path,
+    tp: &TopicPartition,
+    segments: &BTreeMap<i64, Arc<LogSegment>>,
+    snapshots: &[i64],
+    log_start: Offset,
+    log_end: Offset,
+) -> Result<(ProducerStateManager, LeaderEpochCache)> {
+    let mut snapshots = snapshots.to_vec();
+    snapshots.sort_unstable();
+    let mut producers = None;
+    let mut replay_producers_from = log_start;
+    for s in snapshots.iter().rev() {
+        let path = dir.join(crate::segment::file_name(Offset(*s), SNAPSHOT_EXT));
+        if *s <= log_end.0 {
+            if let Some(state) = read_snapshot(&path) {
+                producers = Some(state);
+                replay_producers_from = Offset(*s);
+                break;
+            }
+        }
+        tracing::warn!(partition = %tp, snapshot = %path.display(), "ignoring unusable producer snapshot");
+    }
+    let mut producers = producers.unwrap_or_default();
+
+    let (mut epochs, replay_epochs_from) = match checkpoint::read(&dir.join(LEADER_EPOCH_FILE)) {
+        Ok(Some(lines)) => {
+            let entries = lines
+                .iter()
+                .filter_map(|l| {
+                    let (e, o) = l.split_once(' ')?;
+                    Some((LeaderEpoch(e.parse().ok()?), Offset(o.parse().ok()?)))
+                })
+                .collect();
+            let mut cache = LeaderEpochCache::from_entries(entries);
+            cache.truncate_from_end(log_end);
+            // Batches written after the checkpoint may carry newer epochs.
+            let from = cache.entries().last().map_or(log_start, |e| e.1);
+            (cache, from)
+        }
+        Ok(None) => (LeaderEpochCache::default(), log_start),
+        Err(e) => {
+            tracing::warn!(partition = %tp, error = %e, "rebuilding leader epochs from batches");
+            (LeaderEpochCache::default(), log_start)
+        }
+    };
+
+    let from = replay_producers_from.min(replay_epochs_from);
+    for seg in segments.values() {
+        if seg.next_offset() <= from {
+            continue;
+        }
+        for h in seg.headers()? {
+            if h.base_offset >= replay_producers_from.0 && !h.is_control() {
+                producers.update(&h, Offset(h.base_offset), Offset(h.last_offset()));
+            }
+            if h.base_offset >= replay_epochs_from.0 {
+                epochs.assign(LeaderEpoch(h.partition_leader_epoch), Offset(h.base_offset));
+            }
+        }
+    }
+    Ok((producers, epochs))
+}
+
+fn read_snapshot(path: &Path) -> Option<ProducerStateManager> {
+    let data = fs::read(path).ok()?;
+    if data.len() < 4 {
+        return None;
+    }
+    let (body, crc) = data.split_at(data.len() - 4);
+    if crc32fast::hash(body).to_be_bytes() != crc {
+        return None;
+    }
+    ProducerStateManager::decode(body)
+}

@@ -1,0 +1,254 @@
+//! Behaviour tests of `Log` against small, fast configurations.
+
+use std::path::Path;
+
+use super::*;
+use crate::batch::test_support::{batch_with_producer, values};
+use crate::batch::{BatchHeader, BatchIter};
+use crate::config::LogConfig;
+use crate::types::{Offset, TopicPartition};
+use crate::{AppendOptions, ReadOptions};
+
+pub(crate) fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        segment_index_bytes: 4096,
+        index_interval_bytes: 256,
+        preallocate_chunk_bytes: 4096,
+        ..LogConfig::default()
+    }
+}
+
+pub(crate) fn open(dir: &Path, config: LogConfig) -> Log {
+    Log::open(&dir.join("t-0"), TopicPartition::new("t", 0), config).expect("open")
+}
+
+fn opts(now: i64) -> AppendOptions {
+    AppendOptions { now_ms: now, ..AppendOptions::default() }
+}
+
+/// Every (offset, record count) of the batches readable from `from`, following next offsets.
+pub(crate) fn read_all(log: &Log, from: Offset) -> Vec<(i64, i32)> {
+    let mut out = Vec::new();
+    let mut at = from;
+    loop {
+        let data = log.read(&ReadOptions { from: at, max_bytes: 1 << 20, max_offset: None, min_one_batch: true }).expect("read");
+        if data.records.is_empty() {
+            return out;
+        }
+        let mut it = BatchIter::new(&data.records);
+        for (_, h) in it.by_ref() {
+            out.push((h.base_offset, h.record_count));
+            at = Offset(h.next_offset());
+        }
+        assert!(it.stop().1.is_none(), "served a bad batch");
+    }
+}
+
+#[test]
+fn offsets_count_records_and_reads_start_at_the_containing_batch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    let a = log.append(&values(3, 10, 1000), &opts(1)).expect("append");
+    let b = log.append(&values(2, 10, 2000), &opts(1)).expect("append");
+    assert_eq!((a.first_offset, a.last_offset), (Offset(0), Offset(2)));
+    assert_eq!((b.first_offset, b.last_offset), (Offset(3), Offset(4)));
+    assert_eq!(log.offsets().log_end, Offset(5));
+    let data = log.read(&ReadOptions::from(Offset(1))).expect("read");
+    let h = BatchHeader::parse(&data.records).expect("batch");
+    assert_eq!(h.base_offset, 0, "a read inside a batch returns the whole batch");
+    assert!(log.read(&ReadOptions::from(Offset(5))).expect("at end").records.is_empty());
+    assert!(matches!(log.read(&ReadOptions::from(Offset(6))), Err(StorageError::OffsetOutOfRange { .. })));
+}
+
+#[test]
+fn max_offset_and_max_bytes_bound_reads_but_one_batch_always_comes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    for _ in 0..4 {
+        log.append(&values(1, 100, 0), &opts(1)).expect("append");
+    }
+    let r = |from, max_bytes, max_offset| {
+        let d = log.read(&ReadOptions { from: Offset(from), max_bytes, max_offset, min_one_batch: true }).expect("read");
+        BatchIter::new(&d.records).count()
+    };
+    assert_eq!(r(0, 1 << 20, Some(Offset(2))), 2);
+    assert_eq!(r(0, 1, None), 1);
+    assert_eq!(r(3, 1 << 20, Some(Offset(3))), 0);
+}
+
+#[test]
+fn segments_roll_by_size_and_survive_a_clean_reopen() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    for i in 0..40 {
+        log.append(&values(2, 100, i), &opts(1)).expect("append");
+    }
+    assert!(log.segment_count() > 2, "rolled into {} segments", log.segment_count());
+    let before = read_all(&log, Offset(0));
+    assert_eq!(before.len(), 40);
+    log.close().expect("close");
+    drop(log);
+    for entry in std::fs::read_dir(dir.path().join("t-0")).expect("dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log") {
+            assert!(entry.metadata().expect("meta").len() <= 4096 + 300, "{name} not trimmed");
+        }
+    }
+    let log = open(dir.path(), small_config());
+    assert_eq!(read_all(&log, Offset(0)), before);
+    assert_eq!(log.offsets().log_end, Offset(80));
+    log.append(&values(1, 1, 0), &opts(1)).expect("append after reopen");
+    assert_eq!(log.offsets().log_end, Offset(81));
+}
+
+#[test]
+fn unclean_stop_recovers_every_appended_batch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    for i in 0..30 {
+        log.append(&values(1, 200, i), &opts(1)).expect("append");
+    }
+    drop(log); // no close: preallocated tails and no checkpoints
+    let log = open(dir.path(), small_config());
+    assert_eq!(read_all(&log, Offset(0)).len(), 30);
+    assert_eq!(log.offsets().log_end, Offset(30));
+}
+
+#[test]
+fn truncate_to_drops_the_tail_even_while_a_reader_holds_a_view() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    for _ in 0..10 {
+        log.append(&values(1, 50, 0), &opts(1)).expect("append");
+    }
+    let view = log.read(&ReadOptions::from(Offset(0))).expect("read").records;
+    let snapshot = view.to_vec();
+    log.truncate_to(Offset(4)).expect("truncate");
+    assert_eq!(log.offsets().log_end, Offset(4));
+    log.append(&values(1, 50, 0), &opts(1)).expect("append");
+    assert_eq!(&view[..], &snapshot[..], "a live view never changes");
+    assert_eq!(read_all(&log, Offset(0)).iter().map(|b| b.0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    drop(view);
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(read_all(&log, Offset(0)).len(), 5);
+}
+
+#[test]
+fn idempotent_retries_are_deduplicated_and_survive_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    let one: &[(Option<&[u8]>, Option<&[u8]>)] = &[(None, Some(b"v"))];
+    let b0 = batch_with_producer(one, 0, 42, 0, 0);
+    let first = log.append(&b0, &opts(1)).expect("append");
+    let retry = log.append(&b0, &opts(1)).expect("retry");
+    assert!(retry.duplicate);
+    assert_eq!(retry.first_offset, first.first_offset);
+    assert_eq!(log.offsets().log_end, Offset(1));
+    let gap = batch_with_producer(one, 0, 42, 0, 5);
+    assert!(matches!(log.append(&gap, &opts(1)), Err(StorageError::OutOfOrderSequence { expected: 1, .. })));
+    log.close().expect("close");
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert!(log.append(&b0, &opts(1)).expect("retry after restart").duplicate);
+    let old_epoch = batch_with_producer(one, 0, 42, -1, 1);
+    assert!(matches!(log.append(&old_epoch, &opts(1)), Err(StorageError::InvalidProducerEpoch { .. })));
+}
+
+#[test]
+fn retention_by_time_and_size_deletes_whole_old_segments() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = small_config();
+    config.retention_ms = 1000;
+    let log = open(dir.path(), config.clone());
+    for i in 0..20 {
+        log.append(&values(2, 100, 10_000 + i), &opts(1)).expect("append");
+    }
+    let segments = log.segment_count();
+    assert_eq!(log.housekeeping(10_500).expect("hk").segments_deleted, 0, "nothing is old yet");
+    let report = log.housekeeping(20_000).expect("hk");
+    assert_eq!(report.segments_deleted, segments - 1, "all but the active segment");
+    assert!(log.offsets().log_start > Offset(0));
+    assert!(matches!(log.read(&ReadOptions::from(Offset(0))), Err(StorageError::OffsetOutOfRange { .. })));
+
+    let dir = tempfile::tempdir().expect("tmp");
+    config.retention_ms = -1;
+    config.retention_bytes = 4096;
+    let log = open(dir.path(), config);
+    for i in 0..40 {
+        log.append(&values(2, 100, i), &opts(1)).expect("append");
+    }
+    log.housekeeping(1).expect("hk");
+    assert!(log.size_bytes() <= 4096 + 4096, "size {}", log.size_bytes());
+    assert!(log.offsets().log_start > Offset(0));
+}
+
+#[test]
+fn delete_records_moves_the_log_start_and_persists_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    for _ in 0..30 {
+        log.append(&values(1, 200, 0), &opts(1)).expect("append");
+    }
+    assert!(log.delete_records_before(Offset(31)).is_err(), "beyond the high watermark");
+    assert_eq!(log.delete_records_before(Offset(17)).expect("delete"), Offset(17));
+    assert!(log.segment_count() < 10);
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.offsets().log_start, Offset(17));
+    let first = read_all(&log, Offset(17));
+    assert!(first[0].0 <= 17 && first.last().map(|b| b.0) == Some(29));
+}
+
+#[test]
+fn log_append_time_overwrites_timestamps_and_keeps_the_crc_valid() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = small_config();
+    config.message_timestamp_type = crate::TimestampType::LogAppendTime;
+    let log = open(dir.path(), config);
+    let info = log.append(&values(2, 5, 7), &opts(123_456)).expect("append");
+    assert_eq!(info.log_append_time, Some(123_456));
+    let data = log.read(&ReadOptions::from(Offset(0))).expect("read");
+    let h = crate::batch::check_batch(&data.records, usize::MAX).expect("valid crc");
+    assert!(h.is_log_append_time());
+    assert_eq!(h.max_timestamp, 123_456);
+}
+
+#[test]
+fn leader_epochs_are_tracked_and_answer_end_offset_queries() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    for (epoch, n) in [(1, 3), (3, 2)] {
+        for _ in 0..n {
+            let o = AppendOptions { leader_epoch: crate::LeaderEpoch(epoch), ..opts(1) };
+            log.append(&values(1, 5, 0), &o).expect("append");
+        }
+    }
+    use crate::LeaderEpoch as E;
+    assert_eq!(log.end_offset_for_epoch(E(2)), Some((E(1), Offset(3))));
+    assert_eq!(log.end_offset_for_epoch(E(3)), Some((E(3), Offset(5))));
+    log.close().expect("close");
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.end_offset_for_epoch(E(1)), Some((E(1), Offset(3))));
+    log.truncate_to(Offset(3)).expect("truncate");
+    assert_eq!(log.end_offset_for_epoch(E(3)), Some((E(1), Offset(3))));
+}
+
+#[test]
+fn bad_input_is_refused_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    log.append(&values(1, 5, 0), &opts(1)).expect("append");
+    let mut bad = values(1, 5, 0);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(log.append(&bad, &opts(1)), Err(StorageError::InvalidRecord(_))));
+    let mut two = values(1, 5, 0);
+    two.extend_from_slice(&values(1, 5, 0)[..30]);
+    assert!(log.append(&two, &opts(1)).is_err(), "trailing partial batch");
+    assert!(log.append(&values(10, 1000, 0), &opts(1)).is_ok(), "bigger than a segment still fits an empty one");
+    assert_eq!(read_all(&log, Offset(0)).len(), 2);
+}

@@ -1,0 +1,246 @@
+//! The one module with `unsafe`: memory-mapped segment and index files.
+//!
+//! A [`MappedFile`] maps a file over a fixed *capacity* that may exceed the file's length
+//! (the kernel allows it; touching a page past end-of-file raises SIGBUS). Two watermarks make
+//! every access provably inside real, stable bytes:
+//!
+//! - `allocated`: bytes backed by real blocks (`fallocate`d or already written). Writes must
+//!   end at or below it, so a full disk is an `ENOSPC` from `fallocate`, never a SIGBUS.
+//! - `published`: bytes that readers may see. It only grows. Writes must start at or above
+//!   it, so published bytes are never modified while a [`Bytes`] view may be reading them;
+//!   readers may only see below it.
+//!
+//! Truncation is therefore logical (the owner keeps its own, smaller valid length and rolls
+//! to a new file), and a file is only shrunk with `ftruncate` once no view of the shrunk
+//! range can exist: either the range was never published, or the caller holds the only
+//! reference to the mapping (see [`MappedFile::is_unshared`]).
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Result, StorageError};
+
+/// A file mapped read-write over a fixed capacity, with an append-only published prefix.
+#[derive(Debug)]
+pub(crate) struct MappedFile {
+    map: MmapRaw,
+    file: File,
+    path: PathBuf,
+    capacity: usize,
+    allocated: AtomicUsize,
+    published: AtomicUsize,
+}
+
+impl MappedFile {
+    /// Maps `file` over `capacity` bytes. Its current length counts as allocated; the first
+    /// `published` bytes (which must lie within it) are visible to readers at once.
+    pub(crate) fn map(
+        file: File,
+        path: &Path,
+        capacity: usize,
+        published: usize,
+    ) -> Result<MappedFile> {
+        let file_len = file
+            .metadata()
+            .map_err(|e| StorageError::io(path, e))?
+            .len() as usize;
+        let capacity = capacity.max(file_len).max(1);
+        if published > file_len {
+            return Err(StorageError::Corrupt {
+                path: path.to_path_buf(),
+                position: file_len as u64,
+                reason: format!("valid length {published} beyond file length {file_len}"),
+            });
+        }
+        let map = MmapOptions::new()
+            .len(capacity)
+            .map_raw(&file)
+            .map_err(|e| StorageError::io(path, e))?;
+        Ok(MappedFile {
+            map,
+            file,
+            path: path.to_path_buf(),
+            capacity,
+            allocated: AtomicUsize::new(file_len),
+            published: AtomicUsize::new(published),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn allocated(&self) -> usize {
+        self.allocated.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn published(&self) -> usize {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Makes sure `[0, end)` is backed by real blocks, growing the file by at least `chunk`.
+    pub(crate) fn ensure_allocated(&self, end: usize, chunk: usize) -> Result<()> {
+        let allocated = self.allocated();
+        if end <= allocated {
+            return Ok(());
+        }
+        if end > self.capacity {
+            return Err(StorageError::Corrupt {
+                path: self.path.clone(),
+                position: end as u64,
+                reason: format!("write past mapped capacity {}", self.capacity),
+            });
+        }
+        let target = end.max(allocated.saturating_add(chunk)).min(self.capacity);
+        crate::io::fallocate(&self.file, &self.path, allocated as u64, (target - allocated) as u64)?;
+        self.allocated.store(target, Ordering::Release);
+        Ok(())
+    }
+
+    /// Copies `data` to `pos`. The range must be allocated and not yet published.
+    pub(crate) fn write(&self, pos: usize, data: &[u8]) -> Result<()> {
+        let end = pos
+            .checked_add(data.len())
+            .filter(|end| *end <= self.allocated())
+            .ok_or_else(|| self.bad_write(pos, data.len(), "beyond allocated length"))?;
+        if pos < self.published() {
+            return Err(self.bad_write(pos, data.len(), "over published bytes"));
+        }
+        debug_assert!(end <= self.capacity);
+        // SAFETY: [pos, end) lies inside the mapping (end <= allocated <= capacity) and over
+        // real file blocks (allocated). No reader can observe it: readers only see bytes below
+        // `published`, and pos >= published. The single writer is serialized by the owner.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(pos), data.len());
+        }
+        Ok(())
+    }
+
+    /// Reads back unpublished bytes the writer just wrote (to patch or checksum them).
+    pub(crate) fn with_unpublished<R>(&self, range: Range<usize>, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
+        if range.start < self.published() || range.end > self.allocated() || range.start > range.end {
+            return Err(self.bad_write(range.start, range.len(), "outside the unpublished region"));
+        }
+        // SAFETY: as in `write`: the range is allocated, inside the mapping, and unpublished,
+        // so only the single writer (the caller) touches it.
+        let slice = unsafe {
+            std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(range.start), range.len())
+        };
+        Ok(f(slice))
+    }
+
+    /// Makes `[0, len)` visible to readers. Never lowers the watermark.
+    pub(crate) fn publish(&self, len: usize) {
+        debug_assert!(len <= self.allocated());
+        self.published.fetch_max(len.min(self.allocated()), Ordering::AcqRel);
+    }
+
+    /// A borrowed slice of published bytes, or `None` when the range is not published.
+    pub(crate) fn slice(&self, range: Range<usize>) -> Option<&[u8]> {
+        if range.start > range.end || range.end > self.published() {
+            return None;
+        }
+        // SAFETY: published bytes are inside the mapping and over allocated blocks, and are never
+        // written again (writes start at or above `published`, which never decreases). The file
+        // is only shrunk below `published` by `unmap_and_truncate`, which needs the last `Arc`,
+        // so no borrow of `self` can outlive it; `seal` shrinks only down to `published`.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(range.start), range.len()) })
+    }
+
+    /// Trims the file to its published length and forbids further writes (segment roll).
+    pub(crate) fn seal(&self) -> Result<()> {
+        let published = self.published();
+        self.allocated.store(published, Ordering::Release);
+        self.file
+            .set_len(published as u64)
+            .map_err(|e| StorageError::io(&self.path, e))
+    }
+
+    /// Flushes `[0, len)` to disk (msync) and the file's metadata with fdatasync.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let len = self.allocated().min(self.capacity);
+        if len > 0 {
+            self.map.flush_range(0, len).map_err(|e| StorageError::io(&self.path, e))?;
+        }
+        crate::io::fdatasync(&self.file, &self.path)
+    }
+
+    /// Flushes `[from, to)` with msync(MS_SYNC), which on Linux also syncs the file size.
+    pub(crate) fn flush_range(&self, from: usize, to: usize) -> Result<()> {
+        let to = to.min(self.allocated());
+        if from >= to {
+            return Ok(());
+        }
+        self.map
+            .flush_range(from, to - from)
+            .map_err(|e| StorageError::io(&self.path, e))
+    }
+
+    /// True when `this` is the only handle on the mapping, so no [`Bytes`] view is alive.
+    pub(crate) fn is_unshared(this: &Arc<MappedFile>) -> bool {
+        Arc::strong_count(this) == 1 && Arc::weak_count(this) == 0
+    }
+
+    fn bad_write(&self, pos: usize, len: usize, why: &str) -> StorageError {
+        StorageError::Corrupt {
+            path: self.path.clone(),
+            position: pos as u64,
+            reason: format!("refused write of {len} bytes {why}"),
+        }
+    }
+}
+
+/// Shrinks the file behind an unshared mapping to `len` bytes and returns the file.
+///
+/// Consuming the only `Arc` unmaps first, so no page past the new end can be touched.
+pub(crate) fn unmap_and_truncate(map: Arc<MappedFile>, len: u64) -> std::result::Result<(), Arc<MappedFile>> {
+    let inner = Arc::try_unwrap(map)?;
+    let MappedFile { map, file, path, .. } = inner;
+    drop(map);
+    if let Err(e) = file.set_len(len) {
+        tracing::warn!(path = %path.display(), error = %e, "could not trim segment file");
+    }
+    Ok(())
+}
+
+/// The owner a [`Bytes`] view holds: keeps the mapping alive and exposes one published range.
+struct View {
+    map: Arc<MappedFile>,
+    start: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for View {
+    fn as_ref(&self) -> &[u8] {
+        // The range was checked against `published` when the view was made and published bytes
+        // never change, so this cannot fail; an empty slice keeps it panic-free regardless.
+        self.map.slice(self.start..self.start + self.len).unwrap_or(&[])
+    }
+}
+
+/// A zero-copy [`Bytes`] over published bytes of `map`, or `None` if not published.
+pub(crate) fn view(map: &Arc<MappedFile>, range: Range<usize>) -> Option<Bytes> {
+    map.slice(range.clone())?;
+    if range.is_empty() {
+        return Some(Bytes::new());
+    }
+    Some(Bytes::from_owner(View {
+        map: Arc::clone(map),
+        start: range.start,
+        len: range.len(),
+    }))
+}

@@ -1,0 +1,649 @@
+//! `LogSegment`: one `.log` file of record batches plus its `.index` and `.timeindex`.
+//!
+//! Lifecycle: created active (files preallocated, mapped over `segment.bytes` of address space),
+//! appended to by the log's single writer, sealed on roll (files trimmed to their contents),
+//! then read until retention deletes it. Sealed segments map their files lazily and may be
+//! unmapped again under the [`MapBudget`].
+//!
+//! Concurrency: readers load `size`/`next_offset` (Acquire) and read below them without locks;
+//! the writer publishes bytes in the mapping before raising `size` (Release). Truncation is
+//! logical: `size` shrinks, the segment is sealed, and the file is shrunk only when no view of
+//! its mapping is alive (`maybe_shrink`), because touching a truncated mapped page is SIGBUS.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::batch::{self, BatchHeader, BatchIter};
+use crate::error::{Result, StorageError};
+use crate::index::{OffsetIndex, TimeIndex};
+use crate::map_budget::{MapBudget, Unmappable};
+use crate::mmap::{self, MappedFile};
+use crate::types::{FilePosition, Offset};
+
+/// Sizes that shape a segment's files, from the log's config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentParams {
+    pub(crate) segment_bytes: u32,
+    pub(crate) index_bytes: u32,
+    pub(crate) index_interval_bytes: u32,
+    pub(crate) preallocate_chunk: u32,
+}
+
+/// The mapped files of a segment.
+#[derive(Debug)]
+pub(crate) struct SegmentFiles {
+    pub(crate) log: Arc<MappedFile>,
+    pub(crate) index: OffsetIndex,
+    pub(crate) time_index: TimeIndex,
+}
+
+/// One batch placed by the writer: where it sits in the appended bytes and its offsets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlacedBatch {
+    pub(crate) at: usize,
+    pub(crate) len: usize,
+    pub(crate) base_offset: Offset,
+    pub(crate) last_offset: Offset,
+    pub(crate) max_timestamp: i64,
+}
+
+/// What recovery found in a segment.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecoveryReport {
+    pub(crate) truncated_bytes: u64,
+    /// True when the cut removed something other than preallocated zeros.
+    pub(crate) corrupt: bool,
+    pub(crate) reason: Option<String>,
+}
+
+/// A segment of a partition log.
+#[derive(Debug)]
+pub(crate) struct LogSegment {
+    base: Offset,
+    log_path: PathBuf,
+    index_path: PathBuf,
+    time_path: PathBuf,
+    params: SegmentParams,
+    size: AtomicU32,
+    next_offset: AtomicI64,
+    max_timestamp: AtomicI64,
+    /// Timestamp of the first batch (for `segment.ms`), or creation time when empty.
+    roll_base_ms: AtomicI64,
+    active: AtomicBool,
+    pending_shrink: AtomicBool,
+    bytes_since_index: AtomicU32,
+    flushed: AtomicU32,
+    generation: AtomicU64,
+    files: RwLock<Option<Arc<SegmentFiles>>>,
+    map_lock: Mutex<()>,
+    budget: Arc<MapBudget>,
+    me: Weak<LogSegment>,
+}
+
+/// The file names of the segment with base offset `base`.
+pub(crate) fn file_name(base: Offset, ext: &str) -> String {
+    format!("{:020}.{ext}", base.0)
+}
+
+impl LogSegment {
+    fn new_arc(dir: &Path, base: Offset, params: SegmentParams, budget: Arc<MapBudget>, now_ms: i64) -> Arc<LogSegment> {
+        Arc::new_cyclic(|me| LogSegment {
+            base,
+            log_path: dir.join(file_name(base, "log")),
+            index_path: dir.join(file_name(base, "index")),
+            time_path: dir.join(file_name(base, "timeindex")),
+            params,
+            size: AtomicU32::new(0),
+            next_offset: AtomicI64::new(base.0),
+            max_timestamp: AtomicI64::new(-1),
+            roll_base_ms: AtomicI64::new(now_ms),
+            active: AtomicBool::new(false),
+            pending_shrink: AtomicBool::new(false),
+            bytes_since_index: AtomicU32::new(0),
+            flushed: AtomicU32::new(0),
+            generation: AtomicU64::new(0),
+            files: RwLock::new(None),
+            map_lock: Mutex::new(()),
+            budget,
+            me: me.clone(),
+        })
+    }
+
+    /// Creates a new, empty active segment. `min_capacity` makes room for one oversized batch.
+    pub(crate) fn create(dir: &Path, base: Offset, params: SegmentParams, budget: Arc<MapBudget>, now_ms: i64, min_capacity: usize) -> Result<Arc<LogSegment>> {
+        let seg = LogSegment::new_arc(dir, base, params, budget, now_ms);
+        for p in [&seg.log_path, &seg.index_path, &seg.time_path] {
+            // A leftover file of a segment that was truncated away is replaced.
+            if p.exists() {
+                fs::remove_file(p).map_err(|e| StorageError::io(p, e))?;
+            }
+        }
+        let log = open_rw(&seg.log_path)?;
+        let capacity = (params.segment_bytes as usize).max(min_capacity);
+        let log = MappedFile::map(log, &seg.log_path, capacity, 0)?;
+        let files = SegmentFiles {
+            log: Arc::new(log),
+            index: OffsetIndex::open(&seg.index_path, base, params.index_bytes as usize, Some(0))?,
+            time_index: TimeIndex::open(&seg.time_path, base, params.index_bytes as usize, Some(0))?,
+        };
+        *seg.files.write() = Some(Arc::new(files));
+        seg.active.store(true, Ordering::Release);
+        crate::io::fsync_dir(dir)?;
+        Ok(seg)
+    }
+
+    /// Opens an existing segment. With `recover`, every batch is validated (CRC-32C included),
+    /// the file is cut at the first bad one, and both indexes are rebuilt.
+    pub(crate) fn open(dir: &Path, base: Offset, params: SegmentParams, budget: Arc<MapBudget>, recover: bool, now_ms: i64) -> Result<(Arc<LogSegment>, RecoveryReport)> {
+        let seg = LogSegment::new_arc(dir, base, params, budget, now_ms);
+        let report = if recover { seg.recover()? } else { seg.load()? };
+        Ok((seg, report))
+    }
+
+    /// Scans the whole file, cuts it at the first invalid batch, rebuilds indexes.
+    fn recover(&self) -> Result<RecoveryReport> {
+        let file = open_rw(&self.log_path)?;
+        let file_len = file.metadata().map_err(|e| StorageError::io(&self.log_path, e))?.len() as usize;
+        let map = Arc::new(MappedFile::map(file, &self.log_path, file_len, file_len)?);
+        let data = map.slice(0..file_len).unwrap_or(&[]);
+        let (valid, reason) = self.scan_valid_prefix(data, 0);
+        // Zeros after the last batch are preallocated space, not damage.
+        let zero_tail = data.get(valid..).is_some_and(|t| t.iter().all(|b| *b == 0));
+        drop(map);
+        let reason = if zero_tail { None } else { reason };
+        self.cut_and_index(valid, file_len, reason, true)
+    }
+
+    /// Opens a segment written before the recovery point: trusts its indexes when they are
+    /// consistent and scans only the tail after the last index entry.
+    fn load(&self) -> Result<RecoveryReport> {
+        let file = open_rw(&self.log_path)?;
+        let file_len = file.metadata().map_err(|e| StorageError::io(&self.log_path, e))?.len() as usize;
+        let map = Arc::new(MappedFile::map(file, &self.log_path, file_len, file_len)?);
+        let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
+        let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
+        let consistent = index.is_consistent(file_len as u32) && time_index.is_consistent();
+        let start = if consistent { index.last().map_or(0, |(_, p)| p.0 as usize) } else { 0 };
+        let data = map.slice(0..file_len).unwrap_or(&[]);
+        let (valid, reason) = self.scan_valid_prefix(data, start);
+        drop((map, index, time_index));
+        if !consistent || valid < file_len {
+            if let Some(r) = &reason {
+                tracing::warn!(segment = %self.log_path.display(), valid, file_len, reason = %r, "segment before the recovery point is damaged; truncating");
+            }
+            return self.cut_and_index(valid, file_len, reason, true);
+        }
+        self.cut_and_index(valid, file_len, None, false)
+    }
+
+    /// Finds the longest valid prefix from `start` (offsets must also increase).
+    fn scan_valid_prefix(&self, data: &[u8], start: usize) -> (usize, Option<String>) {
+        let mut it = BatchIter::new(data.get(start..).unwrap_or(&[]));
+        let mut next = self.base.0;
+        let mut end = 0;
+        for (at, h) in it.by_ref() {
+            if h.base_offset < next {
+                return (start + at, Some(format!("batch at {} has offset {} below {}", start + at, h.base_offset, next)));
+            }
+            next = h.next_offset();
+            end = at + h.size();
+        }
+        let (stop, defect) = it.stop();
+        debug_assert!(stop >= end);
+        let reason = defect.map(|d| format!("{d} at byte {}", start + stop));
+        (start + stop, reason)
+    }
+
+    /// Cuts the log file to `valid` bytes and (re)builds in-memory state and, if asked, indexes.
+    fn cut_and_index(&self, valid: usize, file_len: usize, reason: Option<String>, rebuild: bool) -> Result<RecoveryReport> {
+        if valid < file_len {
+            let f = open_rw(&self.log_path)?;
+            f.set_len(valid as u64).map_err(|e| StorageError::io(&self.log_path, e))?;
+            f.sync_all().map_err(|e| StorageError::io(&self.log_path, e))?;
+        }
+        if rebuild {
+            for p in [&self.index_path, &self.time_path] {
+                if p.exists() {
+                    fs::remove_file(p).map_err(|e| StorageError::io(p, e))?;
+                }
+            }
+        }
+        let file = open_rw(&self.log_path)?;
+        let log = Arc::new(MappedFile::map(file, &self.log_path, valid, valid)?);
+        let cap = if rebuild { self.params.index_bytes as usize } else { 0 };
+        let index = OffsetIndex::open(&self.index_path, self.base, cap, None)?;
+        let time_index = TimeIndex::open(&self.time_path, self.base, cap, None)?;
+        let data = log.slice(0..valid).unwrap_or(&[]);
+        let mut max_ts = time_index.last().map_or(-1, |t| t.timestamp);
+        let mut next = self.base.0;
+        let mut first_ts = None;
+        let mut since_index = 0u32;
+        let chunk = self.params.index_bytes as usize;
+        let scan_from = if rebuild { 0 } else { index.last().map_or(0, |(_, p)| p.0 as usize) };
+        if !rebuild {
+            if let Some((_, h)) = BatchIter::new(data).next() {
+                first_ts = Some(h.max_timestamp);
+            }
+        }
+        for (at, h) in BatchIter::new(&data[scan_from..]) {
+            let at = scan_from + at;
+            if rebuild {
+                if first_ts.is_none() {
+                    first_ts = Some(h.max_timestamp);
+                }
+                if since_index >= self.params.index_interval_bytes && !index.is_full() && !time_index.is_full() {
+                    index.append(Offset(h.base_offset), FilePosition(at as u32), chunk)?;
+                    time_index.maybe_append(max_ts.max(h.max_timestamp), Offset(h.base_offset), chunk)?;
+                    since_index = 0;
+                }
+                since_index += h.size() as u32;
+            }
+            max_ts = max_ts.max(h.max_timestamp);
+            next = h.next_offset();
+        }
+        self.size.store(valid as u32, Ordering::Release);
+        self.flushed.store(valid as u32, Ordering::Release);
+        self.next_offset.store(next, Ordering::Release);
+        self.max_timestamp.store(max_ts, Ordering::Release);
+        self.bytes_since_index.store(since_index, Ordering::Release);
+        if let Some(ts) = first_ts {
+            self.roll_base_ms.store(ts, Ordering::Release);
+        } else if let Ok(Ok(m)) = fs::metadata(&self.log_path).map(|m| m.modified()) {
+            let ms = m.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            self.roll_base_ms.store(ms, Ordering::Release);
+        }
+        if rebuild {
+            index.seal()?;
+            time_index.seal()?;
+        }
+        self.install(SegmentFiles { log, index, time_index });
+        Ok(RecoveryReport {
+            truncated_bytes: (file_len - valid) as u64,
+            corrupt: reason.is_some(),
+            reason: if valid < file_len { reason } else { None },
+        })
+    }
+
+    fn install(&self, files: SegmentFiles) {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        *self.files.write() = Some(Arc::new(files));
+        if !self.active.load(Ordering::Acquire) {
+            let me: Weak<dyn Unmappable> = self.me.clone();
+            self.budget.mapped(me, generation);
+        }
+    }
+
+    /// Turns a freshly opened last segment into the active one: remaps over `segment.bytes`
+    /// of address space and reopens the indexes for growth.
+    pub(crate) fn activate(&self) -> Result<()> {
+        let _g = self.map_lock.lock();
+        let size = self.size() as usize;
+        *self.files.write() = None;
+        let log = MappedFile::map(open_rw(&self.log_path)?, &self.log_path, (self.params.segment_bytes as usize).max(size), size)?;
+        let cap = self.params.index_bytes as usize;
+        let files = SegmentFiles {
+            log: Arc::new(log),
+            index: OffsetIndex::open(&self.index_path, self.base, cap, None)?,
+            time_index: TimeIndex::open(&self.time_path, self.base, cap, None)?,
+        };
+        self.active.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *self.files.write() = Some(Arc::new(files));
+        Ok(())
+    }
+
+    /// The mapped files, mapping them first if the budget unmapped them.
+    pub(crate) fn files(&self) -> Result<Arc<SegmentFiles>> {
+        if let Some(f) = self.files.read().as_ref() {
+            return Ok(Arc::clone(f));
+        }
+        let _g = self.map_lock.lock();
+        if let Some(f) = self.files.read().as_ref() {
+            return Ok(Arc::clone(f));
+        }
+        let size = self.size() as usize;
+        let log = MappedFile::map(open_rw(&self.log_path)?, &self.log_path, size, size)?;
+        let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
+        let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
+        // A logically truncated segment's files may still hold entries past its end.
+        index.truncate_to(self.next_offset());
+        time_index.truncate_to(self.next_offset());
+        let files = Arc::new(SegmentFiles { log: Arc::new(log), index, time_index });
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        *self.files.write() = Some(Arc::clone(&files));
+        // Register after releasing `map_lock`: eviction may call `unmap` on this very segment.
+        drop(_g);
+        let me: Weak<dyn Unmappable> = self.me.clone();
+        self.budget.mapped(me, generation);
+        Ok(files)
+    }
+
+    pub(crate) fn base_offset(&self) -> Offset {
+        self.base
+    }
+
+    /// Valid bytes in the `.log`.
+    pub(crate) fn size(&self) -> u32 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// Offset after the last batch.
+    pub(crate) fn next_offset(&self) -> Offset {
+        Offset(self.next_offset.load(Ordering::Acquire))
+    }
+
+    /// Largest batch timestamp, or -1 when empty.
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn roll_base_ms(&self) -> i64 {
+        self.roll_base_ms.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.size() == 0
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// True when `len` more bytes fit under `segment.bytes` (an empty segment takes any batch
+    /// its mapping can hold) and both indexes have room.
+    pub(crate) fn has_room(&self, len: usize) -> Result<bool> {
+        let files = self.files()?;
+        if files.index.is_full() || files.time_index.is_full() {
+            return Ok(false);
+        }
+        let size = self.size() as usize;
+        let end = size + len;
+        if end > files.log.capacity() || end > u32::MAX as usize {
+            return Ok(false);
+        }
+        Ok(size == 0 || end <= self.params.segment_bytes as usize)
+    }
+
+    /// Writer only: copies already validated `data` to the end, lets `patch` set each batch's
+    /// header fields in place, indexes the batches, then publishes them to readers.
+    pub(crate) fn append(&self, data: &[u8], placed: &[PlacedBatch], patch: impl Fn(&mut [u8], &PlacedBatch)) -> Result<()> {
+        let files = self.files()?;
+        let start = self.size() as usize;
+        let end = start + data.len();
+        files.log.ensure_allocated(end, self.params.preallocate_chunk as usize)?;
+        files.log.write(start, data)?;
+        for p in placed {
+            files.log.with_unpublished(start + p.at..start + p.at + p.len, |b| patch(b, p))?;
+        }
+        let chunk = self.params.index_bytes as usize;
+        let mut since = self.bytes_since_index.load(Ordering::Acquire);
+        let mut max_ts = self.max_timestamp();
+        for p in placed {
+            if since >= self.params.index_interval_bytes {
+                files.index.append(p.base_offset, FilePosition((start + p.at) as u32), chunk)?;
+                files.time_index.maybe_append(max_ts.max(p.max_timestamp), p.base_offset, chunk)?;
+                since = 0;
+            }
+            since += p.len as u32;
+            max_ts = max_ts.max(p.max_timestamp);
+        }
+        if start == 0 {
+            if let Some(first) = placed.first() {
+                self.roll_base_ms.store(first.max_timestamp, Ordering::Release);
+            }
+        }
+        files.log.publish(end);
+        self.bytes_since_index.store(since, Ordering::Release);
+        self.max_timestamp.store(max_ts, Ordering::Release);
+        if let Some(last) = placed.last() {
+            self.next_offset.store(last.last_offset.0 + 1, Ordering::Release);
+        }
+        self.size.store(end as u32, Ordering::Release);
+        Ok(())
+    }
+
+    /// The first batch whose last offset is at or after `offset`: its position and header.
+    pub(crate) fn find(&self, offset: Offset) -> Result<Option<(usize, BatchHeader)>> {
+        let files = self.files()?;
+        let size = self.size() as usize;
+        let (_, pos) = files.index.lookup(offset);
+        let data = files.log.slice(0..size).unwrap_or(&[]);
+        let mut at = (pos.0 as usize).min(size);
+        while at + batch::HEADER_LEN <= size {
+            let Some(h) = BatchHeader::parse(&data[at..]) else { break };
+            if h.batch_length < 0 || at + h.size() > size {
+                return Err(self.corrupt(at, "batch framing broken"));
+            }
+            if h.last_offset() >= offset.0 {
+                return Ok(Some((at, h)));
+            }
+            at += h.size();
+        }
+        Ok(None)
+    }
+
+    /// Whole batches starting with the one holding `from`, up to `max_bytes` (at least one
+    /// batch when `min_one`), stopping before any batch starting at or after `max_offset`.
+    pub(crate) fn read(&self, from: Offset, max_bytes: usize, max_offset: Offset, min_one: bool) -> Result<Option<Bytes>> {
+        let Some((start, first)) = self.find(from)? else { return Ok(None) };
+        if first.base_offset >= max_offset.0 {
+            return Ok(Some(Bytes::new()));
+        }
+        let files = self.files()?;
+        let size = self.size() as usize;
+        let data = files.log.slice(0..size).unwrap_or(&[]);
+        let mut end = start;
+        while end + batch::HEADER_LEN <= size {
+            let Some(h) = BatchHeader::parse(&data[end..]) else { break };
+            if h.base_offset >= max_offset.0 || h.batch_length < 0 || end + h.size() > size {
+                break;
+            }
+            let would = end + h.size() - start;
+            if would > max_bytes && !(min_one && end == start) {
+                break;
+            }
+            end += h.size();
+        }
+        Ok(Some(mmap::view(&files.log, start..end).unwrap_or_default()))
+    }
+
+    /// The first batch whose max timestamp is at or after `ts`.
+    pub(crate) fn find_by_timestamp(&self, ts: i64) -> Result<Option<(usize, BatchHeader)>> {
+        if self.max_timestamp() < ts {
+            return Ok(None);
+        }
+        let files = self.files()?;
+        let start = match files.time_index.last_before(ts) {
+            Some(t) => files.index.lookup(t.offset).1 .0 as usize,
+            None => 0,
+        };
+        let size = self.size() as usize;
+        let data = files.log.slice(0..size).unwrap_or(&[]);
+        for (at, h) in BatchIter::new(&data[start.min(size)..]) {
+            if h.max_timestamp >= ts {
+                return Ok(Some((start + at, h)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A zero-copy view of the batch at `pos` (found by `find`/`find_by_timestamp`).
+    pub(crate) fn batch_at(&self, pos: usize, len: usize) -> Result<Bytes> {
+        let files = self.files()?;
+        mmap::view(&files.log, pos..pos + len).ok_or_else(|| self.corrupt(pos, "batch beyond segment end"))
+    }
+
+    /// Every batch header in the segment, in order (for state rebuilds).
+    pub(crate) fn headers(&self) -> Result<Vec<BatchHeader>> {
+        let files = self.files()?;
+        let data = files.log.slice(0..self.size() as usize).unwrap_or(&[]);
+        Ok(BatchIter::new(data).map(|(_, h)| h).collect())
+    }
+
+    /// All valid bytes as one view (compaction input).
+    pub(crate) fn all_bytes(&self) -> Result<Bytes> {
+        let files = self.files()?;
+        Ok(mmap::view(&files.log, 0..self.size() as usize).unwrap_or_default())
+    }
+
+    /// Logically drops every batch at or after `offset` and seals the segment. The file is
+    /// shrunk later, once no reader holds a view of the dropped bytes.
+    pub(crate) fn truncate_to(&self, offset: Offset) -> Result<()> {
+        let files = self.files()?;
+        let cut = match self.find(offset)? {
+            Some((pos, h)) if h.base_offset < offset.0 => {
+                return Err(self.corrupt(pos, &format!("cannot truncate to {offset} inside batch {}..={}", h.base_offset, h.last_offset())));
+            }
+            Some((pos, _)) => pos,
+            None => return Ok(()),
+        };
+        files.index.truncate_to(offset);
+        files.time_index.truncate_to(offset);
+        let data = files.log.slice(0..cut).unwrap_or(&[]);
+        let (mut next, mut max_ts) = (self.base.0, -1);
+        for (_, h) in BatchIter::new(data) {
+            next = h.next_offset();
+            max_ts = max_ts.max(h.max_timestamp);
+        }
+        self.size.store(cut as u32, Ordering::Release);
+        self.next_offset.store(next, Ordering::Release);
+        self.max_timestamp.store(max_ts, Ordering::Release);
+        self.flushed.fetch_min(cut as u32, Ordering::AcqRel);
+        self.active.store(false, Ordering::Release);
+        self.pending_shrink.store(true, Ordering::Release);
+        drop(files);
+        self.maybe_shrink();
+        Ok(())
+    }
+
+    /// Shrinks a logically truncated segment's file once nobody maps the dropped bytes.
+    pub(crate) fn maybe_shrink(&self) {
+        if !self.pending_shrink.load(Ordering::Acquire) {
+            return;
+        }
+        let _g = self.map_lock.lock();
+        let mut slot = self.files.write();
+        let Some(files) = slot.take() else {
+            self.shrink_unmapped();
+            return;
+        };
+        match Arc::try_unwrap(files) {
+            Ok(SegmentFiles { log, index, time_index }) => {
+                drop((index, time_index));
+                match mmap::unmap_and_truncate(log, self.size() as u64) {
+                    Ok(()) => self.pending_shrink.store(false, Ordering::Release),
+                    Err(log) => {
+                        // A reader's view still maps the file; keep the mapping and try later.
+                        let index = OffsetIndex::open(&self.index_path, self.base, 0, None);
+                        let time_index = TimeIndex::open(&self.time_path, self.base, 0, None);
+                        if let (Ok(index), Ok(time_index)) = (index, time_index) {
+                            index.truncate_to(self.next_offset());
+                            time_index.truncate_to(self.next_offset());
+                            *slot = Some(Arc::new(SegmentFiles { log, index, time_index }));
+                        }
+                    }
+                }
+            }
+            Err(files) => *slot = Some(files),
+        }
+    }
+
+    fn shrink_unmapped(&self) {
+        let Ok(f) = open_rw(&self.log_path) else { return };
+        if f.set_len(self.size() as u64).is_ok() {
+            self.pending_shrink.store(false, Ordering::Release);
+        }
+    }
+
+    /// Trims preallocated space and stops growth (roll or clean close).
+    pub(crate) fn seal(&self) -> Result<()> {
+        let files = self.files()?;
+        if !self.pending_shrink.load(Ordering::Acquire) {
+            files.log.seal()?;
+        }
+        files.index.seal()?;
+        files.time_index.seal()?;
+        self.flush()?;
+        if self.active.swap(false, Ordering::AcqRel) {
+            let me: Weak<dyn Unmappable> = self.me.clone();
+            self.budget.mapped(me, self.generation.load(Ordering::Acquire));
+        }
+        Ok(())
+    }
+
+    /// Makes appended bytes durable (msync + fdatasync) and the indexes too.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let size = self.size();
+        if self.flushed.load(Ordering::Acquire) >= size && !self.active.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let files = self.files()?;
+        files.log.flush()?;
+        files.index.flush()?;
+        files.time_index.flush()?;
+        self.flushed.fetch_max(size, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Flushes only the log bytes written since the last flush (the fast path for
+    /// `flush.messages=1`); indexes are derived data rebuilt by recovery.
+    pub(crate) fn flush_log(&self) -> Result<()> {
+        let size = self.size();
+        let from = self.flushed.load(Ordering::Acquire);
+        if from >= size {
+            return Ok(());
+        }
+        let files = self.files()?;
+        files.log.flush_range(from as usize, size as usize)?;
+        self.flushed.fetch_max(size, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Unmaps and deletes the segment's files. Readers' views keep the unlinked data alive.
+    pub(crate) fn delete(&self) -> Result<()> {
+        *self.files.write() = None;
+        for p in [&self.log_path, &self.index_path, &self.time_path] {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(p, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, at: usize, why: &str) -> StorageError {
+        StorageError::Corrupt {
+            path: self.log_path.clone(),
+            position: at as u64,
+            reason: why.to_string(),
+        }
+    }
+}
+
+impl Unmappable for LogSegment {
+    fn unmap(&self, generation: u64) {
+        if self.active.load(Ordering::Acquire) || self.pending_shrink.load(Ordering::Acquire) {
+            return;
+        }
+        let _g = self.map_lock.lock();
+        if self.generation.load(Ordering::Acquire) == generation {
+            *self.files.write() = None;
+        }
+    }
+}
+
+fn open_rw(path: &Path) -> Result<fs::File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StorageError::io(path, e))
+}
