@@ -16,6 +16,8 @@ mod open;
 mod read;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod crash_tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,128 @@
+//! Storage benchmarks: append (no flush, flush per batch) against plain `write(2)` baselines
+//! measured in the same run, warm sequential reads, and random offset lookups.
+//!
+//! Run: `cargo bench -p sluice-storage --bench log`. Figures go in the README.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use sluice_storage::record::BatchBuilder;
+use sluice_storage::{AppendOptions, Log, LogConfig, Offset, ReadOptions, TopicPartition};
+
+/// 16 KiB batches of 1 KiB records, as the issue specifies.
+const RECORD: usize = 1024;
+const RECORDS_PER_BATCH: usize = 16;
+/// Bytes appended per measured iteration: enough to cross segment rolls and page-cache growth.
+const BATCHES_PER_ITER: usize = 1024;
+
+fn batch() -> Vec<u8> {
+    let value = vec![0xabu8; RECORD];
+    let mut b = BatchBuilder::new();
+    for i in 0..RECORDS_PER_BATCH {
+        b = b.record(None, Some(&value), 1_700_000_000_000 + i as i64);
+    }
+    b.build()
+}
+
+fn config(flush_every_batch: bool) -> LogConfig {
+    LogConfig {
+        segment_bytes: 256 << 20,
+        flush_messages: if flush_every_batch { 1 } else { i64::MAX },
+        ..LogConfig::default()
+    }
+}
+
+fn append(c: &mut Criterion) {
+    let b = batch();
+    let bytes = (b.len() * BATCHES_PER_ITER) as u64;
+    let mut g = c.benchmark_group("append_16k_batches");
+    g.throughput(Throughput::Bytes(bytes));
+    g.sample_size(10);
+    for (name, flush) in [("log_no_flush", false), ("log_flush_every_batch", true)] {
+        g.bench_function(name, |bench| {
+            bench.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().expect("tmp");
+                    let log = Log::open(&dir.path().join("b-0"), TopicPartition::new("b", 0), config(flush)).expect("open");
+                    (dir, log)
+                },
+                |(dir, log)| {
+                    for _ in 0..BATCHES_PER_ITER {
+                        log.append(&b, &AppendOptions::default()).expect("append");
+                    }
+                    (dir, log)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    for (name, sync) in [("write2_baseline", false), ("write2_fdatasync_baseline", true)] {
+        g.bench_function(name, |bench| {
+            bench.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().expect("tmp");
+                    let f = File::create(dir.path().join("baseline")).expect("create");
+                    (dir, f)
+                },
+                |(dir, mut f)| {
+                    for _ in 0..BATCHES_PER_ITER {
+                        f.write_all(&b).expect("write");
+                        if sync {
+                            f.sync_data().expect("fdatasync");
+                        }
+                    }
+                    (dir, f)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn reads(c: &mut Criterion) {
+    let b = batch();
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = Log::open(&dir.path().join("r-0"), TopicPartition::new("r", 0), config(false)).expect("open");
+    let batches = 4096; // 64 MiB, warm in the page cache
+    for _ in 0..batches {
+        log.append(&b, &AppendOptions::default()).expect("append");
+    }
+    let end = log.offsets().log_end;
+    let mut g = c.benchmark_group("read");
+    g.throughput(Throughput::Bytes((b.len() * batches) as u64));
+    g.sample_size(20);
+    g.bench_function("sequential_1MiB_fetches", |bench| {
+        bench.iter(|| {
+            let mut at = Offset(0);
+            let mut sum = 0u64;
+            while at < end {
+                let data = log.read(&ReadOptions { from: at, max_bytes: 1 << 20, max_offset: None, min_one_batch: true }).expect("read");
+                // Touch every byte, as a socket write would.
+                sum += data.records.iter().map(|x| *x as u64).sum::<u64>();
+                at = at.plus((data.records.len() / b.len() * RECORDS_PER_BATCH) as i64);
+            }
+            sum
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("lookup");
+    g.throughput(Throughput::Elements(1));
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    g.bench_function("random_read_offset", |bench| {
+        bench.iter(|| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = Offset((x % end.0 as u64) as i64);
+            log.read(&ReadOptions { from: at, max_bytes: 1, max_offset: None, min_one_batch: true }).expect("read").records.len()
+        })
+    });
+    g.finish();
+    let _ = (&dir, File::open(dir.path()).map(|f| f.read_at(&mut [], 0)));
+}
+
+criterion_group!(benches, append, reads);
+criterion_main!(benches);
