@@ -173,6 +173,7 @@ impl MappedFile {
     /// Flushes `[0, len)` to disk (msync) and the file's metadata with fdatasync.
     pub(crate) fn flush(&self) -> Result<()> {
         let len = self.allocated().min(self.capacity);
+        fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(&self.path, std::io::Error::other("injected msync failure"))));
         if len > 0 {
             self.map.flush_range(0, len).map_err(|e| StorageError::io(&self.path, e))?;
         }
@@ -185,6 +186,7 @@ impl MappedFile {
         if from >= to {
             return Ok(());
         }
+        fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(&self.path, std::io::Error::other("injected msync failure"))));
         self.map
             .flush_range(from, to - from)
             .map_err(|e| StorageError::io(&self.path, e))

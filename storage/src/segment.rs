@@ -323,6 +323,12 @@ impl LogSegment {
         Ok(files)
     }
 
+    /// True while the segment's files are mapped.
+    #[cfg(test)]
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.files.read().is_some()
+    }
+
     pub(crate) fn base_offset(&self) -> Offset {
         self.base
     }

@@ -133,7 +133,8 @@ impl Log {
         self.publish(|o| o.log_end = next);
 
         w.unflushed_records += records as i64;
-        if w.unflushed_records >= config.flush_messages || now.saturating_sub(w.last_flush_ms) >= config.flush_ms {
+        let since = *w.first_unflushed_ms.get_or_insert(now);
+        if w.unflushed_records >= config.flush_messages || now.saturating_sub(since) >= config.flush_ms {
             self.flush_locked(&mut w, now, false)?;
         }
         Ok(AppendInfo {

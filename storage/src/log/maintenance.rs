@@ -36,12 +36,12 @@ impl Log {
         self.flush_locked(&mut w, now_ms(), true)
     }
 
-    pub(crate) fn flush_locked(&self, w: &mut Writer, now: i64, with_indexes: bool) -> Result<()> {
+    pub(crate) fn flush_locked(&self, w: &mut Writer, _now: i64, with_indexes: bool) -> Result<()> {
         let active = self.active()?;
         let res = if with_indexes { active.flush() } else { active.flush_log() };
         res.map_err(|e| self.poison_with(e))?;
         w.unflushed_records = 0;
-        w.last_flush_ms = now;
+        w.first_unflushed_ms = None;
         let end = active.next_offset();
         self.publish(|o| o.recovery_point = o.recovery_point.max(end.min(o.log_end)));
         Ok(())
@@ -58,7 +58,7 @@ impl Log {
         let config = self.config();
         let active = self.active()?;
         if self.poison.read().is_none() {
-            if w.unflushed_records > 0 && now.saturating_sub(w.last_flush_ms) >= config.flush_ms {
+            if w.first_unflushed_ms.is_some_and(|t| now.saturating_sub(t) >= config.flush_ms) {
                 self.flush_locked(&mut w, now, false)?;
                 report.flushed = true;
             }

@@ -61,7 +61,8 @@ pub(crate) struct Writer {
     pub(crate) producers: ProducerStateManager,
     pub(crate) epochs: LeaderEpochCache,
     pub(crate) unflushed_records: i64,
-    pub(crate) last_flush_ms: i64,
+    /// When the oldest unflushed append happened (for `flush.ms`).
+    pub(crate) first_unflushed_ms: Option<i64>,
     pub(crate) checkpointed: (Offset, Offset),
     pub(crate) last_checkpoint_ms: i64,
 }

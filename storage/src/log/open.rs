@@ -140,7 +140,7 @@ pub(crate) fn open(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Ar
             producers,
             epochs,
             unflushed_records: 0,
-            last_flush_ms: now,
+            first_unflushed_ms: None,
             checkpointed: (recovery_point, log_start),
             last_checkpoint_ms: now,
         }),

@@ -252,3 +252,73 @@ fn bad_input_is_refused_and_loses_nothing() {
     assert!(log.append(&values(10, 1000, 0), &opts(1)).is_ok(), "bigger than a segment still fits an empty one");
     assert_eq!(read_all(&log, Offset(0)).len(), 2);
 }
+
+#[test]
+fn segment_ms_rolls_and_flush_ms_flushes_on_the_embedders_clock() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = small_config();
+    config.segment_ms = 1000;
+    config.flush_ms = 500;
+    let log = open(dir.path(), config);
+    log.append(&values(1, 5, 10_000), &opts(10_000)).expect("append");
+    assert_eq!(log.offsets().recovery_point, Offset(0));
+    let r = log.housekeeping(10_100).expect("hk");
+    assert!(!r.rolled && !r.flushed);
+    let r = log.housekeeping(10_600).expect("hk");
+    assert!(r.flushed && !r.rolled);
+    assert_eq!(log.offsets().recovery_point, Offset(1));
+    let r = log.housekeeping(11_001).expect("hk");
+    assert!(r.rolled);
+    assert_eq!(log.segment_count(), 2);
+    // An empty active segment is not rolled again.
+    assert!(!log.housekeeping(20_000).expect("hk").rolled);
+}
+
+#[test]
+fn sealed_segments_are_unmapped_beyond_the_budget_and_still_readable() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let budget = crate::MapBudget::new(2);
+    let log = Log::open_with_budget(&dir.path().join("t-0"), TopicPartition::new("t", 0), small_config(), budget).expect("open");
+    for i in 0..60 {
+        log.append(&values(2, 200, i), &opts(1)).expect("append");
+    }
+    assert!(log.segment_count() > 6);
+    let mapped = || log.segments.read().values().filter(|s| s.is_mapped()).count();
+    // Reading everything maps every segment in turn; the budget keeps at most 2 sealed + active.
+    assert_eq!(read_all(&log, Offset(0)).len(), 60);
+    assert!(mapped() <= 3, "{} segments mapped", mapped());
+}
+
+#[test]
+fn readers_run_concurrently_with_the_writer_and_never_see_partial_batches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = std::sync::Arc::new(open(dir.path(), small_config()));
+    let writer = {
+        let log = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for i in 0..500 {
+                log.append(&values(1 + i % 4, 64, i as i64), &opts(1)).expect("append");
+            }
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let log = std::sync::Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while seen < 500 {
+                    let got = read_all(&log, Offset(0));
+                    // Offsets are contiguous: every batch starts where the previous ended.
+                    for w in got.windows(2) {
+                        assert_eq!(w[0].0 + w[0].1 as i64, w[1].0);
+                    }
+                    seen = got.len();
+                }
+            })
+        })
+        .collect();
+    writer.join().expect("writer");
+    for r in readers {
+        r.join().expect("reader");
+    }
+}
