@@ -44,7 +44,12 @@ fn append(c: &mut Criterion) {
             bench.iter_batched(
                 || {
                     let dir = tempfile::tempdir().expect("tmp");
-                    let log = Log::open(&dir.path().join("b-0"), TopicPartition::new("b", 0), config(flush)).expect("open");
+                    let log = Log::open(
+                        &dir.path().join("b-0"),
+                        TopicPartition::new("b", 0),
+                        config(flush),
+                    )
+                    .expect("open");
                     (dir, log)
                 },
                 |(dir, log)| {
@@ -57,7 +62,10 @@ fn append(c: &mut Criterion) {
             )
         });
     }
-    for (name, sync) in [("write2_baseline", false), ("write2_fdatasync_baseline", true)] {
+    for (name, sync) in [
+        ("write2_baseline", false),
+        ("write2_fdatasync_baseline", true),
+    ] {
         g.bench_function(name, |bench| {
             bench.iter_batched(
                 || {
@@ -84,7 +92,12 @@ fn append(c: &mut Criterion) {
 fn reads(c: &mut Criterion) {
     let b = batch();
     let dir = tempfile::tempdir().expect("tmp");
-    let log = Log::open(&dir.path().join("r-0"), TopicPartition::new("r", 0), config(false)).expect("open");
+    let log = Log::open(
+        &dir.path().join("r-0"),
+        TopicPartition::new("r", 0),
+        config(false),
+    )
+    .expect("open");
     let batches = 4096; // 64 MiB, warm in the page cache
     for _ in 0..batches {
         log.append(&b, &AppendOptions::default()).expect("append");
@@ -98,7 +111,14 @@ fn reads(c: &mut Criterion) {
             let mut at = Offset(0);
             let mut sum = 0u64;
             while at < end {
-                let data = log.read(&ReadOptions { from: at, max_bytes: 1 << 20, max_offset: None, min_one_batch: true }).expect("read");
+                let data = log
+                    .read(&ReadOptions {
+                        from: at,
+                        max_bytes: 1 << 20,
+                        max_offset: None,
+                        min_one_batch: true,
+                    })
+                    .expect("read");
                 // Touch every byte, as a socket write would.
                 sum += data.records.iter().map(|x| *x as u64).sum::<u64>();
                 at = at.plus((data.records.len() / b.len() * RECORDS_PER_BATCH) as i64);
@@ -116,7 +136,15 @@ fn reads(c: &mut Criterion) {
             x ^= x >> 7;
             x ^= x << 17;
             let at = Offset((x % end.0 as u64) as i64);
-            log.read(&ReadOptions { from: at, max_bytes: 1, max_offset: None, min_one_batch: true }).expect("read").records.len()
+            log.read(&ReadOptions {
+                from: at,
+                max_bytes: 1,
+                max_offset: None,
+                min_one_batch: true,
+            })
+            .expect("read")
+            .records
+            .len()
         })
     });
     g.finish();

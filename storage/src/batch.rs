@@ -171,7 +171,10 @@ impl std::fmt::Display for BatchDefect {
             BatchDefect::Magic(m) => write!(f, "magic {m}, expected 2"),
             BatchDefect::Length(l) => write!(f, "batch length {l} out of range"),
             BatchDefect::Crc { stored, computed } => {
-                write!(f, "CRC-32C mismatch: stored {stored:08x}, computed {computed:08x}")
+                write!(
+                    f,
+                    "CRC-32C mismatch: stored {stored:08x}, computed {computed:08x}"
+                )
             }
             BatchDefect::Counts(why) => write!(f, "{why}"),
         }
@@ -315,6 +318,9 @@ impl Iterator for BatchIter<'_> {
 pub(crate) mod test_support {
     //! Minimal batch builder for tests (uncompressed records, no headers).
 
+    /// A record's optional key and value.
+    pub(crate) type Kv<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         loop {
@@ -328,12 +334,12 @@ pub(crate) mod test_support {
     }
 
     /// A v2 batch of `values` with optional keys, timestamps `ts + i`.
-    pub(crate) fn batch(records: &[(Option<&[u8]>, Option<&[u8]>)], ts: i64) -> Vec<u8> {
+    pub(crate) fn batch(records: &[Kv<'_>], ts: i64) -> Vec<u8> {
         batch_with_producer(records, ts, -1, -1, -1)
     }
 
     pub(crate) fn batch_with_producer(
-        records: &[(Option<&[u8]>, Option<&[u8]>)],
+        records: &[Kv<'_>],
         ts: i64,
         producer_id: i64,
         epoch: i16,
@@ -386,7 +392,7 @@ pub(crate) mod test_support {
     /// A batch of `n` values of `size` bytes each.
     pub(crate) fn values(n: usize, size: usize, ts: i64) -> Vec<u8> {
         let value = vec![b'x'; size];
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = (0..n).map(|_| (None, Some(&value[..]))).collect();
+        let recs: Vec<Kv<'_>> = (0..n).map(|_| (None, Some(&value[..]))).collect();
         batch(&recs, ts)
     }
 }
@@ -405,10 +411,16 @@ mod tests {
     fn valid_batch_parses_and_offsets_can_be_set_without_breaking_crc() {
         let mut b = values(3, 10, 1000);
         let h = validate_client_batch(&b, 1 << 20).expect("valid");
-        assert_eq!((h.record_count, h.last_offset_delta, h.max_timestamp), (3, 2, 1002));
+        assert_eq!(
+            (h.record_count, h.last_offset_delta, h.max_timestamp),
+            (3, 2, 1002)
+        );
         set_offset_and_epoch(&mut b, 42, 7);
         let h = check_batch(&b, usize::MAX).expect("still valid");
-        assert_eq!((h.base_offset, h.partition_leader_epoch, h.last_offset()), (42, 7, 44));
+        assert_eq!(
+            (h.base_offset, h.partition_leader_epoch, h.last_offset()),
+            (42, 7, 44)
+        );
         set_log_append_time(&mut b, 5555);
         let h = check_batch(&b, usize::MAX).expect("crc recomputed");
         assert!(h.is_log_append_time());
@@ -425,7 +437,10 @@ mod tests {
             }
             let mut c = b.clone();
             c[i] ^= 0x20;
-            assert!(check_batch(&c, usize::MAX).is_err(), "flip at {i} undetected");
+            assert!(
+                check_batch(&c, usize::MAX).is_err(),
+                "flip at {i} undetected"
+            );
         }
     }
 
@@ -433,9 +448,15 @@ mod tests {
     fn legacy_magic_and_oversize_are_refused_with_their_own_errors() {
         let mut b = values(1, 8, 0);
         b[16] = 1;
-        assert!(matches!(validate_client_batch(&b, 1 << 20), Err(StorageError::UnsupportedMagic(1))));
+        assert!(matches!(
+            validate_client_batch(&b, 1 << 20),
+            Err(StorageError::UnsupportedMagic(1))
+        ));
         let b = values(4, 100, 0);
-        assert!(matches!(validate_client_batch(&b, 100), Err(StorageError::RecordTooLarge { .. })));
+        assert!(matches!(
+            validate_client_batch(&b, 100),
+            Err(StorageError::RecordTooLarge { .. })
+        ));
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub(crate) fn read(path: &Path) -> Result<Option<Vec<String>>> {
         position: 0,
         reason: reason.to_string(),
     };
-    let crc_at = text.rfind("crc32 ").ok_or_else(|| bad("missing checksum line"))?;
+    let crc_at = text
+        .rfind("crc32 ")
+        .ok_or_else(|| bad("missing checksum line"))?;
     let (body, crc_line) = text.split_at(crc_at);
     let hex = crc_line
         .strip_prefix("crc32 ")
@@ -49,7 +51,10 @@ pub(crate) fn read(path: &Path) -> Result<Option<Vec<String>>> {
     if lines.next() != Some(VERSION) {
         return Err(bad("unknown version"));
     }
-    let count: usize = lines.next().and_then(|l| l.parse().ok()).ok_or_else(|| bad("bad entry count"))?;
+    let count: usize = lines
+        .next()
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(|| bad("bad entry count"))?;
     let entries: Vec<String> = lines.map(str::to_string).collect();
     if entries.len() != count {
         return Err(bad("entry count mismatch"));

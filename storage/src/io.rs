@@ -10,7 +10,10 @@ pub(crate) fn fallocate(file: &File, path: &Path, offset: u64, len: u64) -> Resu
     if len == 0 {
         return Ok(());
     }
-    fail::fail_point!("storage::io::fallocate", |_| Err(StorageError::io(path, std::io::Error::from_raw_os_error(28))));
+    fail::fail_point!("storage::io::fallocate", |_| Err(StorageError::io(
+        path,
+        std::io::Error::from_raw_os_error(28)
+    )));
     rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), offset, len)
         .map_err(|e| StorageError::io(path, e.into()))
 }

@@ -44,7 +44,11 @@ impl LeaderEpochCache {
 
     /// Kafka's `endOffsetFor`: the largest epoch <= `epoch` and the offset where it ended (the
     /// next epoch's start, or `log_end` for the latest). `None` when `epoch` precedes every entry.
-    pub(crate) fn end_offset_for(&self, epoch: LeaderEpoch, log_end: Offset) -> Option<(LeaderEpoch, Offset)> {
+    pub(crate) fn end_offset_for(
+        &self,
+        epoch: LeaderEpoch,
+        log_end: Offset,
+    ) -> Option<(LeaderEpoch, Offset)> {
         let i = self.entries.iter().rposition(|(e, _)| *e <= epoch)?;
         let end = self.entries.get(i + 1).map_or(log_end, |(_, start)| *start);
         Some((self.entries[i].0, end))
@@ -87,10 +91,22 @@ mod tests {
     fn end_offset_for_epoch_follows_kafka() {
         let c = cache();
         assert_eq!(c.end_offset_for(LeaderEpoch(0), Offset(20)), None);
-        assert_eq!(c.end_offset_for(LeaderEpoch(1), Offset(20)), Some((LeaderEpoch(1), Offset(10))));
-        assert_eq!(c.end_offset_for(LeaderEpoch(2), Offset(20)), Some((LeaderEpoch(1), Offset(10))));
-        assert_eq!(c.end_offset_for(LeaderEpoch(3), Offset(20)), Some((LeaderEpoch(3), Offset(20))));
-        assert_eq!(c.end_offset_for(LeaderEpoch(9), Offset(20)), Some((LeaderEpoch(3), Offset(20))));
+        assert_eq!(
+            c.end_offset_for(LeaderEpoch(1), Offset(20)),
+            Some((LeaderEpoch(1), Offset(10)))
+        );
+        assert_eq!(
+            c.end_offset_for(LeaderEpoch(2), Offset(20)),
+            Some((LeaderEpoch(1), Offset(10)))
+        );
+        assert_eq!(
+            c.end_offset_for(LeaderEpoch(3), Offset(20)),
+            Some((LeaderEpoch(3), Offset(20)))
+        );
+        assert_eq!(
+            c.end_offset_for(LeaderEpoch(9), Offset(20)),
+            Some((LeaderEpoch(3), Offset(20)))
+        );
     }
 
     #[test]

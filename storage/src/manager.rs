@@ -68,23 +68,42 @@ impl LogManager {
             fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
             let lock_path = dir.join(LOCK_FILE);
             let lock = File::create(&lock_path).map_err(|e| StorageError::io(&lock_path, e))?;
-            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
-                StorageError::io(&lock_path, std::io::Error::new(std::io::ErrorKind::WouldBlock, format!("data directory is in use by another process: {e}")))
-            })?;
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .map_err(|e| {
+                    StorageError::io(
+                        &lock_path,
+                        std::io::Error::new(
+                            std::io::ErrorKind::WouldBlock,
+                            format!("data directory is in use by another process: {e}"),
+                        ),
+                    )
+                })?;
             locks.push(lock);
             for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
                 let entry = entry.map_err(|e| StorageError::io(dir, e))?;
-                if !entry.file_type().map_err(|e| StorageError::io(entry.path(), e))?.is_dir() {
+                if !entry
+                    .file_type()
+                    .map_err(|e| StorageError::io(entry.path(), e))?
+                    .is_dir()
+                {
                     continue;
                 }
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.ends_with(DELETE_SUFFIX) {
                     // A deletion interrupted by a crash: finish it.
-                    fs::remove_dir_all(entry.path()).map_err(|e| StorageError::io(entry.path(), e))?;
+                    fs::remove_dir_all(entry.path())
+                        .map_err(|e| StorageError::io(entry.path(), e))?;
                     continue;
                 }
-                let Some(tp) = TopicPartition::from_dir_name(&name) else { continue };
-                let log = Log::open_with_budget(&entry.path(), tp.clone(), config.default_config.clone(), Arc::clone(&budget))?;
+                let Some(tp) = TopicPartition::from_dir_name(&name) else {
+                    continue;
+                };
+                let log = Log::open_with_budget(
+                    &entry.path(),
+                    tp.clone(),
+                    config.default_config.clone(),
+                    Arc::clone(&budget),
+                )?;
                 logs.insert(tp, (i, Arc::new(log)));
             }
         }
@@ -116,7 +135,12 @@ impl LogManager {
         }
         let d = (0..per_dir.len()).min_by_key(|i| per_dir[*i]).unwrap_or(0);
         let dir = self.config.log_dirs[d].join(tp.dir_name());
-        let log = Arc::new(Log::open_with_budget(&dir, tp.clone(), config, Arc::clone(&self.budget))?);
+        let log = Arc::new(Log::open_with_budget(
+            &dir,
+            tp.clone(),
+            config,
+            Arc::clone(&self.budget),
+        )?);
         crate::io::fsync_dir(&self.config.log_dirs[d])?;
         logs.insert(tp.clone(), (d, Arc::clone(&log)));
         Ok(log)
@@ -125,7 +149,9 @@ impl LogManager {
     /// Deletes the log of `tp` and its directory. Readers holding views keep their data
     /// until they drop them; further appends fail with `Closed`.
     pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
-        let Some((d, log)) = self.logs.write().remove(tp) else { return Ok(()) };
+        let Some((d, log)) = self.logs.write().remove(tp) else {
+            return Ok(());
+        };
         // Closing flushes and checkpoints needlessly; a deleted log only needs to stop writes.
         let _ = log.close();
         let dir = log.dir().to_path_buf();
@@ -137,7 +163,11 @@ impl LogManager {
 
     /// Every open log.
     pub fn logs(&self) -> Vec<Arc<Log>> {
-        self.logs.read().values().map(|(_, l)| Arc::clone(l)).collect()
+        self.logs
+            .read()
+            .values()
+            .map(|(_, l)| Arc::clone(l))
+            .collect()
     }
 
     /// Runs [`Log::housekeeping`] on every log; an error on one log is logged and the others

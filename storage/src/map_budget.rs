@@ -25,7 +25,9 @@ pub struct MapBudget {
 
 impl std::fmt::Debug for MapBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MapBudget").field("max_mapped", &self.max_mapped).finish()
+        f.debug_struct("MapBudget")
+            .field("max_mapped", &self.max_mapped)
+            .finish()
     }
 }
 

@@ -13,7 +13,7 @@
 //! Truncation is therefore logical (the owner keeps its own, smaller valid length and rolls
 //! to a new file), and a file is only shrunk with `ftruncate` once no view of the shrunk
 //! range can exist: either the range was never published, or the caller holds the only
-//! reference to the mapping (see [`MappedFile::is_unshared`]).
+//! reference to the mapping (see [`unmap_and_truncate`]).
 
 use std::fs::File;
 use std::ops::Range;
@@ -76,10 +76,6 @@ impl MappedFile {
         &self.path
     }
 
-    pub(crate) fn file(&self) -> &File {
-        &self.file
-    }
-
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
@@ -106,7 +102,12 @@ impl MappedFile {
             });
         }
         let target = end.max(allocated.saturating_add(chunk)).min(self.capacity);
-        crate::io::fallocate(&self.file, &self.path, allocated as u64, (target - allocated) as u64)?;
+        crate::io::fallocate(
+            &self.file,
+            &self.path,
+            allocated as u64,
+            (target - allocated) as u64,
+        )?;
         self.allocated.store(target, Ordering::Release);
         Ok(())
     }
@@ -125,14 +126,23 @@ impl MappedFile {
         // real file blocks (allocated). No reader can observe it: readers only see bytes below
         // `published`, and pos >= published. The single writer is serialized by the owner.
         unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(pos), data.len());
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(pos),
+                data.len(),
+            );
         }
         Ok(())
     }
 
     /// Reads back unpublished bytes the writer just wrote (to patch or checksum them).
-    pub(crate) fn with_unpublished<R>(&self, range: Range<usize>, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
-        if range.start < self.published() || range.end > self.allocated() || range.start > range.end {
+    pub(crate) fn with_unpublished<R>(
+        &self,
+        range: Range<usize>,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R> {
+        if range.start < self.published() || range.end > self.allocated() || range.start > range.end
+        {
             return Err(self.bad_write(range.start, range.len(), "outside the unpublished region"));
         }
         // SAFETY: as in `write`: the range is allocated, inside the mapping, and unpublished,
@@ -146,7 +156,8 @@ impl MappedFile {
     /// Makes `[0, len)` visible to readers. Never lowers the watermark.
     pub(crate) fn publish(&self, len: usize) {
         debug_assert!(len <= self.allocated());
-        self.published.fetch_max(len.min(self.allocated()), Ordering::AcqRel);
+        self.published
+            .fetch_max(len.min(self.allocated()), Ordering::AcqRel);
     }
 
     /// A borrowed slice of published bytes, or `None` when the range is not published.
@@ -173,9 +184,14 @@ impl MappedFile {
     /// Flushes `[0, len)` to disk (msync) and the file's metadata with fdatasync.
     pub(crate) fn flush(&self) -> Result<()> {
         let len = self.allocated().min(self.capacity);
-        fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(&self.path, std::io::Error::other("injected msync failure"))));
+        fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(
+            &self.path,
+            std::io::Error::other("injected msync failure")
+        )));
         if len > 0 {
-            self.map.flush_range(0, len).map_err(|e| StorageError::io(&self.path, e))?;
+            self.map
+                .flush_range(0, len)
+                .map_err(|e| StorageError::io(&self.path, e))?;
         }
         crate::io::fdatasync(&self.file, &self.path)
     }
@@ -186,15 +202,13 @@ impl MappedFile {
         if from >= to {
             return Ok(());
         }
-        fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(&self.path, std::io::Error::other("injected msync failure"))));
+        fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(
+            &self.path,
+            std::io::Error::other("injected msync failure")
+        )));
         self.map
             .flush_range(from, to - from)
             .map_err(|e| StorageError::io(&self.path, e))
-    }
-
-    /// True when `this` is the only handle on the mapping, so no [`Bytes`] view is alive.
-    pub(crate) fn is_unshared(this: &Arc<MappedFile>) -> bool {
-        Arc::strong_count(this) == 1 && Arc::weak_count(this) == 0
     }
 
     fn bad_write(&self, pos: usize, len: usize, why: &str) -> StorageError {
@@ -209,9 +223,14 @@ impl MappedFile {
 /// Shrinks the file behind an unshared mapping to `len` bytes and returns the file.
 ///
 /// Consuming the only `Arc` unmaps first, so no page past the new end can be touched.
-pub(crate) fn unmap_and_truncate(map: Arc<MappedFile>, len: u64) -> std::result::Result<(), Arc<MappedFile>> {
+pub(crate) fn unmap_and_truncate(
+    map: Arc<MappedFile>,
+    len: u64,
+) -> std::result::Result<(), Arc<MappedFile>> {
     let inner = Arc::try_unwrap(map)?;
-    let MappedFile { map, file, path, .. } = inner;
+    let MappedFile {
+        map, file, path, ..
+    } = inner;
     drop(map);
     if let Err(e) = file.set_len(len) {
         tracing::warn!(path = %path.display(), error = %e, "could not trim segment file");
@@ -230,7 +249,9 @@ impl AsRef<[u8]> for View {
     fn as_ref(&self) -> &[u8] {
         // The range was checked against `published` when the view was made and published bytes
         // never change, so this cannot fail; an empty slice keeps it panic-free regardless.
-        self.map.slice(self.start..self.start + self.len).unwrap_or(&[])
+        self.map
+            .slice(self.start..self.start + self.len)
+            .unwrap_or(&[])
     }
 }
 

@@ -61,16 +61,30 @@ impl ProducerStateManager {
     pub(crate) fn check(&self, h: &BatchHeader) -> SequenceCheck {
         let Some(entry) = self.producers.get(&h.producer_id) else {
             // Unknown producer: Kafka requires it to start at sequence 0.
-            return if h.base_sequence == 0 { SequenceCheck::Append } else { SequenceCheck::OutOfOrder { expected: 0 } };
+            return if h.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::OutOfOrder { expected: 0 }
+            };
         };
         if h.producer_epoch < entry.epoch {
-            return SequenceCheck::Fenced { current: entry.epoch };
+            return SequenceCheck::Fenced {
+                current: entry.epoch,
+            };
         }
         if h.producer_epoch > entry.epoch {
-            return if h.base_sequence == 0 { SequenceCheck::Append } else { SequenceCheck::OutOfOrder { expected: 0 } };
+            return if h.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::OutOfOrder { expected: 0 }
+            };
         }
         let last_seq = h.last_sequence();
-        if let Some(b) = entry.batches.iter().find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq) {
+        if let Some(b) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
+        {
             return SequenceCheck::Duplicate {
                 first_offset: b.first_offset,
                 last_offset: b.last_offset,
@@ -194,15 +208,30 @@ mod tests {
     #[test]
     fn retries_are_duplicates_gaps_are_out_of_order_old_epochs_are_fenced() {
         let mut s = ProducerStateManager::default();
-        assert_eq!(s.check(&header(7, 0, 3, 1)), SequenceCheck::OutOfOrder { expected: 0 });
+        assert_eq!(
+            s.check(&header(7, 0, 3, 1)),
+            SequenceCheck::OutOfOrder { expected: 0 }
+        );
         let h = header(7, 0, 0, 3);
         assert_eq!(s.check(&h), SequenceCheck::Append);
         s.update(&h, Offset(10), Offset(12));
-        assert_eq!(s.check(&h), SequenceCheck::Duplicate { first_offset: 10, last_offset: 12 });
-        assert_eq!(s.check(&header(7, 0, 4, 1)), SequenceCheck::OutOfOrder { expected: 3 });
+        assert_eq!(
+            s.check(&h),
+            SequenceCheck::Duplicate {
+                first_offset: 10,
+                last_offset: 12
+            }
+        );
+        assert_eq!(
+            s.check(&header(7, 0, 4, 1)),
+            SequenceCheck::OutOfOrder { expected: 3 }
+        );
         assert_eq!(s.check(&header(7, 0, 3, 1)), SequenceCheck::Append);
         s.update(&header(7, 1, 0, 1), Offset(13), Offset(13));
-        assert_eq!(s.check(&header(7, 0, 3, 1)), SequenceCheck::Fenced { current: 1 });
+        assert_eq!(
+            s.check(&header(7, 0, 3, 1)),
+            SequenceCheck::Fenced { current: 1 }
+        );
         let decoded = ProducerStateManager::decode(&s.encode()).expect("round trip");
         assert_eq!(decoded, s);
         assert!(ProducerStateManager::decode(&s.encode()[..5]).is_none());
@@ -214,7 +243,13 @@ mod tests {
         for i in 0..6 {
             s.update(&header(1, 0, i, 1), Offset(i as i64), Offset(i as i64));
         }
-        assert_eq!(s.check(&header(1, 0, 0, 1)), SequenceCheck::OutOfOrder { expected: 6 });
-        assert!(matches!(s.check(&header(1, 0, 1, 1)), SequenceCheck::Duplicate { .. }));
+        assert_eq!(
+            s.check(&header(1, 0, 0, 1)),
+            SequenceCheck::OutOfOrder { expected: 6 }
+        );
+        assert!(matches!(
+            s.check(&header(1, 0, 1, 1)),
+            SequenceCheck::Duplicate { .. }
+        ));
     }
 }

@@ -76,6 +76,8 @@ pub(crate) struct LogSegment {
     roll_base_ms: AtomicI64,
     active: AtomicBool,
     pending_shrink: AtomicBool,
+    /// Replaced by compaction: keep the old mapping for readers still holding this segment.
+    retired: AtomicBool,
     bytes_since_index: AtomicU32,
     flushed: AtomicU32,
     generation: AtomicU64,
@@ -91,7 +93,13 @@ pub(crate) fn file_name(base: Offset, ext: &str) -> String {
 }
 
 impl LogSegment {
-    fn new_arc(dir: &Path, base: Offset, params: SegmentParams, budget: Arc<MapBudget>, now_ms: i64) -> Arc<LogSegment> {
+    fn new_arc(
+        dir: &Path,
+        base: Offset,
+        params: SegmentParams,
+        budget: Arc<MapBudget>,
+        now_ms: i64,
+    ) -> Arc<LogSegment> {
         Arc::new_cyclic(|me| LogSegment {
             base,
             log_path: dir.join(file_name(base, "log")),
@@ -104,6 +112,7 @@ impl LogSegment {
             roll_base_ms: AtomicI64::new(now_ms),
             active: AtomicBool::new(false),
             pending_shrink: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             bytes_since_index: AtomicU32::new(0),
             flushed: AtomicU32::new(0),
             generation: AtomicU64::new(0),
@@ -115,7 +124,14 @@ impl LogSegment {
     }
 
     /// Creates a new, empty active segment. `min_capacity` makes room for one oversized batch.
-    pub(crate) fn create(dir: &Path, base: Offset, params: SegmentParams, budget: Arc<MapBudget>, now_ms: i64, min_capacity: usize) -> Result<Arc<LogSegment>> {
+    pub(crate) fn create(
+        dir: &Path,
+        base: Offset,
+        params: SegmentParams,
+        budget: Arc<MapBudget>,
+        now_ms: i64,
+        min_capacity: usize,
+    ) -> Result<Arc<LogSegment>> {
         let seg = LogSegment::new_arc(dir, base, params, budget, now_ms);
         for p in [&seg.log_path, &seg.index_path, &seg.time_path] {
             // A leftover file of a segment that was truncated away is replaced.
@@ -129,7 +145,12 @@ impl LogSegment {
         let files = SegmentFiles {
             log: Arc::new(log),
             index: OffsetIndex::open(&seg.index_path, base, params.index_bytes as usize, Some(0))?,
-            time_index: TimeIndex::open(&seg.time_path, base, params.index_bytes as usize, Some(0))?,
+            time_index: TimeIndex::open(
+                &seg.time_path,
+                base,
+                params.index_bytes as usize,
+                Some(0),
+            )?,
         };
         *seg.files.write() = Some(Arc::new(files));
         seg.active.store(true, Ordering::Release);
@@ -139,7 +160,14 @@ impl LogSegment {
 
     /// Opens an existing segment. With `recover`, every batch is validated (CRC-32C included),
     /// the file is cut at the first bad one, and both indexes are rebuilt.
-    pub(crate) fn open(dir: &Path, base: Offset, params: SegmentParams, budget: Arc<MapBudget>, recover: bool, now_ms: i64) -> Result<(Arc<LogSegment>, RecoveryReport)> {
+    pub(crate) fn open(
+        dir: &Path,
+        base: Offset,
+        params: SegmentParams,
+        budget: Arc<MapBudget>,
+        recover: bool,
+        now_ms: i64,
+    ) -> Result<(Arc<LogSegment>, RecoveryReport)> {
         let seg = LogSegment::new_arc(dir, base, params, budget, now_ms);
         let report = if recover { seg.recover()? } else { seg.load()? };
         Ok((seg, report))
@@ -148,7 +176,10 @@ impl LogSegment {
     /// Scans the whole file, cuts it at the first invalid batch, rebuilds indexes.
     fn recover(&self) -> Result<RecoveryReport> {
         let file = open_rw(&self.log_path)?;
-        let file_len = file.metadata().map_err(|e| StorageError::io(&self.log_path, e))?.len() as usize;
+        let file_len = file
+            .metadata()
+            .map_err(|e| StorageError::io(&self.log_path, e))?
+            .len() as usize;
         let map = Arc::new(MappedFile::map(file, &self.log_path, file_len, file_len)?);
         let data = map.slice(0..file_len).unwrap_or(&[]);
         let (valid, reason) = self.scan_valid_prefix(data, 0);
@@ -163,12 +194,19 @@ impl LogSegment {
     /// consistent and scans only the tail after the last index entry.
     fn load(&self) -> Result<RecoveryReport> {
         let file = open_rw(&self.log_path)?;
-        let file_len = file.metadata().map_err(|e| StorageError::io(&self.log_path, e))?.len() as usize;
+        let file_len = file
+            .metadata()
+            .map_err(|e| StorageError::io(&self.log_path, e))?
+            .len() as usize;
         let map = Arc::new(MappedFile::map(file, &self.log_path, file_len, file_len)?);
         let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
         let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
         let consistent = index.is_consistent(file_len as u32) && time_index.is_consistent();
-        let start = if consistent { index.last().map_or(0, |(_, p)| p.0 as usize) } else { 0 };
+        let start = if consistent {
+            index.last().map_or(0, |(_, p)| p.0 as usize)
+        } else {
+            0
+        };
         let data = map.slice(0..file_len).unwrap_or(&[]);
         let (valid, reason) = self.scan_valid_prefix(data, start);
         drop((map, index, time_index));
@@ -188,7 +226,15 @@ impl LogSegment {
         let mut end = 0;
         for (at, h) in it.by_ref() {
             if h.base_offset < next {
-                return (start + at, Some(format!("batch at {} has offset {} below {}", start + at, h.base_offset, next)));
+                return (
+                    start + at,
+                    Some(format!(
+                        "batch at {} has offset {} below {}",
+                        start + at,
+                        h.base_offset,
+                        next
+                    )),
+                );
             }
             next = h.next_offset();
             end = at + h.size();
@@ -200,11 +246,19 @@ impl LogSegment {
     }
 
     /// Cuts the log file to `valid` bytes and (re)builds in-memory state and, if asked, indexes.
-    fn cut_and_index(&self, valid: usize, file_len: usize, reason: Option<String>, rebuild: bool) -> Result<RecoveryReport> {
+    fn cut_and_index(
+        &self,
+        valid: usize,
+        file_len: usize,
+        reason: Option<String>,
+        rebuild: bool,
+    ) -> Result<RecoveryReport> {
         if valid < file_len {
             let f = open_rw(&self.log_path)?;
-            f.set_len(valid as u64).map_err(|e| StorageError::io(&self.log_path, e))?;
-            f.sync_all().map_err(|e| StorageError::io(&self.log_path, e))?;
+            f.set_len(valid as u64)
+                .map_err(|e| StorageError::io(&self.log_path, e))?;
+            f.sync_all()
+                .map_err(|e| StorageError::io(&self.log_path, e))?;
         }
         if rebuild {
             for p in [&self.index_path, &self.time_path] {
@@ -215,7 +269,11 @@ impl LogSegment {
         }
         let file = open_rw(&self.log_path)?;
         let log = Arc::new(MappedFile::map(file, &self.log_path, valid, valid)?);
-        let cap = if rebuild { self.params.index_bytes as usize } else { 0 };
+        let cap = if rebuild {
+            self.params.index_bytes as usize
+        } else {
+            0
+        };
         let index = OffsetIndex::open(&self.index_path, self.base, cap, None)?;
         let time_index = TimeIndex::open(&self.time_path, self.base, cap, None)?;
         let data = log.slice(0..valid).unwrap_or(&[]);
@@ -224,7 +282,11 @@ impl LogSegment {
         let mut first_ts = None;
         let mut since_index = 0u32;
         let chunk = self.params.index_bytes as usize;
-        let scan_from = if rebuild { 0 } else { index.last().map_or(0, |(_, p)| p.0 as usize) };
+        let scan_from = if rebuild {
+            0
+        } else {
+            index.last().map_or(0, |(_, p)| p.0 as usize)
+        };
         if !rebuild {
             if let Some((_, h)) = BatchIter::new(data).next() {
                 first_ts = Some(h.max_timestamp);
@@ -236,9 +298,16 @@ impl LogSegment {
                 if first_ts.is_none() {
                     first_ts = Some(h.max_timestamp);
                 }
-                if since_index >= self.params.index_interval_bytes && !index.is_full() && !time_index.is_full() {
+                if since_index >= self.params.index_interval_bytes
+                    && !index.is_full()
+                    && !time_index.is_full()
+                {
                     index.append(Offset(h.base_offset), FilePosition(at as u32), chunk)?;
-                    time_index.maybe_append(max_ts.max(h.max_timestamp), Offset(h.base_offset), chunk)?;
+                    time_index.maybe_append(
+                        max_ts.max(h.max_timestamp),
+                        Offset(h.base_offset),
+                        chunk,
+                    )?;
                     since_index = 0;
                 }
                 since_index += h.size() as u32;
@@ -254,14 +323,20 @@ impl LogSegment {
         if let Some(ts) = first_ts {
             self.roll_base_ms.store(ts, Ordering::Release);
         } else if let Ok(Ok(m)) = fs::metadata(&self.log_path).map(|m| m.modified()) {
-            let ms = m.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let ms = m
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
             self.roll_base_ms.store(ms, Ordering::Release);
         }
         if rebuild {
             index.seal()?;
             time_index.seal()?;
         }
-        self.install(SegmentFiles { log, index, time_index });
+        self.install(SegmentFiles {
+            log,
+            index,
+            time_index,
+        });
         Ok(RecoveryReport {
             truncated_bytes: (file_len - valid) as u64,
             corrupt: reason.is_some(),
@@ -284,7 +359,12 @@ impl LogSegment {
         let _g = self.map_lock.lock();
         let size = self.size() as usize;
         *self.files.write() = None;
-        let log = MappedFile::map(open_rw(&self.log_path)?, &self.log_path, (self.params.segment_bytes as usize).max(size), size)?;
+        let log = MappedFile::map(
+            open_rw(&self.log_path)?,
+            &self.log_path,
+            (self.params.segment_bytes as usize).max(size),
+            size,
+        )?;
         let cap = self.params.index_bytes as usize;
         let files = SegmentFiles {
             log: Arc::new(log),
@@ -313,7 +393,11 @@ impl LogSegment {
         // A logically truncated segment's files may still hold entries past its end.
         index.truncate_to(self.next_offset());
         time_index.truncate_to(self.next_offset());
-        let files = Arc::new(SegmentFiles { log: Arc::new(log), index, time_index });
+        let files = Arc::new(SegmentFiles {
+            log: Arc::new(log),
+            index,
+            time_index,
+        });
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         *self.files.write() = Some(Arc::clone(&files));
         // Register after releasing `map_lock`: eviction may call `unmap` on this very segment.
@@ -377,22 +461,35 @@ impl LogSegment {
 
     /// Writer only: copies already validated `data` to the end, lets `patch` set each batch's
     /// header fields in place, indexes the batches, then publishes them to readers.
-    pub(crate) fn append(&self, data: &[u8], placed: &[PlacedBatch], patch: impl Fn(&mut [u8], &PlacedBatch)) -> Result<()> {
+    pub(crate) fn append(
+        &self,
+        data: &[u8],
+        placed: &[PlacedBatch],
+        patch: impl Fn(&mut [u8], &PlacedBatch),
+    ) -> Result<()> {
         let files = self.files()?;
         let start = self.size() as usize;
         let end = start + data.len();
-        files.log.ensure_allocated(end, self.params.preallocate_chunk as usize)?;
+        files
+            .log
+            .ensure_allocated(end, self.params.preallocate_chunk as usize)?;
         files.log.write(start, data)?;
         for p in placed {
-            files.log.with_unpublished(start + p.at..start + p.at + p.len, |b| patch(b, p))?;
+            files
+                .log
+                .with_unpublished(start + p.at..start + p.at + p.len, |b| patch(b, p))?;
         }
         let chunk = self.params.index_bytes as usize;
         let mut since = self.bytes_since_index.load(Ordering::Acquire);
         let mut max_ts = self.max_timestamp();
         for p in placed {
             if since >= self.params.index_interval_bytes {
-                files.index.append(p.base_offset, FilePosition((start + p.at) as u32), chunk)?;
-                files.time_index.maybe_append(max_ts.max(p.max_timestamp), p.base_offset, chunk)?;
+                files
+                    .index
+                    .append(p.base_offset, FilePosition((start + p.at) as u32), chunk)?;
+                files
+                    .time_index
+                    .maybe_append(max_ts.max(p.max_timestamp), p.base_offset, chunk)?;
                 since = 0;
             }
             since += p.len as u32;
@@ -400,14 +497,16 @@ impl LogSegment {
         }
         if start == 0 {
             if let Some(first) = placed.first() {
-                self.roll_base_ms.store(first.max_timestamp, Ordering::Release);
+                self.roll_base_ms
+                    .store(first.max_timestamp, Ordering::Release);
             }
         }
         files.log.publish(end);
         self.bytes_since_index.store(since, Ordering::Release);
         self.max_timestamp.store(max_ts, Ordering::Release);
         if let Some(last) = placed.last() {
-            self.next_offset.store(last.last_offset.0 + 1, Ordering::Release);
+            self.next_offset
+                .store(last.last_offset.0 + 1, Ordering::Release);
         }
         self.size.store(end as u32, Ordering::Release);
         Ok(())
@@ -421,7 +520,9 @@ impl LogSegment {
         let data = files.log.slice(0..size).unwrap_or(&[]);
         let mut at = (pos.0 as usize).min(size);
         while at + batch::HEADER_LEN <= size {
-            let Some(h) = BatchHeader::parse(&data[at..]) else { break };
+            let Some(h) = BatchHeader::parse(&data[at..]) else {
+                break;
+            };
             if h.batch_length < 0 || at + h.size() > size {
                 return Err(self.corrupt(at, "batch framing broken"));
             }
@@ -435,8 +536,16 @@ impl LogSegment {
 
     /// Whole batches starting with the one holding `from`, up to `max_bytes` (at least one
     /// batch when `min_one`), stopping before any batch starting at or after `max_offset`.
-    pub(crate) fn read(&self, from: Offset, max_bytes: usize, max_offset: Offset, min_one: bool) -> Result<Option<Bytes>> {
-        let Some((start, first)) = self.find(from)? else { return Ok(None) };
+    pub(crate) fn read(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one: bool,
+    ) -> Result<Option<Bytes>> {
+        let Some((start, first)) = self.find(from)? else {
+            return Ok(None);
+        };
         if first.base_offset >= max_offset.0 {
             return Ok(Some(Bytes::new()));
         }
@@ -445,7 +554,9 @@ impl LogSegment {
         let data = files.log.slice(0..size).unwrap_or(&[]);
         let mut end = start;
         while end + batch::HEADER_LEN <= size {
-            let Some(h) = BatchHeader::parse(&data[end..]) else { break };
+            let Some(h) = BatchHeader::parse(&data[end..]) else {
+                break;
+            };
             if h.base_offset >= max_offset.0 || h.batch_length < 0 || end + h.size() > size {
                 break;
             }
@@ -481,7 +592,8 @@ impl LogSegment {
     /// A zero-copy view of the batch at `pos` (found by `find`/`find_by_timestamp`).
     pub(crate) fn batch_at(&self, pos: usize, len: usize) -> Result<Bytes> {
         let files = self.files()?;
-        mmap::view(&files.log, pos..pos + len).ok_or_else(|| self.corrupt(pos, "batch beyond segment end"))
+        mmap::view(&files.log, pos..pos + len)
+            .ok_or_else(|| self.corrupt(pos, "batch beyond segment end"))
     }
 
     /// Every batch header in the segment, in order (for state rebuilds).
@@ -489,6 +601,14 @@ impl LogSegment {
         let files = self.files()?;
         let data = files.log.slice(0..self.size() as usize).unwrap_or(&[]);
         Ok(BatchIter::new(data).map(|(_, h)| h).collect())
+    }
+
+    /// Pins the current mapping for good: the files are about to be replaced on disk, and
+    /// readers still holding this segment must keep reading the old ones.
+    pub(crate) fn retire(&self) -> Result<()> {
+        let _files = self.files()?;
+        self.retired.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// All valid bytes as one view (compaction input).
@@ -503,7 +623,14 @@ impl LogSegment {
         let files = self.files()?;
         let cut = match self.find(offset)? {
             Some((pos, h)) if h.base_offset < offset.0 => {
-                return Err(self.corrupt(pos, &format!("cannot truncate to {offset} inside batch {}..={}", h.base_offset, h.last_offset())));
+                return Err(self.corrupt(
+                    pos,
+                    &format!(
+                        "cannot truncate to {offset} inside batch {}..={}",
+                        h.base_offset,
+                        h.last_offset()
+                    ),
+                ));
             }
             Some((pos, _)) => pos,
             None => return Ok(()),
@@ -539,7 +666,11 @@ impl LogSegment {
             return;
         };
         match Arc::try_unwrap(files) {
-            Ok(SegmentFiles { log, index, time_index }) => {
+            Ok(SegmentFiles {
+                log,
+                index,
+                time_index,
+            }) => {
                 drop((index, time_index));
                 match mmap::unmap_and_truncate(log, self.size() as u64) {
                     Ok(()) => self.pending_shrink.store(false, Ordering::Release),
@@ -550,7 +681,11 @@ impl LogSegment {
                         if let (Ok(index), Ok(time_index)) = (index, time_index) {
                             index.truncate_to(self.next_offset());
                             time_index.truncate_to(self.next_offset());
-                            *slot = Some(Arc::new(SegmentFiles { log, index, time_index }));
+                            *slot = Some(Arc::new(SegmentFiles {
+                                log,
+                                index,
+                                time_index,
+                            }));
                         }
                     }
                 }
@@ -560,7 +695,9 @@ impl LogSegment {
     }
 
     fn shrink_unmapped(&self) {
-        let Ok(f) = open_rw(&self.log_path) else { return };
+        let Ok(f) = open_rw(&self.log_path) else {
+            return;
+        };
         if f.set_len(self.size() as u64).is_ok() {
             self.pending_shrink.store(false, Ordering::Release);
         }
@@ -577,7 +714,8 @@ impl LogSegment {
         self.flush()?;
         if self.active.swap(false, Ordering::AcqRel) {
             let me: Weak<dyn Unmappable> = self.me.clone();
-            self.budget.mapped(me, self.generation.load(Ordering::Acquire));
+            self.budget
+                .mapped(me, self.generation.load(Ordering::Acquire));
         }
         Ok(())
     }
@@ -634,7 +772,10 @@ impl LogSegment {
 
 impl Unmappable for LogSegment {
     fn unmap(&self, generation: u64) {
-        if self.active.load(Ordering::Acquire) || self.pending_shrink.load(Ordering::Acquire) {
+        if self.active.load(Ordering::Acquire)
+            || self.pending_shrink.load(Ordering::Acquire)
+            || self.retired.load(Ordering::Acquire)
+        {
             return;
         }
         let _g = self.map_lock.lock();

@@ -3,10 +3,14 @@
 //! Fail points are process-global, so every scenario runs inside one test, in sequence.
 
 use sluice_storage::record::BatchBuilder;
-use sluice_storage::{AppendOptions, Log, LogConfig, Offset, ReadOptions, StorageError, TopicPartition};
+use sluice_storage::{
+    AppendOptions, Log, LogConfig, Offset, ReadOptions, StorageError, TopicPartition,
+};
 
 fn batch() -> Vec<u8> {
-    BatchBuilder::new().record(Some(b"k"), Some(b"value"), 1_700_000_000_000).build()
+    BatchBuilder::new()
+        .record(Some(b"k"), Some(b"value"), 1_700_000_000_000)
+        .build()
 }
 
 fn open(dir: &std::path::Path, config: LogConfig) -> Log {
@@ -19,29 +23,66 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
 
     // A failed flush poisons the log: what reached the disk is unknown, so it refuses writes.
     let dir = tempfile::tempdir().expect("tmp");
-    let log = open(dir.path(), LogConfig { flush_messages: 1, ..LogConfig::default() });
-    log.append(&batch(), &AppendOptions::default()).expect("append");
+    let log = open(
+        dir.path(),
+        LogConfig {
+            flush_messages: 1,
+            ..LogConfig::default()
+        },
+    );
+    log.append(&batch(), &AppendOptions::default())
+        .expect("append");
     fail::cfg("storage::mmap::flush", "return").expect("cfg");
-    assert!(matches!(log.append(&batch(), &AppendOptions::default()), Err(StorageError::Io { .. })));
+    assert!(matches!(
+        log.append(&batch(), &AppendOptions::default()),
+        Err(StorageError::Io { .. })
+    ));
     fail::remove("storage::mmap::flush");
-    assert!(matches!(log.append(&batch(), &AppendOptions::default()), Err(StorageError::Poisoned { .. })));
+    assert!(matches!(
+        log.append(&batch(), &AppendOptions::default()),
+        Err(StorageError::Poisoned { .. })
+    ));
     assert!(matches!(log.flush(), Err(StorageError::Poisoned { .. })));
     // Reads still serve what was appended.
-    assert!(!log.read(&ReadOptions::from(Offset(0))).expect("read").records.is_empty());
+    assert!(!log
+        .read(&ReadOptions::from(Offset(0)))
+        .expect("read")
+        .records
+        .is_empty());
     drop(log);
     let log = open(dir.path(), LogConfig::default());
-    assert!(log.offsets().log_end >= Offset(1), "the acknowledged record survives reopen");
+    assert!(
+        log.offsets().log_end >= Offset(1),
+        "the acknowledged record survives reopen"
+    );
 
     // A full disk when the segment grows is an error for that append only, not a crash.
     let dir = tempfile::tempdir().expect("tmp");
-    let log = open(dir.path(), LogConfig { preallocate_chunk_bytes: 4096, ..LogConfig::default() });
-    log.append(&batch(), &AppendOptions::default()).expect("append");
+    let log = open(
+        dir.path(),
+        LogConfig {
+            preallocate_chunk_bytes: 4096,
+            ..LogConfig::default()
+        },
+    );
+    log.append(&batch(), &AppendOptions::default())
+        .expect("append");
     fail::cfg("storage::io::fallocate", "return").expect("cfg");
-    let big = BatchBuilder::new().record(None, Some(&vec![7u8; 64 * 1024]), 0).build();
-    assert!(matches!(log.append(&big, &AppendOptions::default()), Err(StorageError::Io { .. })));
+    let big = BatchBuilder::new()
+        .record(None, Some(&vec![7u8; 64 * 1024]), 0)
+        .build();
+    assert!(matches!(
+        log.append(&big, &AppendOptions::default()),
+        Err(StorageError::Io { .. })
+    ));
     fail::remove("storage::io::fallocate");
-    assert_eq!(log.offsets().log_end, Offset(1), "the failed append left no trace");
-    log.append(&big, &AppendOptions::default()).expect("append once space is back");
+    assert_eq!(
+        log.offsets().log_end,
+        Offset(1),
+        "the failed append left no trace"
+    );
+    log.append(&big, &AppendOptions::default())
+        .expect("append once space is back");
     assert_eq!(log.offsets().log_end, Offset(2));
 
     scenario.teardown();

@@ -33,7 +33,12 @@ pub(crate) struct EntryFile {
 impl EntryFile {
     /// Opens (or creates) an index file. `entries` valid entries are kept from its start;
     /// the file may grow up to `capacity_bytes`.
-    pub(crate) fn open(path: &Path, entry_size: usize, capacity_bytes: usize, keep: Option<usize>) -> Result<EntryFile> {
+    pub(crate) fn open(
+        path: &Path,
+        entry_size: usize,
+        capacity_bytes: usize,
+        keep: Option<usize>,
+    ) -> Result<EntryFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -41,7 +46,10 @@ impl EntryFile {
             .truncate(false)
             .open(path)
             .map_err(|e| StorageError::io(path, e))?;
-        let len = file.metadata().map_err(|e| StorageError::io(path, e))?.len() as usize;
+        let len = file
+            .metadata()
+            .map_err(|e| StorageError::io(path, e))?
+            .len() as usize;
         let stored = len / entry_size;
         let entries = keep.unwrap_or(stored).min(stored);
         let capacity = capacity_bytes.max(len) / entry_size * entry_size;
@@ -65,7 +73,8 @@ impl EntryFile {
         if i >= self.len() {
             return None;
         }
-        self.file.slice(i * self.entry_size..(i + 1) * self.entry_size)
+        self.file
+            .slice(i * self.entry_size..(i + 1) * self.entry_size)
     }
 
     /// Appends one entry. Fails (without side effects) when the file is full.
@@ -117,10 +126,6 @@ impl EntryFile {
 
     pub(crate) fn flush(&self) -> Result<()> {
         self.file.flush()
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        self.file.path()
     }
 }
 

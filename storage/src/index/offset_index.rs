@@ -17,7 +17,12 @@ pub(crate) struct OffsetIndex {
 }
 
 impl OffsetIndex {
-    pub(crate) fn open(path: &Path, base: Offset, capacity: usize, keep: Option<usize>) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        base: Offset,
+        capacity: usize,
+        keep: Option<usize>,
+    ) -> Result<Self> {
         Ok(OffsetIndex {
             entries: EntryFile::open(path, ENTRY, capacity, keep)?,
             base,
@@ -25,7 +30,10 @@ impl OffsetIndex {
     }
 
     fn decode(&self, e: &[u8]) -> (Offset, FilePosition) {
-        (self.base.plus(u32_at(e, 0) as i64), FilePosition(u32_at(e, 4)))
+        (
+            self.base.plus(u32_at(e, 0) as i64),
+            FilePosition(u32_at(e, 4)),
+        )
     }
 
     /// The last entry at or before `target`, or the segment start.
@@ -40,10 +48,17 @@ impl OffsetIndex {
 
     pub(crate) fn last(&self) -> Option<(Offset, FilePosition)> {
         let n = self.entries.len();
-        n.checked_sub(1).and_then(|i| self.entries.entry(i)).map(|e| self.decode(e))
+        n.checked_sub(1)
+            .and_then(|i| self.entries.entry(i))
+            .map(|e| self.decode(e))
     }
 
-    pub(crate) fn append(&self, offset: Offset, position: FilePosition, chunk: usize) -> Result<()> {
+    pub(crate) fn append(
+        &self,
+        offset: Offset,
+        position: FilePosition,
+        chunk: usize,
+    ) -> Result<()> {
         let rel = RelativeOffset((offset.0 - self.base.0) as u32);
         let mut e = [0u8; ENTRY];
         e[..4].copy_from_slice(&rel.0.to_be_bytes());
@@ -58,7 +73,10 @@ impl OffsetIndex {
     /// Drops entries for offsets at or after `offset`.
     pub(crate) fn truncate_to(&self, offset: Offset) {
         let keep = match offset.0.checked_sub(1) {
-            Some(last) if last >= self.base.0 => self.entries.floor((last - self.base.0) as u32, |e| u32_at(e, 0)).map_or(0, |i| i + 1),
+            Some(last) if last >= self.base.0 => self
+                .entries
+                .floor((last - self.base.0) as u32, |e| u32_at(e, 0))
+                .map_or(0, |i| i + 1),
             _ => 0,
         };
         self.entries.truncate_entries(keep);
@@ -68,7 +86,9 @@ impl OffsetIndex {
     pub(crate) fn is_consistent(&self, log_len: u32) -> bool {
         let mut prev: Option<(Offset, FilePosition)> = None;
         for i in 0..self.entries.len() {
-            let Some(e) = self.entries.entry(i) else { return false };
+            let Some(e) = self.entries.entry(i) else {
+                return false;
+            };
             let cur = self.decode(e);
             if cur.1 .0 >= log_len.max(1) && cur.1 .0 != 0 {
                 return false;
@@ -83,19 +103,11 @@ impl OffsetIndex {
         true
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     pub(crate) fn seal(&self) -> Result<()> {
         self.entries.seal()
     }
 
     pub(crate) fn flush(&self) -> Result<()> {
         self.entries.flush()
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        self.entries.path()
     }
 }

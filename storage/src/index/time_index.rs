@@ -17,7 +17,12 @@ pub(crate) struct TimeIndex {
 }
 
 impl TimeIndex {
-    pub(crate) fn open(path: &Path, base: Offset, capacity: usize, keep: Option<usize>) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        base: Offset,
+        capacity: usize,
+        keep: Option<usize>,
+    ) -> Result<Self> {
         Ok(TimeIndex {
             entries: EntryFile::open(path, ENTRY, capacity, keep)?,
             base,
@@ -40,7 +45,9 @@ impl TimeIndex {
 
     pub(crate) fn last(&self) -> Option<TimestampOffset> {
         let n = self.entries.len();
-        n.checked_sub(1).and_then(|i| self.entries.entry(i)).map(|e| self.decode(e))
+        n.checked_sub(1)
+            .and_then(|i| self.entries.entry(i))
+            .map(|e| self.decode(e))
     }
 
     /// Appends an entry if `ts` exceeds the last one (entries increase in both fields).
@@ -52,7 +59,11 @@ impl TimeIndex {
         }
         let mut e = [0u8; ENTRY];
         e[..8].copy_from_slice(&ts.to_be_bytes());
-        e[8..].copy_from_slice(&RelativeOffset((offset.0 - self.base.0) as u32).0.to_be_bytes());
+        e[8..].copy_from_slice(
+            &RelativeOffset((offset.0 - self.base.0) as u32)
+                .0
+                .to_be_bytes(),
+        );
         self.entries.push(&e, chunk)
     }
 
@@ -75,7 +86,9 @@ impl TimeIndex {
     pub(crate) fn is_consistent(&self) -> bool {
         let mut prev: Option<TimestampOffset> = None;
         for i in 0..self.entries.len() {
-            let Some(e) = self.entries.entry(i) else { return false };
+            let Some(e) = self.entries.entry(i) else {
+                return false;
+            };
             let cur = self.decode(e);
             if let Some(p) = prev {
                 if cur.timestamp <= p.timestamp || cur.offset <= p.offset {
@@ -93,9 +106,5 @@ impl TimeIndex {
 
     pub(crate) fn flush(&self) -> Result<()> {
         self.entries.flush()
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        self.entries.path()
     }
 }

@@ -61,9 +61,16 @@ impl Log {
     /// carries them. Either all batches are appended or none.
     pub fn append(&self, batches: &[u8], opts: &AppendOptions) -> Result<AppendInfo> {
         self.check_writable()?;
-        let now = if opts.now_ms == 0 { now_ms() } else { opts.now_ms };
+        let now = if opts.now_ms == 0 {
+            now_ms()
+        } else {
+            opts.now_ms
+        };
         let config = self.config();
         let headers = parse_all(batches, opts.origin, config.max_message_bytes)?;
+        if config.cleanup_policy.compacts() && opts.origin == AppendOrigin::Client {
+            require_keys(batches, &headers)?;
+        }
         let mut w = self.writer.lock();
         self.check_writable()?;
         let offsets = self.offsets();
@@ -105,11 +112,20 @@ impl Log {
             records += h.record_count.max(0) as u32;
         }
         let (Some(first), Some(last)) = (placed.first().copied(), placed.last().copied()) else {
-            return Err(StorageError::InvalidRecord("no record batch in append".into()));
+            return Err(StorageError::InvalidRecord(
+                "no record batch in append".into(),
+            ));
         };
 
         let mut active = self.active()?;
-        if self.should_roll(&active, batches.len(), first.base_offset, last.last_offset, now, config.segment_ms)? {
+        if self.should_roll(
+            &active,
+            batches.len(),
+            first.base_offset,
+            last.last_offset,
+            now,
+            config.segment_ms,
+        )? {
             active = self.roll(&mut w, first.base_offset, batches.len(), now)?;
         }
         let epoch = opts.leader_epoch.0;
@@ -127,14 +143,20 @@ impl Log {
             if !h.is_control() {
                 w.producers.update(h, p.base_offset, p.last_offset);
             }
-            let batch_epoch = if origin == AppendOrigin::Replication { LeaderEpoch(h.partition_leader_epoch) } else { opts.leader_epoch };
+            let batch_epoch = if origin == AppendOrigin::Replication {
+                LeaderEpoch(h.partition_leader_epoch)
+            } else {
+                opts.leader_epoch
+            };
             w.epochs.assign(batch_epoch, p.base_offset);
         }
         self.publish(|o| o.log_end = next);
 
         w.unflushed_records += records as i64;
         let since = *w.first_unflushed_ms.get_or_insert(now);
-        if w.unflushed_records >= config.flush_messages || now.saturating_sub(since) >= config.flush_ms {
+        if w.unflushed_records >= config.flush_messages
+            || now.saturating_sub(since) >= config.flush_ms
+        {
             self.flush_locked(&mut w, now, false)?;
         }
         Ok(AppendInfo {
@@ -150,14 +172,22 @@ impl Log {
     }
 
     /// Sequence and epoch checks for idempotent producers. `Some` means a duplicate retry.
-    fn check_sequences(&self, w: &Writer, headers: &[(usize, BatchHeader)], log_start: Offset) -> Result<Option<AppendInfo>> {
+    fn check_sequences(
+        &self,
+        w: &Writer,
+        headers: &[(usize, BatchHeader)],
+        log_start: Offset,
+    ) -> Result<Option<AppendInfo>> {
         for (_, h) in headers {
             if !h.has_producer_id() || h.base_sequence < 0 || h.is_control() {
                 continue;
             }
             match w.producers.check(h) {
                 SequenceCheck::Append => {}
-                SequenceCheck::Duplicate { first_offset, last_offset } if headers.len() == 1 => {
+                SequenceCheck::Duplicate {
+                    first_offset,
+                    last_offset,
+                } if headers.len() == 1 => {
                     return Ok(Some(AppendInfo {
                         first_offset: Offset(first_offset),
                         last_offset: Offset(last_offset),
@@ -170,7 +200,9 @@ impl Log {
                     }));
                 }
                 SequenceCheck::Duplicate { .. } => {
-                    return Err(StorageError::InvalidRecord("duplicate batch inside a multi-batch append".into()));
+                    return Err(StorageError::InvalidRecord(
+                        "duplicate batch inside a multi-batch append".into(),
+                    ));
                 }
                 SequenceCheck::Fenced { current } => {
                     return Err(StorageError::InvalidProducerEpoch {
@@ -193,8 +225,17 @@ impl Log {
         Ok(None)
     }
 
-    fn should_roll(&self, active: &LogSegment, len: usize, first: Offset, last: Offset, now: i64, segment_ms: i64) -> Result<bool> {
-        let overflow = last.0 - active.base_offset().0 > u32::MAX as i64 || first < active.base_offset();
+    fn should_roll(
+        &self,
+        active: &LogSegment,
+        len: usize,
+        first: Offset,
+        last: Offset,
+        now: i64,
+        segment_ms: i64,
+    ) -> Result<bool> {
+        let overflow =
+            last.0 - active.base_offset().0 > u32::MAX as i64 || first < active.base_offset();
         if active.is_empty() {
             // An empty segment only rolls to get a larger mapping or a closer base offset.
             return Ok(overflow || !active.has_room(len)?);
@@ -205,7 +246,13 @@ impl Log {
     }
 
     /// Seals the active segment and starts a new one at `base`.
-    pub(crate) fn roll(&self, w: &mut Writer, base: Offset, min_capacity: usize, now: i64) -> Result<Arc<LogSegment>> {
+    pub(crate) fn roll(
+        &self,
+        w: &mut Writer,
+        base: Offset,
+        min_capacity: usize,
+        now: i64,
+    ) -> Result<Arc<LogSegment>> {
         let old = self.active()?;
         if old.is_empty() {
             self.segments.write().remove(&old.base_offset().0);
@@ -213,7 +260,14 @@ impl Log {
         } else {
             old.seal().map_err(|e| self.poison_with(e))?;
         }
-        let seg = LogSegment::create(&self.dir, base, params(&self.config()), Arc::clone(&self.budget), now, min_capacity)?;
+        let seg = LogSegment::create(
+            &self.dir,
+            base,
+            params(&self.config()),
+            Arc::clone(&self.budget),
+            now,
+            min_capacity,
+        )?;
         self.segments.write().insert(base.0, Arc::clone(&seg));
         self.write_producer_snapshot(w, base)?;
         Ok(seg)
@@ -221,17 +275,23 @@ impl Log {
 }
 
 /// Splits `batches` into validated headers; the batches must tile the buffer exactly.
-fn parse_all(batches: &[u8], origin: AppendOrigin, max_message_bytes: u32) -> Result<Vec<(usize, BatchHeader)>> {
+fn parse_all(
+    batches: &[u8],
+    origin: AppendOrigin,
+    max_message_bytes: u32,
+) -> Result<Vec<(usize, BatchHeader)>> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < batches.len() {
         let rest = &batches[at..];
         let h = match origin {
             AppendOrigin::Client => batch::validate_client_batch(rest, max_message_bytes)?,
-            AppendOrigin::Coordinator | AppendOrigin::Replication => batch::check_batch(rest, usize::MAX).map_err(|d| match d {
-                batch::BatchDefect::Magic(m) => StorageError::UnsupportedMagic(m),
-                d => StorageError::InvalidRecord(d.to_string()),
-            })?,
+            AppendOrigin::Coordinator | AppendOrigin::Replication => {
+                batch::check_batch(rest, usize::MAX).map_err(|d| match d {
+                    batch::BatchDefect::Magic(m) => StorageError::UnsupportedMagic(m),
+                    d => StorageError::InvalidRecord(d.to_string()),
+                })?
+            }
         };
         out.push((at, h));
         at += h.size();
@@ -240,4 +300,21 @@ fn parse_all(batches: &[u8], origin: AppendOrigin, max_message_bytes: u32) -> Re
         return Err(StorageError::InvalidRecord("empty record set".into()));
     }
     Ok(out)
+}
+
+/// Kafka refuses records without a key on compacted topics: compaction could never remove them.
+fn require_keys(batches: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
+    for (at, h) in headers {
+        let (_, records) = crate::record::records_section(&batches[*at..*at + h.size()], 64 << 20)
+            .map_err(|e| StorageError::InvalidRecord(e.to_string()))?;
+        for r in crate::record::RecordIter::new(&records, h.record_count.max(0) as usize) {
+            let r = r.map_err(|e| StorageError::InvalidRecord(e.to_string()))?;
+            if r.key.is_none() {
+                return Err(StorageError::InvalidRecord(
+                    "compacted topic cannot accept a record without a key".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

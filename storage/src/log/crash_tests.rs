@@ -55,15 +55,29 @@ fn a_cut_at_any_byte_of_the_last_batches_leaves_exactly_the_whole_batch_prefix()
         let dir = case.path().join("t-0");
         copy_dir(&part, &dir);
         let log_file = dir.join(file_name(base, "log"));
-        std::fs::OpenOptions::new().write(true).open(&log_file).expect("open").set_len(cut).expect("cut");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log_file)
+            .expect("open")
+            .set_len(cut)
+            .expect("cut");
         let survivors = ends.iter().filter(|e| **e <= cut).count();
         let log = open(case.path(), small_config());
         let got = read_all(&log, Offset(0));
-        assert_eq!(got, full[..first_in_last + survivors].to_vec(), "cut at byte {cut}");
+        assert_eq!(
+            got,
+            full[..first_in_last + survivors].to_vec(),
+            "cut at byte {cut}"
+        );
         let expected_end = got.last().map_or(0, |(b, n)| b + *n as i64);
-        assert_eq!(log.offsets().log_end, Offset(expected_end), "cut at byte {cut}");
+        assert_eq!(
+            log.offsets().log_end,
+            Offset(expected_end),
+            "cut at byte {cut}"
+        );
         // The recovered log takes new appends right after the prefix.
-        log.append(&values(1, 3, 0), &AppendOptions::default()).expect("append after recovery");
+        log.append(&values(1, 3, 0), &AppendOptions::default())
+            .expect("append after recovery");
     }
 }
 
@@ -89,7 +103,11 @@ fn a_flipped_byte_in_the_last_segment_truncates_at_the_damaged_batch() {
             bytes[at as usize] ^= 0x5a;
             std::fs::write(&log_file, &bytes).expect("write");
             let got = read_all(&open(case.path(), small_config()), Offset(0));
-            assert_eq!(got, full[..first_in_last + i].to_vec(), "flip at byte {at} of batch {i}");
+            assert_eq!(
+                got,
+                full[..first_in_last + i].to_vec(),
+                "flip at byte {at} of batch {i}"
+            );
         }
         start = *end;
     }

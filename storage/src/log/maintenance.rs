@@ -4,7 +4,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::open::now_ms;
-use super::{params, Log, Writer, LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, SNAPSHOT_EXT};
+use super::{
+    params, Log, Writer, LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, SNAPSHOT_EXT,
+};
 use crate::checkpoint;
 use crate::error::{Result, StorageError};
 use crate::segment::{file_name, LogSegment};
@@ -38,7 +40,11 @@ impl Log {
 
     pub(crate) fn flush_locked(&self, w: &mut Writer, _now: i64, with_indexes: bool) -> Result<()> {
         let active = self.active()?;
-        let res = if with_indexes { active.flush() } else { active.flush_log() };
+        let res = if with_indexes {
+            active.flush()
+        } else {
+            active.flush_log()
+        };
         res.map_err(|e| self.poison_with(e))?;
         w.unflushed_records = 0;
         w.first_unflushed_ms = None;
@@ -58,11 +64,14 @@ impl Log {
         let config = self.config();
         let active = self.active()?;
         if self.poison.read().is_none() {
-            if w.first_unflushed_ms.is_some_and(|t| now.saturating_sub(t) >= config.flush_ms) {
+            if w.first_unflushed_ms
+                .is_some_and(|t| now.saturating_sub(t) >= config.flush_ms)
+            {
                 self.flush_locked(&mut w, now, false)?;
                 report.flushed = true;
             }
-            if !active.is_empty() && now.saturating_sub(active.roll_base_ms()) >= config.segment_ms {
+            if !active.is_empty() && now.saturating_sub(active.roll_base_ms()) >= config.segment_ms
+            {
                 let end = self.offsets().log_end;
                 self.roll(&mut w, end, 0, now)?;
                 report.rolled = true;
@@ -89,7 +98,9 @@ impl Log {
     fn apply_retention(&self, w: &mut Writer, now: i64) -> Result<usize> {
         let config = self.config();
         let segs: Vec<Arc<LogSegment>> = self.segments.read().values().cloned().collect();
-        let Some((_, sealed)) = segs.split_last() else { return Ok(0) };
+        let Some((_, sealed)) = segs.split_last() else {
+            return Ok(0);
+        };
         let mut total: i64 = segs.iter().map(|s| s.size() as i64).sum();
         let hw = self.offsets().high_watermark;
         let mut new_start = None;
@@ -98,9 +109,15 @@ impl Log {
             if seg.next_offset() > hw {
                 break;
             }
-            let newest = if seg.max_timestamp() >= 0 { seg.max_timestamp() } else { seg.roll_base_ms() };
-            let by_time = config.retention_ms >= 0 && now.saturating_sub(newest) > config.retention_ms;
-            let by_size = config.retention_bytes >= 0 && total - seg.size() as i64 >= config.retention_bytes;
+            let newest = if seg.max_timestamp() >= 0 {
+                seg.max_timestamp()
+            } else {
+                seg.roll_base_ms()
+            };
+            let by_time =
+                config.retention_ms >= 0 && now.saturating_sub(newest) > config.retention_ms;
+            let by_size =
+                config.retention_bytes >= 0 && total - seg.size() as i64 >= config.retention_bytes;
             if !(by_time || by_size) {
                 break;
             }
@@ -182,7 +199,11 @@ impl Log {
         let now = now_ms();
         let doomed: Vec<Arc<LogSegment>> = {
             let mut segs = self.segments.write();
-            let cut = if offset < o.log_start { std::mem::take(&mut *segs) } else { segs.split_off(&offset.0) };
+            let cut = if offset < o.log_start {
+                std::mem::take(&mut *segs)
+            } else {
+                segs.split_off(&offset.0)
+            };
             cut.into_values().collect()
         };
         for seg in &doomed {
@@ -191,7 +212,14 @@ impl Log {
         if let Some(seg) = self.segments.read().values().next_back() {
             seg.truncate_to(offset)?;
         }
-        let seg = LogSegment::create(&self.dir, offset, params(&self.config()), Arc::clone(&self.budget), now, 0)?;
+        let seg = LogSegment::create(
+            &self.dir,
+            offset,
+            params(&self.config()),
+            Arc::clone(&self.budget),
+            now,
+            0,
+        )?;
         self.segments.write().insert(offset.0, seg);
         w.epochs.truncate_from_end(offset);
         let mut producers = crate::producer_state::ProducerStateManager::default();
@@ -225,7 +253,10 @@ impl Log {
             return Ok(());
         }
         if let Some(reason) = self.poison.read().clone() {
-            return Err(StorageError::Poisoned { partition: self.tp.clone(), reason });
+            return Err(StorageError::Poisoned {
+                partition: self.tp.clone(),
+                reason,
+            });
         }
         let active = self.active()?;
         active.seal().map_err(|e| self.poison_with(e))?;
@@ -244,7 +275,12 @@ impl Log {
         if w.checkpointed.1 != o.log_start {
             checkpoint::write(&self.dir.join(LOG_START_FILE), &line(o.log_start))?;
         }
-        let epochs: Vec<String> = w.epochs.entries().iter().map(|(e, off)| format!("{} {}", e.0, off.0)).collect();
+        let epochs: Vec<String> = w
+            .epochs
+            .entries()
+            .iter()
+            .map(|(e, off)| format!("{} {}", e.0, off.0))
+            .collect();
         checkpoint::write(&self.dir.join(LEADER_EPOCH_FILE), &epochs)?;
         w.checkpointed = (o.recovery_point, o.log_start);
         w.last_checkpoint_ms = now;

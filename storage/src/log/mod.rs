@@ -11,13 +11,13 @@
 
 mod append;
 mod compaction;
+#[cfg(test)]
+mod crash_tests;
 mod maintenance;
 mod open;
 mod read;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod crash_tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,8 @@ pub(crate) struct Writer {
     pub(crate) first_unflushed_ms: Option<i64>,
     pub(crate) checkpointed: (Offset, Offset),
     pub(crate) last_checkpoint_ms: i64,
+    /// Compaction has cleaned every sealed segment below this offset.
+    pub(crate) cleaned_upto: Offset,
 }
 
 /// A partition log. Share it as `Arc<Log>`: every method takes `&self`.
@@ -83,7 +85,10 @@ pub struct Log {
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("tp", &self.tp).field("offsets", &self.offsets()).finish()
+        f.debug_struct("Log")
+            .field("tp", &self.tp)
+            .field("offsets", &self.offsets())
+            .finish()
     }
 }
 
@@ -104,11 +109,21 @@ fn params(config: &LogConfig) -> SegmentParams {
 impl Log {
     /// Opens (creating if needed) the log in directory `dir`, recovering after an unclean stop.
     pub fn open(dir: &Path, tp: TopicPartition, config: LogConfig) -> Result<Log> {
-        Log::open_with_budget(dir, tp, config, MapBudget::new(MapBudget::DEFAULT_MAX_MAPPED))
+        Log::open_with_budget(
+            dir,
+            tp,
+            config,
+            MapBudget::new(MapBudget::DEFAULT_MAX_MAPPED),
+        )
     }
 
     /// Like [`Log::open`], sharing a bound on mapped segments with other logs.
-    pub fn open_with_budget(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Arc<MapBudget>) -> Result<Log> {
+    pub fn open_with_budget(
+        dir: &Path,
+        tp: TopicPartition,
+        config: LogConfig,
+        budget: Arc<MapBudget>,
+    ) -> Result<Log> {
         open::open(dir, tp, config, budget)
     }
 
@@ -199,7 +214,12 @@ impl Log {
             o.high_watermark = o.log_end;
             o.last_stable = o.log_end;
         }
-        debug_assert!(o.log_start <= o.log_end && o.high_watermark <= o.log_end && o.recovery_point <= o.log_end, "{o:?}");
+        debug_assert!(
+            o.log_start <= o.log_end
+                && o.high_watermark <= o.log_end
+                && o.recovery_point <= o.log_end,
+            "{o:?}"
+        );
         self.offsets.store(Arc::new(o));
     }
 
@@ -214,7 +234,10 @@ impl Log {
 
     fn segments_from(&self, offset: Offset) -> Vec<Arc<LogSegment>> {
         let segs = self.segments.read();
-        let start = segs.range(..=offset.0).next_back().map_or(i64::MIN, |(b, _)| *b);
+        let start = segs
+            .range(..=offset.0)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
         segs.range(start..).map(|(_, s)| Arc::clone(s)).collect()
     }
 }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
-use super::{params, Log, LogOffsets, Writer, LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, SNAPSHOT_EXT};
+use super::{
+    params, Log, LogOffsets, Writer, LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE,
+    SNAPSHOT_EXT,
+};
 use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
@@ -44,7 +47,12 @@ pub(crate) fn read_offset_checkpoint(path: &Path, tp: &TopicPartition) -> Option
     }
 }
 
-pub(crate) fn open(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Arc<MapBudget>) -> Result<Log> {
+pub(crate) fn open(
+    dir: &Path,
+    tp: TopicPartition,
+    config: LogConfig,
+    budget: Arc<MapBudget>,
+) -> Result<Log> {
     fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
     let now = now_ms();
     let mut bases = Vec::new();
@@ -52,7 +60,9 @@ pub(crate) fn open(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Ar
     for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
         let entry = entry.map_err(|e| StorageError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some((stem, ext)) = name.rsplit_once('.') else { continue };
+        let Some((stem, ext)) = name.rsplit_once('.') else {
+            continue;
+        };
         let base = stem.parse::<i64>().ok().filter(|_| stem.len() == 20);
         match (base, ext) {
             (Some(b), "log") => bases.push(b),
@@ -67,16 +77,23 @@ pub(crate) fn open(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Ar
     }
     bases.sort_unstable();
     // Index files without a log file are orphans of a deleted segment.
-    for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?.flatten() {
+    for entry in fs::read_dir(dir)
+        .map_err(|e| StorageError::io(dir, e))?
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some((stem, "index" | "timeindex")) = name.rsplit_once('.') {
-            if stem.parse::<i64>().map_or(true, |b| bases.binary_search(&b).is_err()) {
+            if stem
+                .parse::<i64>()
+                .map_or(true, |b| bases.binary_search(&b).is_err())
+            {
                 let _ = fs::remove_file(entry.path());
             }
         }
     }
 
-    let recovery_point = read_offset_checkpoint(&dir.join(RECOVERY_POINT_FILE), &tp).unwrap_or(Offset(0));
+    let recovery_point =
+        read_offset_checkpoint(&dir.join(RECOVERY_POINT_FILE), &tp).unwrap_or(Offset(0));
     let checkpoint_start = read_offset_checkpoint(&dir.join(LOG_START_FILE), &tp);
     let p = params(&config);
     let mut segments: BTreeMap<i64, Arc<LogSegment>> = BTreeMap::new();
@@ -84,7 +101,8 @@ pub(crate) fn open(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Ar
     for (i, base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
         let recover = next_base > recovery_point.0;
-        let (seg, report) = LogSegment::open(dir, Offset(*base), p, Arc::clone(&budget), recover, now)?;
+        let (seg, report) =
+            LogSegment::open(dir, Offset(*base), p, Arc::clone(&budget), recover, now)?;
         if let Some(reason) = &report.reason {
             tracing::warn!(partition = %tp, segment = %seg.log_path().display(), truncated = report.truncated_bytes, %reason, "recovery truncated a segment");
         }
@@ -103,7 +121,8 @@ pub(crate) fn open(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Ar
     if let Some(from) = corrupt_from {
         for base in &bases[from..] {
             tracing::warn!(partition = %tp, base, "deleting segment after a corrupt one");
-            let (seg, _) = LogSegment::open(dir, Offset(*base), p, Arc::clone(&budget), false, now)?;
+            let (seg, _) =
+                LogSegment::open(dir, Offset(*base), p, Arc::clone(&budget), false, now)?;
             seg.delete()?;
         }
     }
@@ -119,7 +138,10 @@ pub(crate) fn open(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Ar
             segments.insert(log_start.0, seg);
         }
     }
-    let log_end = segments.values().next_back().map_or(log_start, |s| s.next_offset());
+    let log_end = segments
+        .values()
+        .next_back()
+        .map_or(log_start, |s| s.next_offset());
     let log_start = log_start.min(log_end);
 
     let (producers, epochs) = rebuild_state(dir, &tp, &segments, &snapshots, log_start, log_end)?;
@@ -143,6 +165,7 @@ pub(crate) fn open(dir: &Path, tp: TopicPartition, config: LogConfig, budget: Ar
             first_unflushed_ms: None,
             checkpointed: (recovery_point, log_start),
             last_checkpoint_ms: now,
+            cleaned_upto: Offset(0),
         }),
         offsets: ArcSwap::from_pointee(offsets),
         poison: RwLock::new(None),

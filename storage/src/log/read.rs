@@ -55,14 +55,19 @@ impl Log {
                 log_end: offsets.log_end,
             });
         }
-        let max_offset = opts.max_offset.unwrap_or(offsets.log_end).min(offsets.log_end);
+        let max_offset = opts
+            .max_offset
+            .unwrap_or(offsets.log_end)
+            .min(offsets.log_end);
         let mut records = Bytes::new();
         if opts.from < max_offset {
             for seg in self.segments_from(opts.from) {
                 if seg.next_offset() <= opts.from {
                     continue;
                 }
-                if let Some(b) = seg.read(opts.from, opts.max_bytes, max_offset, opts.min_one_batch)? {
+                if let Some(b) =
+                    seg.read(opts.from, opts.max_bytes, max_offset, opts.min_one_batch)?
+                {
                     records = b;
                     break;
                 }
@@ -75,12 +80,18 @@ impl Log {
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>> {
         let log_start = self.offsets().log_start;
         for seg in self.segments_from(log_start) {
-            let Some((pos, h)) = seg.find_by_timestamp(ts)? else { continue };
+            let Some((pos, h)) = seg.find_by_timestamp(ts)? else {
+                continue;
+            };
             let batch = seg.batch_at(pos, h.size())?;
             let found = if h.is_log_append_time() {
-                Some(TimestampOffset { timestamp: h.max_timestamp, offset: Offset(h.base_offset) })
+                Some(TimestampOffset {
+                    timestamp: h.max_timestamp,
+                    offset: Offset(h.base_offset),
+                })
             } else {
-                record::first_at_or_after(&batch, ts).map_err(|e| self.corrupt_batch(&seg, pos, e))?
+                record::first_at_or_after(&batch, ts)
+                    .map_err(|e| self.corrupt_batch(&seg, pos, e))?
             };
             if let Some(mut t) = found {
                 t.offset = t.offset.max(log_start);
@@ -95,13 +106,23 @@ impl Log {
     pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>> {
         let log_start = self.offsets().log_start;
         let segs = self.segments_from(log_start);
-        let Some(max) = segs.iter().map(|s| s.max_timestamp()).max().filter(|t| *t >= 0) else {
+        let Some(max) = segs
+            .iter()
+            .map(|s| s.max_timestamp())
+            .max()
+            .filter(|t| *t >= 0)
+        else {
             return Ok(None);
         };
         self.offset_for_timestamp(max)
     }
 
-    fn corrupt_batch(&self, seg: &crate::segment::LogSegment, pos: usize, e: record::RecordError) -> StorageError {
+    fn corrupt_batch(
+        &self,
+        seg: &crate::segment::LogSegment,
+        pos: usize,
+        e: record::RecordError,
+    ) -> StorageError {
         StorageError::Corrupt {
             path: seg.log_path().to_path_buf(),
             position: pos as u64,

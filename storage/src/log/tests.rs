@@ -24,7 +24,10 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Log {
 }
 
 fn opts(now: i64) -> AppendOptions {
-    AppendOptions { now_ms: now, ..AppendOptions::default() }
+    AppendOptions {
+        now_ms: now,
+        ..AppendOptions::default()
+    }
 }
 
 /// Every (offset, record count) of the batches readable from `from`, following next offsets.
@@ -32,7 +35,14 @@ pub(crate) fn read_all(log: &Log, from: Offset) -> Vec<(i64, i32)> {
     let mut out = Vec::new();
     let mut at = from;
     loop {
-        let data = log.read(&ReadOptions { from: at, max_bytes: 1 << 20, max_offset: None, min_one_batch: true }).expect("read");
+        let data = log
+            .read(&ReadOptions {
+                from: at,
+                max_bytes: 1 << 20,
+                max_offset: None,
+                min_one_batch: true,
+            })
+            .expect("read");
         if data.records.is_empty() {
             return out;
         }
@@ -56,9 +66,19 @@ fn offsets_count_records_and_reads_start_at_the_containing_batch() {
     assert_eq!(log.offsets().log_end, Offset(5));
     let data = log.read(&ReadOptions::from(Offset(1))).expect("read");
     let h = BatchHeader::parse(&data.records).expect("batch");
-    assert_eq!(h.base_offset, 0, "a read inside a batch returns the whole batch");
-    assert!(log.read(&ReadOptions::from(Offset(5))).expect("at end").records.is_empty());
-    assert!(matches!(log.read(&ReadOptions::from(Offset(6))), Err(StorageError::OffsetOutOfRange { .. })));
+    assert_eq!(
+        h.base_offset, 0,
+        "a read inside a batch returns the whole batch"
+    );
+    assert!(log
+        .read(&ReadOptions::from(Offset(5)))
+        .expect("at end")
+        .records
+        .is_empty());
+    assert!(matches!(
+        log.read(&ReadOptions::from(Offset(6))),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -69,7 +89,14 @@ fn max_offset_and_max_bytes_bound_reads_but_one_batch_always_comes() {
         log.append(&values(1, 100, 0), &opts(1)).expect("append");
     }
     let r = |from, max_bytes, max_offset| {
-        let d = log.read(&ReadOptions { from: Offset(from), max_bytes, max_offset, min_one_batch: true }).expect("read");
+        let d = log
+            .read(&ReadOptions {
+                from: Offset(from),
+                max_bytes,
+                max_offset,
+                min_one_batch: true,
+            })
+            .expect("read");
         BatchIter::new(&d.records).count()
     };
     assert_eq!(r(0, 1 << 20, Some(Offset(2))), 2);
@@ -84,7 +111,11 @@ fn segments_roll_by_size_and_survive_a_clean_reopen() {
     for i in 0..40 {
         log.append(&values(2, 100, i), &opts(1)).expect("append");
     }
-    assert!(log.segment_count() > 2, "rolled into {} segments", log.segment_count());
+    assert!(
+        log.segment_count() > 2,
+        "rolled into {} segments",
+        log.segment_count()
+    );
     let before = read_all(&log, Offset(0));
     assert_eq!(before.len(), 40);
     log.close().expect("close");
@@ -93,13 +124,17 @@ fn segments_roll_by_size_and_survive_a_clean_reopen() {
         let entry = entry.expect("entry");
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".log") {
-            assert!(entry.metadata().expect("meta").len() <= 4096 + 300, "{name} not trimmed");
+            assert!(
+                entry.metadata().expect("meta").len() <= 4096 + 300,
+                "{name} not trimmed"
+            );
         }
     }
     let log = open(dir.path(), small_config());
     assert_eq!(read_all(&log, Offset(0)), before);
     assert_eq!(log.offsets().log_end, Offset(80));
-    log.append(&values(1, 1, 0), &opts(1)).expect("append after reopen");
+    log.append(&values(1, 1, 0), &opts(1))
+        .expect("append after reopen");
     assert_eq!(log.offsets().log_end, Offset(81));
 }
 
@@ -123,13 +158,22 @@ fn truncate_to_drops_the_tail_even_while_a_reader_holds_a_view() {
     for _ in 0..10 {
         log.append(&values(1, 50, 0), &opts(1)).expect("append");
     }
-    let view = log.read(&ReadOptions::from(Offset(0))).expect("read").records;
+    let view = log
+        .read(&ReadOptions::from(Offset(0)))
+        .expect("read")
+        .records;
     let snapshot = view.to_vec();
     log.truncate_to(Offset(4)).expect("truncate");
     assert_eq!(log.offsets().log_end, Offset(4));
     log.append(&values(1, 50, 0), &opts(1)).expect("append");
     assert_eq!(&view[..], &snapshot[..], "a live view never changes");
-    assert_eq!(read_all(&log, Offset(0)).iter().map(|b| b.0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        read_all(&log, Offset(0))
+            .iter()
+            .map(|b| b.0)
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     drop(view);
     drop(log);
     let log = open(dir.path(), small_config());
@@ -140,7 +184,7 @@ fn truncate_to_drops_the_tail_even_while_a_reader_holds_a_view() {
 fn idempotent_retries_are_deduplicated_and_survive_restart() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = open(dir.path(), small_config());
-    let one: &[(Option<&[u8]>, Option<&[u8]>)] = &[(None, Some(b"v"))];
+    let one: &[crate::batch::test_support::Kv<'_>] = &[(None, Some(b"v"))];
     let b0 = batch_with_producer(one, 0, 42, 0, 0);
     let first = log.append(&b0, &opts(1)).expect("append");
     let retry = log.append(&b0, &opts(1)).expect("retry");
@@ -148,13 +192,23 @@ fn idempotent_retries_are_deduplicated_and_survive_restart() {
     assert_eq!(retry.first_offset, first.first_offset);
     assert_eq!(log.offsets().log_end, Offset(1));
     let gap = batch_with_producer(one, 0, 42, 0, 5);
-    assert!(matches!(log.append(&gap, &opts(1)), Err(StorageError::OutOfOrderSequence { expected: 1, .. })));
+    assert!(matches!(
+        log.append(&gap, &opts(1)),
+        Err(StorageError::OutOfOrderSequence { expected: 1, .. })
+    ));
     log.close().expect("close");
     drop(log);
     let log = open(dir.path(), small_config());
-    assert!(log.append(&b0, &opts(1)).expect("retry after restart").duplicate);
+    assert!(
+        log.append(&b0, &opts(1))
+            .expect("retry after restart")
+            .duplicate
+    );
     let old_epoch = batch_with_producer(one, 0, 42, -1, 1);
-    assert!(matches!(log.append(&old_epoch, &opts(1)), Err(StorageError::InvalidProducerEpoch { .. })));
+    assert!(matches!(
+        log.append(&old_epoch, &opts(1)),
+        Err(StorageError::InvalidProducerEpoch { .. })
+    ));
 }
 
 #[test]
@@ -164,14 +218,26 @@ fn retention_by_time_and_size_deletes_whole_old_segments() {
     config.retention_ms = 1000;
     let log = open(dir.path(), config.clone());
     for i in 0..20 {
-        log.append(&values(2, 100, 10_000 + i), &opts(1)).expect("append");
+        log.append(&values(2, 100, 10_000 + i), &opts(1))
+            .expect("append");
     }
     let segments = log.segment_count();
-    assert_eq!(log.housekeeping(10_500).expect("hk").segments_deleted, 0, "nothing is old yet");
+    assert_eq!(
+        log.housekeeping(10_500).expect("hk").segments_deleted,
+        0,
+        "nothing is old yet"
+    );
     let report = log.housekeeping(20_000).expect("hk");
-    assert_eq!(report.segments_deleted, segments - 1, "all but the active segment");
+    assert_eq!(
+        report.segments_deleted,
+        segments - 1,
+        "all but the active segment"
+    );
     assert!(log.offsets().log_start > Offset(0));
-    assert!(matches!(log.read(&ReadOptions::from(Offset(0))), Err(StorageError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(&ReadOptions::from(Offset(0))),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
 
     let dir = tempfile::tempdir().expect("tmp");
     config.retention_ms = -1;
@@ -192,8 +258,14 @@ fn delete_records_moves_the_log_start_and_persists_it() {
     for _ in 0..30 {
         log.append(&values(1, 200, 0), &opts(1)).expect("append");
     }
-    assert!(log.delete_records_before(Offset(31)).is_err(), "beyond the high watermark");
-    assert_eq!(log.delete_records_before(Offset(17)).expect("delete"), Offset(17));
+    assert!(
+        log.delete_records_before(Offset(31)).is_err(),
+        "beyond the high watermark"
+    );
+    assert_eq!(
+        log.delete_records_before(Offset(17)).expect("delete"),
+        Offset(17)
+    );
     assert!(log.segment_count() < 10);
     drop(log);
     let log = open(dir.path(), small_config());
@@ -208,7 +280,9 @@ fn log_append_time_overwrites_timestamps_and_keeps_the_crc_valid() {
     let mut config = small_config();
     config.message_timestamp_type = crate::TimestampType::LogAppendTime;
     let log = open(dir.path(), config);
-    let info = log.append(&values(2, 5, 7), &opts(123_456)).expect("append");
+    let info = log
+        .append(&values(2, 5, 7), &opts(123_456))
+        .expect("append");
     assert_eq!(info.log_append_time, Some(123_456));
     let data = log.read(&ReadOptions::from(Offset(0))).expect("read");
     let h = crate::batch::check_batch(&data.records, usize::MAX).expect("valid crc");
@@ -222,7 +296,10 @@ fn leader_epochs_are_tracked_and_answer_end_offset_queries() {
     let log = open(dir.path(), small_config());
     for (epoch, n) in [(1, 3), (3, 2)] {
         for _ in 0..n {
-            let o = AppendOptions { leader_epoch: crate::LeaderEpoch(epoch), ..opts(1) };
+            let o = AppendOptions {
+                leader_epoch: crate::LeaderEpoch(epoch),
+                ..opts(1)
+            };
             log.append(&values(1, 5, 0), &o).expect("append");
         }
     }
@@ -245,11 +322,20 @@ fn bad_input_is_refused_and_loses_nothing() {
     let mut bad = values(1, 5, 0);
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    assert!(matches!(log.append(&bad, &opts(1)), Err(StorageError::InvalidRecord(_))));
+    assert!(matches!(
+        log.append(&bad, &opts(1)),
+        Err(StorageError::InvalidRecord(_))
+    ));
     let mut two = values(1, 5, 0);
     two.extend_from_slice(&values(1, 5, 0)[..30]);
-    assert!(log.append(&two, &opts(1)).is_err(), "trailing partial batch");
-    assert!(log.append(&values(10, 1000, 0), &opts(1)).is_ok(), "bigger than a segment still fits an empty one");
+    assert!(
+        log.append(&two, &opts(1)).is_err(),
+        "trailing partial batch"
+    );
+    assert!(
+        log.append(&values(10, 1000, 0), &opts(1)).is_ok(),
+        "bigger than a segment still fits an empty one"
+    );
     assert_eq!(read_all(&log, Offset(0)).len(), 2);
 }
 
@@ -260,7 +346,8 @@ fn segment_ms_rolls_and_flush_ms_flushes_on_the_embedders_clock() {
     config.segment_ms = 1000;
     config.flush_ms = 500;
     let log = open(dir.path(), config);
-    log.append(&values(1, 5, 10_000), &opts(10_000)).expect("append");
+    log.append(&values(1, 5, 10_000), &opts(10_000))
+        .expect("append");
     assert_eq!(log.offsets().recovery_point, Offset(0));
     let r = log.housekeeping(10_100).expect("hk");
     assert!(!r.rolled && !r.flushed);
@@ -278,12 +365,24 @@ fn segment_ms_rolls_and_flush_ms_flushes_on_the_embedders_clock() {
 fn sealed_segments_are_unmapped_beyond_the_budget_and_still_readable() {
     let dir = tempfile::tempdir().expect("tmp");
     let budget = crate::MapBudget::new(2);
-    let log = Log::open_with_budget(&dir.path().join("t-0"), TopicPartition::new("t", 0), small_config(), budget).expect("open");
+    let log = Log::open_with_budget(
+        &dir.path().join("t-0"),
+        TopicPartition::new("t", 0),
+        small_config(),
+        budget,
+    )
+    .expect("open");
     for i in 0..60 {
         log.append(&values(2, 200, i), &opts(1)).expect("append");
     }
     assert!(log.segment_count() > 6);
-    let mapped = || log.segments.read().values().filter(|s| s.is_mapped()).count();
+    let mapped = || {
+        log.segments
+            .read()
+            .values()
+            .filter(|s| s.is_mapped())
+            .count()
+    };
     // Reading everything maps every segment in turn; the budget keeps at most 2 sealed + active.
     assert_eq!(read_all(&log, Offset(0)).len(), 60);
     assert!(mapped() <= 3, "{} segments mapped", mapped());
@@ -297,7 +396,8 @@ fn readers_run_concurrently_with_the_writer_and_never_see_partial_batches() {
         let log = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for i in 0..500 {
-                log.append(&values(1 + i % 4, 64, i as i64), &opts(1)).expect("append");
+                log.append(&values(1 + i % 4, 64, i as i64), &opts(1))
+                    .expect("append");
             }
         })
     };
@@ -321,4 +421,37 @@ fn readers_run_concurrently_with_the_writer_and_never_see_partial_batches() {
     for r in readers {
         r.join().expect("reader");
     }
+}
+
+#[test]
+fn offsets_for_times_answer_the_first_record_at_or_after_the_target() {
+    use crate::compression::Compression;
+    use crate::record::BatchBuilder;
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    // Offsets 0..=2 at t=100,300,200 (compressed); 3..=4 at t=400,500.
+    let a = BatchBuilder::new()
+        .compression(Compression::Snappy)
+        .record(None, Some(b"a"), 100)
+        .record(None, Some(b"b"), 300)
+        .record(None, Some(b"c"), 200)
+        .build();
+    let b = BatchBuilder::new()
+        .record(None, Some(b"d"), 400)
+        .record(None, Some(b"e"), 500)
+        .build();
+    log.append(&a, &opts(1)).expect("append");
+    log.append(&b, &opts(1)).expect("append");
+    let at = |ts| {
+        log.offset_for_timestamp(ts)
+            .expect("search")
+            .map(|t| (t.offset.0, t.timestamp))
+    };
+    assert_eq!(at(0), Some((0, 100)));
+    assert_eq!(at(250), Some((1, 300)));
+    assert_eq!(at(301), Some((3, 400)));
+    assert_eq!(at(500), Some((4, 500)));
+    assert_eq!(at(501), None);
+    let max = log.max_timestamp().expect("max").expect("some");
+    assert_eq!((max.offset, max.timestamp), (Offset(4), 500));
 }

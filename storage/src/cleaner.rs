@@ -1,0 +1,225 @@
+//! Log compaction (`cleanup.policy=compact`): keep the latest record per key, keep offsets.
+//!
+//! Pure functions over batch bytes; `log::compaction` does the file work. Kafka's rules:
+//! the latest record of each key survives; a tombstone (null value) that is the latest of its
+//! key survives until `delete.retention.ms` has passed, then goes; records with a null key
+//! are kept (producers cannot write them to compacted topics, see `Log::append`); control
+//! batches are kept as they are; a batch keeping all its records is copied byte for byte; a
+//! batch losing some is rebuilt with its original base offset, offset deltas, last offset,
+//! producer fields, flags and codec; a batch losing all is dropped.
+
+use std::collections::HashMap;
+
+use crate::batch::{BatchHeader, BatchIter};
+use crate::compression::Compression;
+use crate::record::{records_section, BatchBuilder, RecordError, RecordHeader, RecordIter};
+
+/// Largest decompressed records section the cleaner accepts per batch.
+const MAX_DECOMPRESSED: usize = 256 << 20;
+
+/// The latest offset of each key in the section being cleaned.
+#[derive(Debug, Default, Clone)]
+pub struct OffsetMap {
+    latest: HashMap<Vec<u8>, i64>,
+}
+
+impl OffsetMap {
+    /// Builds the map from whole batches, in log order.
+    pub fn build<'a>(
+        segments: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<OffsetMap, RecordError> {
+        let mut map = OffsetMap::default();
+        for data in segments {
+            for (at, h) in BatchIter::new(data) {
+                if h.is_control() {
+                    continue;
+                }
+                let (_, records) = records_section(&data[at..at + h.size()], MAX_DECOMPRESSED)?;
+                for r in RecordIter::new(&records, h.record_count.max(0) as usize) {
+                    let r = r?;
+                    if let Some(k) = r.key {
+                        map.latest
+                            .insert(k.to_vec(), h.base_offset + r.offset_delta as i64);
+                    }
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// The latest offset recorded for `key`.
+    pub fn get(&self, key: &[u8]) -> Option<i64> {
+        self.latest.get(key).copied()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    /// True when no key is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+}
+
+/// What cleaning one segment did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanStats {
+    /// Records kept.
+    pub kept: u64,
+    /// Records removed.
+    pub removed: u64,
+}
+
+/// Cleans the batches in `data` against `map`. Tombstones whose timestamp is below
+/// `tombstone_horizon_ms` are removed even when they are the latest of their key.
+pub fn clean(
+    data: &[u8],
+    map: &OffsetMap,
+    tombstone_horizon_ms: i64,
+) -> Result<(Vec<u8>, CleanStats), RecordError> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut stats = CleanStats::default();
+    for (at, h) in BatchIter::new(data) {
+        let batch = &data[at..at + h.size()];
+        if h.is_control() {
+            out.extend_from_slice(batch);
+            continue;
+        }
+        let (_, records) = records_section(batch, MAX_DECOMPRESSED)?;
+        let mut kept = Vec::new();
+        let mut total = 0u64;
+        for r in RecordIter::new(&records, h.record_count.max(0) as usize) {
+            let r = r?;
+            total += 1;
+            let offset = h.base_offset + r.offset_delta as i64;
+            let ts = h.base_timestamp.saturating_add(r.timestamp_delta);
+            let keep = match r.key {
+                None => true,
+                Some(k) => {
+                    let latest = map.get(k).is_none_or(|l| l <= offset);
+                    latest && (r.value.is_some() || ts >= tombstone_horizon_ms)
+                }
+            };
+            if keep {
+                kept.push(r);
+            }
+        }
+        stats.kept += kept.len() as u64;
+        stats.removed += total - kept.len() as u64;
+        if kept.len() as u64 == total {
+            out.extend_from_slice(batch);
+        } else if !kept.is_empty() {
+            out.extend_from_slice(&rebuild(&h, &kept)?);
+        }
+    }
+    Ok((out, stats))
+}
+
+fn rebuild(h: &BatchHeader, kept: &[crate::record::Record<'_>]) -> Result<Vec<u8>, RecordError> {
+    let mut b = BatchBuilder::new()
+        .base_offset(h.base_offset)
+        .leader_epoch(h.partition_leader_epoch)
+        .compression(Compression::from_id(h.compression())?)
+        .producer(h.producer_id, h.producer_epoch, h.base_sequence)
+        .flags(h.attributes)
+        .last_offset_delta(h.last_offset_delta);
+    if h.is_log_append_time() {
+        b = b.max_timestamp(h.max_timestamp);
+    }
+    for r in kept {
+        let headers: Vec<RecordHeader<'_>> = r.headers.clone();
+        b = b.record_at(
+            r.offset_delta,
+            r.key,
+            r.value,
+            &headers,
+            h.base_timestamp.saturating_add(r.timestamp_delta),
+        );
+    }
+    Ok(b.try_build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// (key index, value or tombstone) per record; batches of up to 4 records.
+    fn log_of(records: &[(u8, Option<u8>)], codec: Compression) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, chunk) in records.chunks(4).enumerate() {
+            let mut b = BatchBuilder::new()
+                .base_offset((i * 4) as i64)
+                .compression(codec);
+            for (j, (k, v)) in chunk.iter().enumerate() {
+                let key = [*k];
+                let value = v.map(|v| [v]);
+                b = b.record_at(
+                    j as i32,
+                    Some(&key),
+                    value.as_ref().map(|v| &v[..]),
+                    &[],
+                    1000 + (i * 4 + j) as i64,
+                );
+            }
+            out.extend_from_slice(&b.build());
+        }
+        out
+    }
+
+    fn contents(data: &[u8]) -> Vec<(i64, u8, Option<u8>)> {
+        let mut out = Vec::new();
+        for (at, h) in BatchIter::new(data) {
+            let (_, recs) = records_section(&data[at..at + h.size()], 1 << 20).expect("valid");
+            for r in RecordIter::new(&recs, h.record_count as usize) {
+                let r = r.expect("record");
+                out.push((
+                    h.base_offset + r.offset_delta as i64,
+                    r.key.expect("key")[0],
+                    r.value.map(|v| v[0]),
+                ));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn compaction_keeps_exactly_the_latest_value_per_key(
+            records in proptest::collection::vec((0u8..6, proptest::option::weighted(0.8, any::<u8>())), 1..60),
+            drop_tombstones in any::<bool>(),
+            codec in prop_oneof![Just(Compression::None), Just(Compression::Zstd), Just(Compression::Gzip)],
+        ) {
+            let data = log_of(&records, codec);
+            let map = OffsetMap::build([&data[..]]).expect("map");
+            let horizon = if drop_tombstones { i64::MAX } else { 0 };
+            let (cleaned, stats) = clean(&data, &map, horizon).expect("clean");
+            let mut model: BTreeMap<u8, (i64, Option<u8>)> = BTreeMap::new();
+            for (i, (k, v)) in records.iter().enumerate() {
+                model.insert(*k, (i as i64, *v));
+            }
+            let mut expected: Vec<(i64, u8, Option<u8>)> = model
+                .into_iter()
+                .filter(|(_, (_, v))| v.is_some() || !drop_tombstones)
+                .map(|(k, (o, v))| (o, k, v))
+                .collect();
+            expected.sort();
+            prop_assert_eq!(contents(&cleaned), expected.clone());
+            prop_assert_eq!(stats.kept as usize, expected.len());
+            prop_assert_eq!((stats.kept + stats.removed) as usize, records.len());
+            // Batches keep their offsets: the last batch still ends where it did.
+            let last = |d: &[u8]| BatchIter::new(d).last().map(|(_, h)| h.next_offset());
+            if let Some(end) = last(&cleaned) {
+                prop_assert!(end <= last(&data).unwrap_or(0));
+            }
+            for (_, h) in BatchIter::new(&cleaned) {
+                prop_assert_eq!(h.compression(), codec.id());
+            }
+        }
+    }
+}
