@@ -13,7 +13,6 @@ use super::{params, Log, Writer};
 use crate::cleaner::{self, OffsetMap};
 use crate::error::{Result, StorageError};
 use crate::segment::{file_name, LogSegment};
-use crate::types::Offset;
 
 impl Log {
     /// One compaction pass; returns the number of records removed.
