@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (`.ci/run` calls this). Installs what the tests need
+# when it is missing (Debian packages, a Python venv with Kafka client libraries), then runs
+# formatting, lint, the dependency rule, the Rust tests and the third-party-client tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+
+step "checking tools"
+command -v cargo >/dev/null || fail "cargo is required (install Rust with rustup)"
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install --locked cargo-nextest || fail "could not install cargo-nextest"
+fi
+
+step "formatting (cargo fmt --check)"
+cargo fmt --all -- --check || fail "code is not formatted: run cargo fmt --all"
+
+step "lint (cargo clippy)"
+cargo clippy --workspace --all-targets -- -D warnings || fail "clippy found problems"
+cargo clippy -p sluice-storage --all-targets --features failpoints -- -D warnings || fail "clippy (failpoints) found problems"
+
+step "dependency rule: sluice-storage depends on no runtime, protocol or sibling crate"
+if cargo tree -p sluice-storage -e normal --prefix none | grep -E '^(tokio|kafka-protocol|openraft|sluice-(broker|replication|client)) '; then
+  fail "sluice-storage must not depend on the crates listed above"
+fi
+
+step "Rust tests (cargo nextest)"
+cargo nextest run --workspace --no-fail-fast || fail "Rust tests"
+cargo nextest run -p sluice-storage --features failpoints --test failpoints || fail "fail-point tests"
+cargo test --workspace --doc || fail "doc tests"
+
+if [ -x integration-tests/run.sh ]; then
+  step "third-party client tests"
+  integration-tests/run.sh || fail "integration tests"
+fi
+
+step "all tests passed"
