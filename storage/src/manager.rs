@@ -152,8 +152,11 @@ impl LogManager {
         let Some((d, log)) = self.logs.write().remove(tp) else {
             return Ok(());
         };
-        // Closing flushes and checkpoints needlessly; a deleted log only needs to stop writes.
-        let _ = log.close();
+        // Closing stops further appends; its flush and checkpoints are moot for a deleted log,
+        // so a failure here is reported but does not stop the deletion.
+        if let Err(e) = log.close() {
+            tracing::warn!(partition = %tp, error = %e, "closing a deleted log failed");
+        }
         let dir = log.dir().to_path_buf();
         let doomed = self.config.log_dirs[d].join(format!("{}{DELETE_SUFFIX}", tp.dir_name()));
         fs::rename(&dir, &doomed).map_err(|e| StorageError::io(&dir, e))?;

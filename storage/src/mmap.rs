@@ -101,7 +101,10 @@ impl MappedFile {
                 reason: format!("write past mapped capacity {}", self.capacity),
             });
         }
-        let target = end.max(allocated.saturating_add(chunk)).min(self.capacity);
+        // Grow geometrically from 64 KiB up to `chunk`, so idle partitions hold little disk
+        // and busy ones amortize the call.
+        let step = allocated.clamp(64 * 1024, chunk.max(64 * 1024));
+        let target = end.max(allocated.saturating_add(step)).min(self.capacity);
         crate::io::fallocate(
             &self.file,
             &self.path,

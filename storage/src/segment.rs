@@ -87,6 +87,10 @@ pub(crate) struct LogSegment {
     me: Weak<LogSegment>,
 }
 
+/// Bytes by which an index file grows (it may reach `segment.index.bytes`): small, because
+/// every active partition holds two index files.
+const INDEX_GROWTH: usize = 64 * 1024;
+
 /// The file names of the segment with base offset `base`.
 pub(crate) fn file_name(base: Offset, ext: &str) -> String {
     format!("{:020}.{ext}", base.0)
@@ -281,7 +285,7 @@ impl LogSegment {
         let mut next = self.base.0;
         let mut first_ts = None;
         let mut since_index = 0u32;
-        let chunk = self.params.index_bytes as usize;
+        let chunk = INDEX_GROWTH;
         let scan_from = if rebuild {
             0
         } else {
@@ -479,7 +483,7 @@ impl LogSegment {
                 .log
                 .with_unpublished(start + p.at..start + p.at + p.len, |b| patch(b, p))?;
         }
-        let chunk = self.params.index_bytes as usize;
+        let chunk = INDEX_GROWTH;
         let mut since = self.bytes_since_index.load(Ordering::Acquire);
         let mut max_ts = self.max_timestamp();
         for p in placed {

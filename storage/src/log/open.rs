@@ -87,7 +87,9 @@ pub(crate) fn open(
                 .parse::<i64>()
                 .map_or(true, |b| bases.binary_search(&b).is_err())
             {
-                let _ = fs::remove_file(entry.path());
+                if let Err(e) = fs::remove_file(entry.path()) {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "could not remove orphan index");
+                }
             }
         }
     }
