@@ -72,8 +72,10 @@ pub(crate) struct LogSegment {
     size: AtomicU32,
     next_offset: AtomicI64,
     max_timestamp: AtomicI64,
-    /// Timestamp of the first batch (for `segment.ms`), or creation time when empty.
-    roll_base_ms: AtomicI64,
+    /// Max timestamp of the first batch, or -1 (Kafka's `rollingBasedTimestamp`).
+    first_batch_ts: AtomicI64,
+    /// When the segment was created (or its file last modified, once reopened).
+    created_ms: AtomicI64,
     active: AtomicBool,
     pending_shrink: AtomicBool,
     /// Replaced by compaction: keep the old mapping for readers still holding this segment.
@@ -113,7 +115,8 @@ impl LogSegment {
             size: AtomicU32::new(0),
             next_offset: AtomicI64::new(base.0),
             max_timestamp: AtomicI64::new(-1),
-            roll_base_ms: AtomicI64::new(now_ms),
+            first_batch_ts: AtomicI64::new(-1),
+            created_ms: AtomicI64::new(now_ms),
             active: AtomicBool::new(false),
             pending_shrink: AtomicBool::new(false),
             retired: AtomicBool::new(false),
@@ -324,13 +327,13 @@ impl LogSegment {
         self.next_offset.store(next, Ordering::Release);
         self.max_timestamp.store(max_ts, Ordering::Release);
         self.bytes_since_index.store(since_index, Ordering::Release);
-        if let Some(ts) = first_ts {
-            self.roll_base_ms.store(ts, Ordering::Release);
-        } else if let Ok(Ok(m)) = fs::metadata(&self.log_path).map(|m| m.modified()) {
+        self.first_batch_ts
+            .store(first_ts.unwrap_or(-1), Ordering::Release);
+        if let Ok(Ok(m)) = fs::metadata(&self.log_path).map(|m| m.modified()) {
             let ms = m
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
-            self.roll_base_ms.store(ms, Ordering::Release);
+            self.created_ms.store(ms, Ordering::Release);
         }
         if rebuild {
             index.seal()?;
@@ -436,8 +439,23 @@ impl LogSegment {
         self.max_timestamp.load(Ordering::Acquire)
     }
 
-    pub(crate) fn roll_base_ms(&self) -> i64 {
-        self.roll_base_ms.load(Ordering::Acquire)
+    /// Kafka's `timeWaitedForRoll`: how far an incoming batch with timestamp `incoming_ts` is
+    /// from the first batch's timestamp, or, for a segment without timestamps, its age.
+    pub(crate) fn time_waited_for_roll(&self, now: i64, incoming_ts: i64) -> i64 {
+        match self.first_batch_ts.load(Ordering::Acquire) {
+            ts if ts >= 0 => incoming_ts.saturating_sub(ts),
+            _ => self.age_ms(now),
+        }
+    }
+
+    /// Time since the segment was created (on the caller's clock).
+    pub(crate) fn age_ms(&self, now: i64) -> i64 {
+        now.saturating_sub(self.created_ms.load(Ordering::Acquire))
+    }
+
+    /// Creation time (or last modification, after a reopen).
+    pub(crate) fn created_ms(&self) -> i64 {
+        self.created_ms.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -501,7 +519,7 @@ impl LogSegment {
         }
         if start == 0 {
             if let Some(first) = placed.first() {
-                self.roll_base_ms
+                self.first_batch_ts
                     .store(first.max_timestamp, Ordering::Release);
             }
         }

@@ -118,12 +118,13 @@ impl Log {
         };
 
         let mut active = self.active()?;
+        let incoming_ts = placed.iter().map(|p| p.max_timestamp).max().unwrap_or(-1);
         if self.should_roll(
             &active,
             batches.len(),
             first.base_offset,
             last.last_offset,
-            now,
+            (now, incoming_ts),
             config.segment_ms,
         )? {
             active = self.roll(&mut w, first.base_offset, batches.len(), now)?;
@@ -231,7 +232,7 @@ impl Log {
         len: usize,
         first: Offset,
         last: Offset,
-        now: i64,
+        (now, incoming_ts): (i64, i64),
         segment_ms: i64,
     ) -> Result<bool> {
         let overflow =
@@ -242,7 +243,7 @@ impl Log {
         }
         Ok(overflow
             || !active.has_room(len)?
-            || now.saturating_sub(active.roll_base_ms()) >= segment_ms)
+            || active.time_waited_for_roll(now, incoming_ts) >= segment_ms)
     }
 
     /// Seals the active segment and starts a new one at `base`.

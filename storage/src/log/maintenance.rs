@@ -70,8 +70,7 @@ impl Log {
                 self.flush_locked(&mut w, now, false)?;
                 report.flushed = true;
             }
-            if !active.is_empty() && now.saturating_sub(active.roll_base_ms()) >= config.segment_ms
-            {
+            if !active.is_empty() && active.age_ms(now) >= config.segment_ms {
                 let end = self.offsets().log_end;
                 self.roll(&mut w, end, 0, now)?;
                 report.rolled = true;
@@ -112,7 +111,7 @@ impl Log {
             let newest = if seg.max_timestamp() >= 0 {
                 seg.max_timestamp()
             } else {
-                seg.roll_base_ms()
+                seg.created_ms()
             };
             let by_time =
                 config.retention_ms >= 0 && now.saturating_sub(newest) > config.retention_ms;

@@ -345,20 +345,29 @@ fn segment_ms_rolls_and_flush_ms_flushes_on_the_embedders_clock() {
     let mut config = small_config();
     config.segment_ms = 1000;
     config.flush_ms = 500;
+    config.retention_ms = -1;
     let log = open(dir.path(), config);
+    // As in Kafka, an append rolls when its timestamp is segment.ms past the first batch's.
     log.append(&values(1, 5, 10_000), &opts(10_000))
         .expect("append");
+    log.append(&values(1, 5, 10_999), &opts(10_000))
+        .expect("append");
+    assert_eq!(log.segment_count(), 1);
+    log.append(&values(1, 5, 11_000), &opts(10_000))
+        .expect("append");
+    assert_eq!(log.segment_count(), 2);
     assert_eq!(log.offsets().recovery_point, Offset(0));
     let r = log.housekeeping(10_100).expect("hk");
-    assert!(!r.rolled && !r.flushed);
+    assert!(!r.flushed);
     let r = log.housekeeping(10_600).expect("hk");
-    assert!(r.flushed && !r.rolled);
-    assert_eq!(log.offsets().recovery_point, Offset(1));
-    let r = log.housekeeping(11_001).expect("hk");
-    assert!(r.rolled);
-    assert_eq!(log.segment_count(), 2);
+    assert!(r.flushed);
+    assert_eq!(log.offsets().recovery_point, Offset(3));
+    // Housekeeping rolls an active segment that has existed for segment.ms.
+    let later = super::open::now_ms() + 1000;
+    assert!(log.housekeeping(later).expect("hk").rolled);
+    assert_eq!(log.segment_count(), 3);
     // An empty active segment is not rolled again.
-    assert!(!log.housekeeping(20_000).expect("hk").rolled);
+    assert!(!log.housekeeping(later + 5000).expect("hk").rolled);
 }
 
 #[test]
