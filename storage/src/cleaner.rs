@@ -3,7 +3,7 @@
 //! Pure functions over batch bytes; `log::compaction` does the file work. Kafka's rules:
 //! the latest record of each key survives; a tombstone (null value) that is the latest of its
 //! key survives until `delete.retention.ms` has passed, then goes; records with a null key
-//! are kept (producers cannot write them to compacted topics, see `Log::append`); control
+//! are removed (producers cannot write them to compacted topics, see `Log::append`); control
 //! batches are kept as they are; a batch keeping all its records is copied byte for byte; a
 //! batch losing some is rebuilt with its original base offset, offset deltas, last offset,
 //! producer fields, flags and codec; a batch losing all is dropped.
@@ -96,7 +96,8 @@ pub fn clean(
             let offset = h.base_offset + r.offset_delta as i64;
             let ts = h.base_timestamp.saturating_add(r.timestamp_delta);
             let keep = match r.key {
-                None => true,
+                // Kafka's cleaner drops keyless records: compaction has no key to keep them by.
+                None => false,
                 Some(k) => {
                     let latest = map.get(k).is_none_or(|l| l <= offset);
                     latest && (r.value.is_some() || ts >= tombstone_horizon_ms)

@@ -60,12 +60,9 @@ impl ProducerStateManager {
     /// Decides what to do with a client batch (producer id >= 0, sequence >= 0).
     pub(crate) fn check(&self, h: &BatchHeader) -> SequenceCheck {
         let Some(entry) = self.producers.get(&h.producer_id) else {
-            // Unknown producer: Kafka requires it to start at sequence 0.
-            return if h.base_sequence == 0 {
-                SequenceCheck::Append
-            } else {
-                SequenceCheck::OutOfOrder { expected: 0 }
-            };
+            // Unknown producer: as Kafka (KIP-360), accept any sequence, because its earlier
+            // batches may simply have been removed by retention.
+            return SequenceCheck::Append;
         };
         if h.producer_epoch < entry.epoch {
             return SequenceCheck::Fenced {
@@ -210,7 +207,8 @@ mod tests {
         let mut s = ProducerStateManager::default();
         assert_eq!(
             s.check(&header(7, 0, 3, 1)),
-            SequenceCheck::OutOfOrder { expected: 0 }
+            SequenceCheck::Append,
+            "unknown producers start anywhere"
         );
         let h = header(7, 0, 0, 3);
         assert_eq!(s.check(&h), SequenceCheck::Append);
@@ -227,6 +225,11 @@ mod tests {
             SequenceCheck::OutOfOrder { expected: 3 }
         );
         assert_eq!(s.check(&header(7, 0, 3, 1)), SequenceCheck::Append);
+        assert_eq!(
+            s.check(&header(7, 1, 2, 1)),
+            SequenceCheck::OutOfOrder { expected: 0 },
+            "a new epoch starts at 0"
+        );
         s.update(&header(7, 1, 0, 1), Offset(13), Offset(13));
         assert_eq!(
             s.check(&header(7, 0, 3, 1)),
