@@ -10,6 +10,7 @@ pub(crate) fn fallocate(file: &File, path: &Path, offset: u64, len: u64) -> Resu
     if len == 0 {
         return Ok(());
     }
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("storage::io::fallocate", |_| Err(StorageError::io(
         path,
         std::io::Error::from_raw_os_error(28)

@@ -187,6 +187,8 @@ impl MappedFile {
     /// Flushes `[0, len)` to disk (msync) and the file's metadata with fdatasync.
     pub(crate) fn flush(&self) -> Result<()> {
         let len = self.allocated().min(self.capacity);
+        #[cfg(feature = "failpoints")]
+        #[cfg(feature = "failpoints")]
         fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(
             &self.path,
             std::io::Error::other("injected msync failure")
@@ -205,6 +207,8 @@ impl MappedFile {
         if from >= to {
             return Ok(());
         }
+        #[cfg(feature = "failpoints")]
+        #[cfg(feature = "failpoints")]
         fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(
             &self.path,
             std::io::Error::other("injected msync failure")
