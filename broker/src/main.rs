@@ -1,1 +1,122 @@
-fn main() {}
+//! The `sluice` command.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sluice_broker::config::BrokerConfig;
+use sluice_broker::server::Server;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a Kafka-compatible log broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker. With no arguments: a single node on localhost:9092, data in ./data.
+    Broker(BrokerArgs),
+}
+
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// Configuration file: Java properties (server.properties) or TOML (*.toml), Kafka key names.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listener to bind, e.g. PLAINTEXT://0.0.0.0:9092 (`listeners`).
+    #[arg(long, value_name = "PLAINTEXT://HOST:PORT")]
+    listeners: Option<String>,
+    /// Address given to clients (`advertised.listeners`).
+    #[arg(long, value_name = "PLAINTEXT://HOST:PORT")]
+    advertised_listeners: Option<String>,
+    /// Data directories, comma-separated (`log.dirs`).
+    #[arg(long, value_name = "DIR[,DIR]")]
+    log_dirs: Option<String>,
+    /// This node's id (`node.id`).
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// Any other setting, as kafka-server-start.sh accepts: --override num.partitions=3
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn load(args: BrokerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut c = BrokerConfig::default();
+    if let Some(f) = &args.config {
+        c.apply_file(f)?;
+    }
+    c.apply_env(std::env::vars())?;
+    let flags = [
+        ("listeners", args.listeners),
+        ("advertised.listeners", args.advertised_listeners),
+        ("log.dirs", args.log_dirs),
+        ("node.id", args.node_id.map(|n| n.to_string())),
+    ];
+    for (k, v) in flags {
+        if let Some(v) = v {
+            c.set(k, &v)?;
+        }
+    }
+    for o in &args.overrides {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--override expects KEY=VALUE, got {o:?}"))?;
+        c.set(k.trim(), v.trim())?;
+    }
+    Ok(c)
+}
+
+async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
+    let config = load(args)?;
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr()?;
+    // Tests and scripts read this line to learn the bound port.
+    println!("sluice listening on {addr}");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    server.run(rx).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Broker(args) => rt.block_on(run_broker(args)),
+    }
+}

@@ -1,0 +1,396 @@
+//! `BrokerConfig`: the broker's settings under Kafka's key names.
+//!
+//! Layering, lowest first: defaults, the `--config` file (Java properties or TOML), `SLUICE_*`
+//! environment variables (`SLUICE_LOG_DIRS` is `log.dirs`), then command-line flags and
+//! `--override key=value`. Unknown keys and bad values are refused naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use sluice_storage::LogConfig;
+
+/// A configuration error, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration {key}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The key.
+    pub key: String,
+    /// The offending value.
+    pub value: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn bad(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+/// One listener: `PLAINTEXT://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Security protocol / listener name (only PLAINTEXT is served).
+    pub name: String,
+    /// Host to bind or advertise.
+    pub host: String,
+    /// Port (0 = any free port when binding).
+    pub port: u16,
+}
+
+impl Listener {
+    fn parse(key: &str, value: &str) -> Result<Listener, ConfigError> {
+        let (name, rest) = value
+            .split_once("://")
+            .ok_or_else(|| bad(key, value, "expected NAME://HOST:PORT"))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| bad(key, value, "expected NAME://HOST:PORT"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad(key, value, "port is not a number"))?;
+        if name != "PLAINTEXT" {
+            return Err(bad(key, value, "only PLAINTEXT listeners are supported"));
+        }
+        Ok(Listener {
+            name: name.into(),
+            host: host.trim_matches(['[', ']']).into(),
+            port,
+        })
+    }
+}
+
+/// The broker's validated configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`.
+    pub node_id: i32,
+    /// `listeners`.
+    pub listener: Listener,
+    /// `advertised.listeners` (defaults to the listener; a wildcard host advertises localhost).
+    pub advertised: Option<Listener>,
+    /// `log.dirs`.
+    pub log_dirs: Vec<PathBuf>,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// `queued.max.request.bytes`: memory for requests being processed, over all connections.
+    pub queued_max_request_bytes: usize,
+    /// `max.connections`.
+    pub max_connections: usize,
+    /// `cluster.id` (Sluice-specific default).
+    pub cluster_id: String,
+    /// `sluice.metrics.listener`: address of the Prometheus `/metrics` and `/health` endpoint.
+    pub metrics_listener: Option<SocketAddr>,
+    /// Topic defaults derived from the `log.*` broker keys.
+    pub log_defaults: LogConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listener: Listener {
+                name: "PLAINTEXT".into(),
+                host: "localhost".into(),
+                port: 9092,
+            },
+            advertised: None,
+            log_dirs: vec![PathBuf::from("./data")],
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: true,
+            socket_request_max_bytes: 104_857_600,
+            queued_max_request_bytes: 512 << 20,
+            max_connections: 10_000,
+            cluster_id: "sluice-cluster".into(),
+            metrics_listener: None,
+            log_defaults: LogConfig::default(),
+        }
+    }
+}
+
+/// Broker keys that map to a topic-level key, as Kafka names them.
+const LOG_KEYS: &[(&str, &str)] = &[
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.index.size.max.bytes", "segment.index.bytes"),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    ("message.max.bytes", "max.message.bytes"),
+    ("log.message.timestamp.type", "message.timestamp.type"),
+    ("log.flush.interval.messages", "flush.messages"),
+    ("log.flush.interval.ms", "flush.ms"),
+    ("log.preallocate", "preallocate"),
+];
+
+impl BrokerConfig {
+    /// Applies one `key=value`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        let int = |min: i64, max: i64| -> Result<i64, ConfigError> {
+            let n: i64 = v.parse().map_err(|_| bad(key, value, "not an integer"))?;
+            if n < min || n > max {
+                return Err(bad(key, value, format!("must be between {min} and {max}")));
+            }
+            Ok(n)
+        };
+        let boolean = || match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(bad(key, value, "expected true or false")),
+        };
+        match key {
+            "node.id" | "broker.id" => self.node_id = int(0, i32::MAX as i64)? as i32,
+            "listeners" => self.listener = Listener::parse(key, first(v))?,
+            "advertised.listeners" => self.advertised = Some(Listener::parse(key, first(v))?),
+            "log.dirs" | "log.dir" => {
+                self.log_dirs = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .collect();
+                if self.log_dirs.is_empty() {
+                    return Err(bad(key, value, "at least one directory is required"));
+                }
+            }
+            "num.partitions" => self.num_partitions = int(1, 100_000)? as i32,
+            "default.replication.factor" => {
+                self.default_replication_factor = int(1, i16::MAX as i64)? as i16
+            }
+            "auto.create.topics.enable" => self.auto_create_topics = boolean()?,
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = int(1024, i32::MAX as i64)? as usize
+            }
+            "queued.max.request.bytes" => {
+                self.queued_max_request_bytes = match int(-1, i64::MAX)? {
+                    -1 => 512 << 20,
+                    n => n as usize,
+                }
+            }
+            "max.connections" => self.max_connections = int(1, i32::MAX as i64)? as usize,
+            "cluster.id" => self.cluster_id = v.to_string(),
+            "sluice.metrics.listener" => {
+                self.metrics_listener = if v.is_empty() {
+                    None
+                } else {
+                    Some(
+                        v.parse()
+                            .map_err(|_| bad(key, value, "expected HOST:PORT"))?,
+                    )
+                }
+            }
+            "log.retention.hours" => self.set_log(
+                "retention.ms",
+                &(int(-1, i64::MAX / 3_600_000)? * 3_600_000).to_string(),
+                key,
+                value,
+            )?,
+            "log.retention.minutes" => self.set_log(
+                "retention.ms",
+                &(int(-1, i64::MAX / 60_000)? * 60_000).to_string(),
+                key,
+                value,
+            )?,
+            "log.roll.hours" => self.set_log(
+                "segment.ms",
+                &(int(1, i64::MAX / 3_600_000)? * 3_600_000).to_string(),
+                key,
+                value,
+            )?,
+            _ => match LOG_KEYS.iter().find(|(k, _)| *k == key) {
+                Some((_, topic_key)) => self.set_log(topic_key, v, key, value)?,
+                None => return Err(bad(key, value, "unknown configuration key")),
+            },
+        }
+        Ok(())
+    }
+
+    fn set_log(
+        &mut self,
+        topic_key: &str,
+        v: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        self.log_defaults
+            .set(topic_key, v)
+            .map_err(|e| bad(key, value, e.to_string()))
+    }
+
+    /// Applies a Java properties or TOML file (TOML when the name ends in `.toml`).
+    pub fn apply_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("--config", &path.display().to_string(), e.to_string()))?;
+        let toml = path.extension().is_some_and(|e| e == "toml");
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty()
+                || line.starts_with('#')
+                || line.starts_with('!')
+                || (toml && line.starts_with('['))
+            {
+                continue;
+            }
+            let sep = if toml {
+                '='
+            } else {
+                line.find(['=', ':'])
+                    .map_or('=', |i| line.as_bytes()[i] as char)
+            };
+            let (k, v) = line.split_once(sep).ok_or_else(|| {
+                bad(
+                    &format!("{}:{}", path.display(), n + 1),
+                    line,
+                    "expected key=value",
+                )
+            })?;
+            let k = k.trim().trim_matches('"');
+            let v = v.trim();
+            let v = if toml { v.trim_matches('"') } else { v };
+            self.set(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `SLUICE_*` environment variables: `SLUICE_LOG_DIRS` sets `log.dirs`.
+    pub fn apply_env(
+        &mut self,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (k, v) in vars {
+            if let Some(rest) = k.strip_prefix("SLUICE_") {
+                let key = rest.to_ascii_lowercase().replace('_', ".");
+                self.set(&key, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The address clients are told to connect to.
+    pub fn advertised(&self, bound_port: u16) -> (String, u16) {
+        match &self.advertised {
+            Some(l) => (l.host.clone(), l.port),
+            None => {
+                let host = match self.listener.host.as_str() {
+                    "" | "0.0.0.0" | "::" => "localhost".to_string(),
+                    h => h.to_string(),
+                };
+                (host, bound_port)
+            }
+        }
+    }
+
+    /// Every effective broker-level setting, for DescribeConfigs on the broker resource.
+    pub fn describe(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("node.id".into(), self.node_id.to_string());
+        m.insert(
+            "listeners".into(),
+            format!(
+                "{}://{}:{}",
+                self.listener.name, self.listener.host, self.listener.port
+            ),
+        );
+        m.insert(
+            "log.dirs".into(),
+            self.log_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        m.insert("num.partitions".into(), self.num_partitions.to_string());
+        m.insert(
+            "default.replication.factor".into(),
+            self.default_replication_factor.to_string(),
+        );
+        m.insert(
+            "auto.create.topics.enable".into(),
+            self.auto_create_topics.to_string(),
+        );
+        m.insert(
+            "socket.request.max.bytes".into(),
+            self.socket_request_max_bytes.to_string(),
+        );
+        for (broker_key, topic_key) in LOG_KEYS {
+            if let Some(v) = self.log_defaults.get(topic_key) {
+                m.insert((*broker_key).into(), v);
+            }
+        }
+        m
+    }
+}
+
+/// Kafka allows a comma-separated list of listeners; Sluice serves the first.
+fn first(v: &str) -> &str {
+    v.split(',').next().unwrap_or(v).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_keys_layer_and_unknown_keys_are_refused_naming_them() {
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "PLAINTEXT://127.0.0.1:0")
+            .expect("listeners");
+        c.set("log.retention.hours", "2").expect("hours");
+        assert_eq!(c.log_defaults.retention_ms, 7_200_000);
+        c.set("message.max.bytes", "2000").expect("max");
+        assert_eq!(c.log_defaults.max_message_bytes, 2000);
+        c.apply_env(
+            [
+                ("SLUICE_NUM_PARTITIONS".to_string(), "3".to_string()),
+                ("OTHER".into(), "x".into()),
+            ]
+            .into_iter(),
+        )
+        .expect("env");
+        assert_eq!(c.num_partitions, 3);
+        let e = c.set("log.retention.hourz", "1").expect_err("unknown");
+        assert!(e.to_string().contains("log.retention.hourz"));
+        let e = c.set("num.partitions", "zero").expect_err("bad value");
+        assert!(e.to_string().contains("num.partitions"));
+        assert!(c.set("listeners", "SSL://h:1").is_err());
+    }
+
+    #[test]
+    fn properties_and_toml_files_are_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("server.properties");
+        std::fs::write(
+            &p,
+            "# comment\nnode.id=7\nlog.dirs = /tmp/a,/tmp/b\nauto.create.topics.enable: false\n",
+        )
+        .expect("write");
+        let mut c = BrokerConfig::default();
+        c.apply_file(&p).expect("properties");
+        assert_eq!(
+            (c.node_id, c.log_dirs.len(), c.auto_create_topics),
+            (7, 2, false)
+        );
+        let t = dir.path().join("sluice.toml");
+        std::fs::write(
+            &t,
+            "\"num.partitions\" = 4\n\"log.cleanup.policy\" = \"compact\"\n",
+        )
+        .expect("write");
+        c.apply_file(&t).expect("toml");
+        assert_eq!(c.num_partitions, 4);
+    }
+}

@@ -1,0 +1,227 @@
+//! `Connection`: size-prefixed Kafka frames in, responses out in request order.
+//!
+//! The reader decodes each frame and dispatches it in arrival order, so appends from one
+//! connection keep their order; replies that must wait (long-poll fetch) complete off the
+//! reader, and the writer sends every reply in request order. A frame larger than
+//! `socket.request.max.bytes`, an unknown API, an unsupported version or a body that does not
+//! decode closes this connection only, with a logged reason.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::handlers::{self, Context, Reply};
+use crate::replica_manager::ReplicaManager;
+
+/// Replies queued per connection before the reader stops reading (pipelining depth).
+const MAX_IN_FLIGHT: usize = 128;
+
+/// Why a connection was closed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Socket error or the peer went away.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame that breaks the protocol.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+/// Shared by all connections.
+pub struct Shared {
+    /// Partitions and topics.
+    pub rm: Arc<ReplicaManager>,
+    /// Advertised host and port.
+    pub advertised: (String, u16),
+    /// Bytes of requests being processed (`queued.max.request.bytes`).
+    pub memory: Arc<Semaphore>,
+    /// `socket.request.max.bytes`.
+    pub max_frame: usize,
+}
+
+struct Pending {
+    rx: oneshot::Receiver<BytesMut>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Serves one client connection until it closes or fails.
+pub async fn serve(stream: TcpStream, shared: Arc<Shared>) -> Result<(), ConnectionError> {
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            // A dropped sender means the handler died; the client would wait forever otherwise.
+            let Ok(frame) = p.rx.await else {
+                return Err(std::io::Error::other("handler dropped a reply"));
+            };
+            wr.write_all(&frame).await?;
+        }
+        wr.shutdown().await
+    });
+    let result = read_loop(&mut rd, &shared, tx).await;
+    // Let queued replies drain before closing (the writer ends once the channel is dropped).
+    let written = writer
+        .await
+        .map_err(|e| ConnectionError::Malformed(format!("writer task failed: {e}")))?;
+    result?;
+    written.map_err(ConnectionError::from)
+}
+
+async fn read_loop(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    shared: &Arc<Shared>,
+    tx: mpsc::Sender<Pending>,
+) -> Result<(), ConnectionError> {
+    loop {
+        let mut len = [0u8; 4];
+        match rd.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let len = i32::from_be_bytes(len);
+        if len < 8 || len as usize > shared.max_frame {
+            return Err(ConnectionError::Malformed(format!(
+                "frame size {len} outside [8, {}]",
+                shared.max_frame
+            )));
+        }
+        let len = len as usize;
+        // Back-pressure: wait for memory before reading the body; a saturated broker slows
+        // producers down instead of buffering without bound.
+        let want = len
+            .min(shared.memory.available_permits().max(1))
+            .min(u32::MAX as usize) as u32;
+        let permit = Arc::clone(&shared.memory)
+            .acquire_many_owned(want)
+            .await
+            .ok();
+        let mut buf = BytesMut::zeroed(len);
+        rd.read_exact(&mut buf).await?;
+        let (reply, encode) = handle_frame(buf.freeze(), shared)?;
+        let (otx, orx) = oneshot::channel();
+        match reply {
+            Reply::Nothing => continue,
+            Reply::Now(resp) => {
+                let _ = otx.send(encode.frame(resp)?);
+            }
+            Reply::Later(fut) => {
+                tokio::spawn(async move {
+                    let resp = fut.await;
+                    match encode.frame(resp) {
+                        Ok(frame) => {
+                            let _ = otx.send(frame);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not encode a delayed response")
+                        }
+                    }
+                });
+            }
+        }
+        if tx
+            .send(Pending {
+                rx: orx,
+                _permit: permit,
+            })
+            .await
+            .is_err()
+        {
+            return Ok(()); // the writer stopped: the socket is gone
+        }
+    }
+}
+
+/// How to encode the reply to one request.
+struct Encode {
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+}
+
+impl Encode {
+    fn frame(&self, resp: ResponseKind) -> Result<BytesMut, ConnectionError> {
+        let mut buf = BytesMut::with_capacity(256);
+        buf.put_i32(0);
+        ResponseHeader::default()
+            .with_correlation_id(self.correlation_id)
+            .encode(&mut buf, self.api_key.response_header_version(self.version))
+            .map_err(|e| ConnectionError::Malformed(format!("response header: {e}")))?;
+        resp.encode(&mut buf, self.version).map_err(|e| {
+            ConnectionError::Malformed(format!(
+                "{:?} v{} response: {e}",
+                self.api_key, self.version
+            ))
+        })?;
+        let n = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&n.to_be_bytes());
+        Ok(buf)
+    }
+}
+
+fn handle_frame(
+    mut frame: Bytes,
+    shared: &Arc<Shared>,
+) -> Result<(Reply, Encode), ConnectionError> {
+    let api = frame.slice(0..2).get_i16();
+    let version = frame.slice(2..4).get_i16();
+    let correlation_id = frame.slice(4..8).get_i32();
+    let api_key = ApiKey::try_from(api)
+        .map_err(|_| ConnectionError::Malformed(format!("unknown API key {api}")))?;
+    let Some((lo, hi)) = handlers::versions(api_key) else {
+        return Err(ConnectionError::Malformed(format!(
+            "API {api_key:?} is not supported"
+        )));
+    };
+    if version < lo || version > hi {
+        if api_key == ApiKey::ApiVersions && version > hi {
+            // KIP-511: answer in v0 with our ranges so the client can retry with one we speak.
+            let enc = Encode {
+                api_key,
+                version: 0,
+                correlation_id,
+            };
+            return Ok((
+                Reply::Now(ResponseKind::ApiVersions(
+                    handlers::unsupported_version_response(),
+                )),
+                enc,
+            ));
+        }
+        return Err(ConnectionError::Malformed(format!(
+            "{api_key:?} version {version} is outside {lo}..={hi}"
+        )));
+    }
+    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
+        .map_err(|e| ConnectionError::Malformed(format!("request header: {e}")))?;
+    let req = RequestKind::decode(api_key, &mut frame, version)
+        .map_err(|e| ConnectionError::Malformed(format!("{api_key:?} v{version} body: {e}")))?;
+    if frame.has_remaining() {
+        return Err(ConnectionError::Malformed(format!(
+            "{} bytes left after the {api_key:?} request",
+            frame.remaining()
+        )));
+    }
+    let span = tracing::debug_span!("request", api = ?api_key, v = version, corr = correlation_id);
+    let _g = span.enter();
+    let ctx = Context {
+        rm: Arc::clone(&shared.rm),
+        advertised: shared.advertised.clone(),
+        version,
+        client_id: header.client_id.map(|c| c.to_string()),
+    };
+    Ok((
+        handlers::dispatch(ctx, req),
+        Encode {
+            api_key,
+            version,
+            correlation_id,
+        },
+    ))
+}

@@ -1,0 +1,45 @@
+//! The one place a Sluice error becomes a Kafka error code. Exhaustive on purpose: a new
+//! error variant does not compile until someone decides its code.
+
+use kafka_protocol::error::ResponseError;
+use sluice_storage::StorageError;
+
+use crate::error::BrokerError;
+
+/// The Kafka error for a broker error.
+pub fn response_error(e: &BrokerError) -> ResponseError {
+    match e {
+        BrokerError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        BrokerError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        BrokerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        BrokerError::Metadata(_) => ResponseError::UnknownServerError,
+        BrokerError::Storage(s) => storage_error(s),
+    }
+}
+
+/// The Kafka error for a storage error.
+pub fn storage_error(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::Io { .. }
+        | StorageError::Corrupt { .. }
+        | StorageError::Poisoned { .. }
+        | StorageError::Closed(_) => ResponseError::KafkaStorageError,
+        StorageError::InvalidRecord(_) => ResponseError::CorruptMessage,
+        StorageError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        StorageError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+        StorageError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        StorageError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+    }
+}
+
+/// The numeric code of a broker error.
+pub fn code(e: &BrokerError) -> i16 {
+    response_error(e).code()
+}

@@ -1,0 +1,47 @@
+//! DeleteTopics: by name (all versions) or by topic id (v6+).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+
+use super::{str_bytes, Context};
+use crate::error_map;
+
+pub(super) fn handle(ctx: &Context, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = req
+        .topic_names
+        .into_iter()
+        .map(|n| (Some(n), uuid::Uuid::nil()))
+        .collect();
+    targets.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let topic = match &name {
+                Some(n) => ctx.rm.topic(n.as_str()),
+                None => ctx.rm.topic_by_id(id),
+            };
+            let r = DeletableTopicResult::default()
+                .with_name(name.clone())
+                .with_topic_id(id);
+            let Some(topic) = topic else {
+                let code = if name.is_none() {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                return r.with_error_code(code.code());
+            };
+            let r = r
+                .with_name(Some(TopicName(str_bytes(topic.meta.name.clone()))))
+                .with_topic_id(topic.meta.id);
+            match ctx.rm.delete_topic(&topic.meta.name) {
+                Ok(()) => r,
+                Err(e) => r
+                    .with_error_code(error_map::code(&e))
+                    .with_error_message(Some(str_bytes(e.to_string()))),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,187 @@
+//! Fetch: whole batches from each partition, bounded by `max_bytes` (KIP-74: the first batch
+//! always comes), long-polling up to `max_wait_ms` until `min_bytes` are available, woken by
+//! appends. Sessionless: every response carries session id 0, which tells KIP-227 clients that
+//! no session was created, so they keep sending full fetch requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
+use sluice_storage::{Offset, ReadOptions};
+use uuid::Uuid;
+
+use super::{Context, Reply};
+use crate::error_map;
+use crate::replica_manager::Partition;
+
+/// Isolation level READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
+
+struct PlannedTopic {
+    name: Option<TopicName>,
+    id: Uuid,
+    partitions: Vec<(i32, i64, i32, Option<Arc<Partition>>)>,
+}
+
+struct Plan {
+    topics: Vec<PlannedTopic>,
+    max_bytes: usize,
+    min_bytes: usize,
+    read_committed: bool,
+}
+
+fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = if ctx.version >= 13 {
+                ctx.rm.topic_by_id(t.topic_id)
+            } else {
+                ctx.rm.topic(t.topic.as_str())
+            };
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let part = topic.as_ref().and_then(|tp| {
+                        usize::try_from(p.partition)
+                            .ok()
+                            .and_then(|i| tp.partitions.get(i).cloned())
+                    });
+                    (p.partition, p.fetch_offset, p.partition_max_bytes, part)
+                })
+                .collect();
+            PlannedTopic {
+                name: Some(t.topic.clone()),
+                id: t.topic_id,
+                partitions,
+            }
+        })
+        .collect();
+    Plan {
+        topics,
+        max_bytes: req.max_bytes.max(0) as usize,
+        min_bytes: req.min_bytes.max(0) as usize,
+        read_committed: req.isolation_level == READ_COMMITTED,
+    }
+}
+
+/// Reads every planned partition once; returns the response and its record bytes.
+fn read(plan: &Plan, version: i16) -> (FetchResponse, usize) {
+    let mut remaining = plan.max_bytes;
+    let mut total = 0usize;
+    let mut responses = Vec::with_capacity(plan.topics.len());
+    for t in &plan.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for (index, offset, partition_max, part) in &t.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(*index)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1);
+            if plan.read_committed {
+                pd.aborted_transactions = Some(Vec::new());
+            }
+            let Some(part) = part else {
+                let code = if version >= 13 {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                partitions.push(pd.with_error_code(code.code()));
+                continue;
+            };
+            let o = part.log.offsets();
+            let max_offset = if plan.read_committed {
+                o.last_stable
+            } else {
+                o.high_watermark
+            };
+            let opts = ReadOptions {
+                from: Offset(*offset),
+                max_bytes: ((*partition_max).max(0) as usize).min(remaining),
+                max_offset: Some(max_offset),
+                min_one_batch: total == 0,
+            };
+            match part.log.read(&opts) {
+                Ok(data) => {
+                    total += data.records.len();
+                    remaining = remaining.saturating_sub(data.records.len());
+                    pd = pd.with_records(Some(data.records));
+                }
+                Err(e) => {
+                    let e = crate::error::BrokerError::from(e);
+                    pd = pd
+                        .with_error_code(error_map::code(&e))
+                        .with_records(Some(Bytes::new()));
+                }
+            }
+            pd = pd
+                .with_high_watermark(o.high_watermark.0)
+                .with_last_stable_offset(o.last_stable.0)
+                .with_log_start_offset(o.log_start.0);
+            partitions.push(pd);
+        }
+        let mut tr = FetchableTopicResponse::default()
+            .with_topic_id(t.id)
+            .with_partitions(partitions);
+        if let Some(name) = &t.name {
+            tr = tr.with_topic(name.clone());
+        }
+        responses.push(tr);
+    }
+    (
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(responses),
+        total,
+    )
+}
+
+pub(super) fn handle(ctx: Context, req: FetchRequest) -> Reply {
+    let plan = plan(&ctx, &req);
+    let version = ctx.version;
+    let (resp, bytes) = read(&plan, version);
+    let has_error = resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.error_code != 0);
+    if bytes >= plan.min_bytes || req.max_wait_ms <= 0 || has_error {
+        return Reply::Now(ResponseKind::Fetch(resp));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms as u64);
+    Reply::Later(Box::pin(async move {
+        let parts: Vec<Arc<Partition>> = plan
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().filter_map(|p| p.3.clone()))
+            .collect();
+        loop {
+            // Register for wake-ups before re-reading, so an append in between is not missed.
+            let notified: Vec<_> = parts
+                .iter()
+                .map(|p| Box::pin(p.appended.notified()))
+                .collect();
+            let mut notified: Vec<_> = notified
+                .into_iter()
+                .map(|mut n| {
+                    n.as_mut().enable();
+                    n
+                })
+                .collect();
+            let (resp, bytes) = read(&plan, version);
+            if bytes >= plan.min_bytes || tokio::time::Instant::now() >= deadline {
+                return ResponseKind::Fetch(resp);
+            }
+            let any = futures::future::select_all(notified.iter_mut().map(|n| n.as_mut()));
+            if tokio::time::timeout_at(deadline, any).await.is_err() {
+                return ResponseKind::Fetch(read(&plan, version).0);
+            }
+        }
+    }))
+}

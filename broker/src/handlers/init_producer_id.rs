@@ -1,0 +1,21 @@
+//! InitProducerId for idempotent producers: a fresh producer id, epoch 0. Transactional ids
+//! need a transaction coordinator, which Sluice does not have yet: refused, not faked.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::Context;
+use crate::error_map;
+
+pub(super) fn handle(ctx: &Context, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if req.transactional_id.is_some() {
+        return resp.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    }
+    match ctx.rm.next_producer_id() {
+        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => resp.with_error_code(error_map::code(&e)),
+    }
+}

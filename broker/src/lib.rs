@@ -1,0 +1,20 @@
+//! `sluice-broker`: a Kafka wire-protocol broker over `sluice-storage`.
+//!
+//! # Layout
+//!
+//! - `config`: [`config::BrokerConfig`], Kafka key names, file/env/flag layering.
+//! - `server`: [`server::Server`], listener, connection limit, housekeeping, shutdown.
+//! - `connection`: frames, decoding, in-order responses, back-pressure.
+//! - `handlers`: the API registry and one module per API.
+//! - `replica_manager`: hosted partitions and the topic catalogue (an engine: domain types only).
+//! - `metadata_store`: the persisted topic catalogue and producer-id high-water mark.
+//! - `error`, `error_map`: domain errors and the one mapping to Kafka error codes.
+
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod error_map;
+pub mod handlers;
+pub mod metadata_store;
+pub mod replica_manager;
+pub mod server;

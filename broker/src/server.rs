@@ -1,0 +1,131 @@
+//! `Server`: binds the listener, accepts connections (bounded by `max.connections`), runs
+//! storage housekeeping every second, and shuts down in order on request: stop accepting,
+//! let connections finish, then flush and close every log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::BrokerConfig;
+use crate::connection::{self, Shared};
+use crate::error::BrokerError;
+use crate::replica_manager::ReplicaManager;
+
+/// A running broker.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    max_connections: usize,
+}
+
+impl Server {
+    /// Opens storage and binds the listener (port 0 picks a free port).
+    pub async fn bind(config: BrokerConfig) -> Result<Server, BrokerError> {
+        let addr = format!("{}:{}", config.listener.host, config.listener.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| BrokerError::InvalidConfig(format!("cannot listen on {addr}: {e}")))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?
+            .port();
+        let advertised = config.advertised(port);
+        let max_connections = config.max_connections;
+        let shared = Arc::new(Shared {
+            memory: Arc::new(Semaphore::new(
+                config.queued_max_request_bytes.min(u32::MAX as usize),
+            )),
+            max_frame: config.socket_request_max_bytes,
+            advertised,
+            rm: Arc::new(tokio::task::block_in_place(|| {
+                ReplicaManager::open(config)
+            })?),
+        });
+        Ok(Server {
+            listener,
+            shared,
+            max_connections,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The partitions of this broker.
+    pub fn replica_manager(&self) -> Arc<ReplicaManager> {
+        Arc::clone(&self.shared.rm)
+    }
+
+    /// Serves until `shutdown` turns true, then closes everything cleanly.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), BrokerError> {
+        let slots = Arc::new(Semaphore::new(self.max_connections));
+        let mut conns = JoinSet::new();
+        let rm = Arc::clone(&self.shared.rm);
+        let housekeeping = tokio::spawn(housekeeping_loop(Arc::clone(&rm), shutdown.clone()));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        tracing::warn!(%peer, "max.connections reached; refusing connection");
+                        continue;
+                    };
+                    let shared = Arc::clone(&self.shared);
+                    let mut stop = shutdown.clone();
+                    conns.spawn(async move {
+                        tracing::info!(%peer, "connection opened");
+                        tokio::select! {
+                            r = connection::serve(stream, shared) => match r {
+                                Ok(()) => tracing::info!(%peer, "connection closed"),
+                                Err(e) => tracing::info!(%peer, reason = %e, "connection closed"),
+                            },
+                            _ = stop.changed() => tracing::info!(%peer, "connection closed by shutdown"),
+                        }
+                        drop(slot);
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        tracing::info!("shutting down: closing connections");
+        while conns.join_next().await.is_some() {}
+        if let Err(e) = housekeeping.await {
+            tracing::warn!(error = %e, "housekeeping task failed");
+        }
+        tracing::info!("flushing and closing logs");
+        tokio::task::block_in_place(|| rm.close())?;
+        Ok(())
+    }
+}
+
+async fn housekeeping_loop(rm: Arc<ReplicaManager>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {
+                let rm = Arc::clone(&rm);
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                match tokio::task::spawn_blocking(move || rm.housekeeping(now)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "storage housekeeping failed"),
+                    Err(e) => tracing::error!(error = %e, "storage housekeeping panicked"),
+                }
+            }
+        }
+    }
+}
