@@ -1,0 +1,103 @@
+"""Restarts, kill -9 and hostile input against a real broker."""
+import os
+import random
+import socket
+import struct
+import threading
+import time
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from test_clients import consume_all
+
+
+def test_clean_restart_keeps_topics_ids_and_offsets(broker_factory, topic_name):
+    b = broker_factory()
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    a.create_topics([NewTopic(topic_name, 3, 1, config={"retention.ms": "123456789"})])[topic_name].result(10)
+    tid = a.list_topics(topic_name, timeout=10).topics[topic_name]
+    p = Producer({"bootstrap.servers": b.bootstrap})
+    for i in range(300):
+        p.produce(topic_name, value=f"{i}", partition=i % 3)
+    assert p.flush(10) == 0
+    del p, a
+    assert b.stop() == 0, "clean shutdown exits 0"
+    b.start()
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    md = a.list_topics(topic_name, timeout=10).topics[topic_name]
+    assert len(md.partitions) == 3
+    for part in range(3):
+        assert len(consume_all(b, topic_name, partition=part)) == 100
+    del tid
+
+
+def test_kill_9_during_acks_all_produce_loses_no_acknowledged_record(broker_factory, topic_name):
+    b = broker_factory()
+    acked, stop = [], threading.Event()
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 1, "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 200})
+
+    def on_delivery(err, msg):
+        if err is None:
+            acked.append(int(msg.value()))
+
+    def produce():
+        i = 0
+        while not stop.is_set():
+            try:
+                p.produce(topic_name, value=f"{i}", on_delivery=on_delivery)
+                i += 1
+            except BufferError:
+                pass
+            p.poll(0)
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    time.sleep(1.5)
+    b.kill9()
+    time.sleep(0.5)
+    b.start()
+    time.sleep(1.5)
+    stop.set()
+    t.join()
+    assert p.flush(60) == 0
+    assert len(acked) > 100
+    got = [int(m.value()) for m in consume_all(b, topic_name)]
+    assert set(acked) <= set(got), f"lost {sorted(set(acked) - set(got))[:10]}"
+    # Idempotence: no acknowledged record appears twice, and order is kept.
+    assert len(got) == len(set(got))
+    assert got == sorted(got)
+
+
+def test_thousands_of_malformed_frames_close_only_their_connection(broker, topic_name):
+    rnd = random.Random(7)
+    for i in range(2000):
+        kind = i % 4
+        if kind == 0:
+            payload = os.urandom(rnd.randrange(0, 64))
+        elif kind == 1:  # a plausible header with a garbage body
+            body = struct.pack(">hhi", rnd.choice([0, 1, 3, 18, 19]), rnd.randrange(-1, 20), i) + os.urandom(rnd.randrange(0, 40))
+            payload = struct.pack(">i", len(body)) + body
+        elif kind == 2:  # a frame that claims more than it sends
+            payload = struct.pack(">i", rnd.randrange(10, 10_000)) + os.urandom(rnd.randrange(0, 9))
+        else:  # absurd sizes
+            payload = struct.pack(">i", rnd.choice([-1, 0, 3, 2**31 - 1]))
+        s = socket.create_connection(("127.0.0.1", broker.port), timeout=2)
+        try:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(2)
+            try:
+                while s.recv(4096):
+                    pass
+            except (socket.timeout, ConnectionResetError):
+                pass
+        finally:
+            s.close()
+    assert broker.proc.poll() is None, "broker is still running"
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce(topic_name, value=b"still serving")
+    assert p.flush(10) == 0
+    assert [m.value() for m in consume_all(broker, topic_name)] == [b"still serving"]
