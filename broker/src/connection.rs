@@ -109,7 +109,7 @@ async fn read_loop(
         match reply {
             Reply::Nothing => continue,
             Reply::Now(resp) => {
-                let _ = otx.send(encode.frame(resp)?);
+                let _ = otx.send(encode.frame(*resp)?);
             }
             Reply::Later(fut) => {
                 tokio::spawn(async move {
@@ -188,7 +188,7 @@ fn handle_frame(
                 correlation_id,
             };
             return Ok((
-                Reply::Now(ResponseKind::ApiVersions(
+                Reply::now(ResponseKind::ApiVersions(
                     handlers::unsupported_version_response(),
                 )),
                 enc,

@@ -216,7 +216,7 @@ impl ReplicaManager {
                 "number of partitions must be at least 1, got {partitions}"
             )));
         }
-        if rf < 1 || rf > 1 {
+        if rf != 1 {
             return Err(BrokerError::InvalidReplicationFactor(format!(
                 "replication factor {rf} is not possible with 1 live broker"
             )));

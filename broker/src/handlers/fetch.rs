@@ -152,7 +152,7 @@ pub(super) fn handle(ctx: Context, req: FetchRequest) -> Reply {
         .flat_map(|t| &t.partitions)
         .any(|p| p.error_code != 0);
     if bytes >= plan.min_bytes || req.max_wait_ms <= 0 || has_error {
-        return Reply::Now(ResponseKind::Fetch(resp));
+        return Reply::now(ResponseKind::Fetch(resp));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms as u64);
     Reply::Later(Box::pin(async move {

@@ -24,12 +24,19 @@ pub use api_versions::unsupported_version_response;
 
 /// What a handler answers.
 pub enum Reply {
-    /// A response, ready now.
-    Now(ResponseKind),
+    /// A response, ready now. Boxed: responses are large and most replies are this variant.
+    Now(Box<ResponseKind>),
     /// A response that needs waiting (long-poll fetch); resolved off the connection's task.
     Later(BoxFuture<'static, ResponseKind>),
     /// No response at all (produce with acks=0).
     Nothing,
+}
+
+impl Reply {
+    /// A response ready now.
+    pub fn now(r: ResponseKind) -> Reply {
+        Reply::Now(Box::new(r))
+    }
 }
 
 /// Everything a handler may use.
@@ -72,27 +79,27 @@ pub fn versions(key: ApiKey) -> Option<(i16, i16)> {
 pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
     match req {
         RequestKind::ApiVersions(r) => {
-            Reply::Now(ResponseKind::ApiVersions(api_versions::handle(&ctx, r)))
+            Reply::now(ResponseKind::ApiVersions(api_versions::handle(&ctx, r)))
         }
-        RequestKind::Metadata(r) => Reply::Now(ResponseKind::Metadata(metadata::handle(&ctx, r))),
+        RequestKind::Metadata(r) => Reply::now(ResponseKind::Metadata(metadata::handle(&ctx, r))),
         RequestKind::Produce(r) => match produce::handle(&ctx, r) {
-            Some(resp) => Reply::Now(ResponseKind::Produce(resp)),
+            Some(resp) => Reply::now(ResponseKind::Produce(resp)),
             None => Reply::Nothing,
         },
         RequestKind::Fetch(r) => fetch::handle(ctx, r),
         RequestKind::ListOffsets(r) => {
-            Reply::Now(ResponseKind::ListOffsets(list_offsets::handle(&ctx, r)))
+            Reply::now(ResponseKind::ListOffsets(list_offsets::handle(&ctx, r)))
         }
         RequestKind::CreateTopics(r) => {
-            Reply::Now(ResponseKind::CreateTopics(create_topics::handle(&ctx, r)))
+            Reply::now(ResponseKind::CreateTopics(create_topics::handle(&ctx, r)))
         }
         RequestKind::DeleteTopics(r) => {
-            Reply::Now(ResponseKind::DeleteTopics(delete_topics::handle(&ctx, r)))
+            Reply::now(ResponseKind::DeleteTopics(delete_topics::handle(&ctx, r)))
         }
-        RequestKind::InitProducerId(r) => Reply::Now(ResponseKind::InitProducerId(
+        RequestKind::InitProducerId(r) => Reply::now(ResponseKind::InitProducerId(
             init_producer_id::handle(&ctx, r),
         )),
-        RequestKind::CreatePartitions(r) => Reply::Now(ResponseKind::CreatePartitions(
+        RequestKind::CreatePartitions(r) => Reply::now(ResponseKind::CreatePartitions(
             create_partitions::handle(&ctx, r),
         )),
         other => {

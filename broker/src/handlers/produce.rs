@@ -11,7 +11,7 @@ use crate::error_map;
 
 pub(super) fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let acks_ok = matches!(req.acks, -1 | 0 | 1);
+    let acks_ok = (-1..=1).contains(&req.acks);
     for td in req.topic_data {
         let name = td.name.as_str().to_string();
         let topic = ctx.rm.topic(&name).or_else(|| {
