@@ -414,17 +414,23 @@ impl ReplicaManager {
         Ok(id)
     }
 
-    /// Size on disk of every partition, for DescribeLogDirs.
-    pub fn log_sizes(&self) -> Vec<(TopicPartition, u64, i64)> {
+    /// Size on disk, follower lag and data directory of every partition (DescribeLogDirs).
+    pub fn log_sizes(&self) -> Vec<(TopicPartition, u64, i64, String)> {
         self.logs
             .logs()
             .iter()
             .map(|l| {
                 let o = l.offsets();
+                let dir = l
+                    .dir()
+                    .parent()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
                 (
                     l.topic_partition().clone(),
                     l.size_bytes(),
                     o.log_end.0 - o.high_watermark.0,
+                    dir,
                 )
             })
             .collect()

@@ -2,10 +2,15 @@
 //! module per API. `ApiVersions` is generated from the same table (intersected with what the
 //! protocol crate speaks), so it can never advertise an API that is not routed here.
 
+mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod describe_log_dirs;
 mod fetch;
 mod init_producer_id;
 mod list_offsets;
@@ -64,6 +69,12 @@ pub const APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 /// The served version range of `key`, if served at all.
@@ -101,6 +112,24 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         )),
         RequestKind::CreatePartitions(r) => Reply::now(ResponseKind::CreatePartitions(
             create_partitions::handle(&ctx, r),
+        )),
+        RequestKind::DescribeConfigs(r) => Reply::now(ResponseKind::DescribeConfigs(
+            describe_configs::handle(&ctx, r),
+        )),
+        RequestKind::AlterConfigs(r) => {
+            Reply::now(ResponseKind::AlterConfigs(alter_configs::handle(&ctx, r)))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => Reply::now(
+            ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(&ctx, r)),
+        ),
+        RequestKind::DescribeCluster(r) => Reply::now(ResponseKind::DescribeCluster(
+            describe_cluster::handle(&ctx, r),
+        )),
+        RequestKind::DeleteRecords(r) => {
+            Reply::now(ResponseKind::DeleteRecords(delete_records::handle(&ctx, r)))
+        }
+        RequestKind::DescribeLogDirs(r) => Reply::now(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(&ctx, r),
         )),
         other => {
             // Unreachable through `Connection`, which only decodes APIs listed in `APIS`.

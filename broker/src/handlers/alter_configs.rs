@@ -1,0 +1,143 @@
+//! AlterConfigs (replace a topic's overrides) and IncrementalAlterConfigs (KIP-339: set,
+//! delete, append, subtract). Broker configs are static in Sluice and refused.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{alter_configs_response, incremental_alter_configs_response};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::describe_configs::TOPIC;
+use super::{str_bytes, Context};
+use crate::error::BrokerError;
+use crate::error_map;
+
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+
+fn apply(
+    ctx: &Context,
+    resource_type: i8,
+    name: &StrBytes,
+    validate_only: bool,
+    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), BrokerError>,
+) -> (i16, Option<StrBytes>) {
+    if resource_type != TOPIC {
+        return (
+            ResponseError::InvalidRequest.code(),
+            Some(str_bytes(
+                "only topic configs can be altered; broker configs are static",
+            )),
+        );
+    }
+    let result = ctx
+        .rm
+        .topic(name.as_str())
+        .ok_or(BrokerError::UnknownTopicOrPartition)
+        .and_then(|t| {
+            let mut configs = t.meta.configs.clone();
+            edit(&mut configs)?;
+            ctx.rm
+                .set_topic_configs(name.as_str(), configs, validate_only)
+        });
+    match result {
+        Ok(()) => (0, None),
+        Err(e) => (error_map::code(&e), Some(str_bytes(e.to_string()))),
+    }
+}
+
+pub(super) fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let (code, msg) = apply(
+                ctx,
+                r.resource_type,
+                &r.resource_name,
+                req.validate_only,
+                |c| {
+                    *c = r
+                        .configs
+                        .iter()
+                        .filter_map(|e| Some((e.name.to_string(), e.value.as_ref()?.to_string())))
+                        .collect();
+                    Ok(())
+                },
+            );
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_error_code(code)
+                .with_error_message(msg)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub(super) fn handle_incremental(
+    ctx: &Context,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let (code, msg) = apply(
+                ctx,
+                r.resource_type,
+                &r.resource_name,
+                req.validate_only,
+                |c| {
+                    for e in &r.configs {
+                        let key = e.name.to_string();
+                        let value = e.value.as_ref().map(|v| v.to_string());
+                        match (e.config_operation, value) {
+                            (SET, Some(v)) => {
+                                c.insert(key, v);
+                            }
+                            (DELETE, _) => {
+                                c.remove(&key);
+                            }
+                            (APPEND | SUBTRACT, Some(v)) if key == "cleanup.policy" => {
+                                let mut items: Vec<String> = c.get(&key).map_or_else(
+                                    || vec!["delete".to_string()],
+                                    |cur| cur.split(',').map(str::to_string).collect(),
+                                );
+                                if e.config_operation == APPEND {
+                                    items.extend(
+                                        v.split(',')
+                                            .map(str::to_string)
+                                            .filter(|x| !items.contains(x))
+                                            .collect::<Vec<_>>(),
+                                    );
+                                } else {
+                                    items.retain(|x| !v.split(',').any(|s| s == x));
+                                }
+                                c.insert(key, items.join(","));
+                            }
+                            (op, _) => {
+                                return Err(BrokerError::InvalidConfig(format!(
+                                    "operation {op} is not valid for {key}"
+                                )))
+                            }
+                        }
+                    }
+                    Ok(())
+                },
+            );
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_error_code(code)
+                .with_error_message(msg)
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,91 @@
+//! DescribeConfigs: every config of a topic (value, source, sensitivity), or of this broker.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+
+use super::{str_bytes, Context};
+
+/// Kafka's ConfigResource types.
+pub(super) const TOPIC: i8 = 2;
+pub(super) const BROKER: i8 = 4;
+/// Kafka's config sources.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+pub(super) fn handle(ctx: &Context, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            // Null or empty keys mean "all", as Kafka treats them (kafka-python sends an empty list).
+            let wanted = |k: &str| {
+                r.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|w| w.as_str() == k))
+            };
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let entries: Vec<(String, String, i8, bool)> = match r.resource_type {
+                TOPIC => match ctx.rm.topic(r.resource_name.as_str()) {
+                    Some(t) => t
+                        .config
+                        .describe()
+                        .into_iter()
+                        .map(|e| {
+                            let source = if t.meta.configs.contains_key(&e.name) {
+                                DYNAMIC_TOPIC_CONFIG
+                            } else if e.is_default {
+                                DEFAULT_CONFIG
+                            } else {
+                                STATIC_BROKER_CONFIG
+                            };
+                            (e.name, e.value, source, false)
+                        })
+                        .collect(),
+                    None => {
+                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    }
+                },
+                BROKER
+                    if r.resource_name.as_str().is_empty()
+                        || r.resource_name.as_str() == ctx.rm.config().node_id.to_string() =>
+                {
+                    ctx.rm
+                        .config()
+                        .describe()
+                        .into_iter()
+                        .map(|(k, v)| (k, v, STATIC_BROKER_CONFIG, true))
+                        .collect()
+                }
+                BROKER => {
+                    return base
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(str_bytes("unknown broker id")))
+                }
+                _ => {
+                    return base
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(str_bytes("unsupported resource type")))
+                }
+            };
+            let configs = entries
+                .into_iter()
+                .filter(|(k, ..)| wanted(k))
+                .map(|(k, v, source, read_only)| {
+                    DescribeConfigsResourceResult::default()
+                        .with_name(str_bytes(k))
+                        .with_value(Some(str_bytes(v)))
+                        .with_config_source(source)
+                        .with_read_only(read_only)
+                })
+                .collect();
+            base.with_configs(configs)
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}

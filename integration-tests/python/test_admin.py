@@ -1,0 +1,70 @@
+"""Configs, DeleteRecords, cluster and log-dir description with real admin clients."""
+from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
+                                   NewTopic)
+
+from test_clients import consume_all
+
+
+def test_describe_configs_lists_every_topic_config_with_source(broker, topic_name):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic(topic_name, 1, 1, config={"retention.ms": "3600000"})])[topic_name].result(10)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+    configs = a.describe_configs([res])[res].result(10)
+    assert len(configs) >= 10, "every config, not an empty list"
+    assert configs["retention.ms"].value == "3600000"
+    assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["cleanup.policy"].value == "delete" and configs["cleanup.policy"].is_default
+    assert configs["max.message.bytes"].value == "1048588"
+
+
+def test_incremental_and_legacy_alter_configs(broker, topic_name):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(10)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic_name, incremental_configs=[
+        ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND)])
+    a.incremental_alter_configs([res])[res].result(10)
+    d = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+    configs = a.describe_configs([d])[d].result(10)
+    assert configs["max.message.bytes"].value == "2000"
+    assert configs["cleanup.policy"].value == "compact,delete"
+    # max.message.bytes is enforced per topic at once.
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    errs = []
+    p.produce(topic_name, key=b"k", value=b"x" * 5000, on_delivery=lambda e, m: errs.append(e))
+    p.flush(10)
+    assert errs[0] is not None and errs[0].name() == "MSG_SIZE_TOO_LARGE"
+    bad = ConfigResource(ConfigResource.Type.TOPIC, topic_name, incremental_configs=[
+        ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)])
+    try:
+        a.incremental_alter_configs([bad])[bad].result(10)
+        raise AssertionError("a bad value must be refused")
+    except KafkaException as e:
+        assert e.args[0].name() == "INVALID_CONFIG"
+
+
+def test_delete_records_moves_the_low_watermark(broker, topic_name):
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        p.produce(topic_name, value=f"{i}")
+        p.flush(10)
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    tp = TopicPartition(topic_name, 0, 6)
+    out = a.delete_records([tp])[tp].result(10)
+    assert out.low_watermark == 6
+    assert [m.offset() for m in consume_all(broker, topic_name, offset=6)] == [6, 7, 8, 9]
+
+
+def test_describe_cluster_and_kafka_python_describe_configs(broker, topic_name):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    c = a.describe_cluster().result(10)
+    assert [n.id for n in c.nodes] == [1] and c.controller.id == 1
+    from kafka.admin import ConfigResource as KCR, ConfigResourceType, KafkaAdminClient, NewTopic as KNT
+    ka = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    ka.create_topics([KNT(topic_name, 2, 1)])
+    assert len(ka.describe_topics([topic_name])[0]["partitions"]) == 2
+    resp = ka.describe_configs([KCR(ConfigResourceType.TOPIC, topic_name)], config_filter="all")
+    text = str(resp)
+    assert "retention.ms" in text and "segment.bytes" in text
+    ka.close()
