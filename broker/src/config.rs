@@ -92,6 +92,8 @@ pub struct BrokerConfig {
     pub metrics_listener: Option<SocketAddr>,
     /// Topic defaults derived from the `log.*` broker keys.
     pub log_defaults: LogConfig,
+    /// Group coordinator settings (`offsets.topic.num.partitions`, `group.*`).
+    pub groups: crate::group::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -114,6 +116,7 @@ impl Default for BrokerConfig {
             cluster_id: "sluice-cluster".into(),
             metrics_listener: None,
             log_defaults: LogConfig::default(),
+            groups: crate::group::GroupConfig::default(),
         }
     }
 }
@@ -183,6 +186,18 @@ impl BrokerConfig {
             }
             "max.connections" => self.max_connections = int(1, i32::MAX as i64)? as usize,
             "cluster.id" => self.cluster_id = v.to_string(),
+            "offsets.topic.num.partitions" => {
+                self.groups.offsets_partitions = int(1, 10_000)? as i32
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.initial_rebalance_delay_ms = int(0, i32::MAX as i64)? as u64
+            }
+            "group.min.session.timeout.ms" => {
+                self.groups.min_session_timeout_ms = int(0, i32::MAX as i64)? as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.groups.max_session_timeout_ms = int(0, i32::MAX as i64)? as i32
+            }
             "sluice.metrics.listener" => {
                 self.metrics_listener = if v.is_empty() {
                     None

@@ -42,6 +42,8 @@ pub struct Shared {
     pub memory: Arc<Semaphore>,
     /// `socket.request.max.bytes`.
     pub max_frame: usize,
+    /// The group coordinator.
+    pub groups: Arc<crate::group::GroupCoordinator>,
 }
 
 struct Pending {
@@ -51,6 +53,10 @@ struct Pending {
 
 /// Serves one client connection until it closes or fails.
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>) -> Result<(), ConnectionError> {
+    let peer = stream
+        .peer_addr()
+        .map(|a| format!("/{}", a.ip()))
+        .unwrap_or_default();
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
@@ -64,7 +70,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) -> Result<(), Connect
         }
         wr.shutdown().await
     });
-    let result = read_loop(&mut rd, &shared, tx).await;
+    let result = read_loop(&mut rd, &shared, tx, &peer).await;
     // Let queued replies drain before closing (the writer ends once the channel is dropped).
     let written = writer
         .await
@@ -77,6 +83,7 @@ async fn read_loop(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     shared: &Arc<Shared>,
     tx: mpsc::Sender<Pending>,
+    peer: &str,
 ) -> Result<(), ConnectionError> {
     loop {
         let mut len = [0u8; 4];
@@ -104,7 +111,7 @@ async fn read_loop(
             .ok();
         let mut buf = BytesMut::zeroed(len);
         rd.read_exact(&mut buf).await?;
-        let (reply, encode) = handle_frame(buf.freeze(), shared)?;
+        let (reply, encode) = handle_frame(buf.freeze(), shared, peer)?;
         let (otx, orx) = oneshot::channel();
         match reply {
             Reply::Nothing => continue,
@@ -168,6 +175,7 @@ impl Encode {
 fn handle_frame(
     mut frame: Bytes,
     shared: &Arc<Shared>,
+    peer: &str,
 ) -> Result<(Reply, Encode), ConnectionError> {
     let api = frame.slice(0..2).get_i16();
     let version = frame.slice(2..4).get_i16();
@@ -215,6 +223,8 @@ fn handle_frame(
         advertised: shared.advertised.clone(),
         version,
         client_id: header.client_id.map(|c| c.to_string()),
+        groups: Arc::clone(&shared.groups),
+        peer: peer.to_string(),
     };
     Ok((
         handlers::dispatch(ctx, req),

@@ -6,6 +6,7 @@
 //! - `server`: [`server::Server`], listener, connection limit, housekeeping, shutdown.
 //! - `connection`: frames, decoding, in-order responses, back-pressure.
 //! - `handlers`: the API registry and one module per API.
+//! - `group`: the consumer-group coordinator and its `__consumer_offsets` records.
 //! - `replica_manager`: hosted partitions and the topic catalogue (an engine: domain types only).
 //! - `metadata_store`: the persisted topic catalogue and producer-id high-water mark.
 //! - `error`, `error_map`: domain errors and the one mapping to Kafka error codes.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod error_map;
+pub mod group;
 pub mod handlers;
 pub mod metadata_store;
 pub mod replica_manager;

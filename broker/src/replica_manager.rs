@@ -255,6 +255,16 @@ impl ReplicaManager {
         self.install(meta)
     }
 
+    /// Creates an internal topic (`__consumer_offsets`) with its own settings.
+    pub fn create_internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        self.create_topic(name, partitions, 1, configs)
+    }
+
     /// Creates `name` with broker defaults if auto-creation is enabled.
     pub fn auto_create(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
         if let Some(t) = self.topic(name) {

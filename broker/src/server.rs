@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use crate::config::BrokerConfig;
 use crate::connection::{self, Shared};
 use crate::error::BrokerError;
+use crate::group::GroupCoordinator;
 use crate::replica_manager::ReplicaManager;
 
 /// A running broker.
@@ -35,15 +36,23 @@ impl Server {
             .port();
         let advertised = config.advertised(port);
         let max_connections = config.max_connections;
+        let group_config = config.groups.clone();
+        let memory = Arc::new(Semaphore::new(
+            config.queued_max_request_bytes.min(u32::MAX as usize),
+        ));
+        let max_frame = config.socket_request_max_bytes;
+        let rm = Arc::new(tokio::task::block_in_place(|| {
+            ReplicaManager::open(config)
+        })?);
+        let groups = Arc::new(tokio::task::block_in_place(|| {
+            GroupCoordinator::open(Arc::clone(&rm), group_config)
+        })?);
         let shared = Arc::new(Shared {
-            memory: Arc::new(Semaphore::new(
-                config.queued_max_request_bytes.min(u32::MAX as usize),
-            )),
-            max_frame: config.socket_request_max_bytes,
+            memory,
+            max_frame,
             advertised,
-            rm: Arc::new(tokio::task::block_in_place(|| {
-                ReplicaManager::open(config)
-            })?),
+            rm,
+            groups,
         });
         Ok(Server {
             listener,
@@ -68,6 +77,10 @@ impl Server {
         let mut conns = JoinSet::new();
         let rm = Arc::clone(&self.shared.rm);
         let housekeeping = tokio::spawn(housekeeping_loop(Arc::clone(&rm), shutdown.clone()));
+        let group_timers = tokio::spawn(group_timer_loop(
+            Arc::clone(&self.shared.groups),
+            shutdown.clone(),
+        ));
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -103,6 +116,9 @@ impl Server {
         }
         tracing::info!("shutting down: closing connections");
         while conns.join_next().await.is_some() {}
+        if let Err(e) = group_timers.await {
+            tracing::warn!(error = %e, "group timer task failed");
+        }
         if let Err(e) = housekeeping.await {
             tracing::warn!(error = %e, "housekeeping task failed");
         }
@@ -124,6 +140,23 @@ async fn housekeeping_loop(rm: Arc<ReplicaManager>, mut shutdown: watch::Receive
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "storage housekeeping failed"),
                     Err(e) => tracing::error!(error = %e, "storage housekeeping panicked"),
+                }
+            }
+        }
+    }
+}
+
+/// Drives group session expiry and rebalance deadlines. 100 ms is far below the smallest
+/// session timeout Kafka allows by default (6 s).
+async fn group_timer_loop(groups: Arc<GroupCoordinator>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            now = tick.tick() => {
+                let groups = Arc::clone(&groups);
+                if let Err(e) = tokio::task::spawn_blocking(move || groups.tick(now)).await {
+                    tracing::error!(error = %e, "group timers panicked");
                 }
             }
         }

@@ -12,6 +12,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_log_dirs;
 mod fetch;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -55,6 +56,10 @@ pub struct Context {
     pub version: i16,
     /// The client's id from the request header.
     pub client_id: Option<String>,
+    /// The group coordinator.
+    pub groups: Arc<crate::group::GroupCoordinator>,
+    /// The client's address, as DescribeGroups reports it.
+    pub peer: String,
 }
 
 /// (API, lowest, highest version) served. Lower bounds are the protocol crate's; upper bounds
@@ -75,6 +80,17 @@ pub const APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The served version range of `key`, if served at all.
@@ -131,6 +147,33 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         RequestKind::DescribeLogDirs(r) => Reply::now(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(&ctx, r),
         )),
+        RequestKind::FindCoordinator(r) => Reply::now(ResponseKind::FindCoordinator(
+            groups::find_coordinator(&ctx, r),
+        )),
+        RequestKind::JoinGroup(r) => groups::join(&ctx, r),
+        RequestKind::SyncGroup(r) => groups::sync(&ctx, r),
+        RequestKind::Heartbeat(r) => {
+            Reply::now(ResponseKind::Heartbeat(groups::heartbeat(&ctx, r)))
+        }
+        RequestKind::LeaveGroup(r) => Reply::now(ResponseKind::LeaveGroup(groups::leave(&ctx, r))),
+        RequestKind::OffsetCommit(r) => {
+            Reply::now(ResponseKind::OffsetCommit(groups::offset_commit(&ctx, r)))
+        }
+        RequestKind::OffsetFetch(r) => {
+            Reply::now(ResponseKind::OffsetFetch(groups::offset_fetch(&ctx, r)))
+        }
+        RequestKind::ListGroups(r) => {
+            Reply::now(ResponseKind::ListGroups(groups::list_groups(&ctx, r)))
+        }
+        RequestKind::DescribeGroups(r) => Reply::now(ResponseKind::DescribeGroups(
+            groups::describe_groups(&ctx, r),
+        )),
+        RequestKind::DeleteGroups(r) => {
+            Reply::now(ResponseKind::DeleteGroups(groups::delete_groups(&ctx, r)))
+        }
+        RequestKind::OffsetDelete(r) => {
+            Reply::now(ResponseKind::OffsetDelete(groups::offset_delete(&ctx, r)))
+        }
         other => {
             // Unreachable through `Connection`, which only decodes APIs listed in `APIS`.
             tracing::error!(request = ?std::mem::discriminant(&other), "request for an API without a handler");
