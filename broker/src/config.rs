@@ -88,7 +88,8 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// `cluster.id` (Sluice-specific default).
     pub cluster_id: String,
-    /// `sluice.metrics.listener`: address of the Prometheus `/metrics` and `/health` endpoint.
+    /// `sluice.metrics.listener`: address of the Prometheus `/metrics` and `/health` endpoint
+    /// (default 127.0.0.1:9644; empty disables it).
     pub metrics_listener: Option<SocketAddr>,
     /// Topic defaults derived from the `log.*` broker keys.
     pub log_defaults: LogConfig,
@@ -114,7 +115,7 @@ impl Default for BrokerConfig {
             queued_max_request_bytes: 512 << 20,
             max_connections: 10_000,
             cluster_id: "sluice-cluster".into(),
-            metrics_listener: None,
+            metrics_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             log_defaults: LogConfig::default(),
             groups: crate::group::GroupConfig::default(),
         }

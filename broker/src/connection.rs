@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::handlers::{self, Context, Reply};
+use crate::observability::names;
 use crate::replica_manager::ReplicaManager;
 
 /// Replies queued per connection before the reader stops reading (pipelining depth).
@@ -111,18 +112,30 @@ async fn read_loop(
             .ok();
         let mut buf = BytesMut::zeroed(len);
         rd.read_exact(&mut buf).await?;
+        metrics::counter!(names::BYTES_IN).increment(len as u64 + 4);
+        let started = std::time::Instant::now();
         let (reply, encode) = handle_frame(buf.freeze(), shared, peer)?;
+        let api = encode.api_name();
+        metrics::counter!(names::REQUESTS, "api" => api).increment(1);
         let (otx, orx) = oneshot::channel();
         match reply {
             Reply::Nothing => continue,
             Reply::Now(resp) => {
-                let _ = otx.send(encode.frame(*resp)?);
+                let frame = encode.frame(*resp)?;
+                metrics::histogram!(names::REQUEST_SECONDS, "api" => api)
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!(names::BYTES_OUT).increment(frame.len() as u64);
+                // The receiver is queued just below; it only vanishes if the socket closed.
+                let _ = otx.send(frame);
             }
             Reply::Later(fut) => {
                 tokio::spawn(async move {
                     let resp = fut.await;
                     match encode.frame(resp) {
                         Ok(frame) => {
+                            metrics::histogram!(names::REQUEST_SECONDS, "api" => api)
+                                .record(started.elapsed().as_secs_f64());
+                            metrics::counter!(names::BYTES_OUT).increment(frame.len() as u64);
                             let _ = otx.send(frame);
                         }
                         Err(e) => {
@@ -153,6 +166,10 @@ struct Encode {
 }
 
 impl Encode {
+    fn api_name(&self) -> &'static str {
+        api_name(self.api_key)
+    }
+
     fn frame(&self, resp: ResponseKind) -> Result<BytesMut, ConnectionError> {
         let mut buf = BytesMut::with_capacity(256);
         buf.put_i32(0);
@@ -234,4 +251,37 @@ fn handle_frame(
             correlation_id,
         },
     ))
+}
+
+/// A static label for an API (metrics labels must not allocate per request).
+fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        _ => "other",
+    }
 }

@@ -9,6 +9,7 @@
 //! - `group`: the consumer-group coordinator and its `__consumer_offsets` records.
 //! - `replica_manager`: hosted partitions and the topic catalogue (an engine: domain types only).
 //! - `metadata_store`: the persisted topic catalogue and producer-id high-water mark.
+//! - `observability`: Prometheus `/metrics` and `/health`.
 //! - `error`, `error_map`: domain errors and the one mapping to Kafka error codes.
 
 pub mod config;
@@ -18,5 +19,6 @@ pub mod error_map;
 pub mod group;
 pub mod handlers;
 pub mod metadata_store;
+pub mod observability;
 pub mod replica_manager;
 pub mod server;

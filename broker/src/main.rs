@@ -74,11 +74,20 @@ fn load(args: BrokerArgs) -> anyhow::Result<BrokerConfig> {
 
 async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     let config = load(args)?;
+    let metrics_addr = config.metrics_listener;
     let server = Server::bind(config).await?;
     let addr = server.local_addr()?;
     // Tests and scripts read this line to learn the bound port.
     println!("sluice listening on {addr}");
     let (tx, rx) = tokio::sync::watch::channel(false);
+    if let (Some(addr), Some(handle)) = (metrics_addr, sluice_broker::observability::install()) {
+        let stop = rx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sluice_broker::observability::serve(addr, handle, stop).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            }
+        });
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested");

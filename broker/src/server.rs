@@ -101,6 +101,7 @@ impl Server {
                     let mut stop = shutdown.clone();
                     conns.spawn(async move {
                         tracing::info!(%peer, "connection opened");
+                        metrics::gauge!(crate::observability::names::CONNECTIONS).increment(1.0);
                         tokio::select! {
                             r = connection::serve(stream, shared) => match r {
                                 Ok(()) => tracing::info!(%peer, "connection closed"),
@@ -108,6 +109,7 @@ impl Server {
                             },
                             _ = stop.changed() => tracing::info!(%peer, "connection closed by shutdown"),
                         }
+                        metrics::gauge!(crate::observability::names::CONNECTIONS).decrement(1.0);
                         drop(slot);
                     });
                 }
@@ -134,6 +136,8 @@ async fn housekeeping_loop(rm: Arc<ReplicaManager>, mut shutdown: watch::Receive
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {
+                let partitions: usize = rm.topics().iter().map(|t| t.partitions.len()).sum();
+                metrics::gauge!(crate::observability::names::PARTITIONS).set(partitions as f64);
                 let rm = Arc::clone(&rm);
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
                 match tokio::task::spawn_blocking(move || rm.housekeeping(now)).await {

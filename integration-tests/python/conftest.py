@@ -32,6 +32,7 @@ class Broker:
         self.data = tempfile.mkdtemp(prefix="sluice-it-")
         self.overrides = dict(overrides or {})
         self.port = None
+        self.metrics_port = None
         self.proc = None
         self.log = None
 
@@ -43,6 +44,12 @@ class Broker:
         port = self.port or 0
         args = [sluice_bin(), "broker", "--listeners", f"PLAINTEXT://127.0.0.1:{port}",
                 "--log-dirs", self.data, "--node-id", "1"]
+        if self.metrics_port is None:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            self.metrics_port = s.getsockname()[1]
+            s.close()
+        args += ["--override", f"sluice.metrics.listener=127.0.0.1:{self.metrics_port}"]
         for k, v in self.overrides.items():
             args += ["--override", f"{k}={v}"]
         self.log = open(os.path.join(self.data, "broker.log"), "ab")

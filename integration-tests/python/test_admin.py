@@ -68,3 +68,16 @@ def test_describe_cluster_and_kafka_python_describe_configs(broker, topic_name):
     text = str(resp)
     assert "retention.ms" in text and "segment.bytes" in text
     ka.close()
+
+
+def test_metrics_and_health_endpoints(broker, topic_name):
+    import urllib.request
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce(topic_name, value=b"m")
+    p.flush(10)
+    base = f"http://127.0.0.1:{broker.metrics_port}"
+    assert urllib.request.urlopen(base + "/health", timeout=5).read() == b"ok\n"
+    text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+    assert 'sluice_requests_total{api="Produce"}' in text
+    assert "sluice_request_duration_seconds" in text and "sluice_bytes_in_total" in text
+    assert "sluice_active_connections" in text and "sluice_produce_bytes_total" in text

@@ -42,6 +42,8 @@ pub(super) fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespon
             };
             match result {
                 Ok(info) => {
+                    metrics::counter!(crate::observability::names::PRODUCE_BYTES)
+                        .increment(info.bytes as u64);
                     r = r
                         .with_base_offset(info.first_offset.0)
                         .with_log_append_time_ms(info.log_append_time.unwrap_or(-1))
