@@ -1,0 +1,121 @@
+//! Wire-level behaviour against a broker on port 0: KIP-511 version fallback, frames that
+//! break the protocol close only their connection, and requests pipelined on one connection
+//! are answered in order.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_broker::config::BrokerConfig;
+use sluice_broker::server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start() -> (
+    std::net::SocketAddr,
+    tempfile::TempDir,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = BrokerConfig::default();
+    c.set("listeners", "PLAINTEXT://127.0.0.1:0")
+        .expect("listeners");
+    c.set("log.dirs", &dir.path().display().to_string())
+        .expect("dirs");
+    let server = Server::bind(c).await.expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(server.run(rx));
+    (addr, dir, tx)
+}
+
+fn frame(api: ApiKey, version: i16, corr: i32, body: impl FnOnce(&mut BytesMut)) -> BytesMut {
+    let mut b = BytesMut::new();
+    b.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(corr)
+        .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+        .encode(
+            &mut b,
+            api.request_header_version(version.min(api.valid_versions().max)),
+        )
+        .expect("header");
+    body(&mut b);
+    let n = (b.len() - 4) as i32;
+    b[..4].copy_from_slice(&n.to_be_bytes());
+    b
+}
+
+async fn read_frame(s: &mut TcpStream) -> Option<bytes::Bytes> {
+    let mut len = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut len))
+        .await
+        .ok()?
+        .ok()?;
+    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).await.ok()?;
+    Some(buf.into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_too_new_api_versions_request_gets_a_v0_unsupported_version_reply() {
+    let (addr, _dir, _stop) = start().await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&frame(ApiKey::ApiVersions, 99, 7, |b| {
+        b.put_slice(&[0, 0, 0])
+    }))
+    .await
+    .expect("send");
+    let mut resp = read_frame(&mut s)
+        .await
+        .expect("a reply, not a closed connection");
+    let h = ResponseHeader::decode(&mut resp, 0).expect("header v0");
+    assert_eq!(h.correlation_id, 7);
+    let body = ApiVersionsResponse::decode(&mut resp, 0).expect("body v0");
+    assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(body
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_closes_only_its_connection_and_pipelined_requests_answer_in_order() {
+    let (addr, _dir, _stop) = start().await;
+    for junk in [
+        &[0u8, 0, 0, 1][..],
+        &[0x7f, 0xff, 0xff, 0xff],
+        &[0, 0, 0, 12, 0, 3, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff],
+    ] {
+        let mut bad = TcpStream::connect(addr).await.expect("connect");
+        bad.write_all(junk).await.expect("send");
+        assert!(
+            read_frame(&mut bad).await.is_none(),
+            "connection closed without a reply"
+        );
+    }
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut out = BytesMut::new();
+    for corr in 0..20 {
+        out.extend_from_slice(&frame(ApiKey::Metadata, 12, corr, |b| {
+            MetadataRequest::default()
+                .with_topics(Some(vec![]))
+                .encode(b, 12)
+                .expect("encode")
+        }));
+    }
+    s.write_all(&out).await.expect("send");
+    for corr in 0..20 {
+        let mut resp = read_frame(&mut s).await.expect("reply");
+        let h = ResponseHeader::decode(&mut resp, 1).expect("header");
+        assert_eq!(h.correlation_id, corr, "responses come in request order");
+        let m = MetadataResponse::decode(&mut resp, 12).expect("metadata");
+        assert_eq!(m.brokers.len(), 1);
+        assert!(!resp.has_remaining());
+    }
+}
