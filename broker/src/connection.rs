@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::handlers::{self, Context, Reply};
 use crate::observability::names;
 use crate::replica_manager::ReplicaManager;
+use crate::wire::{self, Decoded};
 
 /// Replies queued per connection before the reader stops reading (pipelining depth).
 const MAX_IN_FLIGHT: usize = 128;
@@ -190,49 +191,34 @@ impl Encode {
 }
 
 fn handle_frame(
-    mut frame: Bytes,
+    frame: Bytes,
     shared: &Arc<Shared>,
     peer: &str,
 ) -> Result<(Reply, Encode), ConnectionError> {
-    let api = frame.slice(0..2).get_i16();
-    let version = frame.slice(2..4).get_i16();
-    let correlation_id = frame.slice(4..8).get_i32();
-    let api_key = ApiKey::try_from(api)
-        .map_err(|_| ConnectionError::Malformed(format!("unknown API key {api}")))?;
-    let Some((lo, hi)) = handlers::versions(api_key) else {
-        return Err(ConnectionError::Malformed(format!(
-            "API {api_key:?} is not supported"
-        )));
-    };
-    if version < lo || version > hi {
-        if api_key == ApiKey::ApiVersions && version > hi {
-            // KIP-511: answer in v0 with our ranges so the client can retry with one we speak.
-            let enc = Encode {
+    let (api_key, version, header, req) =
+        match wire::decode_request(frame).map_err(|e| ConnectionError::Malformed(e.0))? {
+            Decoded::TooNewApiVersions { correlation_id } => {
+                // KIP-511: answer in v0 with our ranges so the client can retry with one we speak.
+                let enc = Encode {
+                    api_key: ApiKey::ApiVersions,
+                    version: 0,
+                    correlation_id,
+                };
+                return Ok((
+                    Reply::now(ResponseKind::ApiVersions(
+                        handlers::unsupported_version_response(),
+                    )),
+                    enc,
+                ));
+            }
+            Decoded::Request {
                 api_key,
-                version: 0,
-                correlation_id,
-            };
-            return Ok((
-                Reply::now(ResponseKind::ApiVersions(
-                    handlers::unsupported_version_response(),
-                )),
-                enc,
-            ));
-        }
-        return Err(ConnectionError::Malformed(format!(
-            "{api_key:?} version {version} is outside {lo}..={hi}"
-        )));
-    }
-    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
-        .map_err(|e| ConnectionError::Malformed(format!("request header: {e}")))?;
-    let req = RequestKind::decode(api_key, &mut frame, version)
-        .map_err(|e| ConnectionError::Malformed(format!("{api_key:?} v{version} body: {e}")))?;
-    if frame.has_remaining() {
-        return Err(ConnectionError::Malformed(format!(
-            "{} bytes left after the {api_key:?} request",
-            frame.remaining()
-        )));
-    }
+                version,
+                header,
+                body,
+            } => (api_key, version, header, body),
+        };
+    let correlation_id = header.correlation_id;
     let span = tracing::debug_span!("request", api = ?api_key, v = version, corr = correlation_id);
     let _g = span.enter();
     let ctx = Context {

@@ -5,6 +5,7 @@
 //! - `config`: [`config::BrokerConfig`], Kafka key names, file/env/flag layering.
 //! - `server`: [`server::Server`], listener, connection limit, housekeeping, shutdown.
 //! - `connection`: frames, decoding, in-order responses, back-pressure.
+//! - `wire`: request decoding (pure, fuzzed).
 //! - `handlers`: the API registry and one module per API.
 //! - `group`: the consumer-group coordinator and its `__consumer_offsets` records.
 //! - `replica_manager`: hosted partitions and the topic catalogue (an engine: domain types only).
@@ -22,3 +23,4 @@ pub mod metadata_store;
 pub mod observability;
 pub mod replica_manager;
 pub mod server;
+pub mod wire;

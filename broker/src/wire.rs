@@ -1,0 +1,93 @@
+//! Request decoding, apart from I/O and dispatch: a frame's bytes in, a typed request or a
+//! reason out. Never panics on any input (fuzzed by `fuzz/fuzz_targets/request_decode.rs`).
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
+use kafka_protocol::protocol::Decodable;
+
+use crate::handlers;
+
+/// A decoded frame.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A request Sluice serves.
+    Request {
+        /// Its API.
+        api_key: ApiKey,
+        /// Its version.
+        version: i16,
+        /// Its header (client id, correlation id).
+        header: RequestHeader,
+        /// Its body.
+        body: RequestKind,
+    },
+    /// ApiVersions at a version newer than ours: answered in v0 (KIP-511).
+    TooNewApiVersions {
+        /// Correlation id to answer with.
+        correlation_id: i32,
+    },
+}
+
+/// Why a frame is not a request Sluice serves; the connection is closed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+/// Decodes one frame (without its 4-byte size prefix).
+pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
+    if frame.len() < 8 {
+        return Err(DecodeError(format!(
+            "frame of {} bytes is shorter than a request header",
+            frame.len()
+        )));
+    }
+    let api = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api_key =
+        ApiKey::try_from(api).map_err(|_| DecodeError(format!("unknown API key {api}")))?;
+    let Some((lo, hi)) = handlers::versions(api_key) else {
+        return Err(DecodeError(format!("API {api_key:?} is not supported")));
+    };
+    if version < lo || version > hi {
+        if api_key == ApiKey::ApiVersions && version > hi {
+            return Ok(Decoded::TooNewApiVersions { correlation_id });
+        }
+        return Err(DecodeError(format!(
+            "{api_key:?} version {version} is outside {lo}..={hi}"
+        )));
+    }
+    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
+        .map_err(|e| DecodeError(format!("request header: {e}")))?;
+    let body = RequestKind::decode(api_key, &mut frame, version)
+        .map_err(|e| DecodeError(format!("{api_key:?} v{version} body: {e}")))?;
+    if frame.has_remaining() {
+        return Err(DecodeError(format!(
+            "{} bytes left after the {api_key:?} request",
+            frame.remaining()
+        )));
+    }
+    Ok(Decoded::Request {
+        api_key,
+        version,
+        header,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_unknown_and_truncated_frames_are_errors() {
+        assert!(decode_request(Bytes::from_static(&[0, 3])).is_err());
+        assert!(decode_request(Bytes::from_static(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1])).is_err());
+        // Metadata v12 header, then nothing.
+        assert!(decode_request(Bytes::from_static(&[0, 3, 0, 12, 0, 0, 0, 1])).is_err());
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 18, 0, 99, 0, 0, 0, 5])),
+            Ok(Decoded::TooNewApiVersions { correlation_id: 5 })
+        ));
+    }
+}
