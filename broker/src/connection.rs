@@ -230,7 +230,7 @@ fn handle_frame(
         peer: peer.to_string(),
     };
     Ok((
-        handlers::dispatch(ctx, req),
+        handlers::dispatch(ctx, *req),
         Encode {
             api_key,
             version,

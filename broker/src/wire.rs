@@ -18,8 +18,8 @@ pub enum Decoded {
         version: i16,
         /// Its header (client id, correlation id).
         header: RequestHeader,
-        /// Its body.
-        body: RequestKind,
+        /// Its body (boxed: request bodies are large, the other variant is small).
+        body: Box<RequestKind>,
     },
     /// ApiVersions at a version newer than ours: answered in v0 (KIP-511).
     TooNewApiVersions {
