@@ -71,7 +71,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
         api_key,
         version,
         header,
-        body,
+        body: Box::new(body),
     })
 }
 
