@@ -82,8 +82,11 @@ def test_thousands_of_malformed_frames_close_only_their_connection(broker, topic
             payload = struct.pack(">i", len(body)) + body
         elif kind == 2:  # a frame that claims more than it sends
             payload = struct.pack(">i", rnd.randrange(10, 10_000)) + os.urandom(rnd.randrange(0, 9))
-        else:  # absurd sizes
+        elif i % 8 == 3:  # absurd sizes
             payload = struct.pack(">i", rnd.choice([-1, 0, 3, 2**31 - 1]))
+        else:  # valid header, then an array length far beyond the frame (an allocation bomb)
+            body = struct.pack(">hhih", 3, 0, i, 1) + b"x" + struct.pack(">i", 0x7fffffff - i)
+            payload = struct.pack(">i", len(body)) + body
         s = socket.create_connection(("127.0.0.1", broker.port), timeout=2)
         try:
             s.sendall(payload)
