@@ -90,4 +90,17 @@ mod tests {
             Ok(Decoded::TooNewApiVersions { correlation_id: 5 })
         ));
     }
+
+    #[test]
+    fn a_huge_array_length_is_an_error_not_an_allocation() {
+        // Metadata v0, client id "x", then a topics array claiming i32::MAX entries: before the
+        // vendored kafka-protocol patch this aborted the process on a 150 GB allocation.
+        let frame = [0, 3, 0, 0, 0, 0, 0, 1, 0, 1, b'x', 0x7f, 0xff, 0xff, 0xff];
+        assert!(decode_request(Bytes::copy_from_slice(&frame)).is_err());
+        // The same with a compact (flexible) array in Metadata v12.
+        let frame = [
+            0, 3, 0, 12, 0, 0, 0, 1, 0, 1, b'x', 0, 0xff, 0xff, 0xff, 0xff, 0x07,
+        ];
+        assert!(decode_request(Bytes::copy_from_slice(&frame)).is_err());
+    }
 }
