@@ -1,0 +1,178 @@
+//! The group coordinator's error codes over the wire (kafka-protocol requests against a broker
+//! on port 0): MEMBER_ID_REQUIRED, UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS,
+//! INVALID_SESSION_TIMEOUT, INCONSISTENT_GROUP_PROTOCOL, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_broker::config::BrokerConfig;
+use sluice_broker::server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Conn {
+    s: TcpStream,
+    corr: i32,
+}
+
+impl Conn {
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        self.corr += 1;
+        let mut b = BytesMut::new();
+        b.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.corr)
+            .with_client_id(Some(StrBytes::from_static_str("t")))
+            .encode(&mut b, api.request_header_version(version))
+            .expect("header");
+        req.encode(&mut b, version).expect("body");
+        let n = (b.len() - 4) as i32;
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        self.s.write_all(&b).await.expect("send");
+        let mut len = [0u8; 4];
+        self.s.read_exact(&mut len).await.expect("reply");
+        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut buf).await.expect("reply body");
+        let mut buf = Bytes::from(buf);
+        let h =
+            ResponseHeader::decode(&mut buf, api.response_header_version(version)).expect("header");
+        assert_eq!(h.correlation_id, self.corr);
+        Resp::decode(&mut buf, version).expect("decode")
+    }
+}
+
+async fn start(
+    delay_ms: u64,
+) -> (
+    std::net::SocketAddr,
+    tempfile::TempDir,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = BrokerConfig::default();
+    c.set("listeners", "PLAINTEXT://127.0.0.1:0")
+        .expect("listeners");
+    c.set("log.dirs", &dir.path().display().to_string())
+        .expect("dirs");
+    c.set("offsets.topic.num.partitions", "3")
+        .expect("partitions");
+    c.set("group.initial.rebalance.delay.ms", &delay_ms.to_string())
+        .expect("delay");
+    let server = Server::bind(c).await.expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(server.run(rx));
+    (addr, dir, tx)
+}
+
+fn join(member: &str, session_ms: i32, protocol: &str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_session_timeout_ms(session_ms)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_string(protocol.to_string()))
+            .with_metadata(Bytes::from_static(b"md"))])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn group_error_codes_follow_kafka() {
+    let (addr, _dir, _stop) = start(0).await;
+    let mut c = Conn {
+        s: TcpStream::connect(addr).await.expect("connect"),
+        corr: 0,
+    };
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &join("", 1000, "range")).await;
+    assert_eq!(
+        r.error_code, 26,
+        "INVALID_SESSION_TIMEOUT below group.min.session.timeout.ms"
+    );
+    let r: JoinGroupResponse = c
+        .call(ApiKey::JoinGroup, 5, &join("", 10_000, "range"))
+        .await;
+    assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED (KIP-394)");
+    let id = r.member_id.to_string();
+    assert!(!id.is_empty());
+    let r: JoinGroupResponse = c
+        .call(ApiKey::JoinGroup, 5, &join(&id, 10_000, "range"))
+        .await;
+    assert_eq!(
+        (r.error_code, r.generation_id, r.leader.as_str()),
+        (0, 1, id.as_str())
+    );
+    assert_eq!(r.members.len(), 1, "the leader gets the member list");
+
+    let hb = |member: &str, generation: i32| {
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member.to_string()))
+    };
+    let r: HeartbeatResponse = c.call(ApiKey::Heartbeat, 4, &hb("nobody", 1)).await;
+    assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
+    let sync = |generation: i32| {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(id.clone()))
+    };
+    let r: SyncGroupResponse = c.call(ApiKey::SyncGroup, 3, &sync(7)).await;
+    assert_eq!(r.error_code, 22, "ILLEGAL_GENERATION");
+    let r: SyncGroupResponse = c.call(ApiKey::SyncGroup, 3, &sync(1)).await;
+    assert_eq!(r.error_code, 0);
+    let r: HeartbeatResponse = c.call(ApiKey::Heartbeat, 4, &hb(&id, 1)).await;
+    assert_eq!(r.error_code, 0);
+    let r: JoinGroupResponse = c
+        .call(ApiKey::JoinGroup, 5, &join("", 10_000, "roundrobin"))
+        .await;
+    assert_eq!(
+        r.error_code, 23,
+        "INCONSISTENT_GROUP_PROTOCOL: no protocol in common"
+    );
+
+    // A second member starts a rebalance: the first member's heartbeat says so.
+    let mut c2 = Conn {
+        s: TcpStream::connect(addr).await.expect("connect"),
+        corr: 0,
+    };
+    let r: JoinGroupResponse = c2
+        .call(ApiKey::JoinGroup, 5, &join("", 10_000, "range"))
+        .await;
+    let id2 = r.member_id.to_string();
+    let joining = tokio::spawn(async move {
+        let r: JoinGroupResponse = c2
+            .call(ApiKey::JoinGroup, 5, &join(&id2, 10_000, "range"))
+            .await;
+        r
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let r: HeartbeatResponse = c.call(ApiKey::Heartbeat, 4, &hb(&id, 1)).await;
+    assert_eq!(r.error_code, 27, "REBALANCE_IN_PROGRESS");
+    let r: JoinGroupResponse = c
+        .call(ApiKey::JoinGroup, 5, &join(&id, 10_000, "range"))
+        .await;
+    assert_eq!((r.error_code, r.generation_id), (0, 2));
+    let r2 = joining.await.expect("second join");
+    assert_eq!(
+        (r2.error_code, r2.generation_id, r2.members.len()),
+        (0, 2, 0)
+    );
+
+    let del = DeleteGroupsRequest::default().with_groups_names(vec![
+        GroupId(StrBytes::from_static_str("g")),
+        GroupId(StrBytes::from_static_str("nope")),
+    ]);
+    let r: DeleteGroupsResponse = c.call(ApiKey::DeleteGroups, 2, &del).await;
+    let codes: Vec<i16> = r.results.iter().map(|g| g.error_code).collect();
+    assert_eq!(codes, vec![68, 69], "NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND");
+}
