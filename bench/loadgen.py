@@ -54,9 +54,10 @@ def run(name, bootstrap, seconds, broker_pid):
     consumer_thread = None
     if rate:
         def consume():
-            c = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest",
-                          "enable.auto.commit": False})
-            c.subscribe([topic])
+            from confluent_kafka import TopicPartition
+            c = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "enable.auto.commit": False})
+            # Assign (no group join) so the group's initial rebalance delay does not skew latency.
+            c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
             while time.time() < stop + 3:
                 m = c.poll(0.1)
                 if m is not None and not m.error():
@@ -71,10 +72,16 @@ def run(name, bootstrap, seconds, broker_pid):
                       "compression.type": "none", "queue.buffering.max.kbytes": 1048576,
                       "queue.buffering.max.messages": 1000000})
         local = []
+        done = threading.Event()
 
-        def cb(err, msg, t0=None):
-            pass
+        def poller():
+            # Delivery reports run in the thread that polls: poll continuously so the measured
+            # latency is the broker's, not this script's polling interval.
+            while not done.is_set():
+                p.poll(0.001)
 
+        pt = threading.Thread(target=poller)
+        pt.start()
         n = 0
         interval = (producers / rate) if rate else 0
         next_send = time.time()
@@ -84,16 +91,16 @@ def run(name, bootstrap, seconds, broker_pid):
                 p.produce(topic, payload, on_delivery=lambda e, m, t0=t0: local.append(time.time() - t0) if e is None else None)
                 n += 1
             except BufferError:
-                p.poll(0.001)
+                time.sleep(0.001)
                 continue
-            if n % 1000 == 0:
-                p.poll(0)
             if rate:
                 next_send += interval
                 delay = next_send - time.time()
                 if delay > 0:
                     time.sleep(delay)
         p.flush(60)
+        done.set()
+        pt.join()
         with lock:
             lat.extend(local)
             sent[0] += len(local)
