@@ -42,6 +42,8 @@ pub struct Shared {
     pub advertised: (String, u16),
     /// Bytes of requests being processed (`queued.max.request.bytes`).
     pub memory: Arc<Semaphore>,
+    /// The semaphore's total permits.
+    pub memory_limit: usize,
     /// `socket.request.max.bytes`.
     pub max_frame: usize,
     /// The group coordinator.
@@ -104,9 +106,8 @@ async fn read_loop(
         let len = len as usize;
         // Back-pressure: wait for memory before reading the body; a saturated broker slows
         // producers down instead of buffering without bound.
-        let want = len
-            .min(shared.memory.available_permits().max(1))
-            .min(u32::MAX as usize) as u32;
+        // A frame larger than the whole budget waits for all of it, so it runs alone.
+        let want = len.min(shared.memory_limit) as u32;
         let permit = Arc::clone(&shared.memory)
             .acquire_many_owned(want)
             .await

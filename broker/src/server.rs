@@ -37,9 +37,8 @@ impl Server {
         let advertised = config.advertised(port);
         let max_connections = config.max_connections;
         let group_config = config.groups.clone();
-        let memory = Arc::new(Semaphore::new(
-            config.queued_max_request_bytes.min(u32::MAX as usize),
-        ));
+        let memory_limit = config.queued_max_request_bytes.clamp(1, u32::MAX as usize);
+        let memory = Arc::new(Semaphore::new(memory_limit));
         let max_frame = config.socket_request_max_bytes;
         let rm = Arc::new(tokio::task::block_in_place(|| {
             ReplicaManager::open(config)
@@ -49,6 +48,7 @@ impl Server {
         })?);
         let shared = Arc::new(Shared {
             memory,
+            memory_limit,
             max_frame,
             advertised,
             rm,

@@ -104,3 +104,31 @@ def test_thousands_of_malformed_frames_close_only_their_connection(broker, topic
     p.produce(topic_name, value=b"still serving")
     assert p.flush(10) == 0
     assert [m.value() for m in consume_all(broker, topic_name)] == [b"still serving"]
+
+
+def test_saturated_broker_slows_producers_down_and_loses_nothing(broker_factory, topic_name):
+    # A tiny request-memory budget: 3 producers of ~900 KiB requests must queue, not crash.
+    b = broker_factory(**{"queued.max.request.bytes": "1000000"})
+    results, threads = [], []
+
+    def run(k):
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 20, "batch.size": 900_000,
+                      "compression.type": "none"})
+        for i in range(3000):
+            while True:
+                try:
+                    p.produce(topic_name, key=f"{k}", value=b"z" * 1000, on_delivery=lambda e, m: results.append(e))
+                    break
+                except BufferError:
+                    p.poll(0.01)
+        assert p.flush(60) == 0
+
+    for k in range(3):
+        t = threading.Thread(target=run, args=(k,))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    assert len(results) == 9000 and all(e is None for e in results)
+    assert b.proc.poll() is None
+    assert len(consume_all(b, topic_name, n=9000, timeout=30)) == 9000
