@@ -89,14 +89,14 @@ def test_thousands_of_malformed_frames_close_only_their_connection(broker, topic
             payload = struct.pack(">i", len(body)) + body
         s = socket.create_connection(("127.0.0.1", broker.port), timeout=2)
         try:
+            # The broker may close first (it rejects a bad size prefix before reading on).
             s.sendall(payload)
             s.shutdown(socket.SHUT_WR)
             s.settimeout(2)
-            try:
-                while s.recv(4096):
-                    pass
-            except (socket.timeout, ConnectionResetError):
+            while s.recv(4096):
                 pass
+        except (socket.timeout, OSError):
+            pass
         finally:
             s.close()
     assert broker.proc.poll() is None, "broker is still running"
