@@ -7,6 +7,7 @@
 //! get UNKNOWN_MEMBER_ID on their next heartbeat and rejoin, as with a coordinator change.
 //! Timers (session expiry, rebalance deadlines, the initial rebalance delay) run from `tick`.
 
+mod offsets;
 pub mod records;
 pub mod state;
 
@@ -492,116 +493,6 @@ impl GroupCoordinator {
             .collect()
     }
 
-    /// OffsetCommit. `generation == -1` with no member id is a standalone (assign-mode) commit.
-    pub fn commit(
-        &self,
-        group_id: &str,
-        generation: i32,
-        member_id: &str,
-        offsets: Vec<(TopicPartition, i64, i32, Option<String>)>,
-    ) -> Vec<(TopicPartition, i16)> {
-        let fail = |code: i16, offsets: Vec<(TopicPartition, i64, i32, Option<String>)>| {
-            offsets.into_iter().map(|o| (o.0, code)).collect()
-        };
-        {
-            let groups = self.groups.lock();
-            match groups.get(group_id) {
-                Some(g) if !g.members.is_empty() || generation >= 0 => {
-                    if !g.members.contains_key(member_id) {
-                        return fail(ResponseError::UnknownMemberId.code(), offsets);
-                    }
-                    if generation != g.generation {
-                        return fail(ResponseError::IllegalGeneration.code(), offsets);
-                    }
-                    if g.state == GroupState::PreparingRebalance {
-                        return fail(ResponseError::RebalanceInProgress.code(), offsets);
-                    }
-                }
-                None if generation >= 0 => {
-                    return fail(ResponseError::IllegalGeneration.code(), offsets)
-                }
-                _ => {}
-            }
-        }
-        let now = now_ms();
-        let mut results = Vec::with_capacity(offsets.len());
-        let mut records = Vec::new();
-        let mut accepted = Vec::new();
-        for (tp, offset, epoch, metadata) in offsets {
-            if self.rm.partition(&tp).is_err() {
-                results.push((tp, ResponseError::UnknownTopicOrPartition.code()));
-                continue;
-            }
-            let value = CommittedOffset {
-                offset,
-                leader_epoch: epoch,
-                metadata: metadata.unwrap_or_default(),
-                commit_timestamp: now,
-            };
-            records.push(OffsetsRecord::Offset {
-                group: group_id.to_string(),
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                value: Some(value.clone()),
-            });
-            accepted.push((tp, value));
-        }
-        if !records.is_empty() {
-            if let Err(e) = self.persist(group_id, &records) {
-                tracing::warn!(group = group_id, error = %e, "offset commit not persisted");
-                let code = crate::error_map::code(&e);
-                results.extend(accepted.into_iter().map(|(tp, _)| (tp, code)));
-                return results;
-            }
-            let mut all = self.offsets.lock();
-            let g = all.entry(group_id.to_string()).or_default();
-            for (tp, v) in accepted {
-                g.insert((tp.topic.clone(), tp.partition), v);
-                results.push((tp, 0));
-            }
-            self.groups
-                .lock()
-                .entry(group_id.to_string())
-                .or_insert_with(|| Group::new(group_id));
-        }
-        results
-    }
-
-    /// OffsetFetch: committed offsets of `group` (all when `partitions` is `None`).
-    pub fn fetch_offsets(
-        &self,
-        group_id: &str,
-        partitions: Option<Vec<TopicPartition>>,
-    ) -> Vec<FetchedOffset> {
-        let all = self.offsets.lock();
-        let g = all.get(group_id);
-        match partitions {
-            Some(ps) => ps
-                .into_iter()
-                .map(
-                    |tp| match g.and_then(|g| g.get(&(tp.topic.clone(), tp.partition))) {
-                        Some(c) => (tp, c.offset, c.leader_epoch, Some(c.metadata.clone())),
-                        None => (tp, -1, -1, Some(String::new())),
-                    },
-                )
-                .collect(),
-            None => g
-                .map(|g| {
-                    g.iter()
-                        .map(|((t, p), c)| {
-                            (
-                                TopicPartition::new(t.clone(), *p),
-                                c.offset,
-                                c.leader_epoch,
-                                Some(c.metadata.clone()),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }
-    }
-
     /// ListGroups: (group id, protocol type, state).
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
         let groups = self.groups.lock();
@@ -685,50 +576,6 @@ impl GroupCoordinator {
         groups.remove(group_id);
         self.offsets.lock().remove(group_id);
         0
-    }
-
-    /// OffsetDelete: refuses partitions the group is consuming (GROUP_SUBSCRIBED_TO_TOPIC).
-    pub fn delete_offsets(
-        &self,
-        group_id: &str,
-        partitions: Vec<TopicPartition>,
-    ) -> (i16, Vec<(TopicPartition, i16)>) {
-        let groups = self.groups.lock();
-        if !groups.contains_key(group_id) && !self.offsets.lock().contains_key(group_id) {
-            return (ResponseError::GroupIdNotFound.code(), Vec::new());
-        }
-        let active = groups.get(group_id).is_some_and(|g| !g.members.is_empty());
-        drop(groups);
-        let mut results = Vec::new();
-        let mut records = Vec::new();
-        for tp in partitions {
-            if active {
-                results.push((tp, ResponseError::GroupSubscribedToTopic.code()));
-                continue;
-            }
-            records.push(OffsetsRecord::Offset {
-                group: group_id.to_string(),
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                value: None,
-            });
-            results.push((tp, 0));
-        }
-        if !records.is_empty() {
-            if let Err(e) = self.persist(group_id, &records) {
-                let code = crate::error_map::code(&e);
-                return (0, results.into_iter().map(|(tp, _)| (tp, code)).collect());
-            }
-            let mut all = self.offsets.lock();
-            if let Some(g) = all.get_mut(group_id) {
-                for (tp, code) in &results {
-                    if *code == 0 {
-                        g.remove(&(tp.topic.clone(), tp.partition));
-                    }
-                }
-            }
-        }
-        (0, results)
     }
 
     /// Drives timers: rebalance deadlines and session expiry.

@@ -100,6 +100,8 @@
 //!     _ => panic!()
 //! }
 //! ```
+// Sluice patch: built as a path dependency, its unused generated buffer types would warn.
+#![allow(dead_code)]
 #![deny(missing_docs)]
 // Display required features for items when rendering for docs.rs
 #![cfg_attr(docsrs, feature(doc_cfg))]
