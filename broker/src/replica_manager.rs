@@ -124,6 +124,12 @@ impl ReplicaManager {
         Ok(rm)
     }
 
+    fn save(&self, md: &Metadata) -> Result<(), BrokerError> {
+        self.store
+            .save(md)
+            .map_err(|e| BrokerError::Metadata(e.to_string()))
+    }
+
     /// The broker configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
@@ -248,9 +254,7 @@ impl ReplicaManager {
             configs,
         };
         md.topics.insert(name.to_string(), meta.clone());
-        self.store
-            .save(&md)
-            .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+        self.save(&md)?;
         tracing::info!(topic = name, partitions, "created topic");
         self.install(meta)
     }
@@ -287,9 +291,7 @@ impl ReplicaManager {
             .remove(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
         md.topics.remove(name);
-        self.store
-            .save(&md)
-            .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+        self.save(&md)?;
         for p in 0..topic.partitions.len() {
             self.logs.delete(&TopicPartition::new(name, p as i32))?;
         }
@@ -325,9 +327,7 @@ impl ReplicaManager {
             ..topic.meta.clone()
         };
         md.topics.insert(name.to_string(), meta.clone());
-        self.store
-            .save(&md)
-            .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+        self.save(&md)?;
         self.install(meta)?;
         Ok(())
     }
@@ -352,9 +352,7 @@ impl ReplicaManager {
             ..topic.meta.clone()
         };
         md.topics.insert(name.to_string(), meta.clone());
-        self.store
-            .save(&md)
-            .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+        self.save(&md)?;
         for p in &topic.partitions {
             p.log.update_config(config.clone());
         }
@@ -414,9 +412,7 @@ impl ReplicaManager {
         if ids.0 >= ids.1 {
             let mut md = self.metadata.lock();
             md.next_producer_id = ids.1 + PRODUCER_ID_BLOCK;
-            self.store
-                .save(&md)
-                .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+            self.save(&md)?;
             ids.1 = md.next_producer_id;
         }
         let id = ids.0;

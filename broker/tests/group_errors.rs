@@ -6,10 +6,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use sluice_broker::config::BrokerConfig;
-use sluice_broker::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod common;
 
 struct Conn {
     s: TcpStream,
@@ -49,30 +49,6 @@ impl Conn {
     }
 }
 
-async fn start(
-    delay_ms: u64,
-) -> (
-    std::net::SocketAddr,
-    tempfile::TempDir,
-    tokio::sync::watch::Sender<bool>,
-) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut c = BrokerConfig::default();
-    c.set("listeners", "PLAINTEXT://127.0.0.1:0")
-        .expect("listeners");
-    c.set("log.dirs", &dir.path().display().to_string())
-        .expect("dirs");
-    c.set("offsets.topic.num.partitions", "3")
-        .expect("partitions");
-    c.set("group.initial.rebalance.delay.ms", &delay_ms.to_string())
-        .expect("delay");
-    let server = Server::bind(c).await.expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(server.run(rx));
-    (addr, dir, tx)
-}
-
 fn join(member: &str, session_ms: i32, protocol: &str) -> JoinGroupRequest {
     JoinGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("g")))
@@ -87,7 +63,11 @@ fn join(member: &str, session_ms: i32, protocol: &str) -> JoinGroupRequest {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn group_error_codes_follow_kafka() {
-    let (addr, _dir, _stop) = start(0).await;
+    let (addr, _dir, _stop) = common::start(&[
+        ("offsets.topic.num.partitions", "3"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ])
+    .await;
     let mut c = Conn {
         s: TcpStream::connect(addr).await.expect("connect"),
         corr: 0,

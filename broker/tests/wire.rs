@@ -9,28 +9,10 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use sluice_broker::config::BrokerConfig;
-use sluice_broker::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn start() -> (
-    std::net::SocketAddr,
-    tempfile::TempDir,
-    tokio::sync::watch::Sender<bool>,
-) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut c = BrokerConfig::default();
-    c.set("listeners", "PLAINTEXT://127.0.0.1:0")
-        .expect("listeners");
-    c.set("log.dirs", &dir.path().display().to_string())
-        .expect("dirs");
-    let server = Server::bind(c).await.expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(server.run(rx));
-    (addr, dir, tx)
-}
+mod common;
 
 fn frame(api: ApiKey, version: i16, corr: i32, body: impl FnOnce(&mut BytesMut)) -> BytesMut {
     let mut b = BytesMut::new();
@@ -64,7 +46,7 @@ async fn read_frame(s: &mut TcpStream) -> Option<bytes::Bytes> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_too_new_api_versions_request_gets_a_v0_unsupported_version_reply() {
-    let (addr, _dir, _stop) = start().await;
+    let (addr, _dir, _stop) = common::start(&[]).await;
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(&frame(ApiKey::ApiVersions, 99, 7, |b| {
         b.put_slice(&[0, 0, 0])
@@ -86,7 +68,7 @@ async fn a_too_new_api_versions_request_gets_a_v0_unsupported_version_reply() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_closes_only_its_connection_and_pipelined_requests_answer_in_order() {
-    let (addr, _dir, _stop) = start().await;
+    let (addr, _dir, _stop) = common::start(&[]).await;
     for junk in [
         &[0u8, 0, 0, 1][..],
         &[0x7f, 0xff, 0xff, 0xff],

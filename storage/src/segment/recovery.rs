@@ -13,14 +13,22 @@ use crate::mmap::MappedFile;
 use crate::types::{FilePosition, Offset};
 
 impl LogSegment {
-    /// Scans the whole file, cuts it at the first invalid batch, rebuilds indexes.
-    pub(super) fn recover(&self) -> Result<RecoveryReport> {
+    /// Maps the whole `.log` file read-only for a scan, with its length.
+    fn map_whole_file(&self) -> Result<(Arc<MappedFile>, usize)> {
         let file = open_rw(&self.log_path)?;
         let file_len = file
             .metadata()
             .map_err(|e| StorageError::io(&self.log_path, e))?
             .len() as usize;
-        let map = Arc::new(MappedFile::map(file, &self.log_path, file_len, file_len)?);
+        Ok((
+            Arc::new(MappedFile::map(file, &self.log_path, file_len, file_len)?),
+            file_len,
+        ))
+    }
+
+    /// Scans the whole file, cuts it at the first invalid batch, rebuilds indexes.
+    pub(super) fn recover(&self) -> Result<RecoveryReport> {
+        let (map, file_len) = self.map_whole_file()?;
         let data = map.slice(0..file_len).unwrap_or(&[]);
         let (valid, reason) = self.scan_valid_prefix(data, 0);
         // Zeros after the last batch are preallocated space, not damage.
@@ -33,12 +41,7 @@ impl LogSegment {
     /// Opens a segment written before the recovery point: trusts its indexes when they are
     /// consistent and scans only the tail after the last index entry.
     pub(super) fn load(&self) -> Result<RecoveryReport> {
-        let file = open_rw(&self.log_path)?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| StorageError::io(&self.log_path, e))?
-            .len() as usize;
-        let map = Arc::new(MappedFile::map(file, &self.log_path, file_len, file_len)?);
+        let (map, file_len) = self.map_whole_file()?;
         let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
         let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
         let consistent = index.is_consistent(file_len as u32) && time_index.is_consistent();
