@@ -112,8 +112,15 @@ async fn read_loop(
             .acquire_many_owned(want)
             .await
             .ok();
-        let mut buf = BytesMut::zeroed(len);
-        rd.read_exact(&mut buf).await?;
+        // Read into uninitialised capacity: zero-filling each frame first costs a pass over it.
+        let mut buf = BytesMut::with_capacity(len);
+        while buf.len() < len {
+            let remaining = len - buf.len();
+            let mut chunk = (&mut buf).limit(remaining);
+            if rd.read_buf(&mut chunk).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        }
         metrics::counter!(names::BYTES_IN).increment(len as u64 + 4);
         let started = std::time::Instant::now();
         let (reply, encode) = handle_frame(buf.freeze(), shared, peer)?;

@@ -5,6 +5,7 @@
 //! - `config`: [`config::BrokerConfig`], Kafka key names, file/env/flag layering.
 //! - `server`: [`server::Server`], listener, connection limit, housekeeping, shutdown.
 //! - `connection`: frames, decoding, in-order responses, back-pressure.
+//! - `tools`: `sluice bench produce`, a native load generator.
 //! - `wire`: request decoding (pure, fuzzed).
 //! - `handlers`: the API registry and one module per API.
 //! - `group`: the consumer-group coordinator and its `__consumer_offsets` records.
@@ -23,4 +24,5 @@ pub mod metadata_store;
 pub mod observability;
 pub mod replica_manager;
 pub mod server;
+pub mod tools;
 pub mod wire;

@@ -22,6 +22,15 @@ struct Cli {
 enum Command {
     /// Run a broker. With no arguments: a single node on localhost:9092, data in ./data.
     Broker(BrokerArgs),
+    /// Load-test a Kafka-compatible broker.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Produce as fast as possible (or at --rate) and report throughput and latency.
+    Produce(sluice_broker::tools::bench::ProduceArgs),
 }
 
 #[derive(clap::Args)]
@@ -127,5 +136,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Broker(args) => rt.block_on(run_broker(args)),
+        Command::Bench(BenchCommand::Produce(args)) => {
+            rt.block_on(sluice_broker::tools::bench::produce(args))
+        }
     }
 }
