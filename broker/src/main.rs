@@ -100,6 +100,7 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested");
+        // Fails only if the server already stopped, which is what was asked.
         let _ = tx.send(true);
     });
     server.run(rx).await?;
@@ -118,7 +119,10 @@ async fn wait_for_signal() {
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
-            let _ = tokio::signal::ctrl_c().await;
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C either; stop the broker with SIGKILL");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

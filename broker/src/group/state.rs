@@ -1,7 +1,8 @@
 //! One consumer group's state under the classic rebalance protocol (KIP-62, KIP-345, KIP-394).
 //!
 //! Pure state plus the reply channels of requests waiting on it (JoinGroup until the rebalance
-//! completes, SyncGroup until the leader assigns). Time is passed in, never read, so the
+//! completes, SyncGroup until the leader assigns). A failed send on such a channel only means
+//! the requester's connection closed, so those results are deliberately dropped. Time is passed in, never read, so the
 //! coordinator's timers are driven by `GroupCoordinator::tick`.
 
 use std::collections::{BTreeMap, HashSet};
