@@ -89,6 +89,38 @@ fn append(c: &mut Criterion) {
     g.finish();
 }
 
+/// The no-flush append again, reported in records per second.
+fn append_records(c: &mut Criterion) {
+    let b = batch();
+    let mut g = c.benchmark_group("append_16k_batches_records");
+    g.throughput(Throughput::Elements(
+        (RECORDS_PER_BATCH * BATCHES_PER_ITER) as u64,
+    ));
+    g.sample_size(10);
+    g.bench_function("log_no_flush", |bench| {
+        bench.iter_batched(
+            || {
+                let dir = tempfile::tempdir().expect("tmp");
+                let log = Log::open(
+                    &dir.path().join("b-0"),
+                    TopicPartition::new("b", 0),
+                    config(false),
+                )
+                .expect("open");
+                (dir, log)
+            },
+            |(dir, log)| {
+                for _ in 0..BATCHES_PER_ITER {
+                    log.append(&b, &AppendOptions::default()).expect("append");
+                }
+                (dir, log)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
 fn reads(c: &mut Criterion) {
     let b = batch();
     let dir = tempfile::tempdir().expect("tmp");
@@ -152,5 +184,5 @@ fn reads(c: &mut Criterion) {
     drop(dir);
 }
 
-criterion_group!(benches, append, reads);
+criterion_group!(benches, append, append_records, reads);
 criterion_main!(benches);
