@@ -33,6 +33,29 @@ fn config(flush_every_batch: bool) -> LogConfig {
     }
 }
 
+/// Appends `BATCHES_PER_ITER` copies of `b` to a fresh log per iteration (setup not timed).
+fn log_append(bench: &mut criterion::Bencher<'_>, b: &[u8], flush: bool) {
+    bench.iter_batched(
+        || {
+            let dir = tempfile::tempdir().expect("tmp");
+            let log = Log::open(
+                &dir.path().join("b-0"),
+                TopicPartition::new("b", 0),
+                config(flush),
+            )
+            .expect("open");
+            (dir, log)
+        },
+        |(dir, log)| {
+            for _ in 0..BATCHES_PER_ITER {
+                log.append(b, &AppendOptions::default()).expect("append");
+            }
+            (dir, log)
+        },
+        BatchSize::PerIteration,
+    )
+}
+
 fn append(c: &mut Criterion) {
     let b = batch();
     let bytes = (b.len() * BATCHES_PER_ITER) as u64;
@@ -40,27 +63,7 @@ fn append(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes));
     g.sample_size(10);
     for (name, flush) in [("log_no_flush", false), ("log_flush_every_batch", true)] {
-        g.bench_function(name, |bench| {
-            bench.iter_batched(
-                || {
-                    let dir = tempfile::tempdir().expect("tmp");
-                    let log = Log::open(
-                        &dir.path().join("b-0"),
-                        TopicPartition::new("b", 0),
-                        config(flush),
-                    )
-                    .expect("open");
-                    (dir, log)
-                },
-                |(dir, log)| {
-                    for _ in 0..BATCHES_PER_ITER {
-                        log.append(&b, &AppendOptions::default()).expect("append");
-                    }
-                    (dir, log)
-                },
-                BatchSize::PerIteration,
-            )
-        });
+        g.bench_function(name, |bench| log_append(bench, &b, flush));
     }
     for (name, sync) in [
         ("write2_baseline", false),
@@ -97,27 +100,7 @@ fn append_records(c: &mut Criterion) {
         (RECORDS_PER_BATCH * BATCHES_PER_ITER) as u64,
     ));
     g.sample_size(10);
-    g.bench_function("log_no_flush", |bench| {
-        bench.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("tmp");
-                let log = Log::open(
-                    &dir.path().join("b-0"),
-                    TopicPartition::new("b", 0),
-                    config(false),
-                )
-                .expect("open");
-                (dir, log)
-            },
-            |(dir, log)| {
-                for _ in 0..BATCHES_PER_ITER {
-                    log.append(&b, &AppendOptions::default()).expect("append");
-                }
-                (dir, log)
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    g.bench_function("log_no_flush", |bench| log_append(bench, &b, false));
     g.finish();
 }
 
