@@ -188,7 +188,6 @@ impl MappedFile {
     pub(crate) fn flush(&self) -> Result<()> {
         let len = self.allocated().min(self.capacity);
         #[cfg(feature = "failpoints")]
-        #[cfg(feature = "failpoints")]
         fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(
             &self.path,
             std::io::Error::other("injected msync failure")
@@ -207,7 +206,6 @@ impl MappedFile {
         if from >= to {
             return Ok(());
         }
-        #[cfg(feature = "failpoints")]
         #[cfg(feature = "failpoints")]
         fail::fail_point!("storage::mmap::flush", |_| Err(StorageError::io(
             &self.path,
