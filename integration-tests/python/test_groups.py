@@ -115,3 +115,32 @@ def test_kafka_python_group_consumer_commits(broker_factory, topic_name):
         assert tp.offset == 20
     finally:
         c.close()
+
+
+def test_aiokafka_group_consumer_commits_and_resumes(broker_factory, topic_name):
+    import asyncio
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition as ATP
+    b = broker_factory(**GROUP_OVERRIDES)
+    produce(b, topic_name, 30, 1)
+
+    async def consume(n):
+        c = AIOKafkaConsumer(topic_name, bootstrap_servers=b.bootstrap, group_id="aio", enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+        await c.start()
+        try:
+            out = []
+            while len(out) < n:
+                batch = await asyncio.wait_for(c.getmany(timeout_ms=500), 30)
+                for msgs in batch.values():
+                    out.extend(int(m.value) for m in msgs)
+            await c.commit({ATP(topic_name, 0): 20})
+            return out[:n], await c.committed(ATP(topic_name, 0))
+        finally:
+            await c.stop()
+
+    first, committed = asyncio.run(consume(20))
+    assert first == list(range(20)) and committed == 20
+    # A new member of the same group resumes from the commit.
+    rest, _ = asyncio.run(consume(10))
+    assert rest == list(range(20, 30))
