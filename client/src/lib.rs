@@ -1,4 +1,38 @@
 //! `sluice-client`: an async Rust producer, consumer and admin client for the Kafka protocol.
 //!
-//! Not written yet: the crate exists so the workspace has its final shape. Until it lands,
-//! Sluice is exercised with third-party clients (kcat, confluent-kafka, kafka-python, aiokafka).
+//! It talks to any Kafka-compatible broker (Sluice, Apache Kafka, Redpanda, ...) over the
+//! wire protocol, negotiating API versions per connection. No librdkafka.
+//!
+//! ```no_run
+//! use sluice_client::{ClientConfig, Producer, ProducerConfig, ProducerRecord};
+//! # async fn demo() -> sluice_client::Result<()> {
+//! let producer = Producer::new(ProducerConfig {
+//!     client: ClientConfig::new("localhost:9092"),
+//!     ..ProducerConfig::default()
+//! })
+//! .await?;
+//! let delivery = producer.send(ProducerRecord::new("events", "hello").key("k")).await?;
+//! let written = delivery.await?;
+//! println!("written at offset {} of partition {}", written.offset, written.partition);
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod assignor;
+pub mod cluster;
+pub mod connection;
+pub mod consumer;
+mod error;
+pub mod offsets;
+pub mod partitioner;
+pub mod producer;
+mod protocol;
+pub mod records;
+
+pub use admin::Admin;
+pub use cluster::{ClientConfig, Cluster};
+pub use consumer::{Consumer, ConsumerConfig, Offset, OffsetReset, RebalanceListener};
+pub use assignor::{Assignor, TopicPartition};
+pub use error::{Error, Result};
+pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use records::{Compression, ConsumerRecord, Header, TimestampType};
