@@ -252,12 +252,19 @@ impl Admin {
 
     /// The named topics; an unknown name is an error naming it.
     pub async fn describe_topics(&self, names: &[String]) -> Result<Vec<TopicInfo>> {
-        let mut out = Vec::new();
-        for n in names {
-            self.cluster.invalidate(n);
-            out.push(self.cluster.topic(n, false).await?);
-        }
-        Ok(out)
+        // Unlike a producer, an admin asking about a topic that does not exist wants to
+        // hear so at once, not after retrying until the topic might appear.
+        let metadata = self.cluster.refresh(Some(names), false).await?;
+        names
+            .iter()
+            .map(|n| {
+                metadata
+                    .topics
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| Error::from_code(3, || format!("topic {n}")).expect("non-zero"))
+            })
+            .collect()
     }
 
     /// Grows `topic` to `total` partitions.
@@ -266,11 +273,16 @@ impl Admin {
             .with_timeout_ms(30_000)
             .with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(topic_name(topic))
-                .with_count(total)]);
+                .with_count(total)
+                .with_assignments(None)]);
         let r = self.controller().await?.call(&request).await?;
         for t in &r.results {
             check(t.error_code, || {
-                format!("adding partitions to topic {}{}", t.name.0, detail(&t.error_message))
+                format!(
+                    "adding partitions to topic {}{}",
+                    t.name.0,
+                    detail(&t.error_message)
+                )
             })?;
         }
         self.cluster.invalidate(topic);
@@ -293,7 +305,11 @@ impl Admin {
         let mut out = Vec::new();
         for res in &r.results {
             check(res.error_code, || {
-                format!("describing configs of {}{}", resource.name(), detail(&res.error_message))
+                format!(
+                    "describing configs of {}{}",
+                    resource.name(),
+                    detail(&res.error_message)
+                )
             })?;
             out.extend(res.configs.iter().map(|c| ConfigEntry {
                 name: c.name.to_string(),
@@ -332,7 +348,11 @@ impl Admin {
         let r = self.controller().await?.call(&request).await?;
         for res in &r.responses {
             check(res.error_code, || {
-                format!("altering configs of {}{}", resource.name(), detail(&res.error_message))
+                format!(
+                    "altering configs of {}{}",
+                    resource.name(),
+                    detail(&res.error_message)
+                )
             })?;
         }
         Ok(())
@@ -348,7 +368,12 @@ impl Admin {
         let m = self.cluster.refresh(Some(&[]), false).await?;
         let mut out = BTreeMap::new();
         for b in m.brokers.keys() {
-            let r = self.cluster.broker(*b).await?.call(&ListGroupsRequest::default()).await?;
+            let r = self
+                .cluster
+                .broker(*b)
+                .await?
+                .call(&ListGroupsRequest::default())
+                .await?;
             check(r.error_code, || format!("listing groups on broker {b}"))?;
             for g in r.groups {
                 out.insert(
@@ -431,7 +456,16 @@ impl Admin {
         group: &str,
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<()> {
-        offsets::commit(&self.cluster, group, &CommitIdentity { generation: -1, ..Default::default() }, offsets).await
+        offsets::commit(
+            &self.cluster,
+            group,
+            &CommitIdentity {
+                generation: -1,
+                ..Default::default()
+            },
+            offsets,
+        )
+        .await
     }
 
     /// Offsets of `partitions` at `timestamp` ([`offsets::EARLIEST`], [`offsets::LATEST`] or a
@@ -464,7 +498,11 @@ fn decode_member_assignment(b: &bytes::Bytes) -> Vec<TopicPartition> {
         Ok(a) => a
             .assigned_partitions
             .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (t.topic.0.to_string(), *p))
+            })
             .collect(),
         Err(e) => {
             tracing::debug!(error = %e, "undecodable member assignment");

@@ -70,7 +70,13 @@ impl Assignor {
 fn sorted(members: &[MemberSubscription]) -> Vec<&MemberSubscription> {
     let mut v: Vec<&MemberSubscription> = members.iter().collect();
     v.sort_by(|a, b| {
-        let key = |m: &MemberSubscription| (m.group_instance_id.is_none(), m.group_instance_id.clone(), m.member_id.clone());
+        let key = |m: &MemberSubscription| {
+            (
+                m.group_instance_id.is_none(),
+                m.group_instance_id.clone(),
+                m.member_id.clone(),
+            )
+        };
         key(a).cmp(&key(b))
     });
     v
@@ -97,7 +103,9 @@ fn range(
         let mut next = 0;
         for (i, m) in subscribers.iter().enumerate() {
             let take = per + i32::from((i as i32) < extra);
-            let list = out.get_mut(&m.member_id).expect("every member has an entry");
+            let list = out
+                .get_mut(&m.member_id)
+                .expect("every member has an entry");
             list.extend((next..next + take).map(|p| (topic.clone(), p)));
             next += take;
         }
@@ -151,7 +159,9 @@ fn cooperative_sticky(
             .filter(|m| m.topics.contains(&tp.0))
             .min_by_key(|m| out[&m.member_id].len())
             .expect("only subscribed topics are in `all`");
-        out.get_mut(&target.member_id).expect("entry").push(tp.clone());
+        out.get_mut(&target.member_id)
+            .expect("entry")
+            .push(tp.clone());
     }
     // KIP-429: a partition moving between members is withheld this round; its owner revokes
     // it and rejoins, and the next round hands it over.
@@ -187,13 +197,20 @@ mod tests {
     fn range_gives_contiguous_ranges_with_the_remainder_first() {
         let m = [member("b", &["t"], &[]), member("a", &["t"], &[])];
         let a = Assignor::Range.assign(&m, &counts(&[("t", 5)]));
-        assert_eq!(a["a"], vec![("t".into(), 0), ("t".into(), 1), ("t".into(), 2)]);
+        assert_eq!(
+            a["a"],
+            vec![("t".into(), 0), ("t".into(), 1), ("t".into(), 2)]
+        );
         assert_eq!(a["b"], vec![("t".into(), 3), ("t".into(), 4)]);
     }
 
     #[test]
     fn sticky_balances_a_fresh_group() {
-        let m = [member("a", &["t"], &[]), member("b", &["t"], &[]), member("c", &["t"], &[])];
+        let m = [
+            member("a", &["t"], &[]),
+            member("b", &["t"], &[]),
+            member("c", &["t"], &[]),
+        ];
         let a = Assignor::CooperativeSticky.assign(&m, &counts(&[("t", 7)]));
         let sizes: Vec<usize> = a.values().map(Vec::len).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 7);
@@ -210,7 +227,14 @@ mod tests {
         assert!(first["b"].is_empty(), "nothing moves while a still owns it");
         // Second round: a owns only what it kept.
         let m = [
-            member("a", &["t"], &first["a"].iter().map(|(t, p)| (t.as_str(), *p)).collect::<Vec<_>>()),
+            member(
+                "a",
+                &["t"],
+                &first["a"]
+                    .iter()
+                    .map(|(t, p)| (t.as_str(), *p))
+                    .collect::<Vec<_>>(),
+            ),
             member("b", &["t"], &[]),
         ];
         let second = Assignor::CooperativeSticky.assign(&m, &counts(&[("t", 4)]));

@@ -193,7 +193,12 @@ impl Cluster {
 
     /// A connection to broker `node_id`, refreshing metadata if it is not known yet.
     pub async fn broker(&self, node_id: i32) -> Result<Arc<Connection>> {
-        let known = self.metadata.read().brokers.get(&node_id).map(BrokerInfo::addr);
+        let known = self
+            .metadata
+            .read()
+            .brokers
+            .get(&node_id)
+            .map(BrokerInfo::addr);
         let addr = match known {
             Some(a) => a,
             None => self
@@ -302,8 +307,9 @@ impl Cluster {
         self.retry(&format!("metadata of topic {name}"), || async {
             let conn = self.any().await?;
             let request = MetadataRequest::default()
-                .with_topics(Some(vec![MetadataRequestTopic::default()
-                    .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))]))
+                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                    TopicName(StrBytes::from_string(name.to_string())),
+                ))]))
                 .with_allow_auto_topic_creation(auto_create);
             let r = conn.call(&request).await?;
             let t = r
@@ -353,7 +359,9 @@ impl Cluster {
                             .with_key_type(0),
                     )
                     .await?;
-                crate::error::check(r.error_code, || format!("finding the coordinator of group {group}"))?;
+                crate::error::check(r.error_code, || {
+                    format!("finding the coordinator of group {group}")
+                })?;
                 Ok(BrokerInfo {
                     node_id: r.node_id.0,
                     host: r.host.to_string(),

@@ -45,7 +45,11 @@ struct Writer {
 
 impl Connection {
     /// Connects to `addr` and negotiates API versions.
-    pub async fn connect(addr: &str, client_id: &str, request_timeout: Duration) -> Result<Connection> {
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        request_timeout: Duration,
+    ) -> Result<Connection> {
         let io = |source| Error::Io {
             broker: addr.to_string(),
             source,
@@ -95,7 +99,9 @@ impl Connection {
                 .map_or(0, |k| k.max_version.min(3));
             response = self.call_at(&request, v).await?;
         }
-        crate::error::check(response.error_code, || format!("ApiVersions to broker {}", self.addr))?;
+        crate::error::check(response.error_code, || {
+            format!("ApiVersions to broker {}", self.addr)
+        })?;
         Ok(response
             .api_keys
             .iter()
@@ -177,7 +183,12 @@ impl Connection {
         self.send(request, version, None).await
     }
 
-    async fn send<R: Request>(&self, request: &R, version: i16, waiter: Option<Waiter>) -> Result<()> {
+    async fn send<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        waiter: Option<Waiter>,
+    ) -> Result<()> {
         if self.is_closed() {
             return Err(self.gone());
         }

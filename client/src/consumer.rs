@@ -158,7 +158,9 @@ pub struct Consumer {
     names: HashMap<String, Arc<str>>,
     high_watermarks: HashMap<TopicPartition, i64>,
     group: Option<Group>,
-    listener: Option<Box<dyn RebalanceListener>>,
+    /// In a mutex only so that `Consumer` is `Sync` (and its futures `Send`) without
+    /// asking listeners to be `Sync`; it is only ever reached through `&mut self`.
+    listener: Option<std::sync::Mutex<Box<dyn RebalanceListener>>>,
     last_commit: Instant,
 }
 
@@ -221,7 +223,7 @@ impl Consumer {
 
     /// Sets the callbacks run when partitions are assigned or revoked.
     pub fn set_rebalance_listener(&mut self, listener: Box<dyn RebalanceListener>) {
-        self.listener = Some(listener);
+        self.listener = Some(std::sync::Mutex::new(listener));
     }
 
     /// Moves the read position of an assigned partition.
@@ -434,7 +436,11 @@ impl Consumer {
             tokio::spawn(async move {
                 let response = async {
                     let conn = cluster.broker(leader).await?;
-                    conn.start(&request).await?.with_timeout(timeout).wait().await
+                    conn.start(&request)
+                        .await?
+                        .with_timeout(timeout)
+                        .wait()
+                        .await
                 }
                 .await;
                 // The consumer may be gone; then nobody needs the answer.
@@ -498,7 +504,10 @@ impl Consumer {
                             OffsetReset::Latest => Offset::End,
                             OffsetReset::None => {
                                 return Err(Error::from_code(1, || {
-                                    format!("offset {fetched_at} of {}-{} (auto.offset.reset is none)", tp.0, tp.1)
+                                    format!(
+                                        "offset {fetched_at} of {}-{} (auto.offset.reset is none)",
+                                        tp.0, tp.1
+                                    )
                                 })
                                 .expect("non-zero"))
                             }
@@ -528,7 +537,11 @@ impl Consumer {
                 let m = g.member.lock();
                 CommitIdentity {
                     generation: if m.joined { m.generation } else { -1 },
-                    member_id: if m.joined { m.member_id.clone() } else { String::new() },
+                    member_id: if m.joined {
+                        m.member_id.clone()
+                    } else {
+                        String::new()
+                    },
                     group_instance_id: self.config.group_instance_id.clone(),
                 }
             }
@@ -598,6 +611,7 @@ impl Consumer {
             return;
         }
         if let Some(l) = &mut self.listener {
+            let l = l.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
             l.on_partitions_revoked(partitions);
         }
     }
@@ -621,7 +635,13 @@ impl Consumer {
                     let code = e.kafka().map(|k| k.code());
                     // UNKNOWN_MEMBER_ID / FENCED: start over with a fresh member id.
                     if code == Some(25) {
-                        self.group.as_ref().expect("group").member.lock().member_id.clear();
+                        self.group
+                            .as_ref()
+                            .expect("group")
+                            .member
+                            .lock()
+                            .member_id
+                            .clear();
                     }
                     let retry = e.is_retriable() || matches!(code, Some(25 | 22 | 27 | 79));
                     if !retry || started.elapsed() > self.config.rebalance_timeout {
@@ -696,7 +716,10 @@ impl Consumer {
             .and_then(|n| Assignor::from_name(n.as_str()))
             .ok_or_else(|| Error::Protocol {
                 broker: conn.addr().to_string(),
-                message: format!("group {group_id} chose an unknown protocol {:?}", r.protocol_name),
+                message: format!(
+                    "group {group_id} chose an unknown protocol {:?}",
+                    r.protocol_name
+                ),
             })?;
         {
             let mut m = g_member.lock();
@@ -724,11 +747,13 @@ impl Consumer {
         let s = conn.start(&sync).await?.with_timeout(wait).wait().await?;
         offsets::coordinator_check(&self.cluster, group_id, s.error_code, "syncing with")?;
         let assigned = decode_assignment(s.assignment)?;
+        tracing::debug!(group = group_id, member = %member_id, generation, partitions = assigned.len(), "joined");
         g_member.lock().joined = true;
         if let Some(g) = &mut self.group {
             g.protocol = Some(protocol);
         }
-        self.apply_assignment(assigned, protocol.is_cooperative()).await;
+        self.apply_assignment(assigned, protocol.is_cooperative())
+            .await;
         self.ensure_heartbeat();
         Ok(())
     }
@@ -749,7 +774,11 @@ impl Consumer {
                 owned: s
                     .owned_partitions
                     .iter()
-                    .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
+                    .flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(move |p| (t.topic.0.to_string(), *p))
+                    })
                     .collect(),
             });
         }
@@ -807,6 +836,7 @@ impl Consumer {
         self.set_assignment(new);
         if let Some(l) = &mut self.listener {
             if !added.is_empty() {
+                let l = l.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
                 l.on_partitions_assigned(&added);
             }
         }
@@ -883,16 +913,23 @@ impl Consumer {
             // Static members keep their place until session.timeout.ms (KIP-345).
             return Ok(());
         }
-        let member_id = g.member.lock().member_id.clone();
-        let request = LeaveGroupRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(g.id.clone())))
-            .with_member_id(StrBytes::from_string(member_id.clone()))
-            .with_members(vec![MemberIdentity::default()
-                .with_member_id(StrBytes::from_string(member_id))
-                .with_reason(Some(StrBytes::from_static_str("the consumer is closing")))]);
+        let member_id = StrBytes::from_string(g.member.lock().member_id.clone());
         let conn = self.cluster.coordinator(&g.id).await?;
-        let r = conn.call(&request).await?;
-        crate::error::check(r.error_code, || format!("leaving group {}", g.id))
+        let version = conn.version::<LeaveGroupRequest>()?;
+        let request = LeaveGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(g.id.clone())));
+        // v3 (KIP-345) moved the member id into a list of members.
+        let request = if version >= 3 {
+            request.with_members(vec![MemberIdentity::default().with_member_id(member_id)])
+        } else {
+            request.with_member_id(member_id)
+        };
+        let r = conn.call_at(&request, version).await?;
+        crate::error::check(r.error_code, || format!("leaving group {}", g.id))?;
+        for m in &r.members {
+            crate::error::check(m.error_code, || format!("leaving group {}", g.id))?;
+        }
+        Ok(())
     }
 }
 
@@ -948,6 +985,10 @@ fn decode_assignment(b: Bytes) -> Result<BTreeSet<TopicPartition>> {
     let a: ConsumerProtocolAssignment = decode_versioned(b, "the assignment")?;
     Ok(a.assigned_partitions
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.topic.0.to_string(), *p))
+        })
         .collect())
 }

@@ -96,13 +96,20 @@ impl Error {
                 broker: broker.clone(),
                 message: message.clone(),
             },
-            Error::Unsupported { broker, api, min, max } => Error::Unsupported {
+            Error::Unsupported {
+                broker,
+                api,
+                min,
+                max,
+            } => Error::Unsupported {
                 broker: broker.clone(),
                 api,
                 min: *min,
                 max: *max,
             },
-            Error::NoBroker { tried } => Error::NoBroker { tried: tried.clone() },
+            Error::NoBroker { tried } => Error::NoBroker {
+                tried: tried.clone(),
+            },
             Error::Timeout(s) => Error::Timeout(s.clone()),
             Error::Invalid(s) => Error::Invalid(s.clone()),
             Error::Codec(s) => Error::Codec(s.clone()),

@@ -30,9 +30,17 @@ mod protocol;
 pub mod records;
 
 pub use admin::Admin;
+pub use assignor::{Assignor, TopicPartition};
 pub use cluster::{ClientConfig, Cluster};
 pub use consumer::{Consumer, ConsumerConfig, Offset, OffsetReset, RebalanceListener};
-pub use assignor::{Assignor, TopicPartition};
 pub use error::{Error, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use records::{Compression, ConsumerRecord, Header, TimestampType};
+
+// Applications run clients inside spawned tasks, so they and their futures must be `Send`.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Admin>();
+    send_sync::<Consumer>();
+    send_sync::<Producer>();
+};

@@ -42,10 +42,14 @@ pub async fn list_offsets(
             .iter()
             .find(|x| x.partition == *p)
             .ok_or_else(|| {
-                Error::from_code(3, || format!("topic {topic} has no partition {p}")).expect("non-zero")
+                Error::from_code(3, || format!("topic {topic} has no partition {p}"))
+                    .expect("non-zero")
             })?
             .leader;
-        by_leader.entry(leader).or_default().push((topic.clone(), *p));
+        by_leader
+            .entry(leader)
+            .or_default()
+            .push((topic.clone(), *p));
     }
     for (leader, tps) in by_leader {
         let found = cluster
@@ -78,7 +82,11 @@ pub async fn list_offsets(
                     for p in &t.partitions {
                         let topic = t.name.0.to_string();
                         if let Some(e) = Error::from_code(p.error_code, || {
-                            format!("listing offsets of {topic}-{} on broker {}", p.partition_index, conn.addr())
+                            format!(
+                                "listing offsets of {topic}-{} on broker {}",
+                                p.partition_index,
+                                conn.addr()
+                            )
                         }) {
                             if e.is_retriable() {
                                 cluster.invalidate(&topic);
@@ -216,7 +224,12 @@ pub async fn commit(
 }
 
 /// Turns a group error code into an error, forgetting the coordinator when it moved.
-pub(crate) fn coordinator_check(cluster: &Cluster, group: &str, code: i16, doing: &str) -> Result<()> {
+pub(crate) fn coordinator_check(
+    cluster: &Cluster,
+    group: &str,
+    code: i16,
+    doing: &str,
+) -> Result<()> {
     // COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: look the coordinator up again.
     if code == 15 || code == 16 {
         cluster.invalidate_coordinator(group);

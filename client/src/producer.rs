@@ -206,6 +206,8 @@ struct TopicState {
     partitions: Vec<PartitionState>,
     leaders: Vec<i32>,
     sticky: i32,
+    /// Whether a record has gone into the sticky partition since it was chosen.
+    sticky_used: bool,
     stale: bool,
 }
 
@@ -258,6 +260,7 @@ impl Producer {
                     let r = conn
                         .call(
                             &InitProducerIdRequest::default()
+                                .with_transactional_id(None)
                                 .with_transaction_timeout_ms(60_000)
                                 .with_producer_id(ProducerId(-1))
                                 .with_producer_epoch(-1),
@@ -274,7 +277,9 @@ impl Producer {
             cluster.any().await?;
             None
         };
-        let memory = config.buffer_memory.clamp(config.max_request_size, Semaphore::MAX_PERMITS);
+        let memory = config
+            .buffer_memory
+            .clamp(config.max_request_size, Semaphore::MAX_PERMITS);
         let inner = Arc::new(Inner {
             cluster,
             idempotent,
@@ -318,7 +323,11 @@ impl Producer {
                 .map_err(|_| Error::Closed)?
                 .forget(),
         }
-        let known = inner.state.lock().topics.contains_key(record.topic.as_str());
+        let known = inner
+            .state
+            .lock()
+            .topics
+            .contains_key(record.topic.as_str());
         if !known {
             if let Err(e) = self.learn_topic(&record.topic).await {
                 inner.memory.add_permits(size);
@@ -357,7 +366,15 @@ impl Producer {
             (None, None) => {
                 if topic.sticky < 0 {
                     topic.sticky = inner.rng.lock().below(n as u32) as i32;
+                } else if topic.sticky_used
+                    && n > 1
+                    && topic.partitions[topic.sticky as usize].open.is_none()
+                {
+                    // KIP-480: the batch we stuck to has gone; the next batch goes elsewhere.
+                    let step = 1 + inner.rng.lock().below(n as u32 - 1) as i32;
+                    topic.sticky = (topic.sticky + step) % n;
                 }
+                topic.sticky_used = true;
                 topic.sticky
             }
         };
@@ -372,7 +389,12 @@ impl Producer {
             }
         }
         let open = part.open.get_or_insert_with(|| OpenBatch {
-            writer: BatchWriter::new(config.batch_size.min(size.max(1024) * 2).max(config.batch_size / 4)),
+            writer: BatchWriter::new(
+                config
+                    .batch_size
+                    .min(size.max(1024) * 2)
+                    .max(config.batch_size / 4),
+            ),
             done: watch::channel(None).0,
             created: Instant::now(),
             bytes: 0,
@@ -402,6 +424,7 @@ impl Producer {
             // KIP-480: move on once a batch is complete, to a different partition.
             let step = 1 + inner.rng.lock().below(n as u32 - 1) as i32;
             topic.sticky = (partition + step) % n;
+            topic.sticky_used = false;
         }
         st.outstanding += 1;
         drop(st);
@@ -417,15 +440,18 @@ impl Producer {
     async fn learn_topic(&self, name: &str) -> Result<()> {
         let info = self.inner.cluster.topic(name, true).await?;
         let mut st = self.inner.state.lock();
-        st.topics.entry(Arc::from(name)).or_insert_with(|| TopicState {
-            name: Arc::from(name),
-            partitions: (0..info.partitions.len())
-                .map(|_| PartitionState::default())
-                .collect(),
-            leaders: info.partitions.iter().map(|p| p.leader).collect(),
-            sticky: -1,
-            stale: false,
-        });
+        st.topics
+            .entry(Arc::from(name))
+            .or_insert_with(|| TopicState {
+                name: Arc::from(name),
+                partitions: (0..info.partitions.len())
+                    .map(|_| PartitionState::default())
+                    .collect(),
+                leaders: info.partitions.iter().map(|p| p.leader).collect(),
+                sticky: -1,
+                sticky_used: false,
+                stale: false,
+            });
         Ok(())
     }
 
@@ -551,7 +577,11 @@ fn collect(inner: &Inner) -> Collected {
                 .front()
                 .is_some_and(|b| now >= b.created + config.delivery_timeout)
             {
-                expired.push((Arc::clone(&topic.name), p as i32, part.queue.pop_front().expect("front")));
+                expired.push((
+                    Arc::clone(&topic.name),
+                    p as i32,
+                    part.queue.pop_front().expect("front"),
+                ));
             }
             if part.queue.is_empty() || part.in_flight >= config.max_in_flight || topic.stale {
                 continue;
@@ -625,7 +655,11 @@ fn settle(
 
 async fn refresh_leaders(inner: &Inner, topic: &Arc<str>) {
     inner.cluster.invalidate(topic);
-    match inner.cluster.refresh(Some(&[topic.to_string()]), false).await {
+    match inner
+        .cluster
+        .refresh(Some(&[topic.to_string()]), false)
+        .await
+    {
         Ok(m) => {
             let Some(info) = m.topics.get(&**topic) else {
                 return;
@@ -697,7 +731,14 @@ async fn dispatch(inner: &Arc<Inner>, mut flight: Flight) {
     }
     let request = ProduceRequest::default()
         .with_acks(inner.config.acks)
-        .with_timeout_ms(inner.config.client.request_timeout.as_millis().min(i32::MAX as u128) as i32)
+        .with_timeout_ms(
+            inner
+                .config
+                .client
+                .request_timeout
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
+        )
         .with_topic_data(by_topic);
     let conn = match inner.cluster.broker(flight.leader).await {
         Ok(c) => c,
@@ -719,8 +760,15 @@ async fn dispatch(inner: &Arc<Inner>, mut flight: Flight) {
     }
 }
 
-fn partition_mut<'a>(st: &'a mut State, topic: &str, partition: i32) -> Option<&'a mut PartitionState> {
-    st.topics.get_mut(topic)?.partitions.get_mut(partition as usize)
+fn partition_mut<'a>(
+    st: &'a mut State,
+    topic: &str,
+    partition: i32,
+) -> Option<&'a mut PartitionState> {
+    st.topics
+        .get_mut(topic)?
+        .partitions
+        .get_mut(partition as usize)
 }
 
 fn release_partition(st: &mut State, topic: &str, partition: i32) {

@@ -198,7 +198,13 @@ impl BatchWriter {
         21 + bytes_len(key) + bytes_len(value) + 5 + headers
     }
 
-    pub fn push(&mut self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) {
+    pub fn push(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) {
         if self.count == 0 {
             self.base_timestamp = timestamp;
         }
@@ -300,7 +306,10 @@ pub(crate) fn decode_batches(
         let mut batch = data.split_to(total);
         let magic = batch[16];
         if magic != 2 {
-            return Err(corrupt(&format!("message format v{magic} is not supported"), base_offset));
+            return Err(corrupt(
+                &format!("message format v{magic} is not supported"),
+                base_offset,
+            ));
         }
         let crc = u32::from_be_bytes(batch[17..21].try_into().expect("4 bytes"));
         if crc32c::crc32c(&batch[21..]) != crc {
@@ -325,7 +334,8 @@ pub(crate) fn decode_batches(
         let mut records = decompress(attributes & 0x07, batch)
             .map_err(|e| corrupt(&format!("cannot decompress: {e}"), base_offset))?;
         for _ in 0..count.max(0) {
-            let r = read_record(&mut records).ok_or_else(|| corrupt("truncated record", base_offset))?;
+            let r = read_record(&mut records)
+                .ok_or_else(|| corrupt("truncated record", base_offset))?;
             let offset = base_offset + r.offset_delta;
             if offset < from_offset {
                 continue;
@@ -431,9 +441,29 @@ mod tests {
     fn roundtrip(compression: Compression) {
         let mut w = BatchWriter::new(1024);
         w.push(1000, Some(b"k1"), Some(b"v1"), &[]);
-        w.push(990, None, None, &[Header::new("h", "x"), Header { key: "n".into(), value: None }]);
+        w.push(
+            990,
+            None,
+            None,
+            &[
+                Header::new("h", "x"),
+                Header {
+                    key: "n".into(),
+                    value: None,
+                },
+            ],
+        );
         w.push(1010, Some(b""), Some(&[7u8; 300]), &[]);
-        let batch = w.finish(compression, ProducerStamp { id: 5, epoch: 1, base_sequence: 9 }).unwrap();
+        let batch = w
+            .finish(
+                compression,
+                ProducerStamp {
+                    id: 5,
+                    epoch: 1,
+                    base_sequence: 9,
+                },
+            )
+            .unwrap();
         // Also a truncated second copy, which must be left for the next fetch.
         let mut data = BytesMut::from(&batch[..]);
         let mut second = BytesMut::from(&batch[..]);
@@ -455,7 +485,13 @@ mod tests {
 
     #[test]
     fn batches_round_trip_with_every_codec() {
-        for c in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             roundtrip(c);
         }
     }
@@ -479,6 +515,9 @@ mod tests {
         let mut w = BatchWriter::new(0);
         let before = w.size();
         w.push(123_456_789, Some(b"key"), Some(&[0u8; 1000]), &headers);
-        assert!(w.size() - before <= BatchWriter::record_size(Some(b"key"), Some(&[0u8; 1000]), &headers));
+        assert!(
+            w.size() - before
+                <= BatchWriter::record_size(Some(b"key"), Some(&[0u8; 1000]), &headers)
+        );
     }
 }
