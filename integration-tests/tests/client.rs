@@ -229,12 +229,15 @@ fn group_config(b: &Broker, group: &str, assignor: Assignor) -> ConsumerConfig {
     }
 }
 
+/// What a polling member last owned, and its positions.
+type View = (Vec<TopicPartition>, BTreeMap<TopicPartition, i64>);
+
 /// A group member polling in its own task, as an application would run it: a member that
 /// is not polled cannot take part in a rebalance.
 struct Member {
     stop: tokio::sync::watch::Sender<bool>,
     seen: std::sync::Arc<std::sync::Mutex<Vec<ConsumerRecord>>>,
-    view: std::sync::Arc<std::sync::Mutex<(Vec<TopicPartition>, BTreeMap<TopicPartition, i64>)>>,
+    view: std::sync::Arc<std::sync::Mutex<View>>,
     task: tokio::task::JoinHandle<Consumer>,
 }
 
