@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use sluice_broker::config::BrokerConfig;
 use sluice_broker::server::Server;
+use sluice_broker::tools;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -22,15 +23,27 @@ struct Cli {
 enum Command {
     /// Run a broker. With no arguments: a single node on localhost:9092, data in ./data.
     Broker(BrokerArgs),
-    /// Load-test a Kafka-compatible broker.
+    /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
-    Bench(BenchCommand),
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Produce as fast as possible (or at --rate) and report throughput and latency.
-    Produce(sluice_broker::tools::bench::ProduceArgs),
+    Topic(tools::topic::TopicCommand),
+    /// Send stdin (or a file) to a topic, one record per line.
+    Produce(tools::produce::ProduceArgs),
+    /// Print a topic's records, one value per line by default.
+    Consume(tools::consume::ConsumeArgs),
+    /// List, describe (with lag), reset the offsets of, and delete consumer groups.
+    #[command(subcommand)]
+    Group(tools::group::GroupCommand),
+    /// Describe the cluster.
+    #[command(subcommand)]
+    Cluster(tools::cluster::ClusterCommand),
+    /// Load-test a Kafka-compatible broker: throughput and latency percentiles.
+    #[command(subcommand)]
+    Bench(tools::bench::BenchCommand),
+    /// Print a shell completion script, e.g. `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -127,21 +140,57 @@ async fn wait_for_signal() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The broker logs its life at info; a tool's stderr is for the user, so only warnings.
+    let default_level = if matches!(cli.command, Command::Broker(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", explain(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes in one sentence, leaving out causes the message already quotes.
+fn explain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
         Command::Broker(args) => rt.block_on(run_broker(args)),
-        Command::Bench(BenchCommand::Produce(args)) => {
-            rt.block_on(sluice_broker::tools::bench::produce(args))
+        Command::Topic(c) => rt.block_on(tools::topic::run(c)),
+        Command::Produce(a) => rt.block_on(tools::produce::run(a)),
+        Command::Consume(a) => rt.block_on(tools::consume::run(a)),
+        Command::Group(c) => rt.block_on(tools::group::run(c)),
+        Command::Cluster(c) => rt.block_on(tools::cluster::run(c)),
+        Command::Bench(c) => rt.block_on(tools::bench::run(c)),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "sluice", &mut std::io::stdout());
+            Ok(())
         }
     }
 }

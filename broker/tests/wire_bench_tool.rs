@@ -1,6 +1,6 @@
-//! `sluice bench produce` against a broker on port 0: it runs, and what it sent is in the log.
+//! `sluice bench wire` against a broker on port 0: it runs, and what it sent is in the log.
 
-use sluice_broker::tools::bench::{produce, ProduceArgs};
+use sluice_broker::tools::wire_bench::{produce, ProduceArgs};
 
 mod common;
 
