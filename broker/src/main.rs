@@ -143,7 +143,11 @@ async fn wait_for_signal() {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The broker logs its life at info; a tool's stderr is for the user, so only warnings.
-    let default_level = if matches!(cli.command, Command::Broker(_)) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Broker(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),

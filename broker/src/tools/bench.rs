@@ -13,8 +13,8 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_client::admin::NewTopic;
 use sluice_client::{
-    Admin, Compression, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig,
-    ProducerRecord, TopicPartition,
+    Admin, Compression, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord,
+    TopicPartition,
 };
 use tokio::sync::mpsc;
 
@@ -292,22 +292,27 @@ pub async fn produce(
     let value = payload(args.producer.record_size);
     let bar = bar(args.num_records);
     // Deliveries are awaited in send order on another task, timing each record from its send.
-    let (tx, mut rx) = mpsc::channel::<(Instant, sluice_client::DeliveryFuture)>(1 << 16);
+    // In chunks: a channel send per record would cost as much as the send itself.
+    type Chunk = Vec<(Instant, sluice_client::DeliveryFuture)>;
+    const CHUNK: usize = 1024;
+    let (tx, mut rx) = mpsc::channel::<Chunk>(64);
     let acked = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&acked);
     let waiter = tokio::spawn(async move {
         let mut latency = histogram();
         let mut failed = 0u64;
         let mut first = None;
-        while let Some((sent, delivery)) = rx.recv().await {
-            match delivery.await {
-                Ok(_) => {
-                    latency.saturating_record(sent.elapsed().as_micros() as u64);
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    failed += 1;
-                    first.get_or_insert(e);
+        while let Some(chunk) = rx.recv().await {
+            for (sent, delivery) in chunk {
+                match delivery.await {
+                    Ok(_) => {
+                        latency.saturating_record(sent.elapsed().as_micros() as u64);
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        first.get_or_insert(e);
+                    }
                 }
             }
         }
@@ -315,6 +320,7 @@ pub async fn produce(
     });
     let start = Instant::now();
     let rate = u64::try_from(args.throughput).unwrap_or(0);
+    let mut chunk: Chunk = Vec::with_capacity(CHUNK);
     for i in 0..args.num_records {
         pace(start, i, rate).await;
         let record = ProducerRecord {
@@ -325,13 +331,20 @@ pub async fn produce(
             headers: Vec::new(),
             timestamp: None,
         };
-        let delivery = producer.send(record).await?;
-        if tx.send((Instant::now(), delivery)).await.is_err() {
-            break;
-        }
-        if i % 4096 == 0 {
+        let sent = Instant::now();
+        chunk.push((sent, producer.send(record).await?));
+        // Held back at most 1 ms, so a record's latency is timed at most that late.
+        if chunk.len() == CHUNK || sent.duration_since(chunk[0].0) >= Duration::from_millis(1) {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if tx.send(full).await.is_err() {
+                break;
+            }
             bar.set_position(acked.load(Ordering::Relaxed));
         }
+    }
+    if !chunk.is_empty() {
+        // Fails only if the waiter is gone, and then its result says why.
+        let _ = tx.send(chunk).await;
     }
     drop(tx);
     let ticker = tokio::spawn({
@@ -350,7 +363,10 @@ pub async fn produce(
     ticker.abort();
     bar.finish_and_clear();
     if let Some(e) = first {
-        bail!("{failed} of {} records failed; the first: {e}", args.num_records);
+        bail!(
+            "{failed} of {} records failed; the first: {e}",
+            args.num_records
+        );
     }
     Ok(Report {
         what: "produce",
@@ -383,7 +399,10 @@ pub async fn consume(
         .sum();
     let want = args.num_records.unwrap_or(available.max(0) as u64);
     if want == 0 {
-        bail!("topic {} is empty: produce to it first (sluice bench produce)", args.topic);
+        bail!(
+            "topic {} is empty: produce to it first (sluice bench produce)",
+            args.topic
+        );
     }
     let mut consumer = Consumer::new(ConsumerConfig {
         client: args.connect.client("sluice-bench"),
@@ -416,8 +435,8 @@ pub async fn consume(
         latency.saturating_record(asked.elapsed().as_micros() as u64);
         last = Instant::now();
         for r in &got {
-            bytes += (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()))
-                as u64;
+            bytes += (r.key.as_ref().map_or(0, |k| k.len())
+                + r.value.as_ref().map_or(0, |v| v.len())) as u64;
         }
         records += got.len() as u64;
         bar.set_position(records.min(want));
@@ -471,7 +490,10 @@ pub async fn e2e(args: E2eArgs, bar: impl Fn(u64) -> ProgressBar) -> anyhow::Res
             let now = origin.elapsed().as_micros() as u64;
             for r in &got {
                 let v = r.value.as_deref().unwrap_or_default();
-                let Some(sent) = v.get(..8).map(|b| u64::from_be_bytes(b.try_into().expect("8"))) else {
+                let Some(sent) = v
+                    .get(..8)
+                    .map(|b| u64::from_be_bytes(b.try_into().expect("8")))
+                else {
                     continue;
                 };
                 latency.saturating_record(now.saturating_sub(sent).max(1));
@@ -492,7 +514,11 @@ pub async fn e2e(args: E2eArgs, bar: impl Fn(u64) -> ProgressBar) -> anyhow::Res
         pace(start, i, args.throughput).await;
         let mut value = filler.to_vec();
         value[..8].copy_from_slice(&(origin.elapsed().as_micros() as u64).to_be_bytes());
-        deliveries.push(producer.send(ProducerRecord::new(&args.topic.topic, value)).await?);
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new(&args.topic.topic, value))
+                .await?,
+        );
         if deliveries.len() == 1024 {
             for d in deliveries.drain(..) {
                 d.await?;

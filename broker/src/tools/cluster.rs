@@ -21,7 +21,10 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Describe { connect } => {
             let admin = Admin::new(connect.client("sluice-cluster"))?;
             let c = admin.describe_cluster().await?;
-            println!("Cluster id: {}", c.cluster_id.as_deref().unwrap_or("(none)"));
+            println!(
+                "Cluster id: {}",
+                c.cluster_id.as_deref().unwrap_or("(none)")
+            );
             println!("Controller: {}", c.controller_id);
             println!();
             let rows: Vec<Vec<String>> = c
@@ -33,11 +36,19 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                         b.host.clone(),
                         b.port.to_string(),
                         b.rack.clone().unwrap_or_else(|| "-".into()),
-                        if b.node_id == c.controller_id { "yes" } else { "" }.into(),
+                        if b.node_id == c.controller_id {
+                            "yes"
+                        } else {
+                            ""
+                        }
+                        .into(),
                     ]
                 })
                 .collect();
-            print!("{}", table(&["ID", "HOST", "PORT", "RACK", "CONTROLLER"], &rows));
+            print!(
+                "{}",
+                table(&["ID", "HOST", "PORT", "RACK", "CONTROLLER"], &rows)
+            );
         }
     }
     Ok(())

@@ -26,7 +26,12 @@ pub struct ConsumeArgs {
     #[arg(long, conflicts_with_all = ["offset", "timestamp"])]
     from_beginning: bool,
     /// Start at this offset, or earliest / latest (needs --partition unless earliest/latest).
-    #[arg(long, short = 'o', allow_hyphen_values = true, conflicts_with = "timestamp")]
+    #[arg(
+        long,
+        short = 'o',
+        allow_hyphen_values = true,
+        conflicts_with = "timestamp"
+    )]
     offset: Option<String>,
     /// Start at the first record at or after this time (ms since the epoch or RFC 3339).
     #[arg(long, value_name = "TIME")]
@@ -108,9 +113,11 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         (None, start) => {
             let partitions: Vec<TopicPartition> = match args.partition {
                 Some(p) => vec![(args.topic.clone(), p)],
-                None => Admin::new(client)?
-                    .partitions_of(std::slice::from_ref(&args.topic))
-                    .await?,
+                None => {
+                    Admin::new(client)?
+                        .partitions_of(std::slice::from_ref(&args.topic))
+                        .await?
+                }
             };
             let start = start.unwrap_or(if args.from_beginning {
                 Offset::Beginning
@@ -188,11 +195,9 @@ fn start_offset(args: &ConsumeArgs) -> anyhow::Result<Option<Offset>> {
         "earliest" | "beginning" => Offset::Beginning,
         "latest" | "end" => Offset::End,
         n => {
-            let n: i64 = n
-                .parse()
-                .ok()
-                .filter(|n| *n >= 0)
-                .with_context(|| format!("--offset {n:?}: expected earliest, latest or an offset"))?;
+            let n: i64 = n.parse().ok().filter(|n| *n >= 0).with_context(|| {
+                format!("--offset {n:?}: expected earliest, latest or an offset")
+            })?;
             if args.partition.is_none() {
                 bail!("--offset {n} needs --partition: offsets differ between partitions");
             }

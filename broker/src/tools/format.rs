@@ -133,7 +133,9 @@ impl LineFormat {
     }
 
     fn is_null(&self, b: &[u8]) -> bool {
-        self.null_marker.as_deref().is_some_and(|m| m.as_bytes() == b)
+        self.null_marker
+            .as_deref()
+            .is_some_and(|m| m.as_bytes() == b)
     }
 
     fn bytes(&self, b: &[u8]) -> Option<Bytes> {
@@ -348,9 +350,14 @@ mod tests {
         let p = line(&f, "k:v:w").unwrap();
         assert_eq!(p.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(p.value.as_deref(), Some(&b"v:w"[..]));
-        assert!(line(&f, "no separator").unwrap_err().contains("key separator"));
+        assert!(line(&f, "no separator")
+            .unwrap_err()
+            .contains("key separator"));
         f.set("ignore.error", "true").unwrap();
-        assert_eq!(line(&f, "whole").unwrap().value.as_deref(), Some(&b"whole"[..]));
+        assert_eq!(
+            line(&f, "whole").unwrap().value.as_deref(),
+            Some(&b"whole"[..])
+        );
         f.set("null.marker", "NULL").unwrap();
         let p = line(&f, "NULL:x").unwrap();
         assert_eq!((p.key, p.value.as_deref()), (None, Some(&b"x"[..])));
@@ -362,7 +369,10 @@ mod tests {
         f.set("parse.headers", "true").unwrap();
         f.set("parse.key", "true").unwrap();
         let p = line(&f, "h1:v1,h2:\tk\tvalue").unwrap();
-        assert_eq!(p.headers, vec![Header::new("h1", "v1"), Header::new("h2", "")]);
+        assert_eq!(
+            p.headers,
+            vec![Header::new("h1", "v1"), Header::new("h2", "")]
+        );
         assert_eq!(p.key.as_deref(), Some(&b"k"[..]));
         assert!(line(&f, "h1v1\tk\tv").unwrap_err().contains("header"));
         assert!(f.set("parse.keys", "true").is_err());
@@ -378,7 +388,13 @@ mod tests {
             timestamp_type: TimestampType::CreateTime,
             key: Some(Bytes::from_static(b"k")),
             value: None,
-            headers: vec![Header::new("a", "1"), Header { key: "b".into(), value: None }],
+            headers: vec![
+                Header::new("a", "1"),
+                Header {
+                    key: "b".into(),
+                    value: None,
+                },
+            ],
         }
     }
 
@@ -388,7 +404,13 @@ mod tests {
         let mut out = Vec::new();
         f.write(&record(), &mut out);
         assert_eq!(out, b"null\n");
-        for p in ["print.timestamp", "print.partition", "print.offset", "print.headers", "print.key"] {
+        for p in [
+            "print.timestamp",
+            "print.partition",
+            "print.offset",
+            "print.headers",
+            "print.key",
+        ] {
             f.set(p, "true").unwrap();
         }
         out.clear();

@@ -228,7 +228,10 @@ async fn reset(args: ResetArgs) -> anyhow::Result<()> {
             o
         } else if let Some(n) = args.shift_by {
             current.with_context(|| {
-                format!("--shift-by needs a committed offset; {}:{} has none", tp.0, tp.1)
+                format!(
+                    "--shift-by needs a committed offset; {}:{} has none",
+                    tp.0, tp.1
+                )
             })? + n
         } else if let Some(found) = &at_time {
             // No record that late: the end, as Kafka's tool does.
@@ -242,12 +245,17 @@ async fn reset(args: ResetArgs) -> anyhow::Result<()> {
         .iter()
         .map(|((t, p), o)| vec![group.to_string(), t.clone(), p.to_string(), o.to_string()])
         .collect();
-    print!("{}", table(&["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"], &rows));
+    print!(
+        "{}",
+        table(&["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"], &rows)
+    );
     if args.execute {
         admin
             .set_group_offsets(group, &plan)
             .await
-            .with_context(|| format!("resetting the offsets of group '{group}' (stop its consumers first)"))?;
+            .with_context(|| {
+                format!("resetting the offsets of group '{group}' (stop its consumers first)")
+            })?;
     } else {
         eprintln!("Dry run: nothing changed. Add --execute to apply.");
     }

@@ -72,7 +72,12 @@ pub struct GroupArg {
     #[arg(value_name = "GROUP", required_unless_present = "group_flag")]
     group: Option<String>,
     /// The consumer group (the same as GROUP).
-    #[arg(long = "group", short = 'g', value_name = "GROUP", conflicts_with = "group")]
+    #[arg(
+        long = "group",
+        short = 'g',
+        value_name = "GROUP",
+        conflicts_with = "group"
+    )]
     group_flag: Option<String>,
 }
 
@@ -177,7 +182,10 @@ fn parse_rfc3339(s: &str) -> anyhow::Result<i64> {
         let (c, off) = time.split_at(i);
         let sign = if off.starts_with('-') { -1 } else { 1 };
         let (h, m) = off[1..].split_once(':').context("offset as +HH:MM")?;
-        (c, sign * (h.parse::<i64>()? * 3600 + m.parse::<i64>()? * 60))
+        (
+            c,
+            sign * (h.parse::<i64>()? * 3600 + m.parse::<i64>()? * 60),
+        )
     } else {
         bail!("no time zone (Z or +HH:MM)")
     };
@@ -247,9 +255,18 @@ mod tests {
     fn times_parse_as_epoch_ms_or_rfc3339() {
         assert_eq!(parse_time("1700000000000").unwrap(), 1_700_000_000_000);
         assert_eq!(parse_time("1970-01-01T00:00:00Z").unwrap(), 0);
-        assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_time("2023-11-14T23:13:20.5+01:00").unwrap(), 1_700_000_000_500);
-        assert_eq!(parse_time("2000-02-29T00:00:00-00:30").unwrap(), 951_784_200_000);
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20.5+01:00").unwrap(),
+            1_700_000_000_500
+        );
+        assert_eq!(
+            parse_time("2000-02-29T00:00:00-00:30").unwrap(),
+            951_784_200_000
+        );
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2023-13-01T00:00:00Z").is_err());
         assert!(parse_time("2023-11-14T22:13:20").is_err());

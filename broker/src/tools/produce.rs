@@ -107,19 +107,25 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     };
 
     // Deliveries are awaited in order on another task, so reading never waits for acks.
-    let (tx, mut rx) = mpsc::channel::<(u64, sluice_client::DeliveryFuture)>(100_000);
+    // They travel in chunks: a channel send per record would cost as much as the send itself.
+    type Chunk = Vec<(u64, sluice_client::DeliveryFuture)>;
+    let (tx, mut rx) = mpsc::channel::<Chunk>(64);
     let checker = tokio::spawn(async move {
         let mut failed = 0u64;
         let mut first_error = None;
-        while let Some((line, delivery)) = rx.recv().await {
-            if let Err(e) = delivery.await {
-                failed += 1;
-                eprintln!("line {line}: {e}");
-                first_error.get_or_insert(e);
+        while let Some(chunk) = rx.recv().await {
+            for (line, delivery) in chunk {
+                if let Err(e) = delivery.await {
+                    failed += 1;
+                    eprintln!("line {line}: {e}");
+                    first_error.get_or_insert(e);
+                }
             }
         }
         (failed, first_error)
     });
+    const CHUNK: usize = 1024;
+    let mut chunk: Chunk = Vec::with_capacity(CHUNK);
 
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut buf = Vec::new();
@@ -163,9 +169,17 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             .send(record)
             .await
             .with_context(|| format!("line {line_no}: sending to topic {}", args.topic))?;
-        if tx.send((line_no, delivery)).await.is_err() {
-            break;
+        chunk.push((line_no, delivery));
+        if chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if tx.send(full).await.is_err() {
+                break;
+            }
         }
+    }
+    if !chunk.is_empty() {
+        // Fails only if the checker is gone, and then its result says why.
+        let _ = tx.send(chunk).await;
     }
     drop(tx);
     producer.close().await;

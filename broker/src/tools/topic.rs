@@ -210,7 +210,11 @@ async fn describe(admin: &Admin, names: Vec<String>) -> anyhow::Result<()> {
                 "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
                 t.name,
                 p.partition,
-                if p.leader < 0 { "none".to_string() } else { p.leader.to_string() },
+                if p.leader < 0 {
+                    "none".to_string()
+                } else {
+                    p.leader.to_string()
+                },
                 join(&p.replicas),
                 join(&p.isr)
             );
