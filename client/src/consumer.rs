@@ -702,6 +702,11 @@ impl Consumer {
             );
         let conn = self.cluster.coordinator(group_id).await?;
         let wait = self.config.rebalance_timeout + Duration::from_secs(5);
+        // Whatever asked for a rejoin until now (a heartbeat, a failed commit) is answered by
+        // this join; leaving the flag set would start yet another rebalance right after it.
+        if let Some(g) = &self.group {
+            g.rejoin.store(false, Ordering::Release);
+        }
         let r = conn.start(&join).await?.with_timeout(wait).wait().await?;
         if r.error_code == 79 {
             // MEMBER_ID_REQUIRED (KIP-394): rejoin with the id the coordinator chose.
@@ -866,6 +871,10 @@ impl Consumer {
                     .with_member_id(StrBytes::from_string(m.member_id.clone()))
                     .with_group_instance_id(instance.clone().map(StrBytes::from_string));
                 let r = async { cluster.coordinator(&group_id).await?.call(&request).await }.await;
+                if member.lock().generation != m.generation {
+                    // A rebalance finished while this heartbeat was out: its answer is stale.
+                    continue;
+                }
                 match r {
                     Ok(r) => match r.error_code {
                         0 => {}

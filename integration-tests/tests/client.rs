@@ -9,7 +9,8 @@ use sluice_client::admin::{ConfigSource, NewTopic, Resource};
 use sluice_client::partitioner::partition_for_key;
 use sluice_client::{
     Admin, Assignor, ClientConfig, Compression, Consumer, ConsumerConfig, ConsumerRecord, Header,
-    Offset, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+    Offset, OffsetReset, Producer, ProducerConfig, ProducerRecord, RebalanceListener,
+    TopicPartition,
 };
 
 struct Broker {
@@ -220,12 +221,50 @@ fn group_config(b: &Broker, group: &str, assignor: Assignor) -> ConsumerConfig {
         client: client(b),
         group_id: Some(group.into()),
         auto_offset_reset: OffsetReset::Earliest,
-        enable_auto_commit: false,
+        // Auto-commit runs inside poll and before partitions are given up, so it stays right
+        // across rebalances; a commit from outside the poll loop could race one.
+        enable_auto_commit: true,
+        auto_commit_interval: Duration::from_millis(200),
         heartbeat_interval: Duration::from_millis(200),
         session_timeout: Duration::from_secs(10),
         rebalance_timeout: Duration::from_secs(10),
         assignors: vec![assignor],
         ..ConsumerConfig::default()
+    }
+}
+
+/// Rebalance callbacks as they came: (assigned?, partitions).
+#[derive(Clone, Default)]
+struct Events(std::sync::Arc<std::sync::Mutex<Vec<Event>>>);
+
+/// Whether partitions were assigned (or revoked), and which.
+type Event = (bool, Vec<TopicPartition>);
+
+impl RebalanceListener for Events {
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().unwrap().push((false, partitions.to_vec()));
+    }
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().unwrap().push((true, partitions.to_vec()));
+    }
+}
+
+impl Events {
+    /// What the callbacks say is owned now, and the most partitions revoked at once.
+    fn replay(&self) -> (BTreeSet<TopicPartition>, usize) {
+        let mut owned = BTreeSet::new();
+        let mut most = 0;
+        for (assigned, tps) in self.0.lock().unwrap().iter() {
+            if *assigned {
+                owned.extend(tps.iter().cloned());
+            } else {
+                most = most.max(tps.len());
+                for tp in tps {
+                    owned.remove(tp);
+                }
+            }
+        }
+        (owned, most)
     }
 }
 
@@ -318,6 +357,8 @@ async fn groups_split_partitions_rebalance_and_resume_from_commits() {
         producer.flush().await;
 
         let mut first = Consumer::new(group_config(&b, group, assignor)).unwrap();
+        let events = Events::default();
+        first.set_rebalance_listener(Box::new(events.clone()));
         first.subscribe(vec![topic.clone()]).unwrap();
         let mut seen = read(&mut first, 1).await;
         assert_eq!(
@@ -352,18 +393,34 @@ async fn groups_split_partitions_rebalance_and_resume_from_commits() {
             read == 400
         })
         .await;
-        let (mut first, a) = one.stop().await;
-        let (mut second, b2) = two.stop().await;
+        let (first, a) = one.stop().await;
+        let (second, b2) = two.stop().await;
+        let (owns, most_revoked) = events.replay();
+        assert_eq!(
+            owns,
+            first.assignment().into_iter().collect(),
+            "{group}: callbacks tell what is owned"
+        );
+        // Eager members give up everything in a rebalance; cooperative ones only what moves.
+        let expected = if assignor.is_cooperative() { 2 } else { 4 };
+        assert_eq!(most_revoked, expected, "{group}");
         seen.extend(a);
         seen.extend(b2);
-        first.commit().await.unwrap();
-        second.commit().await.unwrap();
         second.close().await.unwrap();
         let one = Member::start(first, &topic);
         one.until("the survivor to take over", || one.assignment().len() == 4)
             .await;
         let (first, a) = one.stop().await;
         seen.extend(a);
+        assert_eq!(events.replay().0.len(), 4, "{group}: told of the takeover");
+        // Two rebalances happened (a member joined, a member left) and no spurious one:
+        // eager members revoke and reassign in each, cooperative ones only when things move.
+        let callbacks = events.0.lock().unwrap().len();
+        assert_eq!(
+            callbacks,
+            if assignor.is_cooperative() { 3 } else { 5 },
+            "{group}"
+        );
         let values: BTreeSet<String> = seen
             .iter()
             .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned())
@@ -385,6 +442,10 @@ async fn groups_split_partitions_rebalance_and_resume_from_commits() {
         let got = read(&mut three, 1).await;
         assert_eq!(got.len(), 1, "{group}");
         assert_eq!(got[0].value.as_deref(), Some(&b"late"[..]));
+        // A manual commit by the only member, then the group's offsets are all read.
+        three.commit().await.unwrap();
+        let committed = admin.group_offsets(group).await.unwrap();
+        assert_eq!(committed.values().map(|c| c.offset).sum::<i64>(), 401);
         three.close().await.unwrap();
     }
 }
