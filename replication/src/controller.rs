@@ -1,0 +1,406 @@
+//! What the active controller decides: the records it proposes in answer to requests and to
+//! broker liveness. Pure functions of the current [`MetadataImage`], so every rule (placement,
+//! clean election, ISR changes, fencing) is tested without a network or a quorum.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use crate::image::{MetadataImage, Partition, NO_LEADER};
+use crate::placement::place_replicas;
+use crate::record::{MetadataRecord, PartitionChange};
+
+/// A request the controller refuses, with the Kafka error code a client expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ControllerError {
+    /// Kafka error code.
+    pub code: i16,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl ControllerError {
+    fn new(code: i16, message: impl Into<String>) -> ControllerError {
+        ControllerError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Kafka error codes used here.
+pub mod codes {
+    /// UNKNOWN_TOPIC_OR_PARTITION
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    /// NOT_LEADER_OR_FOLLOWER
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    /// INVALID_TOPIC_EXCEPTION
+    pub const INVALID_TOPIC: i16 = 17;
+    /// TOPIC_ALREADY_EXISTS
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    /// INVALID_PARTITIONS
+    pub const INVALID_PARTITIONS: i16 = 37;
+    /// INVALID_REPLICATION_FACTOR
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    /// STALE_BROKER_EPOCH
+    pub const STALE_BROKER_EPOCH: i16 = 77;
+    /// FENCED_LEADER_EPOCH
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    /// INVALID_UPDATE_VERSION
+    pub const INVALID_UPDATE_VERSION: i16 = 95;
+    /// INELIGIBLE_REPLICA
+    pub const INELIGIBLE_REPLICA: i16 = 107;
+    /// BROKER_NOT_AVAILABLE
+    pub const BROKER_NOT_AVAILABLE: i16 = 8;
+}
+
+/// Whether a topic allows electing a leader from outside the ISR (losing records).
+fn unclean_allowed(image: &MetadataImage, topic: Uuid) -> bool {
+    image
+        .topics
+        .get(&topic)
+        .and_then(|t| t.configs.get("unclean.leader.election.enable"))
+        .is_some_and(|v| v == "true")
+}
+
+/// The records that create topic `name`, its replicas placed over the live brokers.
+/// `start` rotates placement (Kafka picks it at random) so topics do not all lead on one broker.
+pub fn create_topic(
+    image: &MetadataImage,
+    id: Uuid,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+    start: usize,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    if image.topic_ids.contains_key(name) {
+        return Err(ControllerError::new(
+            codes::TOPIC_ALREADY_EXISTS,
+            format!("topic {name:?} already exists"),
+        ));
+    }
+    if partitions < 1 {
+        return Err(ControllerError::new(
+            codes::INVALID_PARTITIONS,
+            format!("number of partitions must be at least 1, got {partitions}"),
+        ));
+    }
+    let assignments = place(image, partitions, replication_factor, start)?;
+    Ok(vec![MetadataRecord::CreateTopic {
+        id,
+        name: name.to_string(),
+        configs,
+        assignments,
+    }])
+}
+
+/// The records that grow a topic to `total` partitions.
+pub fn create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    total: i32,
+    start: usize,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let t = image.topic_by_name(name).ok_or_else(|| {
+        ControllerError::new(
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic {name:?} does not exist"),
+        )
+    })?;
+    let have = t.partitions.len() as i32;
+    if total <= have {
+        return Err(ControllerError::new(
+            codes::INVALID_PARTITIONS,
+            format!(
+                "topic {name} has {have} partitions; the new count must be larger, got {total}"
+            ),
+        ));
+    }
+    let rf = t.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+    let assignments = place(image, total - have, rf, start + have as usize)?;
+    Ok(vec![MetadataRecord::CreatePartitions {
+        id: t.id,
+        assignments,
+    }])
+}
+
+fn place(
+    image: &MetadataImage,
+    partitions: i32,
+    replication_factor: i16,
+    start: usize,
+) -> Result<Vec<Vec<i32>>, ControllerError> {
+    let live: Vec<(i32, Option<&str>)> = image
+        .live_brokers()
+        .filter(|b| !b.shutting_down)
+        .map(|b| (b.id, b.rack.as_deref()))
+        .collect();
+    if replication_factor < 1 || replication_factor as usize > live.len() {
+        return Err(ControllerError::new(
+            codes::INVALID_REPLICATION_FACTOR,
+            format!(
+                "replication factor {replication_factor} must be between 1 and the {} available broker(s)",
+                live.len()
+            ),
+        ));
+    }
+    Ok(place_replicas(
+        &live,
+        partitions as usize,
+        replication_factor as usize,
+        start,
+    ))
+}
+
+/// A new leader for `p` when its leader `lost` can no longer lead: the first live ISR member
+/// in replica order, or with unclean election allowed any live replica; else offline.
+/// Returns the new leader and ISR.
+fn elect(image: &MetadataImage, topic: Uuid, p: &Partition, lost: i32) -> (i32, Vec<i32>) {
+    let eligible = |r: &i32| *r != lost && image.is_live(*r);
+    let isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != lost).collect();
+    if let Some(l) = p
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| isr.contains(r) && eligible(r) && !shutting_down(image, *r))
+        .or_else(|| {
+            p.replicas
+                .iter()
+                .copied()
+                .find(|r| isr.contains(r) && eligible(r))
+        })
+    {
+        return (l, isr);
+    }
+    if unclean_allowed(image, topic) {
+        if let Some(l) = p.replicas.iter().copied().find(eligible) {
+            // Records only the old ISR had are lost; the new leader's log is the truth.
+            return (l, vec![l]);
+        }
+    }
+    // Offline. Keep the last in-sync replica in the ISR, so that when it returns it can
+    // lead again without losing anything.
+    let isr = if isr.is_empty() { vec![lost] } else { isr };
+    (NO_LEADER, isr)
+}
+
+fn shutting_down(image: &MetadataImage, id: i32) -> bool {
+    image.brokers.get(&id).is_some_and(|b| b.shutting_down)
+}
+
+/// Fences broker `id` (its lease ran out): it leaves every ISR, and partitions it led get a
+/// new leader from the ISR (or go offline).
+pub fn fence_broker(
+    image: &MetadataImage,
+    id: i32,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let b = image.brokers.get(&id).ok_or_else(|| {
+        ControllerError::new(
+            codes::BROKER_NOT_AVAILABLE,
+            format!("broker {id} is not registered"),
+        )
+    })?;
+    let mut out = Vec::new();
+    if !b.fenced {
+        out.push(MetadataRecord::FenceBroker { id, epoch: b.epoch });
+    }
+    let mut after = image.clone();
+    for r in &out {
+        // Applying our own record to a copy cannot fail: the broker and epoch came from it.
+        after.apply(r).expect("fence applies");
+    }
+    out.extend(move_away(&after, id, false));
+    Ok(out)
+}
+
+/// Partition changes that take broker `id` out of ISRs and leaderships. With `keep_isr`
+/// (controlled shutdown) it stays in ISRs it is in but leads nothing.
+fn move_away(image: &MetadataImage, id: i32, keep_isr: bool) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.leader == id {
+                let (leader, isr) = elect(image, t.id, p, id);
+                let isr = if keep_isr && leader != NO_LEADER {
+                    p.isr.clone()
+                } else {
+                    isr
+                };
+                if leader == NO_LEADER && keep_isr {
+                    // A controlled shutdown does not take a partition offline.
+                    continue;
+                }
+                out.push(change(t.id, i, Some(leader), Some(isr)));
+            } else if !keep_isr && p.isr.contains(&id) {
+                let isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != id).collect();
+                out.push(change(t.id, i, None, Some(isr)));
+            }
+        }
+    }
+    out
+}
+
+fn change(
+    topic: Uuid,
+    partition: usize,
+    leader: Option<i32>,
+    isr: Option<Vec<i32>>,
+) -> MetadataRecord {
+    MetadataRecord::ChangePartition(PartitionChange {
+        topic,
+        partition: partition as i32,
+        leader,
+        isr,
+        replicas: None,
+    })
+}
+
+/// Unfences broker `id` of incarnation `epoch`: it may lead again, and offline partitions
+/// whose last in-sync replica it is come back with it as leader.
+pub fn unfence_broker(
+    image: &MetadataImage,
+    id: i32,
+    epoch: i64,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let b = image.brokers.get(&id).ok_or_else(|| {
+        ControllerError::new(
+            codes::BROKER_NOT_AVAILABLE,
+            format!("broker {id} is not registered"),
+        )
+    })?;
+    if b.epoch != epoch {
+        return Err(ControllerError::new(
+            codes::STALE_BROKER_EPOCH,
+            format!("broker {id} epoch {epoch} is stale (current {})", b.epoch),
+        ));
+    }
+    let mut out = Vec::new();
+    if b.fenced || b.shutting_down {
+        out.push(MetadataRecord::UnfenceBroker { id, epoch });
+    }
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.leader == NO_LEADER && p.isr.contains(&id) {
+                out.push(change(t.id, i, Some(id), None));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Controlled shutdown of broker `id`: leaderships move to other in-sync replicas first, so
+/// clients switch leaders without waiting out a lease.
+pub fn begin_shutdown(
+    image: &MetadataImage,
+    id: i32,
+    epoch: i64,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let b = image.brokers.get(&id).ok_or_else(|| {
+        ControllerError::new(
+            codes::BROKER_NOT_AVAILABLE,
+            format!("broker {id} is not registered"),
+        )
+    })?;
+    if b.epoch != epoch {
+        return Err(ControllerError::new(
+            codes::STALE_BROKER_EPOCH,
+            format!("broker {id} epoch {epoch} is stale (current {})", b.epoch),
+        ));
+    }
+    let mut out = vec![MetadataRecord::BeginShutdown { id, epoch }];
+    let mut after = image.clone();
+    after.apply(&out[0]).expect("epoch checked above");
+    out.extend(move_away(&after, id, true));
+    Ok(out)
+}
+
+/// An ISR change proposed by a partition's leader (Kafka's AlterPartition), checked as
+/// KIP-497 does: only the current leader, at the current leader and partition epochs, with
+/// an ISR of live replicas that contains the leader.
+pub fn alter_isr(
+    image: &MetadataImage,
+    leader: i32,
+    topic: Uuid,
+    partition: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    new_isr: &[i32],
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let p = image.partition(topic, partition).ok_or_else(|| {
+        ControllerError::new(
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("no partition {partition} of topic id {topic}"),
+        )
+    })?;
+    if p.leader != leader {
+        return Err(ControllerError::new(
+            codes::NOT_LEADER_OR_FOLLOWER,
+            format!(
+                "broker {leader} does not lead partition {partition} (leader {})",
+                p.leader
+            ),
+        ));
+    }
+    if leader_epoch != p.leader_epoch {
+        return Err(ControllerError::new(
+            codes::FENCED_LEADER_EPOCH,
+            format!(
+                "leader epoch {leader_epoch} is not the current {}",
+                p.leader_epoch
+            ),
+        ));
+    }
+    if partition_epoch != p.partition_epoch {
+        return Err(ControllerError::new(
+            codes::INVALID_UPDATE_VERSION,
+            format!(
+                "partition epoch {partition_epoch} is not the current {}",
+                p.partition_epoch
+            ),
+        ));
+    }
+    let set: BTreeSet<i32> = new_isr.iter().copied().collect();
+    if !set.contains(&leader) || set.len() != new_isr.len() {
+        return Err(ControllerError::new(
+            codes::INELIGIBLE_REPLICA,
+            format!("ISR {new_isr:?} must hold the leader {leader} once"),
+        ));
+    }
+    let added: Vec<i32> = set.iter().copied().filter(|r| !p.isr.contains(r)).collect();
+    if let Some(bad) = set
+        .iter()
+        .find(|r| !p.replicas.contains(r) || (added.contains(r) && !image.is_live(**r)))
+    {
+        return Err(ControllerError::new(
+            codes::INELIGIBLE_REPLICA,
+            format!("broker {bad} cannot join the ISR of partition {partition}"),
+        ));
+    }
+    Ok(vec![change(
+        topic,
+        partition as usize,
+        None,
+        Some(new_isr.to_vec()),
+    )])
+}
+
+/// Moves leadership back to each partition's preferred (first) replica where it is live and
+/// in sync (Kafka's ElectLeaders with PREFERRED).
+pub fn elect_preferred(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let preferred = p.replicas[0];
+            if p.leader != preferred
+                && p.isr.contains(&preferred)
+                && image.is_live(preferred)
+                && !shutting_down(image, preferred)
+            {
+                out.push(change(t.id, i, Some(preferred), None));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,331 @@
+//! The metadata image: the cluster's state as the controller quorum's log has made it.
+//!
+//! Every broker holds one, built by applying the committed [`MetadataRecord`]s in log
+//! order. `apply` is deterministic and total, so every node that applies the same log holds
+//! the same image; a record that does not fit the image (which the controller never proposes)
+//! changes nothing and is reported, on every node alike.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::record::{Endpoint, MetadataRecord, PartitionChange};
+
+/// No leader: the partition is offline.
+pub const NO_LEADER: i32 = -1;
+
+/// A broker as it registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    /// `node.id`.
+    pub id: i32,
+    /// Incarnation: a new epoch each time the process registers, so a restarted broker's
+    /// heartbeats cannot be confused with its previous life's.
+    pub epoch: i64,
+    /// Listeners as clients and other brokers reach them.
+    pub endpoints: Vec<Endpoint>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// Fenced brokers lead nothing and are left out of ISRs: their lease ran out.
+    pub fenced: bool,
+    /// Set by a controlled shutdown: leaderships are moving away.
+    pub shutting_down: bool,
+}
+
+/// One partition's replica set and leadership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// Replicas in preference order: the first is the preferred leader.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas, always a subset of `replicas` containing the leader (if any).
+    pub isr: Vec<i32>,
+    /// The leader, or [`NO_LEADER`].
+    pub leader: i32,
+    /// Bumped on every leader change; fences requests from deposed leaders.
+    pub leader_epoch: i32,
+    /// Bumped on every change; an ISR change proposed against an older one is refused.
+    pub partition_epoch: i32,
+}
+
+/// A topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// Topic id (KIP-516).
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Configs set on the topic (defaults are not stored).
+    pub configs: BTreeMap<String, String>,
+    /// Partitions by index.
+    pub partitions: Vec<Partition>,
+}
+
+/// The whole cluster metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataImage {
+    /// Registered brokers by id.
+    pub brokers: BTreeMap<i32, Broker>,
+    /// Topics by id.
+    pub topics: BTreeMap<Uuid, Topic>,
+    /// Topic ids by name.
+    pub topic_ids: BTreeMap<String, Uuid>,
+    /// The first producer id not yet handed to a broker.
+    pub next_producer_id: i64,
+}
+
+/// Why a record did not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The record names a broker that is not registered.
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+    /// The record is for an older incarnation of the broker.
+    #[error("broker {id} epoch {got} is stale (current {current})")]
+    StaleBrokerEpoch {
+        /// The broker.
+        id: i32,
+        /// The record's epoch.
+        got: i64,
+        /// The registered epoch.
+        current: i64,
+    },
+    /// The record names a topic that does not exist.
+    #[error("topic {0} does not exist")]
+    UnknownTopic(Uuid),
+    /// A topic with that name or id exists already.
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    /// The record names a partition the topic does not have.
+    #[error("topic {0} has no partition {1}")]
+    UnknownPartition(Uuid, i32),
+    /// The change would break an invariant (ISR outside the replicas, leader outside the
+    /// ISR, a replica listed twice, ...).
+    #[error("invalid change: {0}")]
+    Invalid(String),
+}
+
+impl MetadataImage {
+    /// The topic named `name`.
+    pub fn topic_by_name(&self, name: &str) -> Option<&Topic> {
+        self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+    }
+
+    /// A partition.
+    pub fn partition(&self, topic: Uuid, partition: i32) -> Option<&Partition> {
+        let t = self.topics.get(&topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
+    }
+
+    /// Brokers that may lead and be in ISRs now.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &Broker> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Whether `id` is registered and not fenced.
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Applies one committed record.
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ApplyError> {
+        match record {
+            MetadataRecord::RegisterBroker {
+                id,
+                epoch,
+                endpoints,
+                rack,
+            } => {
+                if let Some(b) = self.brokers.get(id) {
+                    if *epoch <= b.epoch {
+                        return Err(ApplyError::StaleBrokerEpoch {
+                            id: *id,
+                            got: *epoch,
+                            current: b.epoch,
+                        });
+                    }
+                }
+                // A new incarnation starts fenced: it is unfenced once it has caught up
+                // with the metadata log and heartbeats.
+                self.brokers.insert(
+                    *id,
+                    Broker {
+                        id: *id,
+                        epoch: *epoch,
+                        endpoints: endpoints.clone(),
+                        rack: rack.clone(),
+                        fenced: true,
+                        shutting_down: false,
+                    },
+                );
+            }
+            MetadataRecord::FenceBroker { id, epoch } => {
+                self.broker_mut(*id, *epoch)?.fenced = true;
+            }
+            MetadataRecord::UnfenceBroker { id, epoch } => {
+                let b = self.broker_mut(*id, *epoch)?;
+                b.fenced = false;
+                b.shutting_down = false;
+            }
+            MetadataRecord::BeginShutdown { id, epoch } => {
+                self.broker_mut(*id, *epoch)?.shutting_down = true;
+            }
+            MetadataRecord::UnregisterBroker { id } => {
+                self.brokers
+                    .remove(id)
+                    .ok_or(ApplyError::UnknownBroker(*id))?;
+            }
+            MetadataRecord::CreateTopic {
+                id,
+                name,
+                configs,
+                assignments,
+            } => {
+                if self.topic_ids.contains_key(name) || self.topics.contains_key(id) {
+                    return Err(ApplyError::TopicExists(name.clone()));
+                }
+                let partitions = assignments
+                    .iter()
+                    .map(|r| new_partition(r))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.topic_ids.insert(name.clone(), *id);
+                self.topics.insert(
+                    *id,
+                    Topic {
+                        id: *id,
+                        name: name.clone(),
+                        configs: configs.clone(),
+                        partitions,
+                    },
+                );
+            }
+            MetadataRecord::DeleteTopic { id } => {
+                let t = self
+                    .topics
+                    .remove(id)
+                    .ok_or(ApplyError::UnknownTopic(*id))?;
+                self.topic_ids.remove(&t.name);
+            }
+            MetadataRecord::CreatePartitions { id, assignments } => {
+                let added = assignments
+                    .iter()
+                    .map(|r| new_partition(r))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let t = self
+                    .topics
+                    .get_mut(id)
+                    .ok_or(ApplyError::UnknownTopic(*id))?;
+                t.partitions.extend(added);
+            }
+            MetadataRecord::AlterTopicConfigs { id, changes } => {
+                let t = self
+                    .topics
+                    .get_mut(id)
+                    .ok_or(ApplyError::UnknownTopic(*id))?;
+                for (k, v) in changes {
+                    match v {
+                        Some(v) => t.configs.insert(k.clone(), v.clone()),
+                        None => t.configs.remove(k),
+                    };
+                }
+            }
+            MetadataRecord::ChangePartition(change) => self.change_partition(change)?,
+            MetadataRecord::AllocateProducerIds { first, count, .. } => {
+                if *first != self.next_producer_id || *count <= 0 {
+                    return Err(ApplyError::Invalid(format!(
+                        "producer id block {first}+{count} does not start at {}",
+                        self.next_producer_id
+                    )));
+                }
+                self.next_producer_id += count;
+            }
+        }
+        Ok(())
+    }
+
+    fn broker_mut(&mut self, id: i32, epoch: i64) -> Result<&mut Broker, ApplyError> {
+        let b = self
+            .brokers
+            .get_mut(&id)
+            .ok_or(ApplyError::UnknownBroker(id))?;
+        if b.epoch != epoch {
+            return Err(ApplyError::StaleBrokerEpoch {
+                id,
+                got: epoch,
+                current: b.epoch,
+            });
+        }
+        Ok(b)
+    }
+
+    fn change_partition(&mut self, c: &PartitionChange) -> Result<(), ApplyError> {
+        let t = self
+            .topics
+            .get_mut(&c.topic)
+            .ok_or(ApplyError::UnknownTopic(c.topic))?;
+        let p = usize::try_from(c.partition)
+            .ok()
+            .and_then(|i| t.partitions.get_mut(i))
+            .ok_or(ApplyError::UnknownPartition(c.topic, c.partition))?;
+        let mut next = p.clone();
+        if let Some(r) = &c.replicas {
+            next.replicas = r.clone();
+        }
+        if let Some(isr) = &c.isr {
+            next.isr = isr.clone();
+        }
+        if let Some(l) = c.leader {
+            next.leader = l;
+        }
+        check_partition(&next)?;
+        if next.leader != p.leader {
+            next.leader_epoch += 1;
+        }
+        if next != *p {
+            next.partition_epoch += 1;
+        }
+        *p = next;
+        Ok(())
+    }
+}
+
+fn new_partition(replicas: &[i32]) -> Result<Partition, ApplyError> {
+    let p = Partition {
+        replicas: replicas.to_vec(),
+        isr: replicas.to_vec(),
+        leader: replicas.first().copied().unwrap_or(NO_LEADER),
+        leader_epoch: 0,
+        partition_epoch: 0,
+    };
+    check_partition(&p)?;
+    Ok(p)
+}
+
+fn check_partition(p: &Partition) -> Result<(), ApplyError> {
+    let mut seen = std::collections::BTreeSet::new();
+    if p.replicas.is_empty() || !p.replicas.iter().all(|r| seen.insert(*r)) {
+        return Err(ApplyError::Invalid(format!(
+            "replicas {:?} must be distinct and not empty",
+            p.replicas
+        )));
+    }
+    let mut in_isr = std::collections::BTreeSet::new();
+    if !p
+        .isr
+        .iter()
+        .all(|r| p.replicas.contains(r) && in_isr.insert(*r))
+    {
+        return Err(ApplyError::Invalid(format!(
+            "ISR {:?} must be distinct replicas of {:?}",
+            p.isr, p.replicas
+        )));
+    }
+    if p.leader != NO_LEADER && !p.isr.contains(&p.leader) {
+        return Err(ApplyError::Invalid(format!(
+            "leader {} is not in the ISR {:?}",
+            p.leader, p.isr
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The entries of the controller quorum's log: every change to cluster metadata is one of
+//! these, proposed by the active controller and applied by every broker once committed.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+/// A listener as clients and other brokers reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Listener name, e.g. `PLAINTEXT`.
+    pub name: String,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: u16,
+}
+
+/// A change to one partition. Fields left `None` keep their value. Applying bumps the
+/// partition epoch on any change and the leader epoch when the leader changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionChange {
+    /// Topic id.
+    pub topic: Uuid,
+    /// Partition index.
+    pub partition: i32,
+    /// New leader ([`crate::image::NO_LEADER`] for offline).
+    pub leader: Option<i32>,
+    /// New in-sync replica set.
+    pub isr: Option<Vec<i32>>,
+    /// New replica set (reassignment).
+    pub replicas: Option<Vec<i32>>,
+}
+
+/// One entry of the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataRecord {
+    /// A broker process started (a new incarnation: `epoch` grows). It starts fenced.
+    RegisterBroker {
+        /// `node.id`.
+        id: i32,
+        /// Incarnation.
+        epoch: i64,
+        /// Advertised listeners.
+        endpoints: Vec<Endpoint>,
+        /// `broker.rack`.
+        rack: Option<String>,
+    },
+    /// The broker's lease ran out (or it shut down).
+    FenceBroker {
+        /// The broker.
+        id: i32,
+        /// Its incarnation.
+        epoch: i64,
+    },
+    /// The broker caught up and heartbeats: it may lead and rejoin ISRs.
+    UnfenceBroker {
+        /// The broker.
+        id: i32,
+        /// Its incarnation.
+        epoch: i64,
+    },
+    /// The broker asked for a controlled shutdown: its leaderships move away first.
+    BeginShutdown {
+        /// The broker.
+        id: i32,
+        /// Its incarnation.
+        epoch: i64,
+    },
+    /// The broker left the cluster for good.
+    UnregisterBroker {
+        /// The broker.
+        id: i32,
+    },
+    /// A topic, with the replicas of each partition (the first replica leads, all are in
+    /// sync).
+    CreateTopic {
+        /// Topic id.
+        id: Uuid,
+        /// Name.
+        name: String,
+        /// Configs set on the topic.
+        configs: BTreeMap<String, String>,
+        /// Replicas per partition.
+        assignments: Vec<Vec<i32>>,
+    },
+    /// A topic and all its partitions are gone.
+    DeleteTopic {
+        /// Topic id.
+        id: Uuid,
+    },
+    /// Partitions added to a topic.
+    CreatePartitions {
+        /// Topic id.
+        id: Uuid,
+        /// Replicas of each new partition.
+        assignments: Vec<Vec<i32>>,
+    },
+    /// Topic configs set (`Some`) or removed (`None`).
+    AlterTopicConfigs {
+        /// Topic id.
+        id: Uuid,
+        /// The changes.
+        changes: Vec<(String, Option<String>)>,
+    },
+    /// A partition's leader, ISR or replicas changed.
+    ChangePartition(PartitionChange),
+    /// A block of producer ids handed to a broker for InitProducerId.
+    AllocateProducerIds {
+        /// The broker.
+        broker: i32,
+        /// First id of the block.
+        first: i64,
+        /// Ids in the block.
+        count: i64,
+    },
+}

@@ -1,0 +1,428 @@
+//! The controller's rules over the metadata image, without a network: placement, fencing and
+//! clean or unclean election, ISR changes, controlled shutdown, preferred leaders.
+
+use std::collections::BTreeMap;
+
+use sluice_replication::controller::{self, codes};
+use sluice_replication::image::{MetadataImage, NO_LEADER};
+use sluice_replication::record::{Endpoint, MetadataRecord};
+use uuid::Uuid;
+
+/// Applies what an expression over the image proposes (evaluated before the image is borrowed
+/// mutably).
+macro_rules! apply {
+    ($image:expr, $records:expr $(,)?) => {{
+        let records = $records;
+        apply_all(&mut $image, records)
+    }};
+}
+
+fn apply_all(image: &mut MetadataImage, records: Vec<MetadataRecord>) {
+    for r in records {
+        image.apply(&r).unwrap_or_else(|e| panic!("{r:?}: {e}"));
+    }
+}
+
+/// A cluster of `n` live brokers (ids 1..=n, epoch 1).
+fn cluster(n: i32) -> MetadataImage {
+    let mut image = MetadataImage::default();
+    for id in 1..=n {
+        apply!(
+            image,
+            vec![MetadataRecord::RegisterBroker {
+                id,
+                epoch: 1,
+                endpoints: vec![Endpoint {
+                    name: "PLAINTEXT".into(),
+                    host: format!("node{id}"),
+                    port: 9092,
+                }],
+                rack: None,
+            }],
+        );
+        let unfence = controller::unfence_broker(&image, id, 1).unwrap();
+        apply!(image, unfence);
+    }
+    image
+}
+
+fn topic(image: &mut MetadataImage, name: &str, partitions: i32, rf: i16, unclean: bool) -> Uuid {
+    let id = Uuid::new_v4();
+    let mut configs = BTreeMap::new();
+    if unclean {
+        configs.insert("unclean.leader.election.enable".into(), "true".into());
+    }
+    let records = controller::create_topic(image, id, name, partitions, rf, configs, 0).unwrap();
+    apply_all(image, records);
+    id
+}
+
+/// Every partition: leader in the ISR, leader live (or none), ISR within the replicas.
+fn check_invariants(image: &MetadataImage) {
+    for t in image.topics.values() {
+        for p in &t.partitions {
+            assert!(p.isr.iter().all(|r| p.replicas.contains(r)), "{p:?}");
+            if p.leader != NO_LEADER {
+                assert!(p.isr.contains(&p.leader), "{p:?}");
+                assert!(image.is_live(p.leader), "fenced leader: {p:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_fenced_leader_is_replaced_from_the_isr_with_a_new_epoch() {
+    let mut image = cluster(3);
+    let t = topic(&mut image, "orders", 6, 3, false);
+    let led_by_1: Vec<usize> = image.topics[&t]
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.leader == 1)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(led_by_1.len(), 2, "leaders balance over three brokers");
+    let before = image.topics[&t].partitions.clone();
+
+    let records = controller::fence_broker(&image, 1).unwrap();
+    apply!(image, records);
+    check_invariants(&image);
+    for (i, p) in image.topics[&t].partitions.iter().enumerate() {
+        assert!(!p.isr.contains(&1), "fenced broker left every ISR: {p:?}");
+        assert!(p.partition_epoch > before[i].partition_epoch);
+        if led_by_1.contains(&i) {
+            assert_ne!(p.leader, 1);
+            assert_eq!(p.leader_epoch, before[i].leader_epoch + 1);
+        } else {
+            assert_eq!(p.leader, before[i].leader);
+            assert_eq!(
+                p.leader_epoch, before[i].leader_epoch,
+                "an ISR change keeps the leader epoch"
+            );
+        }
+    }
+}
+
+#[test]
+fn with_every_replica_gone_a_partition_waits_offline_for_its_last_in_sync_replica() {
+    let mut image = cluster(3);
+    let t = topic(&mut image, "t", 1, 2, false);
+    let replicas = image.topics[&t].partitions[0].replicas.clone();
+    let (first, second) = (replicas[0], replicas[1]);
+    apply!(image, controller::fence_broker(&image, first).unwrap());
+    assert_eq!(image.topics[&t].partitions[0].leader, second);
+    apply!(image, controller::fence_broker(&image, second).unwrap(),);
+    let p = &image.topics[&t].partitions[0];
+    assert_eq!(
+        (p.leader, p.isr.clone()),
+        (NO_LEADER, vec![second]),
+        "offline, last ISR kept"
+    );
+
+    // The first replica returns: it was not in sync, so it may not lead (no unclean election).
+    let epoch = 2;
+    apply!(
+        image,
+        vec![MetadataRecord::RegisterBroker {
+            id: first,
+            epoch,
+            endpoints: Vec::new(),
+            rack: None,
+        }],
+    );
+    apply!(
+        image,
+        controller::unfence_broker(&image, first, epoch).unwrap(),
+    );
+    assert_eq!(image.topics[&t].partitions[0].leader, NO_LEADER);
+    // The last in-sync replica returns and leads again, with a new leader epoch.
+    apply!(
+        image,
+        vec![MetadataRecord::RegisterBroker {
+            id: second,
+            epoch,
+            endpoints: Vec::new(),
+            rack: None,
+        }],
+    );
+    apply!(
+        image,
+        controller::unfence_broker(&image, second, epoch).unwrap(),
+    );
+    let p = &image.topics[&t].partitions[0];
+    assert_eq!(p.leader, second);
+    assert_eq!(p.leader_epoch, 3);
+    check_invariants(&image);
+}
+
+#[test]
+fn unclean_election_only_where_the_topic_allows_it() {
+    for unclean in [false, true] {
+        let mut image = cluster(3);
+        let t = topic(&mut image, "u", 1, 3, unclean);
+        let p = image.topics[&t].partitions[0].clone();
+        // The ISR shrinks to the leader alone, then the leader is lost.
+        let records = controller::alter_isr(
+            &image,
+            p.leader,
+            t,
+            0,
+            p.leader_epoch,
+            p.partition_epoch,
+            &[p.leader],
+        )
+        .unwrap();
+        apply!(image, records);
+        apply!(image, controller::fence_broker(&image, p.leader).unwrap(),);
+        let after = &image.topics[&t].partitions[0];
+        if unclean {
+            assert_ne!(after.leader, NO_LEADER);
+            assert_eq!(after.isr, vec![after.leader]);
+        } else {
+            assert_eq!(after.leader, NO_LEADER);
+            assert_eq!(after.isr, vec![p.leader]);
+        }
+        check_invariants(&image);
+    }
+}
+
+#[test]
+fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
+    let mut image = cluster(3);
+    let t = topic(&mut image, "isr", 1, 3, false);
+    let p = image.topics[&t].partitions[0].clone();
+    let follower = p.replicas[1];
+    let shrunk: Vec<i32> = p.isr.iter().copied().filter(|r| *r != follower).collect();
+    let err = |r: Result<Vec<MetadataRecord>, controller::ControllerError>| r.unwrap_err().code;
+    let alter = |image: &MetadataImage, leader, le, pe, isr: &[i32]| {
+        controller::alter_isr(image, leader, t, 0, le, pe, isr)
+    };
+
+    assert_eq!(
+        err(alter(
+            &image,
+            follower,
+            p.leader_epoch,
+            p.partition_epoch,
+            &shrunk
+        )),
+        codes::NOT_LEADER_OR_FOLLOWER
+    );
+    assert_eq!(
+        err(alter(
+            &image,
+            p.leader,
+            p.leader_epoch - 1,
+            p.partition_epoch,
+            &shrunk
+        )),
+        codes::FENCED_LEADER_EPOCH
+    );
+    assert_eq!(
+        err(alter(
+            &image,
+            p.leader,
+            p.leader_epoch,
+            p.partition_epoch + 1,
+            &shrunk
+        )),
+        codes::INVALID_UPDATE_VERSION
+    );
+    assert_eq!(
+        err(alter(
+            &image,
+            p.leader,
+            p.leader_epoch,
+            p.partition_epoch,
+            &[follower]
+        )),
+        codes::INELIGIBLE_REPLICA,
+        "the leader must stay in its ISR"
+    );
+    apply!(
+        image,
+        alter(&image, p.leader, p.leader_epoch, p.partition_epoch, &shrunk).unwrap(),
+    );
+    let q = image.topics[&t].partitions[0].clone();
+    assert_eq!(
+        (q.isr.clone(), q.leader_epoch),
+        (shrunk.clone(), p.leader_epoch)
+    );
+    assert_eq!(q.partition_epoch, p.partition_epoch + 1);
+
+    // A fenced replica cannot rejoin; a live one can.
+    apply!(image, controller::fence_broker(&image, follower).unwrap(),);
+    let q = image.topics[&t].partitions[0].clone();
+    assert_eq!(
+        err(alter(
+            &image,
+            q.leader,
+            q.leader_epoch,
+            q.partition_epoch,
+            &p.isr
+        )),
+        codes::INELIGIBLE_REPLICA
+    );
+    apply!(
+        image,
+        controller::unfence_broker(&image, follower, 1).unwrap(),
+    );
+    let q = image.topics[&t].partitions[0].clone();
+    apply!(
+        image,
+        alter(&image, q.leader, q.leader_epoch, q.partition_epoch, &p.isr).unwrap(),
+    );
+    assert_eq!(image.topics[&t].partitions[0].isr, p.isr);
+}
+
+#[test]
+fn controlled_shutdown_moves_leaders_away_and_preferred_election_brings_them_back() {
+    let mut image = cluster(3);
+    let t = topic(&mut image, "s", 6, 3, false);
+    let single = topic(&mut image, "single", 3, 1, false);
+    apply!(image, controller::begin_shutdown(&image, 2, 1).unwrap(),);
+    for p in &image.topics[&t].partitions {
+        assert_ne!(p.leader, 2, "{p:?}");
+        assert_eq!(p.isr.len(), 3, "a controlled shutdown keeps the ISR");
+    }
+    assert!(
+        image.topics[&single]
+            .partitions
+            .iter()
+            .all(|p| p.leader != NO_LEADER),
+        "a partition with no other replica is not taken offline by a controlled shutdown"
+    );
+    // New topics avoid a broker that is shutting down.
+    let records = controller::create_topic(&image, Uuid::new_v4(), "new", 3, 3, BTreeMap::new(), 0);
+    assert_eq!(records.unwrap_err().code, codes::INVALID_REPLICATION_FACTOR);
+
+    // It stops, and its next incarnation registers and catches up.
+    apply!(image, controller::fence_broker(&image, 2).unwrap());
+    apply!(
+        image,
+        vec![MetadataRecord::RegisterBroker {
+            id: 2,
+            epoch: 2,
+            endpoints: Vec::new(),
+            rack: None,
+        }],
+    );
+    apply!(image, controller::unfence_broker(&image, 2, 2).unwrap());
+    // Back in the ISRs (as the leaders would propose once it caught up).
+    let t_id = t;
+    for i in 0..6 {
+        let p = image.topics[&t_id].partitions[i].clone();
+        let mut isr = p.isr.clone();
+        isr.push(2);
+        apply!(
+            image,
+            controller::alter_isr(
+                &image,
+                p.leader,
+                t_id,
+                i as i32,
+                p.leader_epoch,
+                p.partition_epoch,
+                &isr
+            )
+            .unwrap(),
+        );
+    }
+    apply!(image, controller::elect_preferred(&image));
+    for p in &image.topics[&t].partitions {
+        assert_eq!(p.leader, p.replicas[0]);
+    }
+    assert!(controller::elect_preferred(&image).is_empty());
+}
+
+#[test]
+fn records_that_do_not_fit_change_nothing() {
+    let mut image = cluster(2);
+    let t = topic(&mut image, "x", 1, 2, false);
+    let before = image.clone();
+    let stale = MetadataRecord::RegisterBroker {
+        id: 1,
+        epoch: 1,
+        endpoints: Vec::new(),
+        rack: None,
+    };
+    assert!(image.apply(&stale).is_err());
+    let dup = MetadataRecord::CreateTopic {
+        id: Uuid::new_v4(),
+        name: "x".into(),
+        configs: BTreeMap::new(),
+        assignments: vec![vec![1]],
+    };
+    assert!(image.apply(&dup).is_err());
+    let bad = MetadataRecord::ChangePartition(sluice_replication::record::PartitionChange {
+        topic: t,
+        partition: 0,
+        leader: Some(7),
+        isr: None,
+        replicas: None,
+    });
+    assert!(image.apply(&bad).is_err(), "leader outside the ISR");
+    assert_eq!(image, before);
+    assert_eq!(
+        controller::create_topic(&image, Uuid::new_v4(), "x", 1, 1, BTreeMap::new(), 0)
+            .unwrap_err()
+            .code,
+        codes::TOPIC_ALREADY_EXISTS
+    );
+    assert_eq!(
+        controller::create_partitions(&image, "x", 1, 0)
+            .unwrap_err()
+            .code,
+        codes::INVALID_PARTITIONS
+    );
+    apply!(
+        image,
+        controller::create_partitions(&image, "x", 4, 0).unwrap(),
+    );
+    assert_eq!(image.topics[&t].partitions.len(), 4);
+}
+
+#[test]
+fn random_failures_and_returns_keep_every_invariant() {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut image = cluster(5);
+    let a = topic(&mut image, "a", 10, 3, false);
+    let b = topic(&mut image, "b", 10, 2, true);
+    let mut epochs: BTreeMap<i32, i64> = (1..=5).map(|id| (id, 1)).collect();
+    let mut last_epochs: BTreeMap<(Uuid, usize), i32> = BTreeMap::new();
+    for _ in 0..2000 {
+        let id = next(5) as i32 + 1;
+        let records = if image.is_live(id) {
+            controller::fence_broker(&image, id).unwrap()
+        } else {
+            // A restart: a new incarnation registers (fenced), then catches up.
+            let epoch = epochs[&id] + 1;
+            epochs.insert(id, epoch);
+            let mut r = vec![MetadataRecord::RegisterBroker {
+                id,
+                epoch,
+                endpoints: Vec::new(),
+                rack: None,
+            }];
+            let mut after = image.clone();
+            after.apply(&r[0]).unwrap();
+            r.extend(controller::unfence_broker(&after, id, epoch).unwrap());
+            r
+        };
+        apply!(image, records);
+        check_invariants(&image);
+        for t in [a, b] {
+            for (i, p) in image.topics[&t].partitions.iter().enumerate() {
+                let last = last_epochs.entry((t, i)).or_insert(p.leader_epoch);
+                assert!(p.leader_epoch >= *last, "leader epochs never go back");
+                *last = p.leader_epoch;
+            }
+        }
+    }
+}
