@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::record::{Endpoint, MetadataRecord, PartitionChange};
@@ -15,7 +16,7 @@ use crate::record::{Endpoint, MetadataRecord, PartitionChange};
 pub const NO_LEADER: i32 = -1;
 
 /// A broker as it registered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Broker {
     /// `node.id`.
     pub id: i32,
@@ -33,7 +34,7 @@ pub struct Broker {
 }
 
 /// One partition's replica set and leadership.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
     /// Replicas in preference order: the first is the preferred leader.
     pub replicas: Vec<i32>,
@@ -48,7 +49,7 @@ pub struct Partition {
 }
 
 /// A topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topic {
     /// Topic id (KIP-516).
     pub id: Uuid,
@@ -61,7 +62,7 @@ pub struct Topic {
 }
 
 /// The whole cluster metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     /// Registered brokers by id.
     pub brokers: BTreeMap<i32, Broker>,

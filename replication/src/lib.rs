@@ -17,4 +17,5 @@ pub mod controller;
 pub mod image;
 pub mod isr;
 pub mod placement;
+pub mod quorum;
 pub mod record;

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A listener as clients and other brokers reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     /// Listener name, e.g. `PLAINTEXT`.
     pub name: String,
@@ -18,7 +19,7 @@ pub struct Endpoint {
 
 /// A change to one partition. Fields left `None` keep their value. Applying bumps the
 /// partition epoch on any change and the leader epoch when the leader changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionChange {
     /// Topic id.
     pub topic: Uuid,
@@ -33,7 +34,7 @@ pub struct PartitionChange {
 }
 
 /// One entry of the metadata log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
     /// A broker process started (a new incarnation: `epoch` grows). It starts fenced.
     RegisterBroker {
@@ -114,4 +115,55 @@ pub enum MetadataRecord {
         /// Ids in the block.
         count: i64,
     },
+}
+
+impl std::fmt::Display for MetadataRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetadataRecord::RegisterBroker { id, epoch, .. } => {
+                write!(f, "register broker {id} epoch {epoch}")
+            }
+            MetadataRecord::FenceBroker { id, epoch } => {
+                write!(f, "fence broker {id} epoch {epoch}")
+            }
+            MetadataRecord::UnfenceBroker { id, epoch } => {
+                write!(f, "unfence broker {id} epoch {epoch}")
+            }
+            MetadataRecord::BeginShutdown { id, epoch } => {
+                write!(f, "shut down broker {id} epoch {epoch}")
+            }
+            MetadataRecord::UnregisterBroker { id } => write!(f, "unregister broker {id}"),
+            MetadataRecord::CreateTopic {
+                name,
+                id,
+                assignments,
+                ..
+            } => {
+                write!(
+                    f,
+                    "create topic {name} ({id}) with {} partitions",
+                    assignments.len()
+                )
+            }
+            MetadataRecord::DeleteTopic { id } => write!(f, "delete topic {id}"),
+            MetadataRecord::CreatePartitions { id, assignments } => {
+                write!(f, "add {} partitions to topic {id}", assignments.len())
+            }
+            MetadataRecord::AlterTopicConfigs { id, changes } => {
+                write!(f, "alter {} configs of topic {id}", changes.len())
+            }
+            MetadataRecord::ChangePartition(c) => write!(
+                f,
+                "change partition {}-{}: leader {:?} isr {:?} replicas {:?}",
+                c.topic, c.partition, c.leader, c.isr, c.replicas
+            ),
+            MetadataRecord::AllocateProducerIds {
+                broker,
+                first,
+                count,
+            } => {
+                write!(f, "producer ids {first}+{count} to broker {broker}")
+            }
+        }
+    }
 }

@@ -1,0 +1,1 @@
+//! Raft RPCs between controller nodes (placeholder, filled in next).
