@@ -16,6 +16,7 @@
 pub mod controller;
 pub mod image;
 pub mod isr;
+pub mod lease;
 pub mod placement;
 pub mod quorum;
 pub mod record;

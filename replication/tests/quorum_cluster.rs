@@ -25,6 +25,7 @@ async fn start(id: u64, dir: &Path, addr: &str) -> QuorumNode {
     QuorumNode::start(id, &dir.join(format!("node{id}")), listener, &config())
         .await
         .expect("start")
+        .0
 }
 
 fn register(id: i32, epoch: i64) -> MetadataRecord {
@@ -92,7 +93,8 @@ async fn records_commit_survive_the_leader_and_reach_learners() {
                 &config(),
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .0,
         ));
     }
     let voters: BTreeMap<u64, String> = addrs
@@ -147,7 +149,8 @@ async fn records_commit_survive_the_leader_and_reach_learners() {
     let learner_addr = learner_listener.local_addr().unwrap().to_string();
     let learner = QuorumNode::start(9, &dir.path().join("node9"), learner_listener, &config())
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut added = false;

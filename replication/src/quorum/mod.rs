@@ -4,8 +4,10 @@
 //! openraft is used through this module only (its 0.10 line is an alpha, so an upgrade
 //! should touch one place). Terms use the standard leader id: one leader per term.
 
+pub mod client;
 pub mod log_store;
 pub mod network;
+pub mod service;
 pub mod state_machine;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -100,12 +102,14 @@ pub struct QuorumNode {
 impl QuorumNode {
     /// Starts node `id` with its log and state under `dir`, answering Raft RPCs on `listener`.
     /// A node that has been part of a quorum before resumes from its log and snapshot.
+    /// Brokers' controller requests arriving on the listener come out of the returned inbox
+    /// (see [`service::Service`]).
     pub async fn start(
         id: u64,
         dir: &Path,
         listener: TcpListener,
         config: &QuorumConfig,
-    ) -> std::io::Result<QuorumNode> {
+    ) -> std::io::Result<(QuorumNode, tokio::sync::mpsc::Receiver<service::Envelope>)> {
         let raft_config = openraft::Config {
             cluster_name: "sluice-metadata".into(),
             heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
@@ -124,13 +128,17 @@ impl QuorumNode {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(network::serve(raft.clone(), listener, stopped));
-        Ok(QuorumNode {
-            raft,
-            image,
-            addr,
-            stop,
-        })
+        let (inbox_tx, inbox) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(network::serve(raft.clone(), listener, stopped, inbox_tx));
+        Ok((
+            QuorumNode {
+                raft,
+                image,
+                addr,
+                stop,
+            },
+            inbox,
+        ))
     }
 
     /// The address this node answers Raft RPCs on.
@@ -212,7 +220,7 @@ impl QuorumNode {
     }
 
     /// Stops the node: Raft tasks and the RPC listener.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         // Fails only if the listener is already gone, which is what was asked.
         let _ = self.stop.send(true);
         if let Err(e) = self.raft.shutdown().await {

@@ -21,12 +21,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::service::{ControllerRequest, ControllerResponse, Envelope};
 use super::state_machine::{Snapshot, SnapshotMeta};
 use super::{Raft, TypeConfig, Vote};
 
 const APPEND: u8 = 1;
 const VOTE: u8 = 2;
 const SNAPSHOT: u8 = 3;
+/// A broker's request to the active controller ([`ControllerRequest`]).
+pub(crate) const CONTROLLER: u8 = 4;
 /// Frames beyond this are refused: a snapshot of the metadata image is far smaller.
 const MAX_FRAME: usize = 256 << 20;
 
@@ -37,7 +40,11 @@ struct SnapshotRequest {
     data: Vec<u8>,
 }
 
-async fn write_frame<T: Serialize>(s: &mut TcpStream, kind: u8, body: &T) -> io::Result<()> {
+pub(crate) async fn write_frame<T: Serialize>(
+    s: &mut TcpStream,
+    kind: u8,
+    body: &T,
+) -> io::Result<()> {
     let body = serde_json::to_vec(body).map_err(io::Error::other)?;
     let mut buf = Vec::with_capacity(5 + body.len());
     buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -46,7 +53,7 @@ async fn write_frame<T: Serialize>(s: &mut TcpStream, kind: u8, body: &T) -> io:
     s.write_all(&buf).await
 }
 
-async fn read_frame(s: &mut TcpStream) -> io::Result<(u8, Vec<u8>)> {
+pub(crate) async fn read_frame(s: &mut TcpStream) -> io::Result<(u8, Vec<u8>)> {
     let len = s.read_u32().await? as usize;
     if len > MAX_FRAME {
         return Err(io::Error::new(
@@ -60,13 +67,19 @@ async fn read_frame(s: &mut TcpStream) -> io::Result<(u8, Vec<u8>)> {
     Ok((kind, body))
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
     serde_json::from_slice(body)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
 /// Answers Raft RPCs arriving on `listener` with `raft`, until `stop` turns true.
-pub async fn serve(raft: Raft, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// Controller requests go to `controller`.
+pub async fn serve(
+    raft: Raft,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    controller: tokio::sync::mpsc::Sender<Envelope>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -76,8 +89,9 @@ pub async fn serve(raft: Raft, listener: TcpListener, mut stop: watch::Receiver<
             Ok((stream, peer)) => {
                 let raft = raft.clone();
                 let stop = stop.clone();
+                let controller = controller.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(raft, stream, stop).await {
+                    if let Err(e) = serve_connection(raft, stream, stop, controller).await {
                         if e.kind() != io::ErrorKind::UnexpectedEof {
                             tracing::debug!(%peer, error = %e, "raft connection closed");
                         }
@@ -96,6 +110,7 @@ async fn serve_connection(
     raft: Raft,
     mut s: TcpStream,
     mut stop: watch::Receiver<bool>,
+    controller: tokio::sync::mpsc::Sender<Envelope>,
 ) -> io::Result<()> {
     s.set_nodelay(true)?;
     loop {
@@ -126,6 +141,17 @@ async fn serve_connection(
                     .await
                     .map_err(|e| e.to_string());
                 write_frame(&mut s, kind, &r).await?;
+            }
+            CONTROLLER => {
+                let req: ControllerRequest = decode(&body)?;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let answer = if controller.send((req, tx)).await.is_ok() {
+                    rx.await.map_err(|_| "the controller stopped".to_string())
+                } else {
+                    Err("the controller stopped".to_string())
+                };
+                let answer: Result<ControllerResponse, String> = answer;
+                write_frame(&mut s, kind, &answer).await?;
             }
             other => {
                 return Err(io::Error::new(

@@ -1,0 +1,382 @@
+//! The active controller: answers brokers' requests (registration, heartbeats, topic
+//! creation, ISR changes, controlled shutdown) by deciding with [`crate::controller`] over
+//! the committed image and proposing the records to the quorum, and fences brokers whose
+//! lease ran out. Every quorum node runs one; only the leader's acts, the others answer
+//! "not the controller" with the leader's address.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use uuid::Uuid;
+
+use super::{ProposeError, QuorumNode};
+use crate::controller::{self, ControllerError};
+use crate::lease::Leases;
+use crate::record::{Endpoint, MetadataRecord};
+
+/// A broker's request to the active controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// A broker process starts: it gets a new incarnation epoch and starts fenced.
+    RegisterBroker {
+        /// `node.id`.
+        id: i32,
+        /// Advertised listeners.
+        endpoints: Vec<Endpoint>,
+        /// `broker.rack`.
+        rack: Option<String>,
+    },
+    /// A broker is alive; once it has caught up with the metadata log it is unfenced. With
+    /// `shutting_down`, its leaderships are moved away first.
+    Heartbeat {
+        /// The broker.
+        id: i32,
+        /// Its incarnation.
+        epoch: i64,
+        /// Whether it has applied the metadata log up to what the controller had when it
+        /// registered.
+        caught_up: bool,
+        /// Whether it asks for a controlled shutdown.
+        shutting_down: bool,
+    },
+    /// CreateTopics.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Partitions.
+        partitions: i32,
+        /// Replication factor.
+        replication_factor: i16,
+        /// Topic configs.
+        configs: BTreeMap<String, String>,
+    },
+    /// AlterPartition (KIP-497) from a partition leader.
+    AlterIsr {
+        /// The leader asking.
+        leader: i32,
+        /// Topic id.
+        topic: Uuid,
+        /// Partition.
+        partition: i32,
+        /// The leader epoch it leads at.
+        leader_epoch: i32,
+        /// The partition epoch it knows.
+        partition_epoch: i32,
+        /// The ISR it proposes.
+        isr: Vec<i32>,
+    },
+}
+
+/// The active controller's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerResponse {
+    /// Registered with this incarnation epoch.
+    Registered {
+        /// The broker's new epoch.
+        epoch: i64,
+    },
+    /// Heartbeat answered.
+    Heartbeat {
+        /// Whether the broker is fenced (may not lead or be in ISRs).
+        fenced: bool,
+        /// With a controlled shutdown asked: whether it leads nothing any more.
+        shutdown_ready: bool,
+    },
+    /// A topic was created.
+    Created {
+        /// Its id.
+        id: Uuid,
+    },
+    /// The ISR change is committed.
+    Altered,
+    /// Refused, with a Kafka error code.
+    Error {
+        /// Kafka error code.
+        code: i16,
+        /// Why.
+        message: String,
+    },
+    /// This node is not the active controller; the leader is, if known.
+    NotController {
+        /// Leader id and Raft address.
+        leader: Option<(u64, String)>,
+    },
+}
+
+/// A request with the channel its answer goes back on.
+pub type Envelope = (ControllerRequest, oneshot::Sender<ControllerResponse>);
+
+/// Timing of the active controller.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
+    pub session_timeout: Duration,
+    /// How often leases are checked.
+    pub check_interval: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> ServiceConfig {
+        ServiceConfig {
+            session_timeout: Duration::from_secs(9),
+            check_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+struct State {
+    leases: Leases,
+    /// The Raft term in which leases were last (re)started: a new leader starts them afresh.
+    term: Option<u64>,
+    /// Rotates where new topics' first replicas go.
+    placement_start: usize,
+}
+
+/// The controller logic of one quorum node.
+pub struct Service {
+    node: Arc<QuorumNode>,
+    state: Mutex<State>,
+    epoch0: Instant,
+}
+
+fn from_controller(e: ControllerError) -> ControllerResponse {
+    ControllerResponse::Error {
+        code: e.code,
+        message: e.message,
+    }
+}
+
+impl Service {
+    /// Runs the controller of `node`: answers what arrives on `inbox` and checks leases, until
+    /// the inbox closes (the node shut down).
+    pub fn spawn(
+        node: Arc<QuorumNode>,
+        mut inbox: mpsc::Receiver<Envelope>,
+        config: ServiceConfig,
+    ) {
+        let service = Arc::new(Service {
+            node,
+            state: Mutex::new(State {
+                leases: Leases::new(config.session_timeout.as_millis() as i64),
+                term: None,
+                placement_start: 0,
+            }),
+            epoch0: Instant::now(),
+        });
+        let checker = Arc::clone(&service);
+        let check = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(config.check_interval);
+            loop {
+                tick.tick().await;
+                checker.check_leases().await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Some((request, reply)) = inbox.recv().await {
+                let service = Arc::clone(&service);
+                tokio::spawn(async move {
+                    // The requester may have given up; then nobody needs the answer.
+                    let _ = reply.send(service.handle(request).await);
+                });
+            }
+            check.abort();
+        });
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch0.elapsed().as_millis() as i64
+    }
+
+    /// Whether this node leads; on the first call in a new term, leases restart in full.
+    fn leading(&self, state: &mut State) -> bool {
+        let metrics = {
+            use openraft::async_runtime::watch::WatchReceiver;
+            self.node.raft.metrics().borrow_watched().clone()
+        };
+        let leads = metrics.current_leader == Some(metrics.id);
+        if leads && state.term != Some(metrics.current_term) {
+            let image = self.node.image.borrow().clone();
+            state
+                .leases
+                .restart_all(image.live_brokers().map(|b| (b.id, b.epoch)), self.now_ms());
+            state.term = Some(metrics.current_term);
+        }
+        leads
+    }
+
+    async fn not_controller(&self) -> ControllerResponse {
+        ControllerResponse::NotController {
+            leader: self.node.leader().await,
+        }
+    }
+
+    async fn propose(&self, records: Vec<MetadataRecord>) -> Result<(), ControllerResponse> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match self.node.propose(records).await {
+            Ok(()) => Ok(()),
+            Err(ProposeError::NotLeader { leader }) => {
+                Err(ControllerResponse::NotController { leader })
+            }
+            Err(ProposeError::Rejected(m)) => Err(ControllerResponse::Error {
+                code: -1,
+                message: m,
+            }),
+            Err(ProposeError::Failed(m)) => Err(ControllerResponse::Error {
+                code: controller::codes::BROKER_NOT_AVAILABLE,
+                message: m,
+            }),
+        }
+    }
+
+    async fn handle(&self, request: ControllerRequest) -> ControllerResponse {
+        // One decision at a time, each over the image its predecessor left.
+        let mut state = self.state.lock().await;
+        if !self.leading(&mut state) {
+            return self.not_controller().await;
+        }
+        let image = self.node.image.borrow().clone();
+        let result = match request {
+            ControllerRequest::RegisterBroker {
+                id,
+                endpoints,
+                rack,
+            } => {
+                let epoch = image.brokers.get(&id).map_or(0, |b| b.epoch) + 1;
+                self.propose(vec![MetadataRecord::RegisterBroker {
+                    id,
+                    epoch,
+                    endpoints,
+                    rack,
+                }])
+                .await
+                .map(|()| {
+                    state.leases.heartbeat(id, epoch, self.now_ms());
+                    ControllerResponse::Registered { epoch }
+                })
+            }
+            ControllerRequest::Heartbeat {
+                id,
+                epoch,
+                caught_up,
+                shutting_down,
+            } => {
+                let Some(b) = image.brokers.get(&id) else {
+                    return ControllerResponse::Error {
+                        code: controller::codes::BROKER_NOT_AVAILABLE,
+                        message: format!("broker {id} is not registered"),
+                    };
+                };
+                if b.epoch != epoch {
+                    return ControllerResponse::Error {
+                        code: controller::codes::STALE_BROKER_EPOCH,
+                        message: format!(
+                            "broker {id} epoch {epoch} is not the current {}",
+                            b.epoch
+                        ),
+                    };
+                }
+                state.leases.heartbeat(id, epoch, self.now_ms());
+                let records = if shutting_down && !b.shutting_down {
+                    controller::begin_shutdown(&image, id, epoch)
+                } else if !shutting_down && b.fenced && caught_up {
+                    controller::unfence_broker(&image, id, epoch)
+                } else {
+                    Ok(Vec::new())
+                };
+                match records {
+                    Err(e) => Err(from_controller(e)),
+                    Ok(records) => self.propose(records).await.map(|()| {
+                        let after = self.node.image.borrow().clone();
+                        let fenced = after.brokers.get(&id).is_none_or(|b| b.fenced);
+                        let leads_nothing = after
+                            .topics
+                            .values()
+                            .all(|t| t.partitions.iter().all(|p| p.leader != id));
+                        ControllerResponse::Heartbeat {
+                            fenced,
+                            shutdown_ready: shutting_down && leads_nothing,
+                        }
+                    }),
+                }
+            }
+            ControllerRequest::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                let id = Uuid::new_v4();
+                state.placement_start = state.placement_start.wrapping_add(1);
+                match controller::create_topic(
+                    &image,
+                    id,
+                    &name,
+                    partitions,
+                    replication_factor,
+                    configs,
+                    state.placement_start,
+                ) {
+                    Err(e) => Err(from_controller(e)),
+                    Ok(records) => self
+                        .propose(records)
+                        .await
+                        .map(|()| ControllerResponse::Created { id }),
+                }
+            }
+            ControllerRequest::AlterIsr {
+                leader,
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => match controller::alter_isr(
+                &image,
+                leader,
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                &isr,
+            ) {
+                Err(e) => Err(from_controller(e)),
+                Ok(records) => self
+                    .propose(records)
+                    .await
+                    .map(|()| ControllerResponse::Altered),
+            },
+        };
+        result.unwrap_or_else(|e| e)
+    }
+
+    /// Fences brokers whose lease ran out (as the leader only).
+    async fn check_leases(&self) {
+        let mut state = self.state.lock().await;
+        if !self.leading(&mut state) {
+            return;
+        }
+        for (id, epoch) in state.leases.expired(self.now_ms()) {
+            // Each fence moves leaderships: decide the next over the image the last one left.
+            let image = self.node.image.borrow().clone();
+            let current = image.brokers.get(&id);
+            if current.is_some_and(|b| b.epoch == epoch && !b.fenced) {
+                tracing::warn!(broker = id, epoch, "broker lease expired; fencing it");
+                match controller::fence_broker(&image, id) {
+                    Ok(records) => {
+                        if let Err(e) = self.propose(records).await {
+                            tracing::warn!(broker = id, answer = ?e, "fencing did not commit");
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(broker = id, error = %e, "cannot fence"),
+                }
+            }
+            state.leases.remove(id);
+        }
+    }
+}
