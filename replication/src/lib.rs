@@ -8,10 +8,16 @@
 //!   broker is fenced, controlled shutdown, KIP-497 ISR changes, preferred-leader election.
 //! - [`isr`]: a partition leader's tracking of its followers: high watermark, lagging and
 //!   caught-up replicas, acks=all answers.
+//! - [`lease`]: broker leases as the active controller keeps them.
+//! - [`quorum`]: the controller quorum on openraft: a journaled log store, the image as its
+//!   snapshotting state machine, Raft RPCs over TCP, and the active controller
+//!   ([`quorum::service`]) that brokers reach through any quorum node
+//!   ([`quorum::client`]).
 //!
-//! All of it is pure and tested without a network. Not built yet: the openraft quorum that
-//! replicates the records, its network layer, broker registration and heartbeats, and the
-//! broker's follower fetching (see the README's "Not yet").
+//! The rules are pure and tested without a network; the quorum is tested with three nodes
+//! and a learner over loopback. Not built yet: the broker side (registering and
+//! heartbeating, answering Metadata from the image, follower fetching and the high
+//! watermark, acks=all over the ISR), so `sluice broker` still runs a single node.
 
 pub mod controller;
 pub mod image;
