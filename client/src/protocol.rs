@@ -40,3 +40,25 @@ pub(crate) fn max_version(key: ApiKey) -> i16 {
         _ => -1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::FetchResponse;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    /// Some brokers (Tansu 0.6) send Fetch v12 responses carrying tag 0 (NodeEndpoints, a
+    /// v16 field). Tagged fields are optional by design; such a response still decodes.
+    #[test]
+    fn a_tag_from_a_later_version_does_not_fail_a_response() {
+        let mut b = BytesMut::new();
+        FetchResponse::default().encode(&mut b, 12).unwrap();
+        assert_eq!(b.last(), Some(&0), "no tagged fields at the end");
+        b.truncate(b.len() - 1);
+        // One tagged field: tag 0, 1 byte long, holding an empty compact array.
+        b.extend_from_slice(&[1, 0, 1, 1]);
+        let r = FetchResponse::decode(&mut Bytes::from(b), 12).unwrap();
+        assert!(r.responses.is_empty());
+        assert_eq!(r.unknown_tagged_fields.len(), 1);
+    }
+}

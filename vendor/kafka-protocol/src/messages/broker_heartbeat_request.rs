@@ -226,7 +226,10 @@ impl Decodable for BrokerHeartbeatRequest {
                     if version >= 1 {
                         offline_log_dirs = types::CompactArray(types::Uuid).decode(buf)?;
                     } else {
-                        bail!("Tag {} is not valid for version {}", tag, version);
+                        // Sluice patch: a known tag sent at a version that lacks it is kept as an
+                        // unknown tagged field, as librdkafka does, instead of failing the message.
+                        let unknown_value = buf.try_get_bytes(size as usize)?;
+                        unknown_tagged_fields.insert(tag as i32, unknown_value);
                     }
                 }
                 _ => {
