@@ -1,10 +1,11 @@
 //! `sluice-client` against a real Sluice broker running in this process.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use sluice_broker::config::BrokerConfig;
-use sluice_broker::server::Server;
+use common::{broker, Broker};
 use sluice_client::admin::{ConfigSource, NewTopic, Resource};
 use sluice_client::partitioner::partition_for_key;
 use sluice_client::{
@@ -12,38 +13,6 @@ use sluice_client::{
     Offset, OffsetReset, Producer, ProducerConfig, ProducerRecord, RebalanceListener,
     TopicPartition,
 };
-
-struct Broker {
-    addr: String,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
-
-async fn broker() -> Broker {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut c = BrokerConfig::default();
-    c.set("listeners", "PLAINTEXT://127.0.0.1:0")
-        .expect("listeners");
-    c.set("log.dirs", &dir.path().display().to_string())
-        .expect("dirs");
-    c.set("sluice.metrics.listener", "").expect("metrics");
-    // Rebalances in tests should not wait out Kafka's 3 s initial delay.
-    c.set("group.initial.rebalance.delay.ms", "0")
-        .expect("delay");
-    let server = Server::bind(c).await.expect("bind");
-    let addr = server.local_addr().expect("addr").to_string();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(server.run(rx));
-    Broker {
-        addr,
-        _dir: dir,
-        _stop: tx,
-    }
-}
 
 fn client(b: &Broker) -> ClientConfig {
     ClientConfig {

@@ -1,0 +1,36 @@
+//! A Sluice broker in this process, on a free port, for the tests in this directory.
+
+use sluice_broker::config::BrokerConfig;
+use sluice_broker::server::Server;
+
+pub struct Broker {
+    pub addr: String,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+pub async fn broker() -> Broker {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = BrokerConfig::default();
+    c.set("listeners", "PLAINTEXT://127.0.0.1:0")
+        .expect("listeners");
+    c.set("log.dirs", &dir.path().display().to_string())
+        .expect("dirs");
+    c.set("sluice.metrics.listener", "").expect("metrics");
+    // Rebalances in tests should not wait out Kafka's 3 s initial delay.
+    c.set("group.initial.rebalance.delay.ms", "0")
+        .expect("delay");
+    let server = Server::bind(c).await.expect("bind");
+    let addr = server.local_addr().expect("addr").to_string();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(server.run(rx));
+    Broker {
+        addr,
+        _dir: dir,
+        _stop: tx,
+    }
+}
