@@ -427,6 +427,10 @@ mod tests {
         r.value = Some(Bytes::from_static(&[0xff, 0x00]));
         let mut out = Vec::new();
         write_json(&r, &mut out);
+        assert!(
+            out.starts_with(br#"{"topic":"t","partition":2,"offset":7,"#),
+            "fields in reading order"
+        );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["value"]["base64"], "/wA=");
         assert_eq!(v["key"], "k");
