@@ -169,3 +169,15 @@ def test_bench_reports_throughput_and_percentiles(broker, topic_name):
 def test_completions_are_generated():
     out = subprocess.run([sluice_bin(), "completions", "bash"], capture_output=True, timeout=30)
     assert out.returncode == 0 and b"reset-offsets" in out.stdout
+
+
+def test_a_record_too_large_is_skipped_and_the_rest_delivered(broker, topic_name):
+    create(broker, topic_name, 1)
+    lines = b"first\n" + b"x" * 2_000_000 + b"\nlast\n"
+    p = sluice(broker, "produce", topic_name, stdin=lines)
+    assert p.returncode == 1 and b"line 2" in p.stderr and b"max.request.size" in p.stderr, p.stderr
+    out = ok(sluice(broker, "consume", topic_name, "--from-beginning", "--timeout-ms", "1500"))
+    assert out.splitlines() == ["first", "last"]
+    # A topic that cannot exist stops the run with a sentence naming it.
+    bad = sluice(broker, "produce", "bad name!", stdin=b"a\nb\n")
+    assert bad.returncode == 1 and b"bad name!" in bad.stderr and b"line 1" in bad.stderr, bad.stderr

@@ -131,6 +131,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     let mut bad_lines = 0u64;
+    let mut stopped: Option<anyhow::Error> = None;
     loop {
         buf.clear();
         let n = reader
@@ -165,10 +166,24 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             timestamp: None,
         };
         record.headers.extend(fixed_headers.iter().cloned());
-        let delivery = producer
-            .send(record)
-            .await
-            .with_context(|| format!("line {line_no}: sending to topic {}", args.topic))?;
+        let delivery = match producer.send(record).await {
+            Ok(d) => d,
+            // This record alone is at fault (too large, no such partition): skip it.
+            Err(e @ sluice_client::Error::Invalid(_)) => {
+                eprintln!("line {line_no}: {e}; not sent");
+                bad_lines += 1;
+                continue;
+            }
+            // The topic or the cluster is at fault: stop reading, but still deliver what
+            // was accepted before, so that the lines sent are exactly those before this one.
+            Err(e) => {
+                stopped = Some(anyhow::Error::new(e).context(format!(
+                    "line {line_no}: sending to topic {}; lines before it were sent",
+                    args.topic
+                )));
+                break;
+            }
+        };
         chunk.push((line_no, delivery));
         if chunk.len() == CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
@@ -184,11 +199,14 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     drop(tx);
     producer.close().await;
     let (failed, first_error) = checker.await.context("delivery checker")?;
+    if let Some(e) = stopped {
+        return Err(e);
+    }
     if let Some(e) = first_error {
         bail!("{failed} record(s) were not delivered; the first failure: {e}");
     }
     if bad_lines > 0 {
-        bail!("{bad_lines} line(s) could not be parsed and were not sent");
+        bail!("{bad_lines} line(s) could not be parsed or sent, and were skipped");
     }
     Ok(())
 }
