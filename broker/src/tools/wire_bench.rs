@@ -27,7 +27,8 @@ pub struct ProduceArgs {
     #[arg(
         short = 'b',
         long = "bootstrap-server",
-        default_value = "localhost:9092"
+        default_value = "localhost:9092",
+        env = "SLUICE_BOOTSTRAP_SERVER"
     )]
     pub bootstrap: String,
     /// Topic (created with `--partitions` if missing).
