@@ -10,6 +10,11 @@ fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 
 step "checking tools"
 command -v cargo >/dev/null || fail "cargo is required (install Rust with rustup)"
+# The rdkafka interoperability tests build librdkafka from source (configure + make + cc).
+if ! command -v make >/dev/null || ! command -v cc >/dev/null; then
+  step "installing a C toolchain (Debian build-essential) for librdkafka"
+  apt-get update -qq && apt-get install -y -qq build-essential >/dev/null || fail "could not install build-essential"
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
   cargo install --locked cargo-nextest || fail "could not install cargo-nextest"
