@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use crate::image::{MetadataImage, Partition, NO_LEADER};
+use crate::image::{Broker, MetadataImage, Partition, NO_LEADER};
 use crate::placement::place_replicas;
 use crate::record::{MetadataRecord, PartitionChange};
 
@@ -186,6 +186,27 @@ fn elect(image: &MetadataImage, topic: Uuid, p: &Partition, lost: i32) -> (i32, 
     (NO_LEADER, isr)
 }
 
+/// Broker `id` as registered, checked to be incarnation `epoch` when one is given.
+pub fn registered(
+    image: &MetadataImage,
+    id: i32,
+    epoch: Option<i64>,
+) -> Result<&Broker, ControllerError> {
+    let b = image.brokers.get(&id).ok_or_else(|| {
+        ControllerError::new(
+            codes::BROKER_NOT_AVAILABLE,
+            format!("broker {id} is not registered"),
+        )
+    })?;
+    match epoch {
+        Some(epoch) if epoch != b.epoch => Err(ControllerError::new(
+            codes::STALE_BROKER_EPOCH,
+            format!("broker {id} epoch {epoch} is stale (current {})", b.epoch),
+        )),
+        _ => Ok(b),
+    }
+}
+
 fn shutting_down(image: &MetadataImage, id: i32) -> bool {
     image.brokers.get(&id).is_some_and(|b| b.shutting_down)
 }
@@ -196,12 +217,7 @@ pub fn fence_broker(
     image: &MetadataImage,
     id: i32,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
-    let b = image.brokers.get(&id).ok_or_else(|| {
-        ControllerError::new(
-            codes::BROKER_NOT_AVAILABLE,
-            format!("broker {id} is not registered"),
-        )
-    })?;
+    let b = registered(image, id, None)?;
     let mut out = Vec::new();
     if !b.fenced {
         out.push(MetadataRecord::FenceBroker { id, epoch: b.epoch });
@@ -264,18 +280,7 @@ pub fn unfence_broker(
     id: i32,
     epoch: i64,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
-    let b = image.brokers.get(&id).ok_or_else(|| {
-        ControllerError::new(
-            codes::BROKER_NOT_AVAILABLE,
-            format!("broker {id} is not registered"),
-        )
-    })?;
-    if b.epoch != epoch {
-        return Err(ControllerError::new(
-            codes::STALE_BROKER_EPOCH,
-            format!("broker {id} epoch {epoch} is stale (current {})", b.epoch),
-        ));
-    }
+    let b = registered(image, id, Some(epoch))?;
     let mut out = Vec::new();
     if b.fenced || b.shutting_down {
         out.push(MetadataRecord::UnfenceBroker { id, epoch });
@@ -297,18 +302,7 @@ pub fn begin_shutdown(
     id: i32,
     epoch: i64,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
-    let b = image.brokers.get(&id).ok_or_else(|| {
-        ControllerError::new(
-            codes::BROKER_NOT_AVAILABLE,
-            format!("broker {id} is not registered"),
-        )
-    })?;
-    if b.epoch != epoch {
-        return Err(ControllerError::new(
-            codes::STALE_BROKER_EPOCH,
-            format!("broker {id} epoch {epoch} is stale (current {})", b.epoch),
-        ));
-    }
+    registered(image, id, Some(epoch))?;
     let mut out = vec![MetadataRecord::BeginShutdown { id, epoch }];
     let mut after = image.clone();
     after.apply(&out[0]).expect("epoch checked above");

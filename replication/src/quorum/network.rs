@@ -187,7 +187,22 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// One RPC; a failure to reach the peer and an error it answered are alike to openraft:
+    /// the peer is unreachable for now, and it retries with backoff.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        kind: u8,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, Unreachable<TypeConfig>> {
+        match self.exchange(kind, req, ttl).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(remote)) => Err(Unreachable::from_string(remote)),
+            Err(e) => Err(Unreachable::from_string(e)),
+        }
+    }
+
+    async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         kind: u8,
         req: &Req,
@@ -225,10 +240,6 @@ impl Peer {
     }
 }
 
-fn unreachable(e: impl ToString) -> Unreachable<TypeConfig> {
-    Unreachable::from_string(e.to_string())
-}
-
 impl RaftNetworkV2<TypeConfig> for Peer {
     type SnapshotData = Vec<u8>;
 
@@ -237,11 +248,9 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(APPEND, &rpc, option.hard_ttl()).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(remote)) => Err(RPCError::Unreachable(unreachable(remote))),
-            Err(e) => Err(RPCError::Unreachable(unreachable(e))),
-        }
+        self.call(APPEND, &rpc, option.hard_ttl())
+            .await
+            .map_err(RPCError::Unreachable)
     }
 
     async fn vote(
@@ -249,11 +258,9 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(VOTE, &rpc, option.hard_ttl()).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(remote)) => Err(RPCError::Unreachable(unreachable(remote))),
-            Err(e) => Err(RPCError::Unreachable(unreachable(e))),
-        }
+        self.call(VOTE, &rpc, option.hard_ttl())
+            .await
+            .map_err(RPCError::Unreachable)
     }
 
     async fn full_snapshot(
@@ -271,11 +278,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         let ttl = option.hard_ttl().max(Duration::from_secs(30));
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            r = self.call(SNAPSHOT, &req, ttl) => match r {
-                Ok(Ok(r)) => Ok(r),
-                Ok(Err(remote)) => Err(StreamingError::Unreachable(unreachable(remote))),
-                Err(e) => Err(StreamingError::Unreachable(unreachable(e))),
-            },
+            r = self.call(SNAPSHOT, &req, ttl) => r.map_err(StreamingError::Unreachable),
         }
     }
 }

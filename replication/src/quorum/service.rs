@@ -265,21 +265,10 @@ impl Service {
                 caught_up,
                 shutting_down,
             } => {
-                let Some(b) = image.brokers.get(&id) else {
-                    return ControllerResponse::Error {
-                        code: controller::codes::BROKER_NOT_AVAILABLE,
-                        message: format!("broker {id} is not registered"),
-                    };
+                let b = match controller::registered(&image, id, Some(epoch)) {
+                    Ok(b) => b,
+                    Err(e) => return from_controller(e),
                 };
-                if b.epoch != epoch {
-                    return ControllerResponse::Error {
-                        code: controller::codes::STALE_BROKER_EPOCH,
-                        message: format!(
-                            "broker {id} epoch {epoch} is not the current {}",
-                            b.epoch
-                        ),
-                    };
-                }
                 state.leases.heartbeat(id, epoch, self.now_ms());
                 let records = if shutting_down && !b.shutting_down {
                     controller::begin_shutdown(&image, id, epoch)
