@@ -22,16 +22,7 @@ fn client(b: &Broker) -> ClientConfig {
 }
 
 async fn create(b: &Broker, topic: &str, partitions: i32) {
-    Admin::new(client(b))
-        .unwrap()
-        .create_topics(&[NewTopic {
-            name: topic.into(),
-            partitions,
-            replication_factor: 1,
-            configs: Vec::new(),
-        }])
-        .await
-        .expect("create topic");
+    common::create_topic(&b.addr, topic, partitions).await;
 }
 
 /// Reads until `n` records arrived or 20 s passed.

@@ -11,10 +11,9 @@ use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header as RdHeader, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig as RdConfig;
-use sluice_client::admin::NewTopic;
 use sluice_client::partitioner::partition_for_key;
 use sluice_client::{
-    Admin, ClientConfig, Compression, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig,
+    ClientConfig, Compression, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig,
     ProducerRecord,
 };
 
@@ -27,16 +26,7 @@ const CODECS: [(&str, Compression); 5] = [
 ];
 
 async fn create(addr: &str, topic: &str, partitions: i32) {
-    Admin::new(ClientConfig::new(addr))
-        .unwrap()
-        .create_topics(&[NewTopic {
-            name: topic.into(),
-            partitions,
-            replication_factor: 1,
-            configs: Vec::new(),
-        }])
-        .await
-        .unwrap();
+    common::create_topic(addr, topic, partitions).await;
 }
 
 fn rd_producer(addr: &str, codec: &str) -> FutureProducer {

@@ -14,6 +14,14 @@ use sluice_client::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The number a record's value holds.
+fn number(r: &sluice_client::ConsumerRecord) -> i64 {
+    std::str::from_utf8(r.value.as_deref().unwrap())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 struct Running {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -102,26 +110,13 @@ async fn producer_and_consumer_ride_through_a_broker_restart() {
     while read.len() < 600 && Instant::now() < deadline {
         read.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
     }
-    let mut values: Vec<i64> = read
-        .iter()
-        .map(|r| {
-            std::str::from_utf8(r.value.as_deref().unwrap())
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let mut values: Vec<i64> = read.iter().map(number).collect();
     // Per key, in the order sent; over all, each exactly once.
     for k in 0..7 {
         let per_key: Vec<i64> = read
             .iter()
             .filter(|r| r.key.as_deref() == Some(format!("k{k}").as_bytes()))
-            .map(|r| {
-                std::str::from_utf8(r.value.as_deref().unwrap())
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            })
+            .map(number)
             .collect();
         assert!(
             per_key.windows(2).all(|w| w[0] < w[1]),

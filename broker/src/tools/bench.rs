@@ -18,7 +18,7 @@ use sluice_client::{
 };
 use tokio::sync::mpsc;
 
-use super::{table, Connect};
+use super::{parse_acks, table, Connect};
 
 /// `sluice bench ...`
 #[derive(Subcommand, Debug)]
@@ -115,15 +115,6 @@ pub struct E2eArgs {
     /// Records per second.
     #[arg(long, default_value_t = 10_000)]
     pub throughput: u64,
-}
-
-fn parse_acks(s: &str) -> Result<i16, String> {
-    match s {
-        "all" | "-1" => Ok(-1),
-        "0" => Ok(0),
-        "1" => Ok(1),
-        _ => Err(format!("acks must be 0, 1 or all, not {s:?}")),
-    }
 }
 
 /// Runs a `sluice bench` command.

@@ -124,6 +124,16 @@ pub fn key_value(s: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// Parses `acks` as Kafka's tools take it: 0, 1, or all (also -1).
+pub fn parse_acks(s: &str) -> Result<i16, String> {
+    match s {
+        "all" | "-1" => Ok(-1),
+        "0" => Ok(0),
+        "1" => Ok(1),
+        _ => Err(format!("acks must be 0, 1 or all, not {s:?}")),
+    }
+}
+
 /// Parses a boolean property the way Kafka's tools do.
 pub fn parse_bool(key: &str, value: &str) -> anyhow::Result<bool> {
     match value.trim().to_ascii_lowercase().as_str() {

@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
 use super::format::LineFormat;
-use super::{key_value, unescape, Connect};
+use super::{key_value, parse_acks, unescape, Connect};
 
 /// `sluice produce` arguments.
 #[derive(clap::Args, Debug)]
@@ -61,15 +61,6 @@ pub struct ProduceArgs {
     /// Largest batch per partition, in bytes.
     #[arg(long, default_value_t = 16_384)]
     batch_size: usize,
-}
-
-fn parse_acks(s: &str) -> Result<i16, String> {
-    match s {
-        "all" | "-1" => Ok(-1),
-        "0" => Ok(0),
-        "1" => Ok(1),
-        _ => Err(format!("acks must be 0, 1 or all, not {s:?}")),
-    }
 }
 
 /// Runs `sluice produce`; fails if any record could not be delivered.

@@ -34,3 +34,17 @@ pub async fn broker() -> Broker {
         _stop: tx,
     }
 }
+
+/// Creates `topic` with `partitions` partitions on the broker at `addr`.
+pub async fn create_topic(addr: &str, topic: &str, partitions: i32) {
+    sluice_client::Admin::new(sluice_client::ClientConfig::new(addr))
+        .unwrap()
+        .create_topics(&[sluice_client::admin::NewTopic {
+            name: topic.into(),
+            partitions,
+            replication_factor: 1,
+            configs: Vec::new(),
+        }])
+        .await
+        .expect("create topic");
+}
