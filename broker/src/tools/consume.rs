@@ -164,15 +164,18 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                 format.write(r, &mut line);
             }
             printed += 1;
-            consumed.insert((r.topic.to_string(), r.partition), r.offset + 1);
+            if args.max_messages.is_some() {
+                consumed.insert((r.topic.to_string(), r.partition), r.offset + 1);
+            }
         }
         if !out.write(&line)? || !out.flush()? {
             break 'read;
         }
     }
     if args.group.is_some() {
-        // Commit what was printed, not what was fetched beyond --max-messages.
-        if !consumed.is_empty() {
+        // With --max-messages, commit what was printed, not what was fetched beyond it;
+        // otherwise auto-commit runs on close.
+        if args.max_messages.is_some() && !consumed.is_empty() {
             consumer
                 .commit_offsets(&consumed)
                 .await
