@@ -62,8 +62,15 @@ pub(crate) async fn read_frame(s: &mut TcpStream) -> io::Result<(u8, Vec<u8>)> {
         ));
     }
     let kind = s.read_u8().await?;
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await?;
+    // Grown as bytes arrive: a length prefix alone does not get to allocate.
+    let mut body = Vec::with_capacity(len.min(1 << 20));
+    (&mut *s).take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "frame cut short",
+        ));
+    }
     Ok((kind, body))
 }
 
