@@ -111,13 +111,12 @@ async fn records_commit_survive_the_leader_and_reach_learners() {
     converge(&all, |i| i.brokers.len() == 3).await;
 
     // A record that does not fit is committed but changes nothing, on every node alike.
-    let leader = all.iter().find(|n| n.raft.is_leader()).copied();
-    if let Some(l) = leader {
-        assert!(matches!(
-            l.propose(vec![register(1, 1)]).await,
-            Err(ProposeError::Rejected(_))
-        ));
-    }
+    let (id, _) = all[0].leader().await.expect("a leader");
+    assert!(matches!(
+        all[id as usize - 1].propose(vec![register(1, 1)]).await,
+        Err(ProposeError::Rejected(_))
+    ));
+    converge(&all, |i| i.brokers.len() == 3 && i.brokers[&1].epoch == 1).await;
 
     // The leader dies; the other two elect a leader and keep committing.
     let (leader_id, _) = all[0].leader().await.expect("a leader");
