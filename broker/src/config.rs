@@ -52,8 +52,12 @@ impl Listener {
         let port: u16 = port
             .parse()
             .map_err(|_| bad(key, value, "port is not a number"))?;
-        if name != "PLAINTEXT" {
-            return Err(bad(key, value, "only PLAINTEXT listeners are supported"));
+        if name != "PLAINTEXT" && name != "CONTROLLER" {
+            return Err(bad(
+                key,
+                value,
+                "only PLAINTEXT (clients and replication) and CONTROLLER (the metadata quorum) listeners are supported",
+            ));
         }
         Ok(Listener {
             name: name.into(),
@@ -95,6 +99,93 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// Group coordinator settings (`offsets.topic.num.partitions`, `group.*`).
     pub groups: crate::group::GroupConfig,
+    /// Cluster and replication settings.
+    pub cluster: ClusterSettings,
+}
+
+/// The keys of a replicated cluster. Without `controller.quorum.voters` the broker runs as a
+/// single node and these are unused (except the topic defaults).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `controller.quorum.voters`: `id@host:port` of every voter of the metadata quorum.
+    pub voters: Vec<(i32, String)>,
+    /// `process.roles` as given (checked against the voters).
+    pub roles: Option<String>,
+    /// The `CONTROLLER://host:port` entry of `listeners`: where this node answers Raft RPCs.
+    pub controller_listener: Option<Listener>,
+    /// The `CONTROLLER://` entry of `advertised.listeners` (a learner's Raft address).
+    pub advertised_controller: Option<Listener>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// `broker.session.timeout.ms` (9000).
+    pub session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms` (2000).
+    pub heartbeat_interval_ms: u64,
+    /// `replica.lag.time.max.ms` (30000).
+    pub replica_lag_time_max_ms: i64,
+    /// `replica.fetch.wait.max.ms` (500).
+    pub replica_fetch_wait_max_ms: i32,
+    /// `replica.fetch.max.bytes` (1048576).
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.backoff.ms` (1000).
+    pub replica_fetch_backoff_ms: u64,
+    /// `min.insync.replicas` (1), the topic default.
+    pub min_insync_replicas: i32,
+    /// `offsets.topic.replication.factor` (3).
+    pub offsets_replication_factor: i16,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            voters: Vec::new(),
+            roles: None,
+            controller_listener: None,
+            advertised_controller: None,
+            rack: None,
+            session_timeout_ms: 9000,
+            heartbeat_interval_ms: 2000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1 << 20,
+            replica_fetch_backoff_ms: 1000,
+            min_insync_replicas: 1,
+            offsets_replication_factor: 3,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// Whether this node is part of a replicated cluster.
+    pub fn enabled(&self) -> bool {
+        !self.voters.is_empty()
+    }
+}
+
+/// Parses `controller.quorum.voters`: `1@host:9093,2@host:9093`.
+fn parse_voters(key: &str, value: &str) -> Result<Vec<(i32, String)>, ConfigError> {
+    let mut out: Vec<(i32, String)> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| bad(key, value, "expected ID@HOST:PORT[,ID@HOST:PORT...]"))?;
+        let id: i32 = id
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| bad(key, value, format!("{id:?} is not a node id")))?;
+        let port_ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(bad(key, value, format!("{addr:?} is not HOST:PORT")));
+        }
+        if out.iter().any(|(seen, _)| *seen == id) {
+            return Err(bad(key, value, format!("node {id} is listed twice")));
+        }
+        out.push((id, addr.to_string()));
+    }
+    Ok(out)
 }
 
 impl Default for BrokerConfig {
@@ -118,6 +209,7 @@ impl Default for BrokerConfig {
             metrics_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             log_defaults: LogConfig::default(),
             groups: crate::group::GroupConfig::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -158,8 +250,67 @@ impl BrokerConfig {
         };
         match key {
             "node.id" | "broker.id" => self.node_id = int(0, i32::MAX as i64)? as i32,
-            "listeners" => self.listener = Listener::parse(key, first(v))?,
-            "advertised.listeners" => self.advertised = Some(Listener::parse(key, first(v))?),
+            "listeners" => {
+                for l in listeners(key, v)? {
+                    if l.name == "CONTROLLER" {
+                        self.cluster.controller_listener = Some(l);
+                    } else {
+                        self.listener = l;
+                    }
+                }
+            }
+            "advertised.listeners" => {
+                for l in listeners(key, v)? {
+                    if l.name == "CONTROLLER" {
+                        self.cluster.advertised_controller = Some(l);
+                    } else {
+                        self.advertised = Some(l);
+                    }
+                }
+            }
+            "controller.quorum.voters" => self.cluster.voters = parse_voters(key, v)?,
+            "controller.listener.names" => {
+                if v != "CONTROLLER" {
+                    return Err(bad(key, value, "the controller listener is named CONTROLLER"));
+                }
+            }
+            "process.roles" => {
+                let mut roles: Vec<&str> = v.split(',').map(str::trim).collect();
+                roles.sort_unstable();
+                if roles != ["broker"] && roles != ["broker", "controller"] {
+                    return Err(bad(
+                        key,
+                        value,
+                        "every node serves clients: expected broker or broker,controller",
+                    ));
+                }
+                self.cluster.roles = Some(roles.join(","));
+            }
+            "broker.rack" => self.cluster.rack = (!v.is_empty()).then(|| v.to_string()),
+            "broker.session.timeout.ms" => {
+                self.cluster.session_timeout_ms = int(100, i32::MAX as i64)? as u64
+            }
+            "broker.heartbeat.interval.ms" => {
+                self.cluster.heartbeat_interval_ms = int(10, i32::MAX as i64)? as u64
+            }
+            "replica.lag.time.max.ms" => {
+                self.cluster.replica_lag_time_max_ms = int(1, i32::MAX as i64)?
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.cluster.replica_fetch_wait_max_ms = int(0, i32::MAX as i64)? as i32
+            }
+            "replica.fetch.max.bytes" => {
+                self.cluster.replica_fetch_max_bytes = int(1, i32::MAX as i64)? as i32
+            }
+            "replica.fetch.backoff.ms" => {
+                self.cluster.replica_fetch_backoff_ms = int(0, i32::MAX as i64)? as u64
+            }
+            "min.insync.replicas" => {
+                self.cluster.min_insync_replicas = int(1, i16::MAX as i64)? as i32
+            }
+            "offsets.topic.replication.factor" => {
+                self.cluster.offsets_replication_factor = int(1, i16::MAX as i64)? as i16
+            }
             "log.dirs" | "log.dir" => {
                 self.log_dirs = v
                     .split(',')
@@ -310,6 +461,53 @@ impl BrokerConfig {
         }
     }
 
+    /// Checks settings that only make sense together (run once every layer is applied).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        let voter = c.voters.iter().any(|(id, _)| *id == self.node_id);
+        if let Some(roles) = &c.roles {
+            if !c.enabled() {
+                return Err(bad(
+                    "process.roles",
+                    roles,
+                    "a cluster needs controller.quorum.voters",
+                ));
+            }
+            if roles.contains("controller") != voter {
+                return Err(bad(
+                    "process.roles",
+                    roles,
+                    format!(
+                        "node {} is {}in controller.quorum.voters",
+                        self.node_id,
+                        if voter { "" } else { "not " }
+                    ),
+                ));
+            }
+        }
+        if c.enabled() && c.controller_listener.is_none() {
+            return Err(bad(
+                "listeners",
+                &format!("{}://{}:{}", self.listener.name, self.listener.host, self.listener.port),
+                "a cluster node needs a CONTROLLER://HOST:PORT listener for the metadata quorum",
+            ));
+        }
+        if c.enabled() && !voter && c.advertised_controller.is_none() {
+            let wildcard = c
+                .controller_listener
+                .as_ref()
+                .is_some_and(|l| matches!(l.host.as_str(), "" | "0.0.0.0" | "::"));
+            if wildcard {
+                return Err(bad(
+                    "advertised.listeners",
+                    "",
+                    "a node outside the voters binding CONTROLLER to a wildcard must advertise a CONTROLLER address",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Every effective broker-level setting, for DescribeConfigs on the broker resource.
     pub fn describe(&self) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
@@ -342,6 +540,23 @@ impl BrokerConfig {
             "socket.request.max.bytes".into(),
             self.socket_request_max_bytes.to_string(),
         );
+        let c = &self.cluster;
+        m.insert("min.insync.replicas".into(), c.min_insync_replicas.to_string());
+        m.insert(
+            "replica.lag.time.max.ms".into(),
+            c.replica_lag_time_max_ms.to_string(),
+        );
+        m.insert(
+            "broker.session.timeout.ms".into(),
+            c.session_timeout_ms.to_string(),
+        );
+        if !c.voters.is_empty() {
+            let voters: Vec<String> = c.voters.iter().map(|(i, a)| format!("{i}@{a}")).collect();
+            m.insert("controller.quorum.voters".into(), voters.join(","));
+        }
+        if let Some(rack) = &c.rack {
+            m.insert("broker.rack".into(), rack.clone());
+        }
         for (broker_key, topic_key) in LOG_KEYS {
             if let Some(v) = self.log_defaults.get(topic_key) {
                 m.insert((*broker_key).into(), v);
@@ -351,9 +566,20 @@ impl BrokerConfig {
     }
 }
 
-/// Kafka allows a comma-separated list of listeners; Sluice serves the first.
-fn first(v: &str) -> &str {
-    v.split(',').next().unwrap_or(v).trim()
+/// A comma-separated listener list: at most one PLAINTEXT and one CONTROLLER entry.
+fn listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
+    let list = v
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| Listener::parse(key, l))
+        .collect::<Result<Vec<_>, _>>()?;
+    for name in ["PLAINTEXT", "CONTROLLER"] {
+        if list.iter().filter(|l| l.name == name).count() > 1 {
+            return Err(bad(key, v, format!("more than one {name} listener")));
+        }
+    }
+    Ok(list)
 }
 
 #[cfg(test)]
@@ -383,6 +609,29 @@ mod tests {
         let e = c.set("num.partitions", "zero").expect_err("bad value");
         assert!(e.to_string().contains("num.partitions"));
         assert!(c.set("listeners", "SSL://h:1").is_err());
+    }
+
+    #[test]
+    fn cluster_keys_parse_and_are_checked_together() {
+        let mut c = BrokerConfig::default();
+        c.set("node.id", "2").expect("id");
+        c.set("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093")
+            .expect("listeners");
+        assert_eq!(c.listener.port, 9092);
+        assert_eq!(c.cluster.controller_listener.as_ref().map(|l| l.port), Some(9093));
+        c.set("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")
+            .expect("voters");
+        assert_eq!(c.cluster.voters[1], (2, "b:9093".to_string()));
+        c.set("process.roles", "broker,controller").expect("roles");
+        c.validate().expect("a voter with a controller listener");
+        c.set("node.id", "4").expect("id");
+        let e = c.validate().expect_err("not a voter");
+        assert!(e.to_string().contains("process.roles"), "{e}");
+        assert!(c.set("controller.quorum.voters", "1@a:9093,1@b:9093").is_err());
+        assert!(c.set("controller.quorum.voters", "x@a:9093").is_err());
+        assert!(c.set("controller.quorum.voters", "1@a").is_err());
+        assert!(c.set("process.roles", "controller").is_err());
+        assert!(c.set("listeners", "PLAINTEXT://:1,PLAINTEXT://:2").is_err());
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Shared {
     pub max_frame: usize,
     /// The group coordinator.
     pub groups: Arc<crate::group::GroupCoordinator>,
+    /// This node's membership of the cluster.
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 struct Pending {
@@ -235,6 +237,7 @@ fn handle_frame(
         version,
         client_id: header.client_id.map(|c| c.to_string()),
         groups: Arc::clone(&shared.groups),
+        cluster: Arc::clone(&shared.cluster),
         peer: peer.to_string(),
     };
     Ok((

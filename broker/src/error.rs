@@ -29,6 +29,53 @@ pub enum BrokerError {
     /// The persisted metadata could not be read or written.
     #[error("metadata store: {0}")]
     Metadata(String),
+    /// This broker does not lead the partition (or, for followers' fetches, host it).
+    #[error("this broker is not the leader of the partition")]
+    NotLeaderOrFollower,
+    /// The partition has no leader right now.
+    #[error("the partition has no leader")]
+    LeaderNotAvailable,
+    /// The request carries an older leader epoch than the partition's.
+    #[error("leader epoch {got} is older than the current {current}")]
+    FencedLeaderEpoch {
+        /// The request's epoch.
+        got: i32,
+        /// This replica's.
+        current: i32,
+    },
+    /// The request carries a newer leader epoch than this replica knows yet.
+    #[error("leader epoch {got} is newer than the known {current}")]
+    UnknownLeaderEpoch {
+        /// The request's epoch.
+        got: i32,
+        /// This replica's.
+        current: i32,
+    },
+    /// acks=all with fewer in-sync replicas than `min.insync.replicas`.
+    #[error("{isr} in-sync replica(s), fewer than min.insync.replicas={min}")]
+    NotEnoughReplicas {
+        /// ISR size.
+        isr: usize,
+        /// The topic's minimum.
+        min: usize,
+    },
+    /// The ISR shrank below `min.insync.replicas` after the records were appended.
+    #[error("the ISR shrank below min.insync.replicas after the append")]
+    NotEnoughReplicasAfterAppend,
+    /// The records were not replicated in time.
+    #[error("the records were not replicated within the request timeout")]
+    ReplicationTimedOut,
+    /// No active controller answered.
+    #[error("no active controller: {0}")]
+    ControllerUnavailable(String),
+    /// The controller refused, with a Kafka error code.
+    #[error("{message}")]
+    Refused {
+        /// Kafka error code.
+        code: i16,
+        /// The controller's reason.
+        message: String,
+    },
     /// The storage engine refused or failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -17,6 +17,18 @@ pub fn response_error(e: &BrokerError) -> ResponseError {
         BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig,
         BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
         BrokerError::Metadata(_) => ResponseError::UnknownServerError,
+        BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+        BrokerError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
+        BrokerError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        BrokerError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+        BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        BrokerError::NotEnoughReplicasAfterAppend => ResponseError::NotEnoughReplicasAfterAppend,
+        BrokerError::ReplicationTimedOut | BrokerError::ControllerUnavailable(_) => {
+            ResponseError::RequestTimedOut
+        }
+        BrokerError::Refused { code, .. } => {
+            ResponseError::try_from_code(*code).unwrap_or(ResponseError::UnknownServerError)
+        }
         BrokerError::Storage(s) => storage_error(s),
     }
 }

@@ -10,7 +10,7 @@
 //! - `handlers`: the API registry and one module per API.
 //! - `group`: the consumer-group coordinator and its `__consumer_offsets` records.
 //! - `replica_manager`: hosted partitions and the topic catalogue (an engine: domain types only).
-//! - `metadata_store`: the persisted topic catalogue and producer-id high-water mark.
+//! - `cluster`: the metadata quorum, controller requests, partition replication.
 //! - `observability`: Prometheus `/metrics` and `/health`.
 //! - `error`, `error_map`: domain errors and the one mapping to Kafka error codes.
 
@@ -20,7 +20,7 @@ pub mod error;
 pub mod error_map;
 pub mod group;
 pub mod handlers;
-pub mod metadata_store;
+pub mod cluster;
 pub mod observability;
 pub mod replica_manager;
 pub mod server;

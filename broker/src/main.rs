@@ -91,6 +91,7 @@ fn load(args: BrokerArgs) -> anyhow::Result<BrokerConfig> {
             .ok_or_else(|| anyhow::anyhow!("--override expects KEY=VALUE, got {o:?}"))?;
         c.set(k.trim(), v.trim())?;
     }
+    c.validate()?;
     Ok(c)
 }
 

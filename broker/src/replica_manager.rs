@@ -1,47 +1,236 @@
-//! `ReplicaManager`: the partitions this node hosts, their logs, and the topic catalogue.
+//! `ReplicaManager`: the partitions this node hosts, their logs and replica roles, and the
+//! topic catalogue as the metadata image last said.
 //!
 //! An engine: it takes and returns domain types (`TopicPartition`, `Offset`, record bytes,
-//! `BrokerError`), never protocol structs. On a single node every partition is led here with
-//! leader epoch 0, and the high watermark follows the log end.
+//! `BrokerError`), never protocol structs. Topics change only through [`apply_image`]
+//! (ReplicaManager::apply_image), from committed metadata; the data path (append, read,
+//! follower progress, the high watermark) is here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
+use sluice_replication::image::{self, MetadataImage, NO_LEADER};
+use sluice_replication::isr::{acks_all, AcksAll, IsrTracker};
 use sluice_storage::{
     AppendInfo, AppendOptions, AppendOrigin, FetchData, LeaderEpoch, Log, LogConfig, LogManager,
-    LogManagerConfig, ReadOptions, StorageError, TopicPartition,
+    LogManagerConfig, Offset, ReadOptions, StorageError, TopicPartition,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::metadata_store::{Metadata, MetadataStore, TopicMeta};
 
 /// Largest topic name Kafka accepts.
 const MAX_TOPIC_NAME: usize = 249;
-/// Producer ids are persisted in blocks so a restart never hands one out twice.
-const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Kafka's file naming the topic id a partition directory belongs to (KIP-516).
+const PARTITION_METADATA: &str = "partition.metadata";
+/// Topic configs about replication rather than the log.
+pub const REPLICATION_KEYS: &[&str] = &["min.insync.replicas", "unclean.leader.election.enable"];
+
+/// This node's part in one partition, as the metadata image last said.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// The leader's node id, or -1.
+    pub leader: i32,
+    /// The leader epoch.
+    pub leader_epoch: i32,
+    /// Bumped by the controller on every change of the partition.
+    pub partition_epoch: i32,
+    /// Assigned replicas, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+    /// While this node leads: its followers' progress.
+    pub followers: Option<IsrTracker>,
+    /// An ISR change sent to the controller and not yet committed.
+    pub pending_isr: Option<Vec<i32>>,
+    /// A follower that has not yet truncated its log to the new leader's.
+    pub needs_truncation: bool,
+}
 
 /// One hosted partition.
 #[derive(Debug)]
 pub struct Partition {
+    /// Topic and index.
+    pub tp: TopicPartition,
     /// Its log.
     pub log: Arc<Log>,
-    /// Woken after every append, for fetches waiting for data.
+    /// Woken after every append and high-watermark advance: long-polling fetches and
+    /// acks=all produces wait on it.
     pub appended: Notify,
+    replica: Mutex<Replica>,
 }
 
-/// A topic and its partitions.
+impl Partition {
+    /// A copy of the replica state.
+    pub fn replica(&self) -> Replica {
+        self.replica.lock().clone()
+    }
+
+    /// The leader epoch if `node` leads, checking a client's epoch (KIP-320) when it sent one.
+    pub fn leader_epoch_for(&self, node: i32, client_epoch: i32) -> Result<i32, BrokerError> {
+        let r = self.replica.lock();
+        check_epoch(client_epoch, r.leader_epoch)?;
+        if r.leader != node {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
+        Ok(r.leader_epoch)
+    }
+
+    /// Records a follower's fetch at `fetch_offset` (its log end) and advances the high
+    /// watermark if it can.
+    pub fn on_follower_fetch(
+        &self,
+        node: i32,
+        follower: i32,
+        fetch_offset: i64,
+        client_epoch: i32,
+        now_ms: i64,
+    ) -> Result<(), BrokerError> {
+        let mut r = self.replica.lock();
+        check_epoch(client_epoch, r.leader_epoch)?;
+        if r.leader != node {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
+        if !r.replicas.contains(&follower) {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
+        let end = self.log.offsets().log_end.0;
+        if let Some(t) = r.followers.as_mut() {
+            t.on_fetch(follower, fetch_offset, end, now_ms);
+        }
+        self.advance_high_watermark(&r);
+        Ok(())
+    }
+
+    /// As leader: the high watermark is the lowest log end over the ISR, counting replicas
+    /// being added (Kafka's "maximal ISR"), and never moves back.
+    fn advance_high_watermark(&self, r: &Replica) {
+        let Some(t) = &r.followers else { return };
+        let mut isr = r.isr.clone();
+        if let Some(p) = &r.pending_isr {
+            isr.extend(p.iter().filter(|x| !r.isr.contains(x)));
+        }
+        let o = self.log.offsets();
+        let hw = t.high_watermark(&isr, o.log_end.0);
+        if hw > o.high_watermark.0 {
+            self.log.set_high_watermark(Offset(hw));
+            self.appended.notify_waiters();
+        }
+    }
+
+    /// As leader: the ISR to propose to the controller, if it should change and no change
+    /// is in flight; marks it in flight.
+    pub fn isr_change_to_propose(&self, now_ms: i64) -> Option<(i32, i32, Vec<i32>)> {
+        let mut r = self.replica.lock();
+        if r.pending_isr.is_some() {
+            return None;
+        }
+        let end = self.log.offsets().log_end.0;
+        let next = r.followers.as_ref()?.proposed_isr(&r.isr, end, now_ms)?;
+        r.pending_isr = Some(next.clone());
+        Some((r.leader_epoch, r.partition_epoch, next))
+    }
+
+    /// The in-flight ISR change ended without effect (refused or lost).
+    pub fn isr_change_failed(&self) {
+        self.replica.lock().pending_isr = None;
+    }
+
+    /// As follower: truncate again before fetching (the leader refused our offset).
+    pub fn mark_needs_truncation(&self) {
+        let mut r = self.replica.lock();
+        r.needs_truncation = r.followers.is_none();
+    }
+
+    /// As follower: the truncation done, fetching may start.
+    pub fn truncated(&self, leader_epoch: i32) {
+        let mut r = self.replica.lock();
+        if r.leader_epoch == leader_epoch {
+            r.needs_truncation = false;
+        }
+    }
+
+    /// Takes the image's view of the partition; returns whether leadership changed.
+    fn update(&self, node: i32, p: &image::Partition, lag_max_ms: i64, now_ms: i64) -> bool {
+        let mut r = self.replica.lock();
+        let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
+        if r.partition_epoch != p.partition_epoch {
+            r.pending_isr = None;
+        }
+        r.replicas = p.replicas.clone();
+        r.isr = p.isr.clone();
+        r.partition_epoch = p.partition_epoch;
+        if !changed {
+            if r.leader == node {
+                self.advance_high_watermark(&r);
+            }
+            return false;
+        }
+        r.leader = p.leader;
+        r.leader_epoch = p.leader_epoch;
+        r.pending_isr = None;
+        if p.leader == node {
+            r.followers = Some(IsrTracker::new(node, &p.replicas, lag_max_ms, now_ms));
+            r.needs_truncation = false;
+            // Followers asking where an older epoch ended are told: here.
+            if let Err(e) = self.log.assign_epoch(LeaderEpoch(p.leader_epoch)) {
+                tracing::error!(partition = %self.tp, error = %e, "cannot record the new leader epoch");
+            }
+            self.advance_high_watermark(&r);
+        } else {
+            r.followers = None;
+            r.needs_truncation = p.leader != NO_LEADER;
+        }
+        // Waiters re-check their leadership.
+        self.appended.notify_waiters();
+        true
+    }
+}
+
+fn check_epoch(client: i32, current: i32) -> Result<(), BrokerError> {
+    if client < 0 || client == current {
+        Ok(())
+    } else if client < current {
+        Err(BrokerError::FencedLeaderEpoch {
+            got: client,
+            current,
+        })
+    } else {
+        Err(BrokerError::UnknownLeaderEpoch {
+            got: client,
+            current,
+        })
+    }
+}
+
+/// What is known about one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMeta {
+    /// Topic name.
+    pub name: String,
+    /// Topic id (KIP-516).
+    pub id: Uuid,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Topic-level config overrides (Kafka keys).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A topic and the partitions of it this node hosts.
 #[derive(Debug)]
 pub struct Topic {
     /// Name, id, partition count, overrides.
     pub meta: TopicMeta,
     /// The effective log configuration.
     pub config: LogConfig,
-    /// Partitions by index.
-    pub partitions: Vec<Arc<Partition>>,
+    /// `min.insync.replicas` in effect.
+    pub min_insync_replicas: i32,
+    /// Partitions by index; `None` where this node holds no replica.
+    pub partitions: Vec<Option<Arc<Partition>>>,
 }
 
 /// Checks a topic name as Kafka does (`Topic.validate`).
@@ -73,10 +262,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
 pub struct ReplicaManager {
     config: BrokerConfig,
     logs: LogManager,
-    store: MetadataStore,
-    metadata: Mutex<Metadata>,
+    /// Serializes catalogue changes.
+    applying: Mutex<()>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    producer_ids: Mutex<(i64, i64)>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -87,47 +275,27 @@ impl std::fmt::Debug for ReplicaManager {
     }
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 impl ReplicaManager {
-    /// Opens the log directories and every known topic.
+    /// Opens the log directories. Topics appear as metadata is applied.
     pub fn open(config: BrokerConfig) -> Result<ReplicaManager, BrokerError> {
         let logs = LogManager::open(LogManagerConfig {
             log_dirs: config.log_dirs.clone(),
             default_config: config.log_defaults.clone(),
             max_mapped_segments: sluice_storage::MapBudget::DEFAULT_MAX_MAPPED,
         })?;
-        let store = MetadataStore::new(&config.log_dirs[0]);
-        let metadata = store.load().map_err(BrokerError::Metadata)?;
-        let rm = ReplicaManager {
+        Ok(ReplicaManager {
             config,
             logs,
-            store,
-            metadata: Mutex::new(metadata.clone()),
+            applying: Mutex::new(()),
             topics: RwLock::new(BTreeMap::new()),
-            producer_ids: Mutex::new((metadata.next_producer_id, metadata.next_producer_id)),
-        };
-        for meta in metadata.topics.values() {
-            rm.install(meta.clone())?;
-        }
-        // Logs on disk that no topic claims are left over from a deletion interrupted by a crash.
-        for log in rm.logs.logs() {
-            let tp = log.topic_partition().clone();
-            let known = rm
-                .topics
-                .read()
-                .get(&tp.topic)
-                .is_some_and(|t| (tp.partition as usize) < t.partitions.len());
-            if !known {
-                tracing::warn!(partition = %tp, "deleting a log that belongs to no topic");
-                rm.logs.delete(&tp)?;
-            }
-        }
-        Ok(rm)
-    }
-
-    fn save(&self, md: &Metadata) -> Result<(), BrokerError> {
-        self.store
-            .save(md)
-            .map_err(|e| BrokerError::Metadata(e.to_string()))
+        })
     }
 
     /// The broker configuration.
@@ -135,37 +303,40 @@ impl ReplicaManager {
         &self.config
     }
 
-    fn log_config(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, BrokerError> {
-        let mut c = self.config.log_defaults.clone();
-        for (k, v) in overrides {
-            c.set(k, v)
-                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
-        }
-        Ok(c)
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
     }
 
-    fn install(&self, meta: TopicMeta) -> Result<Arc<Topic>, BrokerError> {
-        let config = self.log_config(&meta.configs)?;
-        let mut partitions = Vec::with_capacity(meta.partitions as usize);
-        for p in 0..meta.partitions {
-            let log = self
-                .logs
-                .get_or_create(&TopicPartition::new(meta.name.clone(), p), config.clone())?;
-            log.update_config(config.clone());
-            partitions.push(Arc::new(Partition {
-                log,
-                appended: Notify::new(),
-            }));
+    /// The log configuration and `min.insync.replicas` of a topic with these overrides.
+    pub fn topic_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(LogConfig, i32), BrokerError> {
+        let mut c = self.config.log_defaults.clone();
+        let mut min_insync = self.config.cluster.min_insync_replicas;
+        for (k, v) in overrides {
+            match k.as_str() {
+                "min.insync.replicas" => {
+                    min_insync = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        BrokerError::InvalidConfig(format!(
+                            "min.insync.replicas={v:?} is not a positive integer"
+                        ))
+                    })?
+                }
+                "unclean.leader.election.enable" => {
+                    if v != "true" && v != "false" {
+                        return Err(BrokerError::InvalidConfig(format!(
+                            "unclean.leader.election.enable={v:?}: expected true or false"
+                        )));
+                    }
+                }
+                _ => c
+                    .set(k, v)
+                    .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?,
+            }
         }
-        let topic = Arc::new(Topic {
-            meta: meta.clone(),
-            config,
-            partitions,
-        });
-        self.topics
-            .write()
-            .insert(meta.name.clone(), Arc::clone(&topic));
-        Ok(topic)
+        Ok((c, min_insync))
     }
 
     /// The topic named `name`.
@@ -187,218 +358,114 @@ impl ReplicaManager {
         self.topics.read().values().cloned().collect()
     }
 
-    /// The partition `tp`, or UNKNOWN_TOPIC_OR_PARTITION.
-    pub fn partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>, BrokerError> {
-        self.topic(&tp.topic)
-            .and_then(|t| {
-                usize::try_from(tp.partition)
-                    .ok()
-                    .and_then(|p| t.partitions.get(p).cloned())
-            })
-            .ok_or(BrokerError::UnknownTopicOrPartition)
+    /// Every hosted partition.
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics
+            .read()
+            .values()
+            .flat_map(|t| t.partitions.iter().flatten().cloned())
+            .collect()
     }
 
-    /// Validates a creation request without creating anything.
+    /// The partition `tp` if hosted here; UNKNOWN_TOPIC_OR_PARTITION if it does not exist,
+    /// NOT_LEADER_OR_FOLLOWER if it lives on other brokers.
+    pub fn partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>, BrokerError> {
+        let topic = self
+            .topic(&tp.topic)
+            .ok_or(BrokerError::UnknownTopicOrPartition)?;
+        usize::try_from(tp.partition)
+            .ok()
+            .and_then(|p| topic.partitions.get(p))
+            .ok_or(BrokerError::UnknownTopicOrPartition)?
+            .clone()
+            .ok_or(BrokerError::NotLeaderOrFollower)
+    }
+
+    /// The partition `tp` if this node leads it, with its leader epoch.
+    pub fn leader_partition(
+        &self,
+        tp: &TopicPartition,
+        client_epoch: i32,
+    ) -> Result<(Arc<Partition>, i32), BrokerError> {
+        let p = self.partition(tp)?;
+        let epoch = p.leader_epoch_for(self.node_id(), client_epoch)?;
+        Ok((p, epoch))
+    }
+
+    /// Validates a topic name and configs before asking the controller.
     pub fn validate_new_topic(
         &self,
         name: &str,
-        partitions: i32,
-        replication_factor: i16,
         configs: &BTreeMap<String, String>,
-    ) -> Result<(i32, i16), BrokerError> {
+    ) -> Result<(), BrokerError> {
         validate_topic_name(name)?;
-        let partitions = if partitions == -1 {
-            self.config.num_partitions
-        } else {
-            partitions
-        };
-        let rf = if replication_factor == -1 {
-            self.config.default_replication_factor
-        } else {
-            replication_factor
-        };
-        if partitions < 1 {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "number of partitions must be at least 1, got {partitions}"
-            )));
-        }
-        if rf != 1 {
-            return Err(BrokerError::InvalidReplicationFactor(format!(
-                "replication factor {rf} is not possible with 1 live broker"
-            )));
-        }
-        self.log_config(configs)?;
-        if self.topic(name).is_some() {
-            return Err(BrokerError::TopicAlreadyExists(format!(
-                "topic {name:?} already exists"
-            )));
-        }
-        Ok((partitions, rf))
-    }
-
-    /// Creates a topic (-1 partitions or replication factor = the broker default).
-    pub fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: BTreeMap<String, String>,
-    ) -> Result<Arc<Topic>, BrokerError> {
-        let mut md = self.metadata.lock();
-        let (partitions, _) =
-            self.validate_new_topic(name, partitions, replication_factor, &configs)?;
-        let meta = TopicMeta {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions,
-            configs,
-        };
-        md.topics.insert(name.to_string(), meta.clone());
-        self.save(&md)?;
-        tracing::info!(topic = name, partitions, "created topic");
-        self.install(meta)
-    }
-
-    /// Creates an internal topic (`__consumer_offsets`) with its own settings.
-    pub fn create_internal_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-    ) -> Result<Arc<Topic>, BrokerError> {
-        self.create_topic(name, partitions, 1, configs)
-    }
-
-    /// Creates `name` with broker defaults if auto-creation is enabled.
-    pub fn auto_create(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        if let Some(t) = self.topic(name) {
-            return Ok(t);
-        }
-        match self.create_topic(name, -1, -1, BTreeMap::new()) {
-            Err(BrokerError::TopicAlreadyExists(_)) => {
-                self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)
-            }
-            other => other,
-        }
-    }
-
-    /// Deletes a topic and its logs.
-    pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
-        let mut md = self.metadata.lock();
-        let topic = self
-            .topics
-            .write()
-            .remove(name)
-            .ok_or(BrokerError::UnknownTopicOrPartition)?;
-        md.topics.remove(name);
-        self.save(&md)?;
-        for p in 0..topic.partitions.len() {
-            self.logs.delete(&TopicPartition::new(name, p as i32))?;
-        }
-        for p in &topic.partitions {
-            p.appended.notify_waiters();
-        }
-        tracing::info!(topic = name, "deleted topic");
+        self.topic_config(configs)?;
         Ok(())
     }
 
-    /// Raises a topic's partition count to `count`.
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), BrokerError> {
-        let mut md = self.metadata.lock();
-        let topic = self
-            .topic(name)
-            .ok_or(BrokerError::UnknownTopicOrPartition)?;
-        let current = topic.partitions.len() as i32;
-        if count <= current {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "topic {name} has {current} partitions; the new count {count} must be larger"
-            )));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let meta = TopicMeta {
-            partitions: count,
-            ..topic.meta.clone()
-        };
-        md.topics.insert(name.to_string(), meta.clone());
-        self.save(&md)?;
-        self.install(meta)?;
-        Ok(())
-    }
-
-    /// Replaces a topic's config overrides (AlterConfigs semantics: the full set).
-    pub fn set_topic_configs(
-        &self,
-        name: &str,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), BrokerError> {
-        let mut md = self.metadata.lock();
-        let topic = self
-            .topic(name)
-            .ok_or(BrokerError::UnknownTopicOrPartition)?;
-        let config = self.log_config(&configs)?;
-        if validate_only {
-            return Ok(());
-        }
-        let meta = TopicMeta {
-            configs,
-            ..topic.meta.clone()
-        };
-        md.topics.insert(name.to_string(), meta.clone());
-        self.save(&md)?;
-        for p in &topic.partitions {
-            p.log.update_config(config.clone());
-        }
-        self.topics.write().insert(
-            name.to_string(),
-            Arc::new(Topic {
-                meta,
-                config,
-                partitions: topic.partitions.clone(),
-            }),
-        );
-        Ok(())
-    }
-
-    /// Appends a produce request's records to `tp` and wakes waiting fetches.
-    pub fn append(&self, tp: &TopicPartition, records: &[u8]) -> Result<AppendInfo, BrokerError> {
-        let partition = self.partition(tp)?;
-        let info = partition.log.append(
-            records,
-            &AppendOptions {
-                leader_epoch: LeaderEpoch(0),
-                origin: AppendOrigin::Client,
-                now_ms: 0,
-            },
-        )?;
-        partition.appended.notify_waiters();
-        Ok(info)
-    }
-
-    /// Appends records written by the broker itself (coordinators).
-    pub fn append_internal(
+    /// Appends a producer's (or, with `Coordinator`, this broker's) records as leader;
+    /// checks `min.insync.replicas` first when `acks_all`.
+    pub fn append(
         &self,
         tp: &TopicPartition,
         records: &[u8],
-    ) -> Result<AppendInfo, BrokerError> {
-        let partition = self.partition(tp)?;
+        origin: AppendOrigin,
+        acks_all: bool,
+    ) -> Result<(Arc<Partition>, AppendInfo), BrokerError> {
+        let topic = self
+            .topic(&tp.topic)
+            .ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let (partition, epoch) = self.leader_partition(tp, -1)?;
+        if acks_all {
+            let isr = partition.replica.lock().isr.len();
+            let min = topic.min_insync_replicas.max(1) as usize;
+            if isr < min {
+                return Err(BrokerError::NotEnoughReplicas { isr, min });
+            }
+        }
         let info = partition.log.append(
             records,
             &AppendOptions {
-                leader_epoch: LeaderEpoch(0),
-                origin: AppendOrigin::Coordinator,
+                leader_epoch: LeaderEpoch(epoch),
+                origin,
                 now_ms: 0,
             },
         )?;
+        {
+            let r = partition.replica.lock();
+            partition.advance_high_watermark(&r);
+        }
         partition.appended.notify_waiters();
-        Ok(info)
+        Ok((partition, info))
+    }
+
+    /// Appends records fetched from the leader (offsets and epochs as the leader wrote them)
+    /// and takes the leader's high watermark and log start as far as this log reaches.
+    pub fn append_replicated(
+        &self,
+        partition: &Partition,
+        records: &[u8],
+        leader_high_watermark: i64,
+        leader_log_start: i64,
+    ) -> Result<(), BrokerError> {
+        if !records.is_empty() {
+            partition.log.append(
+                records,
+                &AppendOptions {
+                    leader_epoch: LeaderEpoch(-1),
+                    origin: AppendOrigin::Replication,
+                    now_ms: 0,
+                },
+            )?;
+        }
+        let o = partition.log.offsets();
+        partition
+            .log
+            .set_high_watermark(Offset(leader_high_watermark.min(o.log_end.0)));
+        if leader_log_start > o.log_start.0 && leader_log_start <= leader_high_watermark.min(o.log_end.0) {
+            partition.log.delete_records_before(Offset(leader_log_start))?;
+        }
+        Ok(())
     }
 
     /// Reads from `tp`.
@@ -406,21 +473,164 @@ impl ReplicaManager {
         Ok(self.partition(tp)?.log.read(opts)?)
     }
 
-    /// Hands out a new producer id, persisting a block first so ids survive restarts.
-    pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
-        let mut ids = self.producer_ids.lock();
-        if ids.0 >= ids.1 {
-            let mut md = self.metadata.lock();
-            md.next_producer_id = ids.1 + PRODUCER_ID_BLOCK;
-            self.save(&md)?;
-            ids.1 = md.next_producer_id;
+    /// Partitions this node follows, by leader.
+    pub fn followed(&self) -> BTreeMap<i32, Vec<Arc<Partition>>> {
+        let node = self.node_id();
+        let mut out: BTreeMap<i32, Vec<Arc<Partition>>> = BTreeMap::new();
+        for p in self.partitions() {
+            let leader = p.replica.lock().leader;
+            if leader != node && leader != NO_LEADER {
+                out.entry(leader).or_default().push(p);
+            }
         }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
+        out
     }
 
-    /// Size on disk, follower lag and data directory of every partition (DescribeLogDirs).
+    /// Partitions this node leads.
+    pub fn led(&self) -> Vec<Arc<Partition>> {
+        let node = self.node_id();
+        self.partitions()
+            .into_iter()
+            .filter(|p| p.replica.lock().leader == node)
+            .collect()
+    }
+
+    /// Makes the catalogue and the hosted partitions match `image`: logs created for new
+    /// replicas here, deleted for topics gone or replicas moved away; roles and ISRs
+    /// updated. Returns the partitions whose leadership changed.
+    pub fn apply_image(&self, image: &MetadataImage) -> Vec<Arc<Partition>> {
+        let _one_at_a_time = self.applying.lock();
+        let node = self.node_id();
+        let lag = self.config.cluster.replica_lag_time_max_ms;
+        let now = now_ms();
+        let current = self.topics.read().clone();
+        let mut next = BTreeMap::new();
+        let mut changed = Vec::new();
+        for t in image.topics.values() {
+            let existing = current.get(&t.name).filter(|e| e.meta.id == t.id);
+            if let Some(old) = current.get(&t.name).filter(|e| e.meta.id != t.id) {
+                self.drop_partitions(old.partitions.iter().flatten());
+            }
+            let (config, min_insync) = self.topic_config(&t.configs).unwrap_or_else(|e| {
+                tracing::error!(topic = %t.name, error = %e, "topic configs refused; using defaults");
+                (self.config.log_defaults.clone(), self.config.cluster.min_insync_replicas)
+            });
+            let mut parts = Vec::with_capacity(t.partitions.len());
+            for (i, p) in t.partitions.iter().enumerate() {
+                let old = existing.and_then(|e| e.partitions.get(i).cloned().flatten());
+                if !p.replicas.contains(&node) {
+                    if let Some(old) = old {
+                        self.drop_partitions([&old]);
+                    }
+                    parts.push(None);
+                    continue;
+                }
+                let part = match old {
+                    Some(part) => {
+                        if existing.is_some_and(|e| e.config != config) {
+                            part.log.update_config(config.clone());
+                        }
+                        part
+                    }
+                    None => match self.host(TopicPartition::new(t.name.clone(), i as i32), t.id, &config) {
+                        Ok(part) => part,
+                        Err(e) => {
+                            tracing::error!(topic = %t.name, partition = i, error = %e, "cannot open the partition's log");
+                            parts.push(None);
+                            continue;
+                        }
+                    },
+                };
+                if part.update(node, p, lag, now) {
+                    changed.push(Arc::clone(&part));
+                }
+                parts.push(Some(part));
+            }
+            next.insert(
+                t.name.clone(),
+                Arc::new(Topic {
+                    meta: TopicMeta {
+                        name: t.name.clone(),
+                        id: t.id,
+                        partitions: t.partitions.len() as i32,
+                        configs: t.configs.clone(),
+                    },
+                    config,
+                    min_insync_replicas: min_insync,
+                    partitions: parts,
+                }),
+            );
+        }
+        for (name, t) in &current {
+            if !next.contains_key(name) {
+                tracing::info!(topic = %name, "topic deleted");
+                self.drop_partitions(t.partitions.iter().flatten());
+            }
+        }
+        *self.topics.write() = next;
+        changed
+    }
+
+    /// Opens (or creates) the log of a replica assigned here. A directory left by an older
+    /// topic of the same name (deleted while this node was away) is removed first.
+    fn host(&self, tp: TopicPartition, id: Uuid, config: &LogConfig) -> Result<Arc<Partition>, BrokerError> {
+        if let Some(log) = self.logs.get(&tp) {
+            let marker = log.dir().join(PARTITION_METADATA);
+            let recorded = std::fs::read_to_string(&marker).ok();
+            let same = recorded
+                .as_deref()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("topic_id: ")))
+                .is_some_and(|r| r.trim() == id.simple().to_string());
+            if recorded.is_some() && !same {
+                tracing::warn!(partition = %tp, "deleting the log of an older topic with the same name");
+                self.logs.delete(&tp)?;
+            }
+        }
+        let log = self.logs.get_or_create(&tp, config.clone())?;
+        log.update_config(config.clone());
+        let marker = log.dir().join(PARTITION_METADATA);
+        if !marker.exists() {
+            let text = format!("version: 0\ntopic_id: {}\n", id.simple());
+            std::fs::write(&marker, text).map_err(|e| {
+                BrokerError::Metadata(format!("{}: {e}", marker.display()))
+            })?;
+        }
+        // From here on the high watermark is replication's to move.
+        let hw = log.offsets().high_watermark;
+        log.set_high_watermark(hw);
+        Ok(Arc::new(Partition {
+            tp,
+            log,
+            appended: Notify::new(),
+            replica: Mutex::new(Replica {
+                leader: NO_LEADER,
+                leader_epoch: -1,
+                partition_epoch: -1,
+                replicas: Vec::new(),
+                isr: Vec::new(),
+                followers: None,
+                pending_isr: None,
+                needs_truncation: false,
+            }),
+        }))
+    }
+
+    fn drop_partitions<'a>(&self, parts: impl IntoIterator<Item = &'a Arc<Partition>>) {
+        for p in parts {
+            if let Err(e) = self.logs.delete(&p.tp) {
+                tracing::error!(partition = %p.tp, error = %e, "deleting the log failed");
+            }
+            {
+                let mut r = p.replica.lock();
+                r.leader = NO_LEADER;
+                r.followers = None;
+            }
+            p.appended.notify_waiters();
+        }
+    }
+
+    /// Size on disk, lag behind the high watermark and data directory of every partition
+    /// (DescribeLogDirs).
     pub fn log_sizes(&self) -> Vec<(TopicPartition, u64, i64, String)> {
         self.logs
             .logs()
@@ -451,4 +661,42 @@ impl ReplicaManager {
     pub fn close(&self) -> Result<(), StorageError> {
         self.logs.close()
     }
+}
+
+/// Waits until the records before `end` are replicated to the ISR (acks=all): the high
+/// watermark reaches `end`. Fails if leadership moves, the ISR shrinks below
+/// `min_insync`, or `timeout` passes.
+pub async fn wait_replicated(
+    partition: Arc<Partition>,
+    node: i32,
+    leader_epoch: i32,
+    end: i64,
+    min_insync: usize,
+    timeout: Duration,
+) -> Result<(), BrokerError> {
+    let wait = async {
+        loop {
+            let notified = partition.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let r = partition.replica.lock();
+                if r.leader != node || r.leader_epoch != leader_epoch {
+                    return Err(BrokerError::NotLeaderOrFollower);
+                }
+                let hw = partition.log.offsets().high_watermark.0;
+                match acks_all(end - 1, hw, r.isr.len(), min_insync) {
+                    AcksAll::Done => return Ok(()),
+                    AcksAll::NotEnoughReplicas => {
+                        return Err(BrokerError::NotEnoughReplicasAfterAppend)
+                    }
+                    AcksAll::Waiting => {}
+                }
+            }
+            notified.await;
+        }
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .unwrap_or(Err(BrokerError::ReplicationTimedOut))
 }

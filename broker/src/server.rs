@@ -1,6 +1,7 @@
-//! `Server`: binds the listener, accepts connections (bounded by `max.connections`), runs
-//! storage housekeeping every second, and shuts down in order on request: stop accepting,
-//! let connections finish, then flush and close every log.
+//! `Server`: joins the cluster, binds the listener, accepts connections (bounded by
+//! `max.connections`), runs storage housekeeping every second and the replication tasks, and
+//! shuts down in order on request: hand leaderships away, stop accepting, let connections
+//! finish, stop replication and the quorum, then flush and close every log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use sluice_replication::record::Endpoint;
+
+use crate::cluster::fetcher::{FetchSettings, Fetchers};
+use crate::cluster::lifecycle::{self, Registration};
+use crate::cluster::{reconcile, Cluster};
 use crate::config::BrokerConfig;
 use crate::connection::{self, Shared};
 use crate::error::BrokerError;
@@ -21,6 +27,51 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     max_connections: usize,
+    tasks: ClusterTasks,
+}
+
+/// The tasks that keep this node in the cluster and its replicas in sync.
+struct ClusterTasks {
+    stop_life: watch::Sender<bool>,
+    life: tokio::task::JoinHandle<()>,
+    // Replication stops after client connections, so acks=all waits can still finish.
+    stop_replication: watch::Sender<bool>,
+    reconciler: tokio::task::JoinHandle<()>,
+    isr: tokio::task::JoinHandle<()>,
+    fetchers: Arc<Fetchers>,
+}
+
+impl ClusterTasks {
+    fn start(shared: &Arc<Shared>, registration: Registration, fetch: FetchSettings) -> ClusterTasks {
+        let (stop_life, life_stopped) = watch::channel(false);
+        let (stop_replication, replication_stopped) = watch::channel(false);
+        let cluster = &shared.cluster;
+        let rm = &shared.rm;
+        let fetchers = Arc::new(Fetchers::new(
+            Arc::clone(cluster),
+            Arc::clone(rm),
+            fetch,
+            replication_stopped.clone(),
+        ));
+        ClusterTasks {
+            reconciler: tokio::spawn(reconcile::run(
+                Arc::clone(cluster),
+                Arc::clone(rm),
+                Arc::clone(&shared.groups),
+                Arc::clone(&fetchers),
+                replication_stopped.clone(),
+            )),
+            isr: tokio::spawn(reconcile::isr_updates(
+                Arc::clone(cluster),
+                Arc::clone(rm),
+                replication_stopped,
+            )),
+            life: tokio::spawn(lifecycle::run(Arc::clone(cluster), registration, life_stopped)),
+            stop_life,
+            stop_replication,
+            fetchers,
+        }
+    }
 }
 
 impl Server {
@@ -40,12 +91,25 @@ impl Server {
         let memory_limit = config.queued_max_request_bytes.clamp(1, u32::MAX as usize);
         let memory = Arc::new(Semaphore::new(memory_limit));
         let max_frame = config.socket_request_max_bytes;
+        let registration = Registration {
+            endpoint: Endpoint {
+                name: "PLAINTEXT".into(),
+                host: advertised.0.clone(),
+                port: advertised.1,
+            },
+            rack: config.cluster.rack.clone(),
+            heartbeat_interval: Duration::from_millis(config.cluster.heartbeat_interval_ms),
+        };
+        let fetch_settings = FetchSettings {
+            wait_max_ms: config.cluster.replica_fetch_wait_max_ms,
+            partition_max_bytes: config.cluster.replica_fetch_max_bytes,
+            backoff: Duration::from_millis(config.cluster.replica_fetch_backoff_ms),
+        };
+        let cluster = Cluster::start(&config).await?;
         let rm = Arc::new(tokio::task::block_in_place(|| {
             ReplicaManager::open(config)
         })?);
-        let groups = Arc::new(tokio::task::block_in_place(|| {
-            GroupCoordinator::open(Arc::clone(&rm), group_config)
-        })?);
+        let groups = Arc::new(GroupCoordinator::open(Arc::clone(&rm), group_config));
         let shared = Arc::new(Shared {
             memory,
             memory_limit,
@@ -53,11 +117,24 @@ impl Server {
             advertised,
             rm,
             groups,
+            cluster,
         });
+        let tasks = ClusterTasks::start(&shared, registration, fetch_settings);
+        // Like a Kafka broker, serve clients only once registered, caught up and unfenced.
+        let node = shared.cluster.node_id;
+        while !shared
+            .cluster
+            .wait_for(Duration::from_secs(10), |i| i.is_live(node))
+            .await
+        {
+            tracing::info!(node, "waiting to join the cluster (is a majority of controller.quorum.voters up?)");
+        }
+        tracing::info!(node, "joined the cluster");
         Ok(Server {
             listener,
             shared,
             max_connections,
+            tasks,
         })
     }
 
@@ -76,6 +153,15 @@ impl Server {
         let slots = Arc::new(Semaphore::new(self.max_connections));
         let mut conns = JoinSet::new();
         let rm = Arc::clone(&self.shared.rm);
+        let cluster = Arc::clone(&self.shared.cluster);
+        let ClusterTasks {
+            stop_life,
+            life,
+            stop_replication,
+            reconciler,
+            isr,
+            fetchers,
+        } = self.tasks;
         let housekeeping = tokio::spawn(housekeeping_loop(Arc::clone(&rm), shutdown.clone()));
         let group_timers = tokio::spawn(group_timer_loop(
             Arc::clone(&self.shared.groups),
@@ -116,8 +202,25 @@ impl Server {
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
         }
+        // Fails only if the task already ended, which is what was asked.
+        let _ = stop_life.send(true);
+        if let Err(e) = life.await {
+            tracing::warn!(error = %e, "broker lifecycle task failed");
+        }
+        if cluster.quorum_peers() > 0 {
+            lifecycle::controlled_shutdown(&cluster, Duration::from_secs(10)).await;
+        }
         tracing::info!("shutting down: closing connections");
         while conns.join_next().await.is_some() {}
+        // Fails only if every receiver is gone, which means the tasks already stopped.
+        let _ = stop_replication.send(true);
+        for (name, task) in [("reconciler", reconciler), ("ISR updates", isr)] {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "{name} task failed");
+            }
+        }
+        fetchers.join().await;
+        cluster.shutdown().await;
         if let Err(e) = group_timers.await {
             tracing::warn!(error = %e, "group timer task failed");
         }
@@ -136,7 +239,7 @@ async fn housekeeping_loop(rm: Arc<ReplicaManager>, mut shutdown: watch::Receive
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {
-                let partitions: usize = rm.topics().iter().map(|t| t.partitions.len()).sum();
+                let partitions = rm.partitions().len();
                 metrics::gauge!(crate::observability::names::PARTITIONS).set(partitions as f64);
                 let rm = Arc::clone(&rm);
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);

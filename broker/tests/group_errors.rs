@@ -72,6 +72,10 @@ async fn group_error_codes_follow_kafka() {
         s: TcpStream::connect(addr).await.expect("connect"),
         corr: 0,
     };
+    // As clients do: find the coordinator first, which creates the offsets topic.
+    let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
+    let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &find).await;
+    assert_eq!((r.error_code, r.node_id.0), (0, 1), "this node coordinates");
     let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &join("", 1000, "range")).await;
     assert_eq!(
         r.error_code, 26,

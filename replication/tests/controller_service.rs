@@ -117,7 +117,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
             endpoints: Vec::new(),
             rack: None,
         };
-        let ControllerResponse::Registered { epoch } = ask(&mut client, req).await else {
+        let ControllerResponse::Registered { epoch, .. } = ask(&mut client, req).await else {
             panic!("registration refused");
         };
         assert_eq!(epoch, 1);
@@ -170,7 +170,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
         endpoints: Vec::new(),
         rack: None,
     };
-    let ControllerResponse::Registered { epoch } = ask(&mut client, req).await else {
+    let ControllerResponse::Registered { epoch, .. } = ask(&mut client, req).await else {
         panic!("re-registration refused");
     };
     assert_eq!(epoch, 2);

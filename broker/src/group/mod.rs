@@ -1,17 +1,18 @@
 //! `GroupCoordinator`: classic consumer groups (JoinGroup, SyncGroup, Heartbeat, LeaveGroup)
 //! and committed offsets, persisted in the compacted internal topic `__consumer_offsets`.
 //!
-//! This node coordinates every group (single node). Offsets and group identities are written
-//! as Kafka-format records to the group's `__consumer_offsets` partition before a commit is
-//! acknowledged, and replayed at start. Membership is not persisted: after a restart members
-//! get UNKNOWN_MEMBER_ID on their next heartbeat and rejoin, as with a coordinator change.
+//! This node coordinates the groups whose `__consumer_offsets` partition it leads. Offsets
+//! and group identities are written as Kafka-format records to that partition before a
+//! commit is acknowledged, and replayed when this node becomes its leader. Membership is not
+//! persisted: after a coordinator change members get UNKNOWN_MEMBER_ID or NOT_COORDINATOR on
+//! their next request and rejoin.
 //! Timers (session expiry, rebalance deadlines, the initial rebalance delay) run from `tick`.
 
 mod offsets;
 pub mod records;
 pub mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +20,12 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 use sluice_storage::record::{records_section, BatchBuilder, RecordIter};
-use sluice_storage::{Offset, ReadOptions, TopicPartition};
+use sluice_storage::{AppendOrigin, Offset, ReadOptions, TopicPartition};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::BrokerError;
-use crate::replica_manager::ReplicaManager;
+use crate::replica_manager::{Partition, ReplicaManager};
 use records::{partition_for, CommittedOffset, GroupValue, OffsetsRecord};
 use state::{Group, GroupState, JoinResult, Member, SyncResult};
 
@@ -100,6 +101,8 @@ pub struct GroupCoordinator {
     config: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
     offsets: Mutex<HashMap<String, GroupOffsets>>,
+    /// Offsets partitions whose groups are loaded (this node leads them).
+    loaded: Mutex<HashSet<i32>>,
 }
 
 fn now_ms() -> i64 {
@@ -109,104 +112,128 @@ fn now_ms() -> i64 {
 }
 
 impl GroupCoordinator {
-    /// Creates the offsets topic if needed and replays it.
-    pub fn open(
-        rm: Arc<ReplicaManager>,
-        config: GroupConfig,
-    ) -> Result<GroupCoordinator, BrokerError> {
-        if rm.topic(OFFSETS_TOPIC).is_none() {
-            let configs = BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                ("segment.bytes".to_string(), "104857600".to_string()),
-            ]);
-            rm.create_internal_topic(OFFSETS_TOPIC, config.offsets_partitions, configs)?;
-        }
-        let c = GroupCoordinator {
+    /// A coordinator with no groups yet: it takes on the groups of each `__consumer_offsets`
+    /// partition this node comes to lead ([`GroupCoordinator::load_partition`]).
+    pub fn open(rm: Arc<ReplicaManager>, config: GroupConfig) -> GroupCoordinator {
+        GroupCoordinator {
             rm,
             config,
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(HashMap::new()),
-        };
-        c.replay()?;
-        Ok(c)
+            loaded: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The coordinator's settings.
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
     }
 
     fn offsets_partitions(&self) -> i32 {
         self.rm
             .topic(OFFSETS_TOPIC)
-            .map_or(self.config.offsets_partitions, |t| {
-                t.partitions.len() as i32
-            })
+            .map_or(self.config.offsets_partitions, |t| t.meta.partitions)
     }
 
-    fn replay(&self) -> Result<(), BrokerError> {
-        let Some(topic) = self.rm.topic(OFFSETS_TOPIC) else {
-            return Ok(());
-        };
+    /// The `__consumer_offsets` partition holding `group`.
+    pub fn partition_of(&self, group: &str) -> i32 {
+        partition_for(group, self.offsets_partitions())
+    }
+
+    /// Whether this node coordinates `group`: NOT_COORDINATOR if another broker leads its
+    /// offsets partition, COORDINATOR_LOAD_IN_PROGRESS while its groups are being loaded.
+    pub fn owns(&self, group: &str) -> Result<(), ResponseError> {
+        let p = self.partition_of(group);
+        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+        if self.rm.leader_partition(&tp, -1).is_err() {
+            return Err(ResponseError::NotCoordinator);
+        }
+        if !self.loaded.lock().contains(&p) {
+            return Err(ResponseError::CoordinatorLoadInProgress);
+        }
+        Ok(())
+    }
+
+    /// Gives up the groups of offsets partition `p` (another broker leads it now). Their
+    /// members find the new coordinator and rejoin.
+    pub fn unload_partition(&self, p: i32) {
+        if !self.loaded.lock().remove(&p) {
+            return;
+        }
+        let n = self.offsets_partitions();
+        let mut groups = self.groups.lock();
+        let before = groups.len();
+        groups.retain(|id, _| partition_for(id, n) != p);
+        self.offsets.lock().retain(|id, _| partition_for(id, n) != p);
+        tracing::info!(partition = p, groups = before - groups.len(), "gave up consumer groups");
+    }
+
+    /// Takes on the groups of an offsets partition this node now leads, replaying its log.
+    pub fn load_partition(&self, part: &Partition) -> Result<(), BrokerError> {
+        let n = self.offsets_partitions();
         let mut groups = self.groups.lock();
         let mut offsets = self.offsets.lock();
-        for part in &topic.partitions {
-            let mut at = part.log.offsets().log_start;
-            let end = part.log.offsets().log_end;
-            while at < end {
-                let data = part.log.read(&ReadOptions {
-                    from: at,
-                    max_bytes: 8 << 20,
-                    max_offset: None,
-                    min_one_batch: true,
-                })?;
-                if data.records.is_empty() {
-                    break;
+        groups.retain(|id, _| partition_for(id, n) != part.tp.partition);
+        offsets.retain(|id, _| partition_for(id, n) != part.tp.partition);
+        let mut at = part.log.offsets().log_start;
+        let end = part.log.offsets().log_end;
+        let mut loaded = 0usize;
+        while at < end {
+            let data = part.log.read(&ReadOptions {
+                from: at,
+                max_bytes: 8 << 20,
+                max_offset: None,
+                min_one_batch: true,
+            })?;
+            if data.records.is_empty() {
+                break;
+            }
+            for (pos, h) in sluice_storage::batch::BatchIter::new(&data.records) {
+                at = Offset(h.next_offset());
+                if h.is_control() {
+                    continue;
                 }
-                for (pos, h) in sluice_storage::batch::BatchIter::new(&data.records) {
-                    at = Offset(h.next_offset());
-                    if h.is_control() {
-                        continue;
-                    }
-                    let (_, body) =
-                        records_section(&data.records[pos..pos + h.size()], 64 << 20)
-                            .map_err(|e| BrokerError::Metadata(format!("{OFFSETS_TOPIC}: {e}")))?;
-                    for r in RecordIter::new(&body, h.record_count.max(0) as usize) {
-                        let r =
-                            r.map_err(|e| BrokerError::Metadata(format!("{OFFSETS_TOPIC}: {e}")))?;
-                        let Some(key) = r.key else { continue };
-                        match OffsetsRecord::decode(key, r.value) {
-                            Some(OffsetsRecord::Offset {
-                                group,
-                                topic,
-                                partition,
-                                value,
-                            }) => {
-                                let g = offsets.entry(group).or_default();
-                                match value {
-                                    Some(v) => g.insert((topic, partition), v),
-                                    None => g.remove(&(topic, partition)),
-                                };
-                            }
-                            Some(OffsetsRecord::Group {
-                                group,
-                                value: Some(v),
-                            }) => {
-                                let g = groups
-                                    .entry(group.clone())
-                                    .or_insert_with(|| Group::new(&group));
-                                g.generation = v.generation;
-                                g.protocol_type = Some(v.protocol_type);
-                            }
-                            Some(OffsetsRecord::Group { group, value: None }) => {
-                                groups.remove(&group);
-                                offsets.remove(&group);
-                            }
-                            None => {}
+                let (_, body) = records_section(&data.records[pos..pos + h.size()], 64 << 20)
+                    .map_err(|e| BrokerError::Metadata(format!("{OFFSETS_TOPIC}: {e}")))?;
+                for r in RecordIter::new(&body, h.record_count.max(0) as usize) {
+                    let r =
+                        r.map_err(|e| BrokerError::Metadata(format!("{OFFSETS_TOPIC}: {e}")))?;
+                    let Some(key) = r.key else { continue };
+                    loaded += 1;
+                    match OffsetsRecord::decode(key, r.value) {
+                        Some(OffsetsRecord::Offset {
+                            group,
+                            topic,
+                            partition,
+                            value,
+                        }) => {
+                            let g = offsets.entry(group).or_default();
+                            match value {
+                                Some(v) => g.insert((topic, partition), v),
+                                None => g.remove(&(topic, partition)),
+                            };
                         }
+                        Some(OffsetsRecord::Group {
+                            group,
+                            value: Some(v),
+                        }) => {
+                            let g = groups
+                                .entry(group.clone())
+                                .or_insert_with(|| Group::new(&group));
+                            g.generation = v.generation;
+                            g.protocol_type = Some(v.protocol_type);
+                        }
+                        Some(OffsetsRecord::Group { group, value: None }) => {
+                            groups.remove(&group);
+                            offsets.remove(&group);
+                        }
+                        None => {}
                     }
                 }
             }
         }
-        tracing::info!(
-            groups = groups.len(),
-            "group coordinator loaded {OFFSETS_TOPIC}"
-        );
+        self.loaded.lock().insert(part.tp.partition);
+        tracing::info!(partition = part.tp.partition, records = loaded, "took on consumer groups");
         Ok(())
     }
 
@@ -222,7 +249,8 @@ impl GroupCoordinator {
             let (k, v) = r.encode();
             b = b.record(Some(&k), v.as_deref(), ts);
         }
-        self.rm.append_internal(&tp, &b.build())?;
+        self.rm
+            .append(&tp, &b.build(), AppendOrigin::Coordinator, false)?;
         Ok(())
     }
 
@@ -240,6 +268,9 @@ impl GroupCoordinator {
 
     /// JoinGroup.
     pub fn join(&self, p: JoinParams) -> Pending<JoinResult> {
+        if let Err(e) = self.owns(&p.group_id) {
+            return Pending::Now(JoinResult::error(e, &p.member_id));
+        }
         let now = Instant::now();
         if p.session_timeout_ms < self.config.min_session_timeout_ms
             || p.session_timeout_ms > self.config.max_session_timeout_ms
@@ -395,6 +426,9 @@ impl GroupCoordinator {
         member_id: &str,
         assignments: Vec<(String, Bytes)>,
     ) -> Pending<SyncResult> {
+        if let Err(e) = self.owns(group_id) {
+            return Pending::Now((e.code(), Bytes::new()));
+        }
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return Pending::Now((ResponseError::UnknownMemberId.code(), Bytes::new()));
@@ -439,6 +473,9 @@ impl GroupCoordinator {
 
     /// Heartbeat.
     pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+        if let Err(e) = self.owns(group_id) {
+            return e.code();
+        }
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return ResponseError::UnknownMemberId.code();
@@ -458,6 +495,9 @@ impl GroupCoordinator {
 
     /// LeaveGroup: per-member error codes.
     pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
+        if let Err(e) = self.owns(group_id) {
+            return vec![e.code(); members.len().max(1)];
+        }
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return members
@@ -509,7 +549,12 @@ impl GroupCoordinator {
     }
 
     /// DescribeGroups for one group; `None` for an unknown group (reported as Dead).
-    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+    pub fn describe(&self, group_id: &str) -> Result<Option<GroupDescription>, i16> {
+        self.owns(group_id).map_err(|e| e.code())?;
+        Ok(self.describe_owned(group_id))
+    }
+
+    fn describe_owned(&self, group_id: &str) -> Option<GroupDescription> {
         let groups = self.groups.lock();
         let g = groups.get(group_id)?;
         let protocol = g.protocol.clone().unwrap_or_default();
@@ -543,6 +588,9 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group: NON_EMPTY_GROUP while it has members.
     pub fn delete(&self, group_id: &str) -> i16 {
+        if let Err(e) = self.owns(group_id) {
+            return e.code();
+        }
         let mut groups = self.groups.lock();
         let known = groups.contains_key(group_id) || self.offsets.lock().contains_key(group_id);
         if !known {

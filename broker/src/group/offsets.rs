@@ -21,6 +21,9 @@ impl GroupCoordinator {
         let fail = |code: i16, offsets: Vec<(TopicPartition, i64, i32, Option<String>)>| {
             offsets.into_iter().map(|o| (o.0, code)).collect()
         };
+        if let Err(e) = self.owns(group_id) {
+            return fail(e.code(), offsets);
+        }
         {
             let groups = self.groups.lock();
             match groups.get(group_id) {
@@ -46,7 +49,11 @@ impl GroupCoordinator {
         let mut records = Vec::new();
         let mut accepted = Vec::new();
         for (tp, offset, epoch, metadata) in offsets {
-            if self.rm.partition(&tp).is_err() {
+            let exists = self
+                .rm
+                .topic(&tp.topic)
+                .is_some_and(|t| (0..t.meta.partitions).contains(&tp.partition));
+            if !exists {
                 results.push((tp, ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             }
@@ -90,10 +97,11 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         partitions: Option<Vec<TopicPartition>>,
-    ) -> Vec<FetchedOffset> {
+    ) -> Result<Vec<FetchedOffset>, i16> {
+        self.owns(group_id).map_err(|e| e.code())?;
         let all = self.offsets.lock();
         let g = all.get(group_id);
-        match partitions {
+        Ok(match partitions {
             Some(ps) => ps
                 .into_iter()
                 .map(
@@ -117,7 +125,7 @@ impl GroupCoordinator {
                         .collect()
                 })
                 .unwrap_or_default(),
-        }
+        })
     }
 
     /// OffsetDelete: refuses partitions the group is consuming (GROUP_SUBSCRIBED_TO_TOPIC).
@@ -126,6 +134,9 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Vec<TopicPartition>,
     ) -> (i16, Vec<(TopicPartition, i16)>) {
+        if let Err(e) = self.owns(group_id) {
+            return (e.code(), Vec::new());
+        }
         let groups = self.groups.lock();
         if !groups.contains_key(group_id) && !self.offsets.lock().contains_key(group_id) {
             return (ResponseError::GroupIdNotFound.code(), Vec::new());

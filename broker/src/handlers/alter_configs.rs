@@ -21,7 +21,7 @@ const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
-fn apply(
+async fn apply(
     ctx: &Context,
     resource_type: i8,
     name: &StrBytes,
@@ -36,29 +36,46 @@ fn apply(
             )),
         );
     }
-    let result = ctx
+    let planned = ctx
         .rm
         .topic(name.as_str())
         .ok_or(BrokerError::UnknownTopicOrPartition)
         .and_then(|t| {
             let mut configs = t.meta.configs.clone();
             edit(&mut configs)?;
-            ctx.rm
-                .set_topic_configs(name.as_str(), configs, validate_only)
+            ctx.rm.topic_config(&configs)?;
+            let old = &t.meta.configs;
+            let mut changes: Vec<(String, Option<String>)> = configs
+                .iter()
+                .filter(|(k, v)| old.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect();
+            changes.extend(
+                old.keys()
+                    .filter(|k| !configs.contains_key(*k))
+                    .map(|k| (k.clone(), None)),
+            );
+            Ok(changes)
         });
+    let result = match planned {
+        Ok(changes) if !validate_only && !changes.is_empty() => {
+            ctx.cluster.alter_topic_configs(name.as_str(), changes).await
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(()) => (0, None),
         Err(e) => (error_map::code(&e), Some(str_bytes(e.to_string()))),
     }
 }
 
-pub(super) fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
+pub(super) async fn handle(ctx: Context, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        responses.push({
             let (code, msg) = apply(
-                ctx,
+                &ctx,
                 r.resource_type,
                 &r.resource_name,
                 req.validate_only,
@@ -70,27 +87,27 @@ pub(super) fn handle(ctx: &Context, req: AlterConfigsRequest) -> AlterConfigsRes
                         .collect();
                     Ok(())
                 },
-            );
+            )
+            .await;
             alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
                 .with_error_message(msg)
-        })
-        .collect();
+        });
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-pub(super) fn handle_incremental(
-    ctx: &Context,
+pub(super) async fn handle_incremental(
+    ctx: Context,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        responses.push({
             let (code, msg) = apply(
-                ctx,
+                &ctx,
                 r.resource_type,
                 &r.resource_name,
                 req.validate_only,
@@ -131,13 +148,14 @@ pub(super) fn handle_incremental(
                     }
                     Ok(())
                 },
-            );
+            )
+            .await;
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
                 .with_error_message(msg)
-        })
-        .collect();
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

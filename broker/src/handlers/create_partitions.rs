@@ -7,27 +7,32 @@ use super::{str_bytes, Context};
 use crate::error::BrokerError;
 use crate::error_map;
 
-pub(super) fn handle(ctx: &Context, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let outcome = if t.assignments.is_some() {
-                Err(BrokerError::InvalidRequest(
-                    "manual replica assignment is not supported".into(),
-                ))
-            } else {
-                ctx.rm
-                    .create_partitions(t.name.as_str(), t.count, req.validate_only)
-            };
-            match outcome {
-                Ok(()) => r,
-                Err(e) => r
-                    .with_error_code(error_map::code(&e))
-                    .with_error_message(Some(str_bytes(e.to_string()))),
+pub(super) async fn handle(ctx: Context, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let outcome = match ctx.rm.topic(t.name.as_str()) {
+            _ if t.assignments.is_some() => Err(BrokerError::InvalidRequest(
+                "manual replica assignment is not supported".into(),
+            )),
+            None => Err(BrokerError::UnknownTopicOrPartition),
+            Some(topic) if t.count <= topic.meta.partitions => {
+                Err(BrokerError::InvalidPartitions(format!(
+                    "topic {} has {} partitions; the new count {} must be larger",
+                    t.name.as_str(),
+                    topic.meta.partitions,
+                    t.count
+                )))
             }
-        })
-        .collect();
+            Some(_) if req.validate_only => Ok(()),
+            Some(_) => ctx.cluster.create_partitions(t.name.as_str(), t.count).await,
+        };
+        results.push(match outcome {
+            Ok(()) => r,
+            Err(e) => r
+                .with_error_code(error_map::code(&e))
+                .with_error_message(Some(str_bytes(e.to_string()))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

@@ -17,73 +17,108 @@ const SOURCE_TOPIC: i8 = 1;
 /// ... or the broker default.
 const SOURCE_DEFAULT: i8 = 5;
 
-pub(super) fn handle(ctx: &Context, req: CreateTopicsRequest) -> CreateTopicsResponse {
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.as_str().to_string();
-            let configs: BTreeMap<String, String> = t
-                .configs
-                .iter()
-                .filter_map(|c| {
-                    Some((
-                        c.name.as_str().to_string(),
-                        c.value.as_ref()?.as_str().to_string(),
-                    ))
-                })
-                .collect();
-            let r = CreatableTopicResult::default().with_name(t.name.clone());
-            let outcome = if !t.assignments.is_empty() {
-                Err(BrokerError::InvalidRequest(
-                    "manual replica assignment is not supported".into(),
+pub(super) async fn handle(ctx: Context, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.as_str().to_string();
+        let configs: BTreeMap<String, String> = t
+            .configs
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c.name.as_str().to_string(),
+                    c.value.as_ref()?.as_str().to_string(),
                 ))
-            } else if req.validate_only {
-                ctx.rm
-                    .validate_new_topic(&name, t.num_partitions, t.replication_factor, &configs)
-                    .map(|(p, rf)| (p, rf, None))
-            } else {
-                ctx.rm
-                    .create_topic(
-                        &name,
-                        t.num_partitions,
-                        t.replication_factor,
-                        configs.clone(),
-                    )
-                    .map(|topic| (topic.partitions.len() as i32, 1, Some(topic)))
-            };
-            match outcome {
-                Ok((partitions, rf, topic)) => {
-                    let effective = match &topic {
-                        Some(t) => t.config.describe(),
-                        None => Vec::new(),
-                    };
-                    let cfgs = effective
-                        .into_iter()
-                        .map(|e| {
-                            let source = if configs.contains_key(&e.name) {
-                                SOURCE_TOPIC
-                            } else {
-                                SOURCE_DEFAULT
-                            };
-                            CreatableTopicConfigs::default()
-                                .with_name(str_bytes(e.name))
-                                .with_value(Some(str_bytes(e.value)))
-                                .with_config_source(source)
-                        })
-                        .collect();
-                    r.with_topic_id(topic.map(|t| t.meta.id).unwrap_or_default())
-                        .with_num_partitions(partitions)
-                        .with_replication_factor(rf)
-                        .with_configs(Some(cfgs))
-                }
-                Err(e) => r
-                    .with_error_code(error_map::code(&e))
-                    .with_error_message(Some(str_bytes(e.to_string())))
-                    .with_num_partitions(-1)
-                    .with_replication_factor(-1),
+            })
+            .collect();
+        let r = CreatableTopicResult::default().with_name(t.name.clone());
+        let outcome = if !t.assignments.is_empty() {
+            Err(BrokerError::InvalidRequest(
+                "manual replica assignment is not supported".into(),
+            ))
+        } else if req.validate_only {
+            validate(&ctx, &name, t.num_partitions, t.replication_factor, &configs)
+        } else {
+            ctx.cluster
+                .create_topic(&ctx.rm, &name, t.num_partitions, t.replication_factor, configs.clone())
+                .await
+                .map(|_| ())
+        };
+        topics.push(match outcome {
+            Ok(()) => {
+                let c = ctx.rm.config();
+                let partitions = if t.num_partitions == -1 { c.num_partitions } else { t.num_partitions };
+                let rf = if t.replication_factor == -1 {
+                    c.default_replication_factor
+                } else {
+                    t.replication_factor
+                };
+                let effective = ctx
+                    .rm
+                    .topic_config(&configs)
+                    .map(|(log, _)| log.describe())
+                    .unwrap_or_default();
+                let cfgs = effective
+                    .into_iter()
+                    .map(|e| {
+                        let source = if configs.contains_key(&e.name) {
+                            SOURCE_TOPIC
+                        } else {
+                            SOURCE_DEFAULT
+                        };
+                        CreatableTopicConfigs::default()
+                            .with_name(str_bytes(e.name))
+                            .with_value(Some(str_bytes(e.value)))
+                            .with_config_source(source)
+                    })
+                    .collect();
+                let id = ctx.rm.topic(&name).map(|t| t.meta.id).unwrap_or_default();
+                r.with_topic_id(if req.validate_only { Default::default() } else { id })
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(rf)
+                    .with_configs(Some(cfgs))
             }
-        })
-        .collect();
+            Err(e) => r
+                .with_error_code(error_map::code(&e))
+                .with_error_message(Some(str_bytes(e.to_string())))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
+        });
+    }
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// What the controller would check, checked here (validate_only creates nothing).
+fn validate(
+    ctx: &Context,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), BrokerError> {
+    ctx.rm.validate_new_topic(name, configs)?;
+    let c = ctx.rm.config();
+    let partitions = if partitions == -1 { c.num_partitions } else { partitions };
+    let rf = if replication_factor == -1 {
+        c.default_replication_factor
+    } else {
+        replication_factor
+    };
+    if partitions < 1 {
+        return Err(BrokerError::InvalidPartitions(format!(
+            "number of partitions must be at least 1, got {partitions}"
+        )));
+    }
+    let live = ctx.cluster.image().live_brokers().count();
+    if rf < 1 || rf as usize > live {
+        return Err(BrokerError::InvalidReplicationFactor(format!(
+            "replication factor {rf} must be between 1 and the {live} available broker(s)"
+        )));
+    }
+    if ctx.rm.topic(name).is_some() {
+        return Err(BrokerError::TopicAlreadyExists(format!(
+            "topic {name:?} already exists"
+        )));
+    }
+    Ok(())
 }

@@ -23,7 +23,7 @@ pub(super) fn handle(ctx: &Context, req: DeleteRecordsRequest) -> DeleteRecordsR
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
                     let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
-                    let result = ctx.rm.partition(&tp).and_then(|part| {
+                    let result = ctx.rm.leader_partition(&tp, -1).and_then(|(part, _)| {
                         let target = if p.offset == -1 {
                             part.log.offsets().high_watermark
                         } else {

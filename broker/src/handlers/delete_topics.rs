@@ -7,16 +7,16 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use super::{str_bytes, Context};
 use crate::error_map;
 
-pub(super) fn handle(ctx: &Context, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub(super) async fn handle(ctx: Context, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = req
         .topic_names
         .into_iter()
         .map(|n| (Some(n), uuid::Uuid::nil()))
         .collect();
     targets.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        responses.push({
             let topic = match &name {
                 Some(n) => ctx.rm.topic(n.as_str()),
                 None => ctx.rm.topic_by_id(id),
@@ -30,18 +30,19 @@ pub(super) fn handle(ctx: &Context, req: DeleteTopicsRequest) -> DeleteTopicsRes
                 } else {
                     ResponseError::UnknownTopicOrPartition
                 };
-                return r.with_error_code(code.code());
+                responses.push(r.with_error_code(code.code()));
+                continue;
             };
             let r = r
                 .with_name(Some(TopicName(str_bytes(topic.meta.name.clone()))))
                 .with_topic_id(topic.meta.id);
-            match ctx.rm.delete_topic(&topic.meta.name) {
+            match ctx.cluster.delete_topic(&topic.meta.name).await {
                 Ok(()) => r,
                 Err(e) => r
                     .with_error_code(error_map::code(&e))
                     .with_error_message(Some(str_bytes(e.to_string()))),
             }
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

@@ -1,4 +1,5 @@
-//! DescribeCluster (KIP-700): this node as the whole cluster and its controller.
+//! DescribeCluster (KIP-700): the live brokers and the active controller, from the metadata
+//! image.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -6,13 +7,21 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::{str_bytes, Context};
 
 pub(super) fn handle(ctx: &Context, _req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let node = ctx.rm.config().node_id;
-    let (host, port) = ctx.advertised.clone();
+    let image = ctx.cluster.image();
+    let brokers = image
+        .live_brokers()
+        .filter_map(|b| {
+            let e = b.endpoints.first()?;
+            let mut r = DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(e.host.clone()))
+                .with_port(e.port as i32);
+            r.rack = b.rack.clone().map(str_bytes);
+            Some(r)
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(ctx.rm.config().cluster_id.clone()))
-        .with_controller_id(BrokerId(node))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(node))
-            .with_host(str_bytes(host))
-            .with_port(port as i32)])
+        .with_controller_id(BrokerId(ctx.cluster.controller_id().unwrap_or(-1)))
+        .with_brokers(brokers)
 }

@@ -10,20 +10,23 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
-use sluice_storage::{Offset, ReadOptions};
+use sluice_storage::{Offset, ReadOptions, TopicPartition};
 use uuid::Uuid;
 
 use super::{Context, Reply};
 use crate::error_map;
-use crate::replica_manager::Partition;
+use crate::replica_manager::{now_ms, Partition};
 
 /// Isolation level READ_COMMITTED.
 const READ_COMMITTED: i8 = 1;
 
+/// (partition, fetch offset, partition max bytes, the partition or an error code)
+type PlannedPartition = (i32, i64, i32, Result<Arc<Partition>, i16>);
+
 struct PlannedTopic {
     name: Option<TopicName>,
     id: Uuid,
-    partitions: Vec<(i32, i64, i32, Option<Arc<Partition>>)>,
+    partitions: Vec<PlannedPartition>,
 }
 
 struct Plan {
@@ -31,9 +34,19 @@ struct Plan {
     max_bytes: usize,
     min_bytes: usize,
     read_committed: bool,
+    /// A follower's fetch reads up to the log end, not the high watermark.
+    from_follower: bool,
 }
 
 fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
+    let replica_id = if ctx.version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let from_follower = replica_id >= 0;
+    let node = ctx.rm.node_id();
+    let now = now_ms();
     let topics = req
         .topics
         .iter()
@@ -47,11 +60,28 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
                 .partitions
                 .iter()
                 .map(|p| {
-                    let part = topic.as_ref().and_then(|tp| {
-                        usize::try_from(p.partition)
-                            .ok()
-                            .and_then(|i| tp.partitions.get(i).cloned())
-                    });
+                    let part = match &topic {
+                        None if ctx.version >= 13 => Err(ResponseError::UnknownTopicId.code()),
+                        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                        Some(topic) => {
+                            let tp = TopicPartition::new(topic.meta.name.clone(), p.partition);
+                            let checked = ctx.rm.partition(&tp).and_then(|part| {
+                                if from_follower {
+                                    part.on_follower_fetch(
+                                        node,
+                                        replica_id,
+                                        p.fetch_offset,
+                                        p.current_leader_epoch,
+                                        now,
+                                    )?;
+                                } else {
+                                    part.leader_epoch_for(node, p.current_leader_epoch)?;
+                                }
+                                Ok(part)
+                            });
+                            checked.map_err(|e| error_map::code(&e))
+                        }
+                    };
                     (p.partition, p.fetch_offset, p.partition_max_bytes, part)
                 })
                 .collect();
@@ -67,11 +97,12 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
         max_bytes: req.max_bytes.max(0) as usize,
         min_bytes: req.min_bytes.max(0) as usize,
         read_committed: req.isolation_level == READ_COMMITTED,
+        from_follower,
     }
 }
 
 /// Reads every planned partition once; returns the response and its record bytes.
-fn read(plan: &Plan, version: i16) -> (FetchResponse, usize) {
+fn read(plan: &Plan) -> (FetchResponse, usize) {
     let mut remaining = plan.max_bytes;
     let mut total = 0usize;
     let mut responses = Vec::with_capacity(plan.topics.len());
@@ -86,17 +117,17 @@ fn read(plan: &Plan, version: i16) -> (FetchResponse, usize) {
             if plan.read_committed {
                 pd.aborted_transactions = Some(Vec::new());
             }
-            let Some(part) = part else {
-                let code = if version >= 13 {
-                    ResponseError::UnknownTopicId
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                };
-                partitions.push(pd.with_error_code(code.code()));
-                continue;
+            let part = match part {
+                Ok(part) => part,
+                Err(code) => {
+                    partitions.push(pd.with_error_code(*code));
+                    continue;
+                }
             };
             let o = part.log.offsets();
-            let max_offset = if plan.read_committed {
+            let max_offset = if plan.from_follower {
+                o.log_end
+            } else if plan.read_committed {
                 o.last_stable
             } else {
                 o.high_watermark
@@ -144,8 +175,7 @@ fn read(plan: &Plan, version: i16) -> (FetchResponse, usize) {
 
 pub(super) fn handle(ctx: Context, req: FetchRequest) -> Reply {
     let plan = plan(&ctx, &req);
-    let version = ctx.version;
-    let (resp, bytes) = read(&plan, version);
+    let (resp, bytes) = read(&plan);
     let has_error = resp
         .responses
         .iter()
@@ -159,7 +189,7 @@ pub(super) fn handle(ctx: Context, req: FetchRequest) -> Reply {
         let parts: Vec<Arc<Partition>> = plan
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().filter_map(|p| p.3.clone()))
+            .flat_map(|t| t.partitions.iter().filter_map(|p| p.3.clone().ok()))
             .collect();
         loop {
             // Register for wake-ups before re-reading, so an append in between is not missed.
@@ -174,13 +204,13 @@ pub(super) fn handle(ctx: Context, req: FetchRequest) -> Reply {
                     n
                 })
                 .collect();
-            let (resp, bytes) = read(&plan, version);
+            let (resp, bytes) = read(&plan);
             if bytes >= plan.min_bytes || tokio::time::Instant::now() >= deadline {
                 return ResponseKind::Fetch(resp);
             }
             let any = futures::future::select_all(notified.iter_mut().map(|n| n.as_mut()));
             if tokio::time::timeout_at(deadline, any).await.is_err() {
-                return ResponseKind::Fetch(read(&plan, version).0);
+                return ResponseKind::Fetch(read(&plan).0);
             }
         }
     }))

@@ -22,43 +22,109 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{delete_groups_response, *};
 use sluice_storage::TopicPartition;
 
+use std::collections::BTreeMap;
+
+use kafka_protocol::protocol::StrBytes;
+
 use super::{str_bytes, Context, Reply};
-use crate::group::{FetchedOffset, JoinParams, Pending};
+use crate::error::BrokerError;
+use crate::group::{FetchedOffset, JoinParams, Pending, OFFSETS_TOPIC};
 
 /// FindCoordinator key types.
 const KEY_GROUP: i8 = 0;
 
-pub(super) fn find_coordinator(
-    ctx: &Context,
+pub(super) async fn find_coordinator(
+    ctx: Context,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let node = BrokerId(ctx.rm.config().node_id);
-    let (host, port) = ctx.advertised.clone();
-    let error = if req.key_type == KEY_GROUP {
-        0
+    let keys: Vec<StrBytes> = if ctx.version >= 4 {
+        req.coordinator_keys.clone()
     } else {
-        ResponseError::CoordinatorNotAvailable.code()
+        vec![req.key.clone()]
     };
+    let mut found = Vec::with_capacity(keys.len());
+    for key in keys {
+        let answer = if req.key_type == KEY_GROUP {
+            coordinator_of(&ctx, key.as_str()).await
+        } else {
+            // Transaction coordinators do not exist yet.
+            Err(ResponseError::CoordinatorNotAvailable)
+        };
+        found.push((key, answer));
+    }
     if ctx.version >= 4 {
-        let coordinators = req
-            .coordinator_keys
+        let coordinators = found
             .into_iter()
-            .map(|k| {
-                Coordinator::default()
-                    .with_key(k)
-                    .with_node_id(node)
-                    .with_host(str_bytes(host.clone()))
-                    .with_port(port as i32)
-                    .with_error_code(error)
+            .map(|(key, answer)| {
+                let c = Coordinator::default().with_key(key);
+                match answer {
+                    Ok((node, host, port)) => c
+                        .with_node_id(BrokerId(node))
+                        .with_host(str_bytes(host))
+                        .with_port(port),
+                    Err(e) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(e.code()),
+                }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    FindCoordinatorResponse::default()
-        .with_error_code(error)
-        .with_node_id(node)
-        .with_host(str_bytes(host))
-        .with_port(port as i32)
+    let answer = found
+        .pop()
+        .map_or(Err(ResponseError::CoordinatorNotAvailable), |(_, a)| a);
+    match answer {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(str_bytes(host))
+            .with_port(port),
+        Err(e) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(e.code()),
+    }
+}
+
+/// The broker leading the group's `__consumer_offsets` partition; creates the topic on
+/// first use, as Kafka does.
+async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32), ResponseError> {
+    if ctx.rm.topic(OFFSETS_TOPIC).is_none() {
+        let cfg = ctx.groups.config();
+        let rf = if ctx.rm.config().cluster.enabled() {
+            ctx.rm.config().cluster.offsets_replication_factor
+        } else {
+            1
+        };
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), "104857600".to_string()),
+        ]);
+        match ctx
+            .cluster
+            .create_topic(&ctx.rm, OFFSETS_TOPIC, cfg.offsets_partitions, rf, configs)
+            .await
+        {
+            Ok(_) => {}
+            Err(BrokerError::Refused { code, .. }) if code == ResponseError::TopicAlreadyExists.code() => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        }
+    }
+    let image = ctx.cluster.image();
+    let p = ctx.groups.partition_of(group);
+    let leader = image
+        .topic_by_name(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(p as usize))
+        .map(|p| p.leader)
+        .filter(|l| *l >= 0)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let e = image
+        .brokers
+        .get(&leader)
+        .filter(|b| !b.fenced)
+        .and_then(|b| b.endpoints.first())
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    Ok((leader, e.host.clone(), e.port as i32))
 }
 
 pub(super) fn join(ctx: &Context, req: JoinGroupRequest) -> Reply {
@@ -263,7 +329,14 @@ pub(super) fn offset_fetch(ctx: &Context, req: OffsetFetchRequest) -> OffsetFetc
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 }));
-                let fetched = ctx.groups.fetch_offsets(g.group_id.as_str(), topics);
+                let fetched = match ctx.groups.fetch_offsets(g.group_id.as_str(), topics) {
+                    Ok(f) => f,
+                    Err(code) => {
+                        return OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id)
+                            .with_error_code(code)
+                    }
+                };
                 let topics = group_by_topic(fetched)
                     .into_iter()
                     .map(|(t, os)| {
@@ -294,7 +367,11 @@ pub(super) fn offset_fetch(ctx: &Context, req: OffsetFetchRequest) -> OffsetFetc
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     }));
-    let fetched = ctx.groups.fetch_offsets(req.group_id.as_str(), topics);
+    let fetched = match ctx.groups.fetch_offsets(req.group_id.as_str(), topics) {
+        Ok(f) => f,
+        // The group-level error exists from v2; before, clients learn it per partition.
+        Err(code) => return OffsetFetchResponse::default().with_error_code(code),
+    };
     let topics = group_by_topic(fetched)
         .into_iter()
         .map(|(t, os)| {
@@ -363,7 +440,10 @@ pub(super) fn describe_groups(ctx: &Context, req: DescribeGroupsRequest) -> Desc
         .groups
         .into_iter()
         .map(|id| match ctx.groups.describe(id.as_str()) {
-            Some(d) => {
+            Err(code) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_error_code(code),
+            Ok(Some(d)) => {
                 let members = d
                     .members
                     .into_iter()
@@ -389,7 +469,7 @@ pub(super) fn describe_groups(ctx: &Context, req: DescribeGroupsRequest) -> Desc
                     .with_members(members)
             }
             // Kafka describes an unknown group as Dead with no members.
-            None => DescribedGroup::default()
+            Ok(None) => DescribedGroup::default()
                 .with_group_id(id)
                 .with_group_state(str_bytes("Dead")),
         })

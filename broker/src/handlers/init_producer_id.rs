@@ -1,4 +1,5 @@
-//! InitProducerId for idempotent producers: a fresh producer id, epoch 0. Transactional ids
+//! InitProducerId for idempotent producers: a fresh producer id (from blocks the controller
+//! allocates, unique over the cluster), epoch 0. Transactional ids
 //! need a transaction coordinator, which Sluice does not have yet: refused, not faked.
 
 use kafka_protocol::error::ResponseError;
@@ -7,14 +8,14 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use super::Context;
 use crate::error_map;
 
-pub(super) fn handle(ctx: &Context, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(super) async fn handle(ctx: Context, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
         return resp.with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
-    match ctx.rm.next_producer_id() {
+    match ctx.cluster.next_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => resp.with_error_code(error_map::code(&e)),
     }

@@ -20,12 +20,14 @@ const READ_COMMITTED: i8 = 1;
 fn lookup(
     ctx: &Context,
     tp: &TopicPartition,
+    client_epoch: i32,
     ts: i64,
     read_committed: bool,
-) -> Result<(i64, i64), BrokerError> {
-    let log = ctx.rm.partition(tp)?.log.clone();
+) -> Result<(i64, i64, i32), BrokerError> {
+    let (partition, epoch) = ctx.rm.leader_partition(tp, client_epoch)?;
+    let log = partition.log.clone();
     let o = log.offsets();
-    Ok(match ts {
+    let (ts, offset) = match ts {
         LATEST => (
             -1,
             if read_committed {
@@ -46,7 +48,8 @@ fn lookup(
                 "unsupported timestamp {ts}"
             )))
         }
-    })
+    };
+    Ok((ts, offset, epoch))
 }
 
 pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -62,12 +65,12 @@ pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsRespo
                     let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
                     let r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    match lookup(ctx, &tp, p.timestamp, read_committed) {
+                    match lookup(ctx, &tp, p.current_leader_epoch, p.timestamp, read_committed) {
                         // leader_epoch exists from v4 on; setting it earlier fails encoding.
-                        Ok((ts, offset)) => r
+                        Ok((ts, offset, epoch)) => r
                             .with_timestamp(ts)
                             .with_offset(offset)
-                            .with_leader_epoch(if ctx.version >= 4 { 0 } else { -1 }),
+                            .with_leader_epoch(if ctx.version >= 4 { epoch } else { -1 }),
                         Err(BrokerError::InvalidRequest(_)) => r
                             .with_error_code(ResponseError::UnsupportedVersion.code())
                             .with_timestamp(-1)

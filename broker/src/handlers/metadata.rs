@@ -1,32 +1,53 @@
-//! Metadata: brokers (this node) and topics with their partitions, leaders and topic ids;
-//! auto-creates topics only when the request allows it and `auto.create.topics.enable` is on.
+//! Metadata: the live brokers and every topic's partitions with leader, leader epoch,
+//! replicas and ISR, from the committed metadata image. Auto-creates topics (through the
+//! controller) only when the request allows it and `auto.create.topics.enable` is on.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName};
+use sluice_replication::image::{MetadataImage, Topic, NO_LEADER};
 use uuid::Uuid;
 
-use super::{str_bytes, Context};
+use super::{str_bytes, Context, Reply};
 use crate::error_map;
-use crate::replica_manager::{validate_topic_name, Topic};
+use crate::replica_manager::validate_topic_name;
 
-fn topic_response(t: &Topic, node: i32) -> MetadataResponseTopic {
-    let partitions = (0..t.partitions.len() as i32)
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(BrokerId(node))
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(node)])
-                .with_isr_nodes(vec![BrokerId(node)])
+fn ids(v: &[i32]) -> Vec<BrokerId> {
+    v.iter().copied().map(BrokerId).collect()
+}
+
+fn topic_response(image: &MetadataImage, t: &Topic) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !image.is_live(*r))
+                .collect();
+            let r = MetadataResponsePartition::default()
+                .with_partition_index(i as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline));
+            if p.leader == NO_LEADER {
+                r.with_error_code(ResponseError::LeaderNotAvailable.code())
+            } else {
+                r
+            }
         })
         .collect();
     MetadataResponseTopic::default()
-        .with_name(Some(TopicName(str_bytes(t.meta.name.clone()))))
-        .with_topic_id(t.meta.id)
-        .with_is_internal(t.meta.name.starts_with("__"))
+        .with_name(Some(TopicName(str_bytes(t.name.clone()))))
+        .with_topic_id(t.id)
+        .with_is_internal(t.name.starts_with("__"))
         .with_partitions(partitions)
 }
 
@@ -37,58 +58,77 @@ fn error_topic(name: Option<TopicName>, id: Uuid, error: ResponseError) -> Metad
         .with_error_code(error.code())
 }
 
-pub(super) fn handle(ctx: &Context, req: MetadataRequest) -> MetadataResponse {
-    let rm = &ctx.rm;
-    let node = rm.config().node_id;
-    // v0 has no "null = all topics"; an empty list means all there.
+fn respond(ctx: &Context, req: &MetadataRequest) -> MetadataResponse {
+    let image = ctx.cluster.image();
     let all = req.topics.is_none()
         || (ctx.version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
-    let allow_auto = req.allow_auto_topic_creation && rm.config().auto_create_topics;
     let topics = if all {
-        rm.topics()
-            .iter()
-            .map(|t| topic_response(t, node))
+        image
+            .topics
+            .values()
+            .map(|t| topic_response(&image, t))
             .collect()
     } else {
         req.topics
-            .unwrap_or_default()
-            .into_iter()
-            .map(|rt| match rt.name {
-                Some(name) => {
-                    if let Some(t) = rm.topic(name.as_str()) {
-                        return topic_response(&t, node);
+            .iter()
+            .flatten()
+            .map(|rt| match &rt.name {
+                Some(name) => match image.topic_by_name(name.as_str()) {
+                    Some(t) => topic_response(&image, t),
+                    None => {
+                        let e = match validate_topic_name(name.as_str()) {
+                            Err(e) => error_map::response_error(&e),
+                            Ok(()) => ResponseError::UnknownTopicOrPartition,
+                        };
+                        error_topic(Some(name.clone()), Uuid::nil(), e)
                     }
-                    if let Err(e) = validate_topic_name(name.as_str()) {
-                        return error_topic(Some(name), Uuid::nil(), error_map::response_error(&e));
-                    }
-                    if !allow_auto {
-                        return error_topic(
-                            Some(name),
-                            Uuid::nil(),
-                            ResponseError::UnknownTopicOrPartition,
-                        );
-                    }
-                    match rm.auto_create(name.as_str()) {
-                        Ok(t) => topic_response(&t, node),
-                        Err(e) => {
-                            error_topic(Some(name), Uuid::nil(), error_map::response_error(&e))
-                        }
-                    }
-                }
-                None => match rm.topic_by_id(rt.topic_id) {
-                    Some(t) => topic_response(&t, node),
+                },
+                None => match image.topics.get(&rt.topic_id) {
+                    Some(t) => topic_response(&image, t),
                     None => error_topic(None, rt.topic_id, ResponseError::UnknownTopicId),
                 },
             })
             .collect()
     };
-    let (host, port) = ctx.advertised.clone();
+    let brokers = image
+        .live_brokers()
+        .filter_map(|b| {
+            let e = b.endpoints.first()?;
+            let mut r = MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(e.host.clone()))
+                .with_port(e.port as i32);
+            r.rack = b.rack.clone().map(str_bytes);
+            Some(r)
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(str_bytes(host))
-            .with_port(port as i32)])
-        .with_cluster_id(Some(str_bytes(rm.config().cluster_id.clone())))
-        .with_controller_id(BrokerId(node))
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(ctx.rm.config().cluster_id.clone())))
+        .with_controller_id(BrokerId(ctx.cluster.controller_id().unwrap_or(-1)))
         .with_topics(topics)
+}
+
+pub(super) fn handle(ctx: Context, req: MetadataRequest) -> Reply {
+    let allow_auto = req.allow_auto_topic_creation && ctx.rm.config().auto_create_topics;
+    let image = ctx.cluster.image();
+    let missing: Vec<String> = req
+        .topics
+        .iter()
+        .flatten()
+        .filter_map(|t| t.name.as_ref())
+        .map(|n| n.as_str().to_string())
+        .filter(|n| image.topic_by_name(n).is_none() && validate_topic_name(n).is_ok())
+        .collect();
+    if !allow_auto || missing.is_empty() {
+        return Reply::now(ResponseKind::Metadata(respond(&ctx, &req)));
+    }
+    Reply::Later(Box::pin(async move {
+        for name in &missing {
+            if let Err(e) = ctx.cluster.auto_create(&ctx.rm, name).await {
+                tracing::info!(topic = %name, error = %e, "auto-creation failed");
+            }
+        }
+        ResponseKind::Metadata(respond(&ctx, &req))
+    }))
 }

@@ -16,6 +16,7 @@ mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct Context {
     pub client_id: Option<String>,
     /// The group coordinator.
     pub groups: Arc<crate::group::GroupCoordinator>,
+    /// The cluster: metadata image and controller.
+    pub cluster: Arc<crate::cluster::Cluster>,
     /// The client's address, as DescribeGroups reports it.
     pub peer: String,
 }
@@ -91,6 +94,7 @@ pub const APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The served version range of `key`, if served at all.
@@ -108,36 +112,36 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         RequestKind::ApiVersions(r) => {
             Reply::now(ResponseKind::ApiVersions(api_versions::handle(&ctx, r)))
         }
-        RequestKind::Metadata(r) => Reply::now(ResponseKind::Metadata(metadata::handle(&ctx, r))),
-        RequestKind::Produce(r) => match produce::handle(&ctx, r) {
-            Some(resp) => Reply::now(ResponseKind::Produce(resp)),
-            None => Reply::Nothing,
-        },
+        RequestKind::Metadata(r) => metadata::handle(ctx, r),
+        RequestKind::Produce(r) => produce::handle(ctx, r),
+        RequestKind::OffsetForLeaderEpoch(r) => Reply::now(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(&ctx, r),
+        )),
         RequestKind::Fetch(r) => fetch::handle(ctx, r),
         RequestKind::ListOffsets(r) => {
             Reply::now(ResponseKind::ListOffsets(list_offsets::handle(&ctx, r)))
         }
-        RequestKind::CreateTopics(r) => {
-            Reply::now(ResponseKind::CreateTopics(create_topics::handle(&ctx, r)))
-        }
-        RequestKind::DeleteTopics(r) => {
-            Reply::now(ResponseKind::DeleteTopics(delete_topics::handle(&ctx, r)))
-        }
-        RequestKind::InitProducerId(r) => Reply::now(ResponseKind::InitProducerId(
-            init_producer_id::handle(&ctx, r),
-        )),
-        RequestKind::CreatePartitions(r) => Reply::now(ResponseKind::CreatePartitions(
-            create_partitions::handle(&ctx, r),
-        )),
+        RequestKind::CreateTopics(r) => later(async move {
+            ResponseKind::CreateTopics(create_topics::handle(ctx, r).await)
+        }),
+        RequestKind::DeleteTopics(r) => later(async move {
+            ResponseKind::DeleteTopics(delete_topics::handle(ctx, r).await)
+        }),
+        RequestKind::InitProducerId(r) => later(async move {
+            ResponseKind::InitProducerId(init_producer_id::handle(ctx, r).await)
+        }),
+        RequestKind::CreatePartitions(r) => later(async move {
+            ResponseKind::CreatePartitions(create_partitions::handle(ctx, r).await)
+        }),
         RequestKind::DescribeConfigs(r) => Reply::now(ResponseKind::DescribeConfigs(
             describe_configs::handle(&ctx, r),
         )),
-        RequestKind::AlterConfigs(r) => {
-            Reply::now(ResponseKind::AlterConfigs(alter_configs::handle(&ctx, r)))
-        }
-        RequestKind::IncrementalAlterConfigs(r) => Reply::now(
-            ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(&ctx, r)),
-        ),
+        RequestKind::AlterConfigs(r) => later(async move {
+            ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await)
+        }),
+        RequestKind::IncrementalAlterConfigs(r) => later(async move {
+            ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(ctx, r).await)
+        }),
         RequestKind::DescribeCluster(r) => Reply::now(ResponseKind::DescribeCluster(
             describe_cluster::handle(&ctx, r),
         )),
@@ -147,9 +151,9 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         RequestKind::DescribeLogDirs(r) => Reply::now(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(&ctx, r),
         )),
-        RequestKind::FindCoordinator(r) => Reply::now(ResponseKind::FindCoordinator(
-            groups::find_coordinator(&ctx, r),
-        )),
+        RequestKind::FindCoordinator(r) => later(async move {
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r).await)
+        }),
         RequestKind::JoinGroup(r) => groups::join(&ctx, r),
         RequestKind::SyncGroup(r) => groups::sync(&ctx, r),
         RequestKind::Heartbeat(r) => {
@@ -180,6 +184,11 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
             Reply::Nothing
         }
     }
+}
+
+/// A reply that needs waiting (the controller, replication), resolved off the connection.
+fn later(f: impl std::future::Future<Output = ResponseKind> + Send + 'static) -> Reply {
+    Reply::Later(Box::pin(f))
 }
 
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {

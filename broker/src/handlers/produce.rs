@@ -1,27 +1,76 @@
-//! Produce: append each partition's batches; answer per `acks` (0: no response; 1 and -1:
-//! after the append, which on a single node is also the high watermark).
+//! Produce: append each partition's batches as its leader; answer per `acks`: 0 never,
+//! 1 once appended here, -1 (all) once the records are below the high watermark, that is
+//! on every in-sync replica, with at least `min.insync.replicas` of them.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use sluice_storage::TopicPartition;
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use sluice_storage::{AppendOrigin, TopicPartition};
 
-use super::{str_bytes, Context};
+use super::{str_bytes, Context, Reply};
+use crate::error::BrokerError;
 use crate::error_map;
+use crate::replica_manager::{wait_replicated, Partition};
 
-pub(super) fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceResponse> {
+/// An acks=all append waiting for replication.
+struct Waiting {
+    topic: usize,
+    partition: usize,
+    part: Arc<Partition>,
+    leader_epoch: i32,
+    end: i64,
+    min_insync: usize,
+}
+
+pub(super) fn handle(ctx: Context, req: ProduceRequest) -> Reply {
+    let missing: Vec<String> = req
+        .topic_data
+        .iter()
+        .map(|t| t.name.as_str().to_string())
+        .filter(|n| ctx.rm.topic(n).is_none())
+        .collect();
+    if missing.is_empty() || !ctx.rm.config().auto_create_topics {
+        return produce(ctx, req);
+    }
+    let req_acks_zero = req.acks == 0;
+    // Kafka auto-creates on produce too when allowed; clients usually asked Metadata first.
+    let create_then_produce = async move {
+        for name in &missing {
+            if let Err(e) = ctx.cluster.auto_create(&ctx.rm, name).await {
+                tracing::info!(topic = %name, error = %e, "auto-creation failed");
+            }
+        }
+        match produce(ctx, req) {
+            Reply::Now(r) => Some(*r),
+            Reply::Later(f) => Some(f.await),
+            Reply::Nothing => None,
+        }
+    };
+    if req_acks_zero {
+        // Nothing may be written back for acks=0, so the work goes on without a reply.
+        tokio::spawn(create_then_produce);
+        return Reply::Nothing;
+    }
+    Reply::Later(Box::pin(async move {
+        create_then_produce
+            .await
+            .unwrap_or_else(|| ResponseKind::Produce(ProduceResponse::default()))
+    }))
+}
+
+fn produce(ctx: Context, req: ProduceRequest) -> Reply {
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let acks_ok = (-1..=1).contains(&req.acks);
-    for td in req.topic_data {
+    let acks_all = req.acks == -1;
+    let mut waiting = Vec::new();
+    for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.as_str().to_string();
-        let topic = ctx.rm.topic(&name).or_else(|| {
-            // Kafka auto-creates on produce too when allowed; clients usually asked Metadata first.
-            (ctx.rm.config().auto_create_topics)
-                .then(|| ctx.rm.auto_create(&name).ok())
-                .flatten()
-        });
+        let topic = ctx.rm.topic(&name);
         let mut partitions = Vec::with_capacity(td.partition_data.len());
-        for pd in td.partition_data {
+        for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let mut r = PartitionProduceResponse::default()
                 .with_index(pd.index)
                 .with_base_offset(-1);
@@ -33,21 +82,36 @@ pub(super) fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespon
             } else {
                 match pd.records.as_deref() {
                     None | Some([]) => Err(ResponseError::CorruptMessage.code()),
-                    Some(records) => ctx.rm.append(&tp, records).map_err(|e| {
-                        tracing::debug!(partition = %tp, error = %e, "produce refused");
-                        r.error_message = Some(str_bytes(e.to_string()));
-                        error_map::code(&e)
-                    }),
+                    Some(records) => ctx
+                        .rm
+                        .append(&tp, records, AppendOrigin::Client, acks_all)
+                        .map_err(|e| {
+                            tracing::debug!(partition = %tp, error = %e, "produce refused");
+                            r.error_message = Some(str_bytes(e.to_string()));
+                            error_map::code(&e)
+                        }),
                 }
             };
             match result {
-                Ok(info) => {
+                Ok((part, info)) => {
                     metrics::counter!(crate::observability::names::PRODUCE_BYTES)
                         .increment(info.bytes as u64);
                     r = r
                         .with_base_offset(info.first_offset.0)
                         .with_log_append_time_ms(info.log_append_time.unwrap_or(-1))
                         .with_log_start_offset(info.log_start_offset.0);
+                    if acks_all {
+                        waiting.push(Waiting {
+                            topic: ti,
+                            partition: pi,
+                            leader_epoch: part.replica().leader_epoch,
+                            part,
+                            end: info.last_offset.0 + 1,
+                            min_insync: topic
+                                .as_ref()
+                                .map_or(1, |t| t.min_insync_replicas.max(1) as usize),
+                        });
+                    }
                 }
                 Err(code) => r.error_code = code,
             }
@@ -59,5 +123,40 @@ pub(super) fn handle(ctx: &Context, req: ProduceRequest) -> Option<ProduceRespon
                 .with_partition_responses(partitions),
         );
     }
-    (req.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    if req.acks == 0 {
+        return Reply::Nothing;
+    }
+    let resp = ProduceResponse::default().with_responses(responses);
+    if waiting.is_empty() {
+        return Reply::now(ResponseKind::Produce(resp));
+    }
+    let node = ctx.rm.node_id();
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    Reply::Later(Box::pin(async move {
+        let mut resp = resp;
+        let results = futures::future::join_all(waiting.into_iter().map(|w| async move {
+            let r = wait_replicated(
+                w.part,
+                node,
+                w.leader_epoch,
+                w.end,
+                w.min_insync,
+                timeout,
+            )
+            .await;
+            (w.topic, w.partition, r)
+        }))
+        .await;
+        for (ti, pi, r) in results {
+            if let Err(e) = r {
+                let p = &mut resp.responses[ti].partition_responses[pi];
+                p.error_code = error_map::code(&e);
+                p.error_message = Some(str_bytes(e.to_string()));
+                if !matches!(e, BrokerError::ReplicationTimedOut) {
+                    p.base_offset = -1;
+                }
+            }
+        }
+        ResponseKind::Produce(resp)
+    }))
 }

@@ -219,6 +219,35 @@ impl QuorumNode {
             })
     }
 
+    /// The current leader's id, as last seen here (no waiting).
+    pub fn leader_id(&self) -> Option<u64> {
+        use openraft::async_runtime::watch::WatchReceiver;
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// The index of the last record applied to the image here.
+    pub fn applied_index(&self) -> u64 {
+        use openraft::async_runtime::watch::WatchReceiver;
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map_or(0, |l| l.index)
+    }
+
+    /// The ids of every member of the quorum (voters and learners).
+    pub fn members(&self) -> Vec<u64> {
+        use openraft::async_runtime::watch::WatchReceiver;
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Stops the node: Raft tasks and the RPC listener.
     pub async fn shutdown(&self) {
         // Fails only if the listener is already gone, which is what was asked.

@@ -53,6 +53,45 @@ pub enum ControllerRequest {
         /// Topic configs.
         configs: BTreeMap<String, String>,
     },
+    /// DeleteTopics.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// CreatePartitions: grow the topic to `total` partitions.
+    CreatePartitions {
+        /// Name.
+        name: String,
+        /// The new partition count.
+        total: i32,
+    },
+    /// AlterConfigs / IncrementalAlterConfigs: set (`Some`) or remove (`None`) topic configs.
+    AlterTopicConfigs {
+        /// Name.
+        name: String,
+        /// The changes.
+        changes: Vec<(String, Option<String>)>,
+    },
+    /// A block of producer ids for InitProducerId.
+    AllocateProducerIds {
+        /// The broker asking.
+        broker: i32,
+        /// How many.
+        count: i64,
+    },
+    /// A broker outside the voters follows the metadata log as a Raft learner.
+    AddLearner {
+        /// `node.id`.
+        id: i32,
+        /// Its Raft address.
+        addr: String,
+    },
+    /// ElectLeaders (PREFERRED): move leadership to each partition's first replica where it is
+    /// live and in sync. `None` means every partition.
+    ElectPreferred {
+        /// (topic, partition) pairs.
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// AlterPartition (KIP-497) from a partition leader.
     AlterIsr {
         /// The leader asking.
@@ -77,6 +116,9 @@ pub enum ControllerResponse {
     Registered {
         /// The broker's new epoch.
         epoch: i64,
+        /// The metadata log index the controller had applied: a broker that has applied up
+        /// to here has caught up.
+        metadata_offset: u64,
     },
     /// Heartbeat answered.
     Heartbeat {
@@ -92,6 +134,15 @@ pub enum ControllerResponse {
     },
     /// The ISR change is committed.
     Altered,
+    /// The request's records are committed.
+    Done,
+    /// A block of producer ids.
+    ProducerIds {
+        /// The first id.
+        first: i64,
+        /// How many.
+        count: i64,
+    },
     /// Refused, with a Kafka error code.
     Error {
         /// Kafka error code.
@@ -140,6 +191,13 @@ pub struct Service {
     node: Arc<QuorumNode>,
     state: Mutex<State>,
     epoch0: Instant,
+}
+
+fn unknown_topic(name: &str) -> ControllerResponse {
+    ControllerResponse::Error {
+        code: controller::codes::UNKNOWN_TOPIC_OR_PARTITION,
+        message: format!("topic {name:?} does not exist"),
+    }
 }
 
 fn from_controller(e: ControllerError) -> ControllerResponse {
@@ -256,7 +314,10 @@ impl Service {
                 .await
                 .map(|()| {
                     state.leases.heartbeat(id, epoch, self.now_ms());
-                    ControllerResponse::Registered { epoch }
+                    ControllerResponse::Registered {
+                        epoch,
+                        metadata_offset: self.applied_index(),
+                    }
                 })
             }
             ControllerRequest::Heartbeat {
@@ -317,6 +378,75 @@ impl Service {
                         .map(|()| ControllerResponse::Created { id }),
                 }
             }
+            ControllerRequest::DeleteTopic { name } => match image.topic_by_name(&name) {
+                None => Err(unknown_topic(&name)),
+                Some(t) => self
+                    .propose(vec![MetadataRecord::DeleteTopic { id: t.id }])
+                    .await
+                    .map(|()| ControllerResponse::Done),
+            },
+            ControllerRequest::CreatePartitions { name, total } => {
+                state.placement_start = state.placement_start.wrapping_add(1);
+                match controller::create_partitions(&image, &name, total, state.placement_start)
+                {
+                    Err(e) => Err(from_controller(e)),
+                    Ok(records) => self
+                        .propose(records)
+                        .await
+                        .map(|()| ControllerResponse::Done),
+                }
+            }
+            ControllerRequest::AlterTopicConfigs { name, changes } => {
+                match image.topic_by_name(&name) {
+                    None => Err(unknown_topic(&name)),
+                    Some(t) => self
+                        .propose(vec![MetadataRecord::AlterTopicConfigs { id: t.id, changes }])
+                        .await
+                        .map(|()| ControllerResponse::Done),
+                }
+            }
+            ControllerRequest::AllocateProducerIds { broker, count } => {
+                let first = image.next_producer_id;
+                self.propose(vec![MetadataRecord::AllocateProducerIds {
+                    broker,
+                    first,
+                    count,
+                }])
+                .await
+                .map(|()| ControllerResponse::ProducerIds { first, count })
+            }
+            ControllerRequest::AddLearner { id, addr } => {
+                let node = Arc::clone(&self.node);
+                // Adding waits for the learner to catch up; other requests must not wait.
+                drop(state);
+                return match node.add_learner(id as u64, &addr).await {
+                    Ok(()) => ControllerResponse::Done,
+                    Err(ProposeError::NotLeader { leader }) => {
+                        ControllerResponse::NotController { leader }
+                    }
+                    Err(e) => ControllerResponse::Error {
+                        code: controller::codes::BROKER_NOT_AVAILABLE,
+                        message: e.to_string(),
+                    },
+                };
+            }
+            ControllerRequest::ElectPreferred { partitions } => {
+                let records: Vec<MetadataRecord> = controller::elect_preferred(&image)
+                    .into_iter()
+                    .filter(|r| match (&partitions, r) {
+                        (None, _) => true,
+                        (Some(wanted), MetadataRecord::ChangePartition(c)) => {
+                            image.topics.get(&c.topic).is_some_and(|t| {
+                                wanted.iter().any(|(n, p)| *n == t.name && *p == c.partition)
+                            })
+                        }
+                        _ => false,
+                    })
+                    .collect();
+                self.propose(records)
+                    .await
+                    .map(|()| ControllerResponse::Done)
+            }
             ControllerRequest::AlterIsr {
                 leader,
                 topic,
@@ -341,6 +471,16 @@ impl Service {
             },
         };
         result.unwrap_or_else(|e| e)
+    }
+
+    fn applied_index(&self) -> u64 {
+        use openraft::async_runtime::watch::WatchReceiver;
+        self.node
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map_or(0, |l| l.index)
     }
 
     /// Fences brokers whose lease ran out (as the leader only).

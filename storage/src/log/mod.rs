@@ -180,6 +180,18 @@ impl Log {
         self.writer.lock().epochs.latest()
     }
 
+    /// Records that leader epoch `epoch` starts at the current log end, as a new partition
+    /// leader does before it appends anything: a follower asking where an older epoch ended
+    /// is then told this offset. Does nothing if the log already knows `epoch` or a newer one.
+    pub fn assign_epoch(&self, epoch: LeaderEpoch) -> Result<()> {
+        self.check_writable()?;
+        let mut w = self.writer.lock();
+        if w.epochs.assign(epoch, self.offsets().log_end) {
+            self.write_checkpoints(&mut w, open::now_ms())?;
+        }
+        Ok(())
+    }
+
     /// Kafka's OffsetForLeaderEpoch answer: the largest epoch `<= epoch` this log knows and
     /// the offset where it ended (the log end for the latest epoch).
     pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {

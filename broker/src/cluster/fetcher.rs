@@ -1,0 +1,336 @@
+//! Followers copy their leaders' logs with the Kafka protocol: one task per leader broker
+//! sends Fetch requests with this node's replica id for every partition it follows there.
+//! A follower of a new leader epoch first truncates with OffsetForLeaderEpoch, so it never
+//! keeps records the new leader lacks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use parking_lot::Mutex;
+use sluice_client::connection::Connection;
+use sluice_storage::{LeaderEpoch, Offset};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::Cluster;
+use crate::replica_manager::{Partition, ReplicaManager};
+
+/// Fetch request version followers send (topic names, replica id in the body).
+const FETCH_VERSION: i16 = 12;
+/// OffsetForLeaderEpoch version followers send (with the replica id).
+const EPOCH_VERSION: i16 = 4;
+/// Bytes one fetch response may carry over all partitions (`replica.fetch.response.max.bytes`).
+const RESPONSE_MAX_BYTES: i32 = 10 << 20;
+
+/// Settings of the fetchers.
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    /// `replica.fetch.wait.max.ms`.
+    pub wait_max_ms: i32,
+    /// `replica.fetch.max.bytes`.
+    pub partition_max_bytes: i32,
+    /// `replica.fetch.backoff.ms`.
+    pub backoff: Duration,
+}
+
+/// The running fetcher tasks, one per leader.
+pub struct Fetchers {
+    cluster: Arc<Cluster>,
+    rm: Arc<ReplicaManager>,
+    settings: FetchSettings,
+    tasks: Mutex<HashMap<i32, JoinHandle<()>>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Fetchers {
+    /// No tasks yet; [`Fetchers::update`] starts them.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        rm: Arc<ReplicaManager>,
+        settings: FetchSettings,
+        stop: watch::Receiver<bool>,
+    ) -> Fetchers {
+        Fetchers {
+            cluster,
+            rm,
+            settings,
+            tasks: Mutex::new(HashMap::new()),
+            stop,
+        }
+    }
+
+    /// Starts a fetcher for every leader this node follows a partition of and has none.
+    /// Fetchers end by themselves when they have nothing left to follow.
+    pub fn update(&self) {
+        let mut tasks = self.tasks.lock();
+        tasks.retain(|_, t| !t.is_finished());
+        for leader in self.rm.followed().into_keys() {
+            tasks.entry(leader).or_insert_with(|| {
+                tokio::spawn(run(
+                    leader,
+                    Arc::clone(&self.cluster),
+                    Arc::clone(&self.rm),
+                    self.settings.clone(),
+                    self.stop.clone(),
+                ))
+            });
+        }
+    }
+
+    /// Waits for every fetcher to stop (after the stop signal).
+    pub async fn join(&self) {
+        let tasks: Vec<_> = self.tasks.lock().drain().map(|(_, t)| t).collect();
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::warn!(error = %e, "fetcher task failed");
+            }
+        }
+    }
+}
+
+async fn run(
+    leader: i32,
+    cluster: Arc<Cluster>,
+    rm: Arc<ReplicaManager>,
+    settings: FetchSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let node = rm.node_id();
+    let mut conn: Option<(String, Connection)> = None;
+    tracing::info!(leader, "replica fetcher started");
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let Some(parts) = rm.followed().remove(&leader) else {
+            tracing::info!(leader, "replica fetcher has nothing left to follow");
+            return;
+        };
+        let addr = cluster.image().brokers.get(&leader).and_then(|b| {
+            b.endpoints
+                .first()
+                .map(|e| format!("{}:{}", e.host, e.port))
+        });
+        let result = match addr {
+            None => Err(format!("leader {leader} has no known address")),
+            Some(addr) => {
+                if conn.as_ref().is_none_or(|(a, c)| *a != addr || c.is_closed()) {
+                    conn = match Connection::connect(
+                        &addr,
+                        &format!("sluice-replica-{node}"),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    {
+                        Ok(c) => Some((addr, c)),
+                        Err(e) => {
+                            tracing::debug!(leader, error = %e, "cannot reach the leader");
+                            None
+                        }
+                    };
+                }
+                match &conn {
+                    None => Err(format!("cannot reach leader {leader}")),
+                    Some((_, c)) => fetch_once(c, node, &rm, &parts, &settings).await,
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(leader, error = %e, "replica fetch failed; backing off");
+            conn = None;
+            tokio::select! {
+                _ = tokio::time::sleep(settings.backoff) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// One round: truncate partitions of a new epoch, then fetch the others once.
+async fn fetch_once(
+    conn: &Connection,
+    node: i32,
+    rm: &ReplicaManager,
+    parts: &[Arc<Partition>],
+    settings: &FetchSettings,
+) -> Result<(), String> {
+    let (to_truncate, ready): (Vec<_>, Vec<_>) =
+        parts.iter().partition(|p| p.replica().needs_truncation);
+    if !to_truncate.is_empty() {
+        truncate(conn, node, &to_truncate).await?;
+    }
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let mut by_topic: BTreeMap<&str, Vec<(&Arc<Partition>, i32)>> = BTreeMap::new();
+    for p in &ready {
+        by_topic
+            .entry(p.tp.topic.as_str())
+            .or_default()
+            .push((p, p.replica().leader_epoch));
+    }
+    let topics = by_topic
+        .iter()
+        .map(|(topic, ps)| {
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string((*topic).to_string())))
+                .with_partitions(
+                    ps.iter()
+                        .map(|(p, epoch)| {
+                            let o = p.log.offsets();
+                            FetchPartition::default()
+                                .with_partition(p.tp.partition)
+                                .with_current_leader_epoch(*epoch)
+                                .with_fetch_offset(o.log_end.0)
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(o.log_start.0)
+                                .with_partition_max_bytes(settings.partition_max_bytes)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(node))
+        .with_max_wait_ms(settings.wait_max_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(RESPONSE_MAX_BYTES)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    let resp = conn
+        .call_at(&req, FETCH_VERSION)
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.error_code != 0 {
+        return Err(format!("fetch refused with error {}", resp.error_code));
+    }
+    let mut trouble = None;
+    for t in &resp.responses {
+        for pd in &t.partitions {
+            let Some((p, epoch)) = by_topic
+                .get(t.topic.as_str())
+                .and_then(|ps| ps.iter().find(|(p, _)| p.tp.partition == pd.partition_index))
+            else {
+                continue;
+            };
+            match ResponseError::try_from_code(pd.error_code) {
+                None => {
+                    let records = pd.records.as_deref().unwrap_or_default();
+                    // Leadership may have moved while the fetch was out: those bytes are stale.
+                    if p.replica().leader_epoch != *epoch {
+                        continue;
+                    }
+                    if let Err(e) =
+                        rm.append_replicated(p, records, pd.high_watermark, pd.log_start_offset)
+                    {
+                        tracing::error!(partition = %p.tp, error = %e, "cannot append replicated records");
+                        trouble = Some(e.to_string());
+                    }
+                }
+                Some(ResponseError::OffsetOutOfRange) => {
+                    tracing::warn!(partition = %p.tp, offset = %p.log.offsets().log_end.0,
+                        "the leader has no records at this replica's log end; truncating again");
+                    p.mark_needs_truncation();
+                    trouble = Some("offset out of range".into());
+                }
+                Some(e) => {
+                    tracing::debug!(partition = %p.tp, error = ?e, "fetch refused for a partition");
+                    trouble = Some(format!("{e:?}"));
+                }
+            }
+        }
+    }
+    match trouble {
+        Some(t) if ready.len() == 1 => Err(t),
+        _ => Ok(()),
+    }
+}
+
+/// Truncates each partition to where its log and its new leader's agree (KIP-101/279).
+async fn truncate(conn: &Connection, node: i32, parts: &[&Arc<Partition>]) -> Result<(), String> {
+    // (partition, the epoch it follows at, the latest epoch in its log) by topic
+    type Asking<'a> = Vec<(&'a Arc<Partition>, i32, Option<LeaderEpoch>)>;
+    let mut by_topic: BTreeMap<&str, Asking> = BTreeMap::new();
+    for p in parts {
+        let epoch = p.replica().leader_epoch;
+        match p.log.latest_epoch() {
+            // Nothing written under any epoch: nothing to disagree about.
+            None => p.truncated(epoch),
+            latest => by_topic
+                .entry(p.tp.topic.as_str())
+                .or_default()
+                .push((p, epoch, latest)),
+        }
+    }
+    if by_topic.is_empty() {
+        return Ok(());
+    }
+    let topics = by_topic
+        .iter()
+        .map(|(topic, ps)| {
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string((*topic).to_string())))
+                .with_partitions(
+                    ps.iter()
+                        .map(|(p, current, latest)| {
+                            OffsetForLeaderPartition::default()
+                                .with_partition(p.tp.partition)
+                                .with_current_leader_epoch(*current)
+                                .with_leader_epoch(latest.map_or(-1, |e| e.0))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let req = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(node))
+        .with_topics(topics);
+    let resp = conn
+        .call_at(&req, EPOCH_VERSION)
+        .await
+        .map_err(|e| e.to_string())?;
+    for t in &resp.topics {
+        for r in &t.partitions {
+            let Some((p, epoch, _)) = by_topic
+                .get(t.topic.as_str())
+                .and_then(|ps| ps.iter().find(|(p, ..)| p.tp.partition == r.partition))
+            else {
+                continue;
+            };
+            if r.error_code != 0 {
+                tracing::debug!(partition = %p.tp, error = r.error_code, "OffsetForLeaderEpoch refused");
+                continue;
+            }
+            let o = p.log.offsets();
+            let target = if r.leader_epoch < 0 {
+                // The leader knows no epoch as old as ours: keep only what was committed.
+                o.high_watermark.0
+            } else {
+                // Where the last epoch both logs know ends, in each log (KIP-279).
+                let ours = p
+                    .log
+                    .end_offset_for_epoch(LeaderEpoch(r.leader_epoch))
+                    .filter(|(e, _)| e.0 == r.leader_epoch)
+                    .map_or(o.log_end.0, |(_, end)| end.0);
+                r.end_offset.min(ours)
+            };
+            if target < o.log_end.0 {
+                tracing::info!(partition = %p.tp, from = o.log_end.0, to = target, "truncating to the leader's log");
+                if let Err(e) = p.log.truncate_to(Offset(target)) {
+                    tracing::error!(partition = %p.tp, error = %e, "truncation failed");
+                    continue;
+                }
+            }
+            p.truncated(*epoch);
+        }
+    }
+    Ok(())
+}
