@@ -271,7 +271,11 @@ impl BrokerConfig {
             "controller.quorum.voters" => self.cluster.voters = parse_voters(key, v)?,
             "controller.listener.names" => {
                 if v != "CONTROLLER" {
-                    return Err(bad(key, value, "the controller listener is named CONTROLLER"));
+                    return Err(bad(
+                        key,
+                        value,
+                        "the controller listener is named CONTROLLER",
+                    ));
                 }
             }
             "process.roles" => {
@@ -488,7 +492,10 @@ impl BrokerConfig {
         if c.enabled() && c.controller_listener.is_none() {
             return Err(bad(
                 "listeners",
-                &format!("{}://{}:{}", self.listener.name, self.listener.host, self.listener.port),
+                &format!(
+                    "{}://{}:{}",
+                    self.listener.name, self.listener.host, self.listener.port
+                ),
                 "a cluster node needs a CONTROLLER://HOST:PORT listener for the metadata quorum",
             ));
         }
@@ -541,7 +548,10 @@ impl BrokerConfig {
             self.socket_request_max_bytes.to_string(),
         );
         let c = &self.cluster;
-        m.insert("min.insync.replicas".into(), c.min_insync_replicas.to_string());
+        m.insert(
+            "min.insync.replicas".into(),
+            c.min_insync_replicas.to_string(),
+        );
         m.insert(
             "replica.lag.time.max.ms".into(),
             c.replica_lag_time_max_ms.to_string(),
@@ -618,7 +628,10 @@ mod tests {
         c.set("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093")
             .expect("listeners");
         assert_eq!(c.listener.port, 9092);
-        assert_eq!(c.cluster.controller_listener.as_ref().map(|l| l.port), Some(9093));
+        assert_eq!(
+            c.cluster.controller_listener.as_ref().map(|l| l.port),
+            Some(9093)
+        );
         c.set("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")
             .expect("voters");
         assert_eq!(c.cluster.voters[1], (2, "b:9093".to_string()));
@@ -627,7 +640,9 @@ mod tests {
         c.set("node.id", "4").expect("id");
         let e = c.validate().expect_err("not a voter");
         assert!(e.to_string().contains("process.roles"), "{e}");
-        assert!(c.set("controller.quorum.voters", "1@a:9093,1@b:9093").is_err());
+        assert!(c
+            .set("controller.quorum.voters", "1@a:9093,1@b:9093")
+            .is_err());
         assert!(c.set("controller.quorum.voters", "x@a:9093").is_err());
         assert!(c.set("controller.quorum.voters", "1@a").is_err());
         assert!(c.set("process.roles", "controller").is_err());

@@ -14,13 +14,13 @@
 //! - `observability`: Prometheus `/metrics` and `/health`.
 //! - `error`, `error_map`: domain errors and the one mapping to Kafka error codes.
 
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod error_map;
 pub mod group;
 pub mod handlers;
-pub mod cluster;
 pub mod observability;
 pub mod replica_manager;
 pub mod server;

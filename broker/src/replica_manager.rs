@@ -462,8 +462,12 @@ impl ReplicaManager {
         partition
             .log
             .set_high_watermark(Offset(leader_high_watermark.min(o.log_end.0)));
-        if leader_log_start > o.log_start.0 && leader_log_start <= leader_high_watermark.min(o.log_end.0) {
-            partition.log.delete_records_before(Offset(leader_log_start))?;
+        if leader_log_start > o.log_start.0
+            && leader_log_start <= leader_high_watermark.min(o.log_end.0)
+        {
+            partition
+                .log
+                .delete_records_before(Offset(leader_log_start))?;
         }
         Ok(())
     }
@@ -532,7 +536,11 @@ impl ReplicaManager {
                         }
                         part
                     }
-                    None => match self.host(TopicPartition::new(t.name.clone(), i as i32), t.id, &config) {
+                    None => match self.host(
+                        TopicPartition::new(t.name.clone(), i as i32),
+                        t.id,
+                        &config,
+                    ) {
                         Ok(part) => part,
                         Err(e) => {
                             tracing::error!(topic = %t.name, partition = i, error = %e, "cannot open the partition's log");
@@ -573,7 +581,12 @@ impl ReplicaManager {
 
     /// Opens (or creates) the log of a replica assigned here. A directory left by an older
     /// topic of the same name (deleted while this node was away) is removed first.
-    fn host(&self, tp: TopicPartition, id: Uuid, config: &LogConfig) -> Result<Arc<Partition>, BrokerError> {
+    fn host(
+        &self,
+        tp: TopicPartition,
+        id: Uuid,
+        config: &LogConfig,
+    ) -> Result<Arc<Partition>, BrokerError> {
         if let Some(log) = self.logs.get(&tp) {
             let marker = log.dir().join(PARTITION_METADATA);
             let recorded = std::fs::read_to_string(&marker).ok();
@@ -591,9 +604,8 @@ impl ReplicaManager {
         let marker = log.dir().join(PARTITION_METADATA);
         if !marker.exists() {
             let text = format!("version: 0\ntopic_id: {}\n", id.simple());
-            std::fs::write(&marker, text).map_err(|e| {
-                BrokerError::Metadata(format!("{}: {e}", marker.display()))
-            })?;
+            std::fs::write(&marker, text)
+                .map_err(|e| BrokerError::Metadata(format!("{}: {e}", marker.display())))?;
         }
         // From here on the high watermark is replication's to move.
         let hw = log.offsets().high_watermark;

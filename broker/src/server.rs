@@ -42,7 +42,11 @@ struct ClusterTasks {
 }
 
 impl ClusterTasks {
-    fn start(shared: &Arc<Shared>, registration: Registration, fetch: FetchSettings) -> ClusterTasks {
+    fn start(
+        shared: &Arc<Shared>,
+        registration: Registration,
+        fetch: FetchSettings,
+    ) -> ClusterTasks {
         let (stop_life, life_stopped) = watch::channel(false);
         let (stop_replication, replication_stopped) = watch::channel(false);
         let cluster = &shared.cluster;
@@ -66,7 +70,11 @@ impl ClusterTasks {
                 Arc::clone(rm),
                 replication_stopped,
             )),
-            life: tokio::spawn(lifecycle::run(Arc::clone(cluster), registration, life_stopped)),
+            life: tokio::spawn(lifecycle::run(
+                Arc::clone(cluster),
+                registration,
+                life_stopped,
+            )),
             stop_life,
             stop_replication,
             fetchers,
@@ -122,12 +130,16 @@ impl Server {
         let tasks = ClusterTasks::start(&shared, registration, fetch_settings);
         // Like a Kafka broker, serve clients only once registered, caught up and unfenced.
         let node = shared.cluster.node_id;
+        let cluster = Arc::clone(&shared.cluster);
         while !shared
             .cluster
-            .wait_for(Duration::from_secs(10), |i| i.is_live(node))
+            .wait_for(Duration::from_secs(10), |i| cluster.serving(i))
             .await
         {
-            tracing::info!(node, "waiting to join the cluster (is a majority of controller.quorum.voters up?)");
+            tracing::info!(
+                node,
+                "waiting to join the cluster (is a majority of controller.quorum.voters up?)"
+            );
         }
         tracing::info!(node, "joined the cluster");
         Ok(Server {

@@ -62,10 +62,14 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
     let body = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| DecodeError(format!("{api_key:?} v{version} body: {e}")))?;
     if frame.has_remaining() {
-        return Err(DecodeError(format!(
-            "{} bytes left after the {api_key:?} request",
-            frame.remaining()
-        )));
+        // Kafka ignores what follows a decoded body, and librdkafka 2.16 sends Metadata v12
+        // with three such bytes: refusing them would cut off real clients.
+        tracing::debug!(
+            api = ?api_key,
+            version,
+            extra = frame.remaining(),
+            "ignoring bytes after the request body"
+        );
     }
     Ok(Decoded::Request {
         api_key,
@@ -89,6 +93,20 @@ mod tests {
             decode_request(Bytes::from_static(&[0, 18, 0, 99, 0, 0, 0, 5])),
             Ok(Decoded::TooNewApiVersions { correlation_id: 5 })
         ));
+    }
+
+    #[test]
+    fn bytes_after_a_decoded_body_are_ignored_as_kafka_does() {
+        // librdkafka 2.16's Metadata v12 for all topics: null topics, two flags, no tags,
+        // then three more bytes.
+        let frame = [
+            0, 3, 0, 12, 0, 0, 0, 3, 0, 7, b'r', b'd', b'k', b'a', b'f', b'k', b'a', 0, 0, 0, 0, 0,
+            1, 0, 0,
+        ];
+        match decode_request(Bytes::copy_from_slice(&frame)) {
+            Ok(Decoded::Request { version: 12, .. }) => {}
+            other => panic!("expected a Metadata v12 request, got {other:?}"),
+        }
     }
 
     #[test]

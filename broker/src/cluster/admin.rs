@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sluice_replication::controller::codes::TOPIC_ALREADY_EXISTS;
 use sluice_replication::image::MetadataImage;
 use sluice_replication::quorum::service::{ControllerRequest, ControllerResponse};
-use sluice_replication::controller::codes::TOPIC_ALREADY_EXISTS;
 use uuid::Uuid;
 
 use super::Cluster;
@@ -18,7 +18,11 @@ use crate::replica_manager::ReplicaManager;
 const PROPAGATION: Duration = Duration::from_secs(10);
 
 impl Cluster {
-    async fn visible(&self, what: &str, done: impl FnMut(&MetadataImage) -> bool) -> Result<(), BrokerError> {
+    async fn visible(
+        &self,
+        what: &str,
+        done: impl FnMut(&MetadataImage) -> bool,
+    ) -> Result<(), BrokerError> {
         if self.wait_for(PROPAGATION, done).await {
             Ok(())
         } else {
@@ -39,7 +43,11 @@ impl Cluster {
     ) -> Result<Uuid, BrokerError> {
         rm.validate_new_topic(name, &configs)?;
         let c = rm.config();
-        let partitions = if partitions == -1 { c.num_partitions } else { partitions };
+        let partitions = if partitions == -1 {
+            c.num_partitions
+        } else {
+            partitions
+        };
         let replication_factor = if replication_factor == -1 {
             c.default_replication_factor
         } else {
@@ -53,8 +61,14 @@ impl Cluster {
         };
         match self.decide(req).await? {
             ControllerResponse::Created { id } => {
-                self.visible("the topic", |i| i.topics.contains_key(&id)).await?;
-                tracing::info!(topic = name, partitions, replication_factor, "created topic");
+                self.visible("the topic", |i| i.topics.contains_key(&id))
+                    .await?;
+                tracing::info!(
+                    topic = name,
+                    partitions,
+                    replication_factor,
+                    "created topic"
+                );
                 Ok(id)
             }
             other => Err(unexpected(other)),
@@ -68,10 +82,14 @@ impl Cluster {
         }
         match self.create_topic(rm, name, -1, -1, BTreeMap::new()).await {
             Ok(_) => Ok(()),
-            Err(BrokerError::Refused { code: TOPIC_ALREADY_EXISTS, .. }) => {
+            Err(BrokerError::Refused {
+                code: TOPIC_ALREADY_EXISTS,
+                ..
+            }) => {
                 // Created concurrently by another request: wait until it is visible here.
                 let name = name.to_string();
-                self.visible("the topic", |i| i.topic_ids.contains_key(&name)).await
+                self.visible("the topic", |i| i.topic_ids.contains_key(&name))
+                    .await
             }
             Err(e) => Err(e),
         }
@@ -81,12 +99,16 @@ impl Cluster {
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         let id = self.image().topic_ids.get(name).copied();
         match self
-            .decide(ControllerRequest::DeleteTopic { name: name.to_string() })
+            .decide(ControllerRequest::DeleteTopic {
+                name: name.to_string(),
+            })
             .await?
         {
             ControllerResponse::Done => {
-                self.visible("the deletion", |i| id.is_none_or(|id| !i.topics.contains_key(&id)))
-                    .await?;
+                self.visible("the deletion", |i| {
+                    id.is_none_or(|id| !i.topics.contains_key(&id))
+                })
+                .await?;
                 tracing::info!(topic = name, "deleted topic");
                 Ok(())
             }

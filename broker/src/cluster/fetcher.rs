@@ -122,7 +122,10 @@ async fn run(
         let result = match addr {
             None => Err(format!("leader {leader} has no known address")),
             Some(addr) => {
-                if conn.as_ref().is_none_or(|(a, c)| *a != addr || c.is_closed()) {
+                if conn
+                    .as_ref()
+                    .is_none_or(|(a, c)| *a != addr || c.is_closed())
+                {
                     conn = match Connection::connect(
                         &addr,
                         &format!("sluice-replica-{node}"),
@@ -215,10 +218,10 @@ async fn fetch_once(
     let mut trouble = None;
     for t in &resp.responses {
         for pd in &t.partitions {
-            let Some((p, epoch)) = by_topic
-                .get(t.topic.as_str())
-                .and_then(|ps| ps.iter().find(|(p, _)| p.tp.partition == pd.partition_index))
-            else {
+            let Some((p, epoch)) = by_topic.get(t.topic.as_str()).and_then(|ps| {
+                ps.iter()
+                    .find(|(p, _)| p.tp.partition == pd.partition_index)
+            }) else {
                 continue;
             };
             match ResponseError::try_from_code(pd.error_code) {

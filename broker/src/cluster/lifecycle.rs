@@ -34,7 +34,9 @@ pub async fn run(cluster: Arc<Cluster>, reg: Registration, mut stop: watch::Rece
             };
             match cluster.request(req).await {
                 Ok(ControllerResponse::Done) => break,
-                Ok(other) => tracing::warn!(answer = ?other, "joining the metadata quorum as a learner"),
+                Ok(other) => {
+                    tracing::warn!(answer = ?other, "joining the metadata quorum as a learner")
+                }
                 Err(e) => tracing::warn!(error = %e, "joining the metadata quorum as a learner"),
             }
             if sleep_or_stop(backoff, &mut stop).await {
@@ -68,20 +70,28 @@ pub async fn run(cluster: Arc<Cluster>, reg: Registration, mut stop: watch::Rece
                 continue;
             }
         };
-        tracing::info!(node = cluster.node_id, epoch, "registered with the controller");
+        tracing::info!(
+            node = cluster.node_id,
+            epoch,
+            "registered with the controller"
+        );
         cluster.set_broker_epoch(epoch);
         let mut fenced = true;
         loop {
             let req = ControllerRequest::Heartbeat {
                 id: cluster.node_id,
                 epoch,
-                caught_up: cluster.reconciled_index() >= caught_up_at,
+                caught_up: cluster.caught_up_to(caught_up_at),
                 shutting_down: false,
             };
             match cluster.request(req).await {
                 Ok(ControllerResponse::Heartbeat { fenced: now, .. }) => {
                     if now != fenced {
-                        tracing::info!(node = cluster.node_id, fenced = now, "broker fencing changed");
+                        tracing::info!(
+                            node = cluster.node_id,
+                            fenced = now,
+                            "broker fencing changed"
+                        );
                         fenced = now;
                     }
                 }

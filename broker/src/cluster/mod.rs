@@ -49,7 +49,6 @@ pub struct Cluster {
     /// Fired after every image is reconciled into the replica manager.
     pub reconciled: Notify,
     reconciled_image: watch::Sender<Arc<MetadataImage>>,
-    reconciled_index: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -63,13 +62,18 @@ impl Cluster {
                 .controller_listener
                 .as_ref()
                 .ok_or_else(|| BrokerError::InvalidConfig("no CONTROLLER listener".into()))?;
-            (format!("{}:{}", bind_host(&l.host), l.port), settings.voters.clone())
+            (
+                format!("{}:{}", bind_host(&l.host), l.port),
+                settings.voters.clone(),
+            )
         } else {
             // A cluster of one: nobody else dials the Raft port, so any free loopback port does.
             (String::from("127.0.0.1:0"), Vec::new())
         };
         let listener = TcpListener::bind(&bind).await.map_err(|e| {
-            BrokerError::InvalidConfig(format!("cannot listen for the metadata quorum on {bind}: {e}"))
+            BrokerError::InvalidConfig(format!(
+                "cannot listen for the metadata quorum on {bind}: {e}"
+            ))
         })?;
         let local = listener
             .local_addr()
@@ -77,10 +81,16 @@ impl Cluster {
         let voters: BTreeMap<u64, String> = if voters.is_empty() {
             BTreeMap::from([(node_id as u64, local.to_string())])
         } else {
-            voters.iter().map(|(id, a)| (*id as u64, a.clone())).collect()
+            voters
+                .iter()
+                .map(|(id, a)| (*id as u64, a.clone()))
+                .collect()
         };
         let voter = voters.contains_key(&(node_id as u64));
-        let raft_addr = match (voters.get(&(node_id as u64)), &settings.advertised_controller) {
+        let raft_addr = match (
+            voters.get(&(node_id as u64)),
+            &settings.advertised_controller,
+        ) {
             (Some(a), _) => a.clone(),
             (None, Some(l)) => format!("{}:{}", l.host, l.port),
             (None, None) => local.to_string(),
@@ -96,7 +106,9 @@ impl Cluster {
             inbox,
             ServiceConfig {
                 session_timeout: Duration::from_millis(settings.session_timeout_ms),
-                check_interval: Duration::from_millis((settings.session_timeout_ms / 10).clamp(10, 500)),
+                check_interval: Duration::from_millis(
+                    (settings.session_timeout_ms / 10).clamp(10, 500),
+                ),
             },
         );
         if voter {
@@ -104,10 +116,8 @@ impl Cluster {
                 .await
                 .map_err(|e| BrokerError::Metadata(format!("forming the metadata quorum: {e}")))?;
         }
-        let controller = ControllerClient::new(
-            voters.values().cloned().collect(),
-            Duration::from_secs(5),
-        );
+        let controller =
+            ControllerClient::new(voters.values().cloned().collect(), Duration::from_secs(5));
         let (reconciled_image, _) = watch::channel(Arc::new(MetadataImage::default()));
         Ok(Arc::new(Cluster {
             node_id,
@@ -119,7 +129,6 @@ impl Cluster {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             reconciled: Notify::new(),
             reconciled_image,
-            reconciled_index: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -128,8 +137,7 @@ impl Cluster {
         self.reconciled_image.borrow().clone()
     }
 
-    pub(crate) fn publish_reconciled(&self, image: Arc<MetadataImage>, index: u64) {
-        self.reconciled_index.store(index, Ordering::Release);
+    pub(crate) fn publish_reconciled(&self, image: Arc<MetadataImage>) {
         self.reconciled_image.send_replace(image);
         self.reconciled.notify_waiters();
     }
@@ -154,9 +162,21 @@ impl Cluster {
         tokio::time::timeout(within, wait).await.is_ok() && done(&self.image())
     }
 
-    /// The metadata log index this broker's state reflects at least.
-    pub fn reconciled_index(&self) -> u64 {
-        self.reconciled_index.load(Ordering::Acquire)
+    /// Whether this broker's state reflects the metadata log up to `index`: the quorum
+    /// member applied it and the replica manager took the resulting image.
+    pub fn caught_up_to(&self, index: u64) -> bool {
+        let latest = self.quorum.image.borrow().clone();
+        self.applied_index() >= index && Arc::ptr_eq(&latest, &self.image())
+    }
+
+    /// Whether this broker is registered (in its current incarnation) and unfenced.
+    pub fn serving(&self, image: &MetadataImage) -> bool {
+        self.broker_epoch().is_some_and(|epoch| {
+            image
+                .brokers
+                .get(&self.node_id)
+                .is_some_and(|b| b.epoch == epoch && !b.fenced)
+        })
     }
 
     /// This broker's registration epoch, once registered.

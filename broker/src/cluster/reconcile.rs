@@ -24,8 +24,6 @@ pub async fn run(
 ) {
     let mut images = cluster.quorum.image.clone();
     loop {
-        // Read before the image: the index may understate what the image holds, never overstate.
-        let index = cluster.applied_index();
         let image = images.borrow_and_update().clone();
         let rm2 = Arc::clone(&rm);
         let image2 = Arc::clone(&image);
@@ -56,7 +54,7 @@ pub async fn run(
             }
         }
         fetchers.update();
-        cluster.publish_reconciled(image, index);
+        cluster.publish_reconciled(image);
         tokio::select! {
             r = images.changed() => if r.is_err() { return },
             _ = stop.changed() => return,

@@ -164,8 +164,14 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let before = groups.len();
         groups.retain(|id, _| partition_for(id, n) != p);
-        self.offsets.lock().retain(|id, _| partition_for(id, n) != p);
-        tracing::info!(partition = p, groups = before - groups.len(), "gave up consumer groups");
+        self.offsets
+            .lock()
+            .retain(|id, _| partition_for(id, n) != p);
+        tracing::info!(
+            partition = p,
+            groups = before - groups.len(),
+            "gave up consumer groups"
+        );
     }
 
     /// Takes on the groups of an offsets partition this node now leads, replaying its log.
@@ -233,7 +239,11 @@ impl GroupCoordinator {
             }
         }
         self.loaded.lock().insert(part.tp.partition);
-        tracing::info!(partition = part.tp.partition, records = loaded, "took on consumer groups");
+        tracing::info!(
+            partition = part.tp.partition,
+            records = loaded,
+            "took on consumer groups"
+        );
         Ok(())
     }
 

@@ -59,7 +59,9 @@ async fn apply(
         });
     let result = match planned {
         Ok(changes) if !validate_only && !changes.is_empty() => {
-            ctx.cluster.alter_topic_configs(name.as_str(), changes).await
+            ctx.cluster
+                .alter_topic_configs(name.as_str(), changes)
+                .await
         }
         Ok(_) => Ok(()),
         Err(e) => Err(e),

@@ -25,7 +25,11 @@ pub(super) async fn handle(ctx: Context, req: CreatePartitionsRequest) -> Create
                 )))
             }
             Some(_) if req.validate_only => Ok(()),
-            Some(_) => ctx.cluster.create_partitions(t.name.as_str(), t.count).await,
+            Some(_) => {
+                ctx.cluster
+                    .create_partitions(t.name.as_str(), t.count)
+                    .await
+            }
         };
         results.push(match outcome {
             Ok(()) => r,

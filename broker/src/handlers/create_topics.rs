@@ -37,17 +37,33 @@ pub(super) async fn handle(ctx: Context, req: CreateTopicsRequest) -> CreateTopi
                 "manual replica assignment is not supported".into(),
             ))
         } else if req.validate_only {
-            validate(&ctx, &name, t.num_partitions, t.replication_factor, &configs)
+            validate(
+                &ctx,
+                &name,
+                t.num_partitions,
+                t.replication_factor,
+                &configs,
+            )
         } else {
             ctx.cluster
-                .create_topic(&ctx.rm, &name, t.num_partitions, t.replication_factor, configs.clone())
+                .create_topic(
+                    &ctx.rm,
+                    &name,
+                    t.num_partitions,
+                    t.replication_factor,
+                    configs.clone(),
+                )
                 .await
                 .map(|_| ())
         };
         topics.push(match outcome {
             Ok(()) => {
                 let c = ctx.rm.config();
-                let partitions = if t.num_partitions == -1 { c.num_partitions } else { t.num_partitions };
+                let partitions = if t.num_partitions == -1 {
+                    c.num_partitions
+                } else {
+                    t.num_partitions
+                };
                 let rf = if t.replication_factor == -1 {
                     c.default_replication_factor
                 } else {
@@ -73,10 +89,14 @@ pub(super) async fn handle(ctx: Context, req: CreateTopicsRequest) -> CreateTopi
                     })
                     .collect();
                 let id = ctx.rm.topic(&name).map(|t| t.meta.id).unwrap_or_default();
-                r.with_topic_id(if req.validate_only { Default::default() } else { id })
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(rf)
-                    .with_configs(Some(cfgs))
+                r.with_topic_id(if req.validate_only {
+                    Default::default()
+                } else {
+                    id
+                })
+                .with_num_partitions(partitions)
+                .with_replication_factor(rf)
+                .with_configs(Some(cfgs))
             }
             Err(e) => r
                 .with_error_code(error_map::code(&e))
@@ -98,7 +118,11 @@ fn validate(
 ) -> Result<(), BrokerError> {
     ctx.rm.validate_new_topic(name, configs)?;
     let c = ctx.rm.config();
-    let partitions = if partitions == -1 { c.num_partitions } else { partitions };
+    let partitions = if partitions == -1 {
+        c.num_partitions
+    } else {
+        partitions
+    };
     let rf = if replication_factor == -1 {
         c.default_replication_factor
     } else {

@@ -62,7 +62,10 @@ pub(super) async fn find_coordinator(
                         .with_node_id(BrokerId(node))
                         .with_host(str_bytes(host))
                         .with_port(port),
-                    Err(e) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(e.code()),
+                    Err(e) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(e.code()),
                 }
             })
             .collect();
@@ -103,7 +106,8 @@ async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32)
             .await
         {
             Ok(_) => {}
-            Err(BrokerError::Refused { code, .. }) if code == ResponseError::TopicAlreadyExists.code() => {}
+            Err(BrokerError::Refused { code, .. })
+                if code == ResponseError::TopicAlreadyExists.code() => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
                 return Err(ResponseError::CoordinatorNotAvailable);

@@ -65,7 +65,13 @@ pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsRespo
                     let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
                     let r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    match lookup(ctx, &tp, p.current_leader_epoch, p.timestamp, read_committed) {
+                    match lookup(
+                        ctx,
+                        &tp,
+                        p.current_leader_epoch,
+                        p.timestamp,
+                        read_committed,
+                    ) {
                         // leader_epoch exists from v4 on; setting it earlier fails encoding.
                         Ok((ts, offset, epoch)) => r
                             .with_timestamp(ts)

@@ -121,24 +121,28 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         RequestKind::ListOffsets(r) => {
             Reply::now(ResponseKind::ListOffsets(list_offsets::handle(&ctx, r)))
         }
-        RequestKind::CreateTopics(r) => later(async move {
-            ResponseKind::CreateTopics(create_topics::handle(ctx, r).await)
-        }),
-        RequestKind::DeleteTopics(r) => later(async move {
-            ResponseKind::DeleteTopics(delete_topics::handle(ctx, r).await)
-        }),
-        RequestKind::InitProducerId(r) => later(async move {
-            ResponseKind::InitProducerId(init_producer_id::handle(ctx, r).await)
-        }),
-        RequestKind::CreatePartitions(r) => later(async move {
-            ResponseKind::CreatePartitions(create_partitions::handle(ctx, r).await)
-        }),
+        RequestKind::CreateTopics(r) => {
+            later(async move { ResponseKind::CreateTopics(create_topics::handle(ctx, r).await) })
+        }
+        RequestKind::DeleteTopics(r) => {
+            later(async move { ResponseKind::DeleteTopics(delete_topics::handle(ctx, r).await) })
+        }
+        RequestKind::InitProducerId(r) => {
+            later(
+                async move { ResponseKind::InitProducerId(init_producer_id::handle(ctx, r).await) },
+            )
+        }
+        RequestKind::CreatePartitions(r) => {
+            later(
+                async move { ResponseKind::CreatePartitions(create_partitions::handle(ctx, r).await) },
+            )
+        }
         RequestKind::DescribeConfigs(r) => Reply::now(ResponseKind::DescribeConfigs(
             describe_configs::handle(&ctx, r),
         )),
-        RequestKind::AlterConfigs(r) => later(async move {
-            ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await)
-        }),
+        RequestKind::AlterConfigs(r) => {
+            later(async move { ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await) })
+        }
         RequestKind::IncrementalAlterConfigs(r) => later(async move {
             ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(ctx, r).await)
         }),
@@ -151,9 +155,11 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         RequestKind::DescribeLogDirs(r) => Reply::now(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(&ctx, r),
         )),
-        RequestKind::FindCoordinator(r) => later(async move {
-            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r).await)
-        }),
+        RequestKind::FindCoordinator(r) => {
+            later(
+                async move { ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r).await) },
+            )
+        }
         RequestKind::JoinGroup(r) => groups::join(&ctx, r),
         RequestKind::SyncGroup(r) => groups::sync(&ctx, r),
         RequestKind::Heartbeat(r) => {

@@ -29,10 +29,14 @@ pub(super) fn handle(
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     match ctx.rm.leader_partition(&tp, p.current_leader_epoch) {
-                        Ok((part, _)) => match part.log.end_offset_for_epoch(LeaderEpoch(p.leader_epoch)) {
-                            Some((epoch, end)) => r.with_leader_epoch(epoch.0).with_end_offset(end.0),
-                            None => r,
-                        },
+                        Ok((part, _)) => {
+                            match part.log.end_offset_for_epoch(LeaderEpoch(p.leader_epoch)) {
+                                Some((epoch, end)) => {
+                                    r.with_leader_epoch(epoch.0).with_end_offset(end.0)
+                                }
+                                None => r,
+                            }
+                        }
                         Err(e) => r.with_error_code(error_map::code(&e)),
                     }
                 })

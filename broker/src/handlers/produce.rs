@@ -135,15 +135,8 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
     Reply::Later(Box::pin(async move {
         let mut resp = resp;
         let results = futures::future::join_all(waiting.into_iter().map(|w| async move {
-            let r = wait_replicated(
-                w.part,
-                node,
-                w.leader_epoch,
-                w.end,
-                w.min_insync,
-                timeout,
-            )
-            .await;
+            let r =
+                wait_replicated(w.part, node, w.leader_epoch, w.end, w.min_insync, timeout).await;
             (w.topic, w.partition, r)
         }))
         .await;

@@ -387,8 +387,7 @@ impl Service {
             },
             ControllerRequest::CreatePartitions { name, total } => {
                 state.placement_start = state.placement_start.wrapping_add(1);
-                match controller::create_partitions(&image, &name, total, state.placement_start)
-                {
+                match controller::create_partitions(&image, &name, total, state.placement_start) {
                     Err(e) => Err(from_controller(e)),
                     Ok(records) => self
                         .propose(records)
@@ -400,7 +399,10 @@ impl Service {
                 match image.topic_by_name(&name) {
                     None => Err(unknown_topic(&name)),
                     Some(t) => self
-                        .propose(vec![MetadataRecord::AlterTopicConfigs { id: t.id, changes }])
+                        .propose(vec![MetadataRecord::AlterTopicConfigs {
+                            id: t.id,
+                            changes,
+                        }])
                         .await
                         .map(|()| ControllerResponse::Done),
                 }
@@ -437,7 +439,9 @@ impl Service {
                         (None, _) => true,
                         (Some(wanted), MetadataRecord::ChangePartition(c)) => {
                             image.topics.get(&c.topic).is_some_and(|t| {
-                                wanted.iter().any(|(n, p)| *n == t.name && *p == c.partition)
+                                wanted
+                                    .iter()
+                                    .any(|(n, p)| *n == t.name && *p == c.partition)
                             })
                         }
                         _ => false,

@@ -1,0 +1,255 @@
+"""A three-node Sluice cluster of local processes, and the checks every fault test ends with.
+
+Every node is a voter of the metadata quorum and a broker. Ports are picked below the
+ephemeral range, so a restarted node's port cannot meanwhile be taken by an outgoing
+connection.
+"""
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from conftest import sluice_bin
+
+# Faster than Kafka's defaults so a fault test takes seconds, not minutes.
+FAST = {
+    "broker.session.timeout.ms": "3000",
+    "broker.heartbeat.interval.ms": "300",
+    "replica.lag.time.max.ms": "4000",
+    "replica.fetch.backoff.ms": "200",
+    "group.initial.rebalance.delay.ms": "0",
+    "offsets.topic.num.partitions": "6",
+    "num.partitions": "3",
+    "default.replication.factor": "3",
+}
+
+
+def free_port():
+    while True:
+        port = random.randrange(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+
+
+class Node:
+    def __init__(self, node_id, voters, overrides):
+        self.id = node_id
+        self.port = free_port()
+        self.raft_port = free_port()
+        self.data = tempfile.mkdtemp(prefix=f"sluice-node{node_id}-")
+        self.voters = voters
+        self.overrides = overrides
+        self.proc = None
+        self.log = None
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def launch(self):
+        args = [sluice_bin(), "broker", "--node-id", str(self.id),
+                "--listeners", f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.raft_port}",
+                "--log-dirs", self.data,
+                "--override", f"controller.quorum.voters={self.voters()}",
+                "--override", "sluice.metrics.listener="]
+        for k, v in self.overrides.items():
+            args += ["--override", f"{k}={v}"]
+        self.log = open(os.path.join(self.data, "broker.log"), "ab")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+
+    def wait_ready(self, timeout=30):
+        line = self.proc.stdout.readline().decode()
+        if "listening on" not in line:
+            raise RuntimeError(f"node {self.id} did not start: {line!r}; log in {self.data}/broker.log")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.alive():
+            self.proc.send_signal(sig)
+            if sig != signal.SIGSTOP:
+                self.proc.wait(timeout=timeout)
+        if self.log and sig not in (signal.SIGSTOP,):
+            self.log.close()
+            self.log = None
+
+
+class Cluster:
+    def __init__(self, n=3, **overrides):
+        self.nodes = []
+        settings = dict(FAST)
+        settings.update(overrides)
+        for i in range(1, n + 1):
+            self.nodes.append(Node(i, self.voters, settings))
+
+    def voters(self):
+        return ",".join(f"{n.id}@127.0.0.1:{n.raft_port}" for n in self.nodes)
+
+    def node(self, node_id):
+        return next(n for n in self.nodes if n.id == node_id)
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def start(self):
+        # A node serves only once a quorum formed, so all launch before any is awaited.
+        for n in self.nodes:
+            n.launch()
+        for n in self.nodes:
+            n.wait_ready()
+        return self
+
+    def restart(self, node_id):
+        n = self.node(node_id)
+        n.launch()
+        n.wait_ready()
+
+    def kill(self, node_id, sig=signal.SIGKILL):
+        self.node(node_id).stop(sig)
+
+    def cleanup(self):
+        for n in self.nodes:
+            if n.alive():
+                n.proc.send_signal(signal.SIGCONT)
+                n.proc.kill()
+                n.proc.wait()
+            if os.environ.get("KEEP_CLUSTER_DATA"):
+                print(f"node {n.id} data and log kept in {n.data}")
+            else:
+                shutil.rmtree(n.data, ignore_errors=True)
+
+    def admin(self):
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def partitions(self, topic):
+        """{partition: (leader, replicas, isrs)} as the cluster reports it."""
+        md = self.admin().list_topics(topic, timeout=10).topics[topic]
+        return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in md.partitions.values()}
+
+    def controller(self):
+        return self.admin().list_topics(timeout=10).controller_id
+
+    def wait_until(self, what, check, timeout=40):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                last = check()
+                if last:
+                    return last
+            except Exception as e:  # the cluster may be between leaders
+                last = e
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+    def wait_full_isr(self, topic, size=3, timeout=40):
+        return self.wait_until(
+            f"every partition of {topic} to have {size} in-sync replicas",
+            lambda: all(len(isr) == size and leader >= 0
+                        for leader, _, isr in self.partitions(topic).values()),
+            timeout)
+
+
+class LoadGenerator:
+    """Produces increasing integers with an idempotent acks=all producer until stopped,
+    remembering which were acknowledged, per partition, in acknowledgement order."""
+
+    def __init__(self, cluster, topic, **config):
+        conf = {"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                "linger.ms": 2, "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 200,
+                "topic.metadata.refresh.interval.ms": 1000}
+        conf.update(config)
+        self.producer = Producer(conf)
+        self.topic = topic
+        self.acked = {}
+        self.errors = []
+        self.stop_flag = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_delivery(self, err, msg):
+        if err is None:
+            self.acked.setdefault(msg.partition(), []).append(int(msg.value()))
+        else:
+            self.errors.append(err)
+
+    def _run(self):
+        i = 0
+        while not self.stop_flag.is_set():
+            try:
+                self.producer.produce(self.topic, value=str(i).encode(), key=str(i % 97).encode(),
+                                      on_delivery=self._on_delivery)
+                i += 1
+            except BufferError:
+                pass
+            self.producer.poll(0)
+            time.sleep(0.001)
+        self.sent = i
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        if not self.stop_flag.is_set():
+            self.stop_flag.set()
+            self.thread.join()
+            remaining = self.producer.flush(120)
+            assert remaining == 0, f"{remaining} records were never acknowledged or failed"
+
+    def total_acked(self):
+        return sum(len(v) for v in self.acked.values())
+
+
+def read_partition(cluster, topic, partition, timeout=60):
+    """Every record of one partition, from the beginning to its current end."""
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"check-{time.time()}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        _, high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        c.assign([TopicPartition(topic, partition, 0)])
+        out, deadline = [], time.time() + timeout
+        position = 0
+        while position < high and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            out.append(int(m.value()))
+            position = m.offset() + 1
+        assert position >= high, f"read {position} of {high} records of {topic}-{partition}"
+        return out
+    finally:
+        c.close()
+
+
+def check_exactly_once_in_order(cluster, load):
+    """Every acknowledged record is in the log exactly once, in acknowledgement order."""
+    assert load.total_acked() > 0, "nothing was acknowledged"
+    for partition, acked in load.acked.items():
+        got = read_partition(cluster, load.topic, partition)
+        assert len(got) == len(set(got)), f"duplicates in partition {partition}"
+        missing = set(acked) - set(got)
+        assert not missing, f"partition {partition} lost acknowledged records {sorted(missing)[:10]}"
+        where = {v: i for i, v in enumerate(got)}
+        positions = [where[v] for v in acked]
+        assert positions == sorted(positions), f"partition {partition} is out of order"

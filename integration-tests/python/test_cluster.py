@@ -1,0 +1,161 @@
+"""Fault tests of a three-node cluster of local `sluice` processes, driven by librdkafka
+(confluent-kafka) and kafka-python. Each ends by reading every partition back: every
+acknowledged acks=all record is there exactly once, in order."""
+import signal
+import time
+
+import pytest
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from kafka import KafkaProducer
+from kafka.errors import NotEnoughReplicasError
+
+from cluster import Cluster, LoadGenerator, check_exactly_once_in_order
+
+
+@pytest.fixture
+def cluster():
+    c = Cluster().start()
+    yield c
+    c.cleanup()
+
+
+def create(cluster, topic, partitions=3, rf=3, **config):
+    config.setdefault("min.insync.replicas", "2")
+    admin = cluster.admin()
+    admin.create_topics([NewTopic(topic, partitions, rf, config=config)])[topic].result(20)
+    cluster.wait_full_isr(topic, rf)
+
+
+def set_min_insync(cluster, topic, n):
+    admin = cluster.admin()
+    resource = ConfigResource("topic", topic, set_config={"min.insync.replicas": str(n)})
+    for f in admin.alter_configs([resource]).values():
+        f.result(20)
+
+
+def test_three_brokers_each_answer_metadata_for_all(cluster, topic_name):
+    create(cluster, topic_name)
+    for n in cluster.nodes:
+        md = AdminClient({"bootstrap.servers": n.bootstrap}).list_topics(timeout=10)
+        assert sorted(md.brokers) == [1, 2, 3]
+        parts = md.topics[topic_name].partitions
+        assert all(len(p.replicas) == 3 and p.leader in (1, 2, 3) for p in parts.values())
+    leaders = {p[0] for p in cluster.partitions(topic_name).values()}
+    assert len(leaders) > 1, "leadership is spread over the brokers"
+
+
+def test_kill_9_of_a_partition_leader_during_produce(cluster, topic_name):
+    create(cluster, topic_name)
+    victim = cluster.partitions(topic_name)[0][0]
+    with LoadGenerator(cluster, topic_name) as load:
+        time.sleep(2)
+        cluster.kill(victim)
+        cluster.wait_until("a new leader of partition 0",
+                           lambda: cluster.partitions(topic_name)[0][0] not in (-1, victim))
+        time.sleep(2)
+        cluster.restart(victim)
+        cluster.wait_full_isr(topic_name)
+        time.sleep(1)
+    assert not load.errors, load.errors[:3]
+    check_exactly_once_in_order(cluster, load)
+
+
+def test_kill_of_the_active_controller(cluster, topic_name):
+    create(cluster, topic_name)
+    controller = cluster.controller()
+    with LoadGenerator(cluster, topic_name) as load:
+        time.sleep(1)
+        cluster.kill(controller)
+        cluster.wait_until("a new controller", lambda: cluster.controller() not in (-1, controller))
+        # The new controller decides: a topic can be created and leaders move off the dead node.
+        create(cluster, topic_name + "-after", rf=2)
+        time.sleep(1)
+        cluster.restart(controller)
+        cluster.wait_full_isr(topic_name)
+    check_exactly_once_in_order(cluster, load)
+
+
+def test_rolling_restart_of_all_nodes_under_load(cluster, topic_name):
+    create(cluster, topic_name)
+    with LoadGenerator(cluster, topic_name) as load:
+        for n in cluster.nodes:
+            time.sleep(1)
+            cluster.kill(n.id, signal.SIGTERM)
+            time.sleep(1)
+            cluster.restart(n.id)
+            cluster.wait_full_isr(topic_name)
+    assert not load.errors, load.errors[:3]
+    check_exactly_once_in_order(cluster, load)
+
+
+def test_a_follower_that_falls_behind_leaves_the_isr_and_catches_up(cluster, topic_name):
+    create(cluster, topic_name, partitions=1)
+    leader, replicas, _ = cluster.partitions(topic_name)[0]
+    follower = next(r for r in replicas if r != leader)
+    with LoadGenerator(cluster, topic_name) as load:
+        time.sleep(1)
+        cluster.kill(follower, signal.SIGSTOP)
+        cluster.wait_until("the stopped follower to leave the ISR",
+                           lambda: follower not in cluster.partitions(topic_name)[0][2])
+        behind = load.total_acked()
+        time.sleep(2)
+        assert load.total_acked() > behind, "acks=all goes on with the remaining ISR"
+        cluster.node(follower).proc.send_signal(signal.SIGCONT)
+        cluster.wait_until("the follower to catch up and rejoin the ISR",
+                           lambda: follower in cluster.partitions(topic_name)[0][2])
+    check_exactly_once_in_order(cluster, load)
+    # Its copy is complete: make it the only replica left and read from it.
+    for n in cluster.nodes:
+        if n.id != follower:
+            cluster.kill(n.id, signal.SIGTERM)
+    # With two of three voters down there is no controller to move leadership, so the
+    # follower's copy is checked on disk through a restart of the others.
+    for n in cluster.nodes:
+        if n.id != follower:
+            n.launch()
+    for n in cluster.nodes:
+        if n.id != follower:
+            n.wait_ready()
+    check_exactly_once_in_order(cluster, load)
+
+
+def test_min_insync_replicas_refuses_acks_all_with_two_of_three_down(cluster, topic_name):
+    create(cluster, topic_name, partitions=1, rf=3)
+    leader, replicas, _ = cluster.partitions(topic_name)[0]
+    p = KafkaProducer(bootstrap_servers=cluster.node(leader).bootstrap, acks="all", retries=0,
+                      request_timeout_ms=8000)
+    p.send(topic_name, b"before", partition=0).get(timeout=20)
+    followers = [r for r in replicas if r != leader]
+    # One follower down: the ISR shrinks to 2 = min.insync.replicas, produce still works.
+    cluster.kill(followers[0])
+    cluster.wait_until("the ISR to shrink", lambda: len(cluster.partitions(topic_name)[0][2]) == 2)
+    p.send(topic_name, b"with two", partition=0).get(timeout=20)
+    # Asking for three in-sync replicas when two are: NOT_ENOUGH_REPLICAS, nothing appended.
+    set_min_insync(cluster, topic_name, 3)
+    with pytest.raises(NotEnoughReplicasError):
+        p.send(topic_name, b"needs three", partition=0).get(timeout=20)
+    set_min_insync(cluster, topic_name, 2)
+    # Two of three down: the controller quorum is gone with them, so the ISR cannot shrink;
+    # the leader must not acknowledge on its own copy: acks=all fails (not enough replicas
+    # or, as the ISR still names the dead follower, a timeout).
+    cluster.kill(followers[1])
+    for _ in range(3):
+        with pytest.raises(Exception) as refused:
+            p.send(topic_name, b"alone", partition=0).get(timeout=20)
+        assert "NotEnoughReplicas" in repr(refused.value) or "Timeout" in repr(refused.value) \
+            or "TimedOut" in repr(refused.value), refused.value
+    p.close()
+    for f in followers:
+        cluster.node(f).launch()
+    for f in followers:
+        cluster.node(f).wait_ready()
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "chk", "auto.offset.reset": "earliest"})
+    c.subscribe([topic_name])
+    values, deadline = [], time.time() + 30
+    while time.time() < deadline and len(values) < 2:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            values.append(m.value())
+    c.close()
+    assert values[:2] == [b"before", b"with two"], values
