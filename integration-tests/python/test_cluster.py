@@ -159,3 +159,78 @@ def test_min_insync_replicas_refuses_acks_all_with_two_of_three_down(cluster, to
             values.append(m.value())
     c.close()
     assert values[:2] == [b"before", b"with two"], values
+
+
+def consume_group(cluster, topic, group, until, timeout=90, on_poll=None):
+    """Consumes with group `group` (committing after each record) until `until(seen)`."""
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                  "topic.metadata.refresh.interval.ms": 1000})
+    c.subscribe([topic])
+    seen, deadline = [], time.time() + timeout
+    try:
+        while time.time() < deadline and not until(seen):
+            if on_poll:
+                on_poll(seen)
+            m = c.poll(0.2)
+            if m is None or m.error():
+                continue
+            seen.append(int(m.value()))
+            try:
+                c.commit(message=m, asynchronous=False)
+            except Exception:  # the coordinator may be moving; the next commit covers it
+                pass
+    finally:
+        c.close()
+    return seen
+
+
+def coordinator_of(cluster, group):
+    admin = cluster.admin()
+    d = admin.describe_consumer_groups([group])[group].result(20)
+    return d.coordinator.id
+
+
+def test_a_consumer_group_whose_coordinator_dies(cluster, topic_name):
+    create(cluster, topic_name)
+    with LoadGenerator(cluster, topic_name) as load:
+        time.sleep(2)
+    produced = {v for vs in load.acked.values() for v in vs}
+    group = "g-" + topic_name
+    killed = []
+
+    def kill_coordinator_once(seen):
+        if not killed and len(seen) > len(produced) // 3:
+            victim = coordinator_of(cluster, group)
+            cluster.kill(victim)
+            killed.append(victim)
+
+    seen = consume_group(cluster, topic_name, group, lambda s: produced <= set(s),
+                         on_poll=kill_coordinator_once)
+    assert killed, "the coordinator was killed mid-way"
+    assert produced <= set(seen), f"missed {len(produced - set(seen))} records"
+    # The group's committed offsets survived on the new coordinator: nothing is left to read.
+    assert coordinator_of(cluster, group) != killed[0]
+    again = consume_group(cluster, topic_name, group, lambda s: False, timeout=8)
+    assert again == [], f"{len(again)} records read again after the commits"
+
+
+def test_a_whole_cluster_restart_keeps_topics_records_and_group_offsets(cluster, topic_name):
+    create(cluster, topic_name)
+    with LoadGenerator(cluster, topic_name) as load:
+        time.sleep(1)
+    group = "g-" + topic_name
+    produced = {v for vs in load.acked.values() for v in vs}
+    seen = consume_group(cluster, topic_name, group, lambda s: produced <= set(s))
+    assert produced <= set(seen)
+    before = cluster.admin().list_topics(topic_name, timeout=10).topics[topic_name]
+    for n in cluster.nodes:
+        cluster.kill(n.id, signal.SIGTERM)
+    cluster.start()
+    cluster.wait_full_isr(topic_name)
+    after = cluster.admin().list_topics(topic_name, timeout=10).topics[topic_name]
+    assert sorted(after.partitions) == sorted(before.partitions)
+    check_exactly_once_in_order(cluster, load)
+    again = consume_group(cluster, topic_name, group, lambda s: False, timeout=8)
+    assert again == [], f"{len(again)} records read again: group offsets were lost"

@@ -8,7 +8,7 @@
 //! their next request and rejoin.
 //! Timers (session expiry, rebalance deadlines, the initial rebalance delay) run from `tick`.
 
-mod offsets;
+pub mod offsets;
 pub mod records;
 pub mod state;
 
@@ -78,6 +78,18 @@ pub enum Pending<T> {
     Now(T),
     /// Resolved when the group moves on.
     Later(oneshot::Receiver<T>),
+}
+
+/// Records appended to an offsets partition, to wait on until replicated.
+pub struct Written {
+    /// The offsets partition.
+    pub partition: Arc<Partition>,
+    /// The leader epoch they were appended at.
+    pub leader_epoch: i32,
+    /// The offset after them.
+    pub end: i64,
+    /// The topic's `min.insync.replicas`.
+    pub min_insync: usize,
 }
 
 /// A group's committed offsets by (topic, partition).
@@ -247,8 +259,9 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Writes records for `group` durably to its offsets partition.
-    fn persist(&self, group: &str, records: &[OffsetsRecord]) -> Result<(), BrokerError> {
+    /// Appends records for `group` to its offsets partition (as its leader); returns where
+    /// they end, for callers that wait until they are replicated.
+    fn persist(&self, group: &str, records: &[OffsetsRecord]) -> Result<Written, BrokerError> {
         let tp = TopicPartition::new(
             OFFSETS_TOPIC,
             partition_for(group, self.offsets_partitions()),
@@ -259,9 +272,19 @@ impl GroupCoordinator {
             let (k, v) = r.encode();
             b = b.record(Some(&k), v.as_deref(), ts);
         }
-        self.rm
-            .append(&tp, &b.build(), AppendOrigin::Coordinator, false)?;
-        Ok(())
+        let (partition, info) =
+            self.rm
+                .append(&tp, &b.build(), AppendOrigin::Coordinator, false)?;
+        let min_insync = self
+            .rm
+            .topic(OFFSETS_TOPIC)
+            .map_or(1, |t| t.min_insync_replicas.max(1) as usize);
+        Ok(Written {
+            leader_epoch: partition.replica().leader_epoch,
+            partition,
+            end: info.last_offset.0 + 1,
+            min_insync,
+        })
     }
 
     fn group_value(g: &Group) -> OffsetsRecord {

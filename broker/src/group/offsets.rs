@@ -7,7 +7,8 @@ use sluice_storage::TopicPartition;
 
 use super::records::{CommittedOffset, OffsetsRecord};
 use super::state::{Group, GroupState};
-use super::{now_ms, FetchedOffset, GroupCoordinator};
+use super::{now_ms, FetchedOffset, GroupCoordinator, Written};
+use crate::error::BrokerError;
 
 impl GroupCoordinator {
     /// OffsetCommit. `generation == -1` with no member id is a standalone (assign-mode) commit.
@@ -17,9 +18,9 @@ impl GroupCoordinator {
         generation: i32,
         member_id: &str,
         offsets: Vec<(TopicPartition, i64, i32, Option<String>)>,
-    ) -> Vec<(TopicPartition, i16)> {
+    ) -> (Vec<(TopicPartition, i16)>, Option<Written>) {
         let fail = |code: i16, offsets: Vec<(TopicPartition, i64, i32, Option<String>)>| {
-            offsets.into_iter().map(|o| (o.0, code)).collect()
+            (offsets.into_iter().map(|o| (o.0, code)).collect(), None)
         };
         if let Err(e) = self.owns(group_id) {
             return fail(e.code(), offsets);
@@ -71,12 +72,16 @@ impl GroupCoordinator {
             });
             accepted.push((tp, value));
         }
+        let mut written = None;
         if !records.is_empty() {
-            if let Err(e) = self.persist(group_id, &records) {
-                tracing::warn!(group = group_id, error = %e, "offset commit not persisted");
-                let code = crate::error_map::code(&e);
-                results.extend(accepted.into_iter().map(|(tp, _)| (tp, code)));
-                return results;
+            match self.persist(group_id, &records) {
+                Ok(w) => written = Some(w),
+                Err(e) => {
+                    tracing::warn!(group = group_id, error = %e, "offset commit not persisted");
+                    let code = commit_error(&e).code();
+                    results.extend(accepted.into_iter().map(|(tp, _)| (tp, code)));
+                    return (results, None);
+                }
             }
             let mut all = self.offsets.lock();
             let g = all.entry(group_id.to_string()).or_default();
@@ -89,7 +94,7 @@ impl GroupCoordinator {
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id));
         }
-        results
+        (results, written)
     }
 
     /// OffsetFetch: committed offsets of `group` (all when `partitions` is `None`).
@@ -159,7 +164,7 @@ impl GroupCoordinator {
             results.push((tp, 0));
         }
         if !records.is_empty() {
-            if let Err(e) = self.persist(group_id, &records) {
+            if let Err(e) = self.persist(group_id, &records).map(drop) {
                 let code = crate::error_map::code(&e);
                 return (0, results.into_iter().map(|(tp, _)| (tp, code)).collect());
             }
@@ -173,5 +178,18 @@ impl GroupCoordinator {
             }
         }
         (0, results)
+    }
+}
+
+/// The error an offset commit answers when writing its records failed, as Kafka maps them:
+/// the client then looks for the coordinator again or retries.
+pub fn commit_error(e: &BrokerError) -> ResponseError {
+    match e {
+        BrokerError::NotLeaderOrFollower | BrokerError::Storage(_) => ResponseError::NotCoordinator,
+        BrokerError::NotEnoughReplicas { .. }
+        | BrokerError::NotEnoughReplicasAfterAppend
+        | BrokerError::ReplicationTimedOut
+        | BrokerError::UnknownTopicOrPartition => ResponseError::CoordinatorNotAvailable,
+        other => crate::error_map::response_error(other),
     }
 }

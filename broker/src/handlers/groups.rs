@@ -28,7 +28,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, Context, Reply};
 use crate::error::BrokerError;
+use crate::group::offsets::commit_error;
 use crate::group::{FetchedOffset, JoinParams, Pending, OFFSETS_TOPIC};
+use crate::replica_manager::wait_replicated;
 
 /// FindCoordinator key types.
 const KEY_GROUP: i8 = 0;
@@ -262,7 +264,11 @@ pub(super) fn leave(ctx: &Context, req: LeaveGroupRequest) -> LeaveGroupResponse
     }
 }
 
-pub(super) fn offset_commit(ctx: &Context, req: OffsetCommitRequest) -> OffsetCommitResponse {
+/// How long an offset commit waits for its records to reach the ISR
+/// (`offsets.commit.timeout.ms`).
+const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(super) fn offset_commit(ctx: &Context, req: OffsetCommitRequest) -> Reply {
     let mut offsets = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
@@ -274,12 +280,45 @@ pub(super) fn offset_commit(ctx: &Context, req: OffsetCommitRequest) -> OffsetCo
             ));
         }
     }
-    let results = ctx.groups.commit(
+    let (results, written) = ctx.groups.commit(
         req.group_id.as_str(),
         req.generation_id_or_member_epoch,
         req.member_id.as_str(),
         offsets,
     );
+    let Some(w) = written else {
+        return Reply::now(ResponseKind::OffsetCommit(commit_response(&req, &results)));
+    };
+    // Acknowledged once on every in-sync replica, so a coordinator failover keeps it.
+    let node = ctx.rm.node_id();
+    Reply::Later(Box::pin(async move {
+        let replicated = wait_replicated(
+            w.partition,
+            node,
+            w.leader_epoch,
+            w.end,
+            w.min_insync,
+            OFFSETS_COMMIT_TIMEOUT,
+        )
+        .await;
+        let results = match replicated {
+            Ok(()) => results,
+            Err(e) => {
+                let code = commit_error(&e).code();
+                results
+                    .into_iter()
+                    .map(|(tp, c)| (tp, if c == 0 { code } else { c }))
+                    .collect()
+            }
+        };
+        ResponseKind::OffsetCommit(commit_response(&req, &results))
+    }))
+}
+
+fn commit_response(
+    req: &OffsetCommitRequest,
+    results: &[(TopicPartition, i16)],
+) -> OffsetCommitResponse {
     let topics = req
         .topics
         .iter()

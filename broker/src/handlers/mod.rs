@@ -166,9 +166,7 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
             Reply::now(ResponseKind::Heartbeat(groups::heartbeat(&ctx, r)))
         }
         RequestKind::LeaveGroup(r) => Reply::now(ResponseKind::LeaveGroup(groups::leave(&ctx, r))),
-        RequestKind::OffsetCommit(r) => {
-            Reply::now(ResponseKind::OffsetCommit(groups::offset_commit(&ctx, r)))
-        }
+        RequestKind::OffsetCommit(r) => groups::offset_commit(&ctx, r),
         RequestKind::OffsetFetch(r) => {
             Reply::now(ResponseKind::OffsetFetch(groups::offset_fetch(&ctx, r)))
         }
