@@ -52,11 +52,11 @@ impl Listener {
         let port: u16 = port
             .parse()
             .map_err(|_| bad(key, value, "port is not a number"))?;
-        if name != "PLAINTEXT" && name != "CONTROLLER" {
+        if !matches!(name, "PLAINTEXT" | "INTERNAL" | "CONTROLLER") {
             return Err(bad(
                 key,
                 value,
-                "only PLAINTEXT (clients and replication) and CONTROLLER (the metadata quorum) listeners are supported",
+                "listeners are PLAINTEXT (clients), INTERNAL (replication between brokers, optional) and CONTROLLER (the metadata quorum)",
             ));
         }
         Ok(Listener {
@@ -76,6 +76,12 @@ pub struct BrokerConfig {
     pub listener: Listener,
     /// `advertised.listeners` (defaults to the listener; a wildcard host advertises localhost).
     pub advertised: Option<Listener>,
+    /// The `INTERNAL://` entry of `listeners`: a second Kafka listener for other brokers.
+    pub internal: Option<Listener>,
+    /// The `INTERNAL://` entry of `advertised.listeners`.
+    pub advertised_internal: Option<Listener>,
+    /// `inter.broker.listener.name`: PLAINTEXT (default) or INTERNAL.
+    pub inter_broker_listener: String,
     /// `log.dirs`.
     pub log_dirs: Vec<PathBuf>,
     /// `num.partitions`.
@@ -133,6 +139,12 @@ pub struct ClusterSettings {
     pub min_insync_replicas: i32,
     /// `offsets.topic.replication.factor` (3).
     pub offsets_replication_factor: i16,
+    /// `auto.leader.rebalance.enable` (true).
+    pub leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds` (300).
+    pub leader_imbalance_check_interval_s: u64,
+    /// `leader.imbalance.per.broker.percentage` (10).
+    pub leader_imbalance_pct: u32,
 }
 
 impl Default for ClusterSettings {
@@ -151,6 +163,9 @@ impl Default for ClusterSettings {
             replica_fetch_backoff_ms: 1000,
             min_insync_replicas: 1,
             offsets_replication_factor: 3,
+            leader_rebalance: true,
+            leader_imbalance_check_interval_s: 300,
+            leader_imbalance_pct: 10,
         }
     }
 }
@@ -198,6 +213,9 @@ impl Default for BrokerConfig {
                 port: 9092,
             },
             advertised: None,
+            internal: None,
+            advertised_internal: None,
+            inter_broker_listener: "PLAINTEXT".into(),
             log_dirs: vec![PathBuf::from("./data")],
             num_partitions: 1,
             default_replication_factor: 1,
@@ -252,21 +270,27 @@ impl BrokerConfig {
             "node.id" | "broker.id" => self.node_id = int(0, i32::MAX as i64)? as i32,
             "listeners" => {
                 for l in listeners(key, v)? {
-                    if l.name == "CONTROLLER" {
-                        self.cluster.controller_listener = Some(l);
-                    } else {
-                        self.listener = l;
+                    match l.name.as_str() {
+                        "CONTROLLER" => self.cluster.controller_listener = Some(l),
+                        "INTERNAL" => self.internal = Some(l),
+                        _ => self.listener = l,
                     }
                 }
             }
             "advertised.listeners" => {
                 for l in listeners(key, v)? {
-                    if l.name == "CONTROLLER" {
-                        self.cluster.advertised_controller = Some(l);
-                    } else {
-                        self.advertised = Some(l);
+                    match l.name.as_str() {
+                        "CONTROLLER" => self.cluster.advertised_controller = Some(l),
+                        "INTERNAL" => self.advertised_internal = Some(l),
+                        _ => self.advertised = Some(l),
                     }
                 }
+            }
+            "inter.broker.listener.name" => {
+                if v != "PLAINTEXT" && v != "INTERNAL" {
+                    return Err(bad(key, value, "expected PLAINTEXT or INTERNAL"));
+                }
+                self.inter_broker_listener = v.to_string();
             }
             "controller.quorum.voters" => self.cluster.voters = parse_voters(key, v)?,
             "controller.listener.names" => {
@@ -311,6 +335,13 @@ impl BrokerConfig {
             }
             "min.insync.replicas" => {
                 self.cluster.min_insync_replicas = int(1, i16::MAX as i64)? as i32
+            }
+            "auto.leader.rebalance.enable" => self.cluster.leader_rebalance = boolean()?,
+            "leader.imbalance.check.interval.seconds" => {
+                self.cluster.leader_imbalance_check_interval_s = int(1, i32::MAX as i64)? as u64
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.cluster.leader_imbalance_pct = int(0, 100)? as u32
             }
             "offsets.topic.replication.factor" => {
                 self.cluster.offsets_replication_factor = int(1, i16::MAX as i64)? as i16
@@ -453,20 +484,24 @@ impl BrokerConfig {
 
     /// The address clients are told to connect to.
     pub fn advertised(&self, bound_port: u16) -> (String, u16) {
-        match &self.advertised {
-            Some(l) => (l.host.clone(), l.port),
-            None => {
-                let host = match self.listener.host.as_str() {
-                    "" | "0.0.0.0" | "::" => "localhost".to_string(),
-                    h => h.to_string(),
-                };
-                (host, bound_port)
-            }
-        }
+        advertise(self.advertised.as_ref(), &self.listener, bound_port)
+    }
+
+    /// The address other brokers are told to reach the INTERNAL listener at.
+    pub fn advertised_internal(&self, bound_port: u16) -> Option<(String, u16)> {
+        let l = self.internal.as_ref()?;
+        Some(advertise(self.advertised_internal.as_ref(), l, bound_port))
     }
 
     /// Checks settings that only make sense together (run once every layer is applied).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.inter_broker_listener == "INTERNAL" && self.internal.is_none() {
+            return Err(bad(
+                "inter.broker.listener.name",
+                "INTERNAL",
+                "listeners has no INTERNAL://HOST:PORT entry",
+            ));
+        }
         let c = &self.cluster;
         let voter = c.voters.iter().any(|(id, _)| *id == self.node_id);
         if let Some(roles) = &c.roles {
@@ -576,7 +611,20 @@ impl BrokerConfig {
     }
 }
 
-/// A comma-separated listener list: at most one PLAINTEXT and one CONTROLLER entry.
+fn advertise(advertised: Option<&Listener>, bound: &Listener, bound_port: u16) -> (String, u16) {
+    match advertised {
+        Some(l) => (l.host.clone(), l.port),
+        None => {
+            let host = match bound.host.as_str() {
+                "" | "0.0.0.0" | "::" => "localhost".to_string(),
+                h => h.to_string(),
+            };
+            (host, bound_port)
+        }
+    }
+}
+
+/// A comma-separated listener list: at most one entry of each name.
 fn listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
     let list = v
         .split(',')
@@ -584,7 +632,7 @@ fn listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
         .filter(|l| !l.is_empty())
         .map(|l| Listener::parse(key, l))
         .collect::<Result<Vec<_>, _>>()?;
-    for name in ["PLAINTEXT", "CONTROLLER"] {
+    for name in ["PLAINTEXT", "INTERNAL", "CONTROLLER"] {
         if list.iter().filter(|l| l.name == name).count() > 1 {
             return Err(bad(key, v, format!("more than one {name} listener")));
         }

@@ -38,8 +38,6 @@ pub enum ConnectionError {
 pub struct Shared {
     /// Partitions and topics.
     pub rm: Arc<ReplicaManager>,
-    /// Advertised host and port.
-    pub advertised: (String, u16),
     /// Bytes of requests being processed (`queued.max.request.bytes`).
     pub memory: Arc<Semaphore>,
     /// The semaphore's total permits.
@@ -58,7 +56,11 @@ struct Pending {
 }
 
 /// Serves one client connection until it closes or fails.
-pub async fn serve(stream: TcpStream, shared: Arc<Shared>) -> Result<(), ConnectionError> {
+pub async fn serve(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    listener: &'static str,
+) -> Result<(), ConnectionError> {
     let peer = stream
         .peer_addr()
         .map(|a| format!("/{}", a.ip()))
@@ -76,7 +78,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) -> Result<(), Connect
         }
         wr.shutdown().await
     });
-    let result = read_loop(&mut rd, &shared, tx, &peer).await;
+    let result = read_loop(&mut rd, &shared, tx, &peer, listener).await;
     // Let queued replies drain before closing (the writer ends once the channel is dropped).
     let written = writer
         .await
@@ -90,6 +92,7 @@ async fn read_loop(
     shared: &Arc<Shared>,
     tx: mpsc::Sender<Pending>,
     peer: &str,
+    listener: &'static str,
 ) -> Result<(), ConnectionError> {
     loop {
         let mut len = [0u8; 4];
@@ -125,7 +128,7 @@ async fn read_loop(
         }
         metrics::counter!(names::BYTES_IN).increment(len as u64 + 4);
         let started = std::time::Instant::now();
-        let (reply, encode) = handle_frame(buf.freeze(), shared, peer)?;
+        let (reply, encode) = handle_frame(buf.freeze(), shared, peer, listener)?;
         let api = encode.api_name();
         metrics::counter!(names::REQUESTS, "api" => api).increment(1);
         let (otx, orx) = oneshot::channel();
@@ -204,6 +207,7 @@ fn handle_frame(
     frame: Bytes,
     shared: &Arc<Shared>,
     peer: &str,
+    listener: &'static str,
 ) -> Result<(Reply, Encode), ConnectionError> {
     let (api_key, version, header, req) =
         match wire::decode_request(frame).map_err(|e| ConnectionError::Malformed(e.0))? {
@@ -233,7 +237,7 @@ fn handle_frame(
     let _g = span.enter();
     let ctx = Context {
         rm: Arc::clone(&shared.rm),
-        advertised: shared.advertised.clone(),
+        listener,
         version,
         client_id: header.client_id.map(|c| c.to_string()),
         groups: Arc::clone(&shared.groups),

@@ -25,6 +25,8 @@ use crate::replica_manager::ReplicaManager;
 /// A running broker.
 pub struct Server {
     listener: TcpListener,
+    /// The INTERNAL listener, when configured (replication between brokers).
+    internal: Option<TcpListener>,
     shared: Arc<Shared>,
     max_connections: usize,
     tasks: ClusterTasks,
@@ -94,17 +96,39 @@ impl Server {
             .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?
             .port();
         let advertised = config.advertised(port);
+        let internal = match &config.internal {
+            None => None,
+            Some(l) => {
+                let addr = format!("{}:{}", l.host, l.port);
+                let listener = TcpListener::bind(&addr).await.map_err(|e| {
+                    BrokerError::InvalidConfig(format!("cannot listen on {addr}: {e}"))
+                })?;
+                let port = listener
+                    .local_addr()
+                    .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?
+                    .port();
+                Some((listener, config.advertised_internal(port)))
+            }
+        };
+        let mut endpoints = vec![Endpoint {
+            name: "PLAINTEXT".into(),
+            host: advertised.0.clone(),
+            port: advertised.1,
+        }];
+        if let Some((_, Some((host, port)))) = &internal {
+            endpoints.push(Endpoint {
+                name: "INTERNAL".into(),
+                host: host.clone(),
+                port: *port,
+            });
+        }
         let max_connections = config.max_connections;
         let group_config = config.groups.clone();
         let memory_limit = config.queued_max_request_bytes.clamp(1, u32::MAX as usize);
         let memory = Arc::new(Semaphore::new(memory_limit));
         let max_frame = config.socket_request_max_bytes;
         let registration = Registration {
-            endpoint: Endpoint {
-                name: "PLAINTEXT".into(),
-                host: advertised.0.clone(),
-                port: advertised.1,
-            },
+            endpoints,
             rack: config.cluster.rack.clone(),
             heartbeat_interval: Duration::from_millis(config.cluster.heartbeat_interval_ms),
         };
@@ -112,6 +136,7 @@ impl Server {
             wait_max_ms: config.cluster.replica_fetch_wait_max_ms,
             partition_max_bytes: config.cluster.replica_fetch_max_bytes,
             backoff: Duration::from_millis(config.cluster.replica_fetch_backoff_ms),
+            listener: config.inter_broker_listener.clone(),
         };
         let cluster = Cluster::start(&config).await?;
         let rm = Arc::new(tokio::task::block_in_place(|| {
@@ -122,7 +147,6 @@ impl Server {
             memory,
             memory_limit,
             max_frame,
-            advertised,
             rm,
             groups,
             cluster,
@@ -144,6 +168,7 @@ impl Server {
         tracing::info!(node, "joined the cluster");
         Ok(Server {
             listener,
+            internal: internal.map(|(l, _)| l),
             shared,
             max_connections,
             tasks,
@@ -182,8 +207,8 @@ impl Server {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                accepted = self.listener.accept() => {
-                    let (stream, peer) = match accepted {
+                accepted = accept_either(&self.listener, self.internal.as_ref()) => {
+                    let (stream, peer, name) = match accepted {
                         Ok(x) => x,
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
@@ -201,7 +226,7 @@ impl Server {
                         tracing::info!(%peer, "connection opened");
                         metrics::gauge!(crate::observability::names::CONNECTIONS).increment(1.0);
                         tokio::select! {
-                            r = connection::serve(stream, shared) => match r {
+                            r = connection::serve(stream, shared, name) => match r {
                                 Ok(()) => tracing::info!(%peer, "connection closed"),
                                 Err(e) => tracing::info!(%peer, reason = %e, "connection closed"),
                             },
@@ -242,6 +267,23 @@ impl Server {
         tracing::info!("flushing and closing logs");
         tokio::task::block_in_place(|| rm.close())?;
         Ok(())
+    }
+}
+
+/// The next connection on the client listener or the INTERNAL one, with its listener name.
+async fn accept_either(
+    client: &TcpListener,
+    internal: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr, &'static str)> {
+    let internal = async {
+        match internal {
+            Some(l) => l.accept().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = client.accept() => r.map(|(s, a)| (s, a, "PLAINTEXT")),
+        r = internal => r.map(|(s, a)| (s, a, "INTERNAL")),
     }
 }
 

@@ -398,3 +398,31 @@ pub fn elect_preferred(image: &MetadataImage) -> Vec<MetadataRecord> {
     }
     out
 }
+
+/// Kafka's automatic leader rebalance: for every broker that leads fewer than it prefers by
+/// more than `imbalance_pct` percent, move its preferred partitions back to it (where it is a
+/// live in-sync replica).
+pub fn rebalance_leaders(image: &MetadataImage, imbalance_pct: u32) -> Vec<MetadataRecord> {
+    let mut preferred: BTreeMap<i32, (usize, usize)> = BTreeMap::new();
+    for t in image.topics.values() {
+        for p in &t.partitions {
+            let e = preferred.entry(p.replicas[0]).or_default();
+            e.0 += 1;
+            if p.leader != p.replicas[0] {
+                e.1 += 1;
+            }
+        }
+    }
+    let imbalanced: BTreeSet<i32> = preferred
+        .into_iter()
+        .filter(|(_, (total, elsewhere))| elsewhere * 100 > total * imbalance_pct as usize)
+        .map(|(b, _)| b)
+        .collect();
+    elect_preferred(image)
+        .into_iter()
+        .filter(|r| match r {
+            MetadataRecord::ChangePartition(c) => c.leader.is_some_and(|l| imbalanced.contains(&l)),
+            _ => false,
+        })
+        .collect()
+}

@@ -328,6 +328,15 @@ fn controlled_shutdown_moves_leaders_away_and_preferred_election_brings_them_bac
             .unwrap(),
         );
     }
+    // Broker 2 prefers 2 of the 6 partitions and leads none: beyond any threshold below 100%.
+    assert!(controller::rebalance_leaders(&image, 100).is_empty());
+    let rebalance = controller::rebalance_leaders(&image, 10);
+    assert!(!rebalance.is_empty());
+    apply!(image, rebalance);
+    assert!(
+        controller::rebalance_leaders(&image, 0).is_empty(),
+        "balanced now"
+    );
     apply!(image, controller::elect_preferred(&image));
     for p in &image.topics[&t].partitions {
         assert_eq!(p.leader, p.replicas[0]);

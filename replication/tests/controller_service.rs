@@ -22,6 +22,7 @@ fn service_config() -> ServiceConfig {
     ServiceConfig {
         session_timeout: SESSION,
         check_interval: Duration::from_millis(100),
+        leader_rebalance: None,
     }
 }
 

@@ -39,6 +39,8 @@ pub struct FetchSettings {
     pub partition_max_bytes: i32,
     /// `replica.fetch.backoff.ms`.
     pub backoff: Duration,
+    /// `inter.broker.listener.name`: which of the leader's listeners to fetch from.
+    pub listener: String,
 }
 
 /// The running fetcher tasks, one per leader.
@@ -116,7 +118,9 @@ async fn run(
         };
         let addr = cluster.image().brokers.get(&leader).and_then(|b| {
             b.endpoints
-                .first()
+                .iter()
+                .find(|e| e.name == settings.listener)
+                .or(b.endpoints.first())
                 .map(|e| format!("{}:{}", e.host, e.port))
         });
         let result = match addr {

@@ -15,8 +15,8 @@ use super::Cluster;
 /// How this broker presents itself to the controller.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    /// Client listener as advertised.
-    pub endpoint: Endpoint,
+    /// Listeners as advertised: PLAINTEXT for clients, INTERNAL when configured.
+    pub endpoints: Vec<Endpoint>,
     /// `broker.rack`.
     pub rack: Option<String>,
     /// `broker.heartbeat.interval.ms`.
@@ -47,7 +47,7 @@ pub async fn run(cluster: Arc<Cluster>, reg: Registration, mut stop: watch::Rece
     'register: loop {
         let req = ControllerRequest::RegisterBroker {
             id: cluster.node_id,
-            endpoints: vec![reg.endpoint.clone()],
+            endpoints: reg.endpoints.clone(),
             rack: reg.rack.clone(),
         };
         let (epoch, caught_up_at) = match cluster.request(req).await {

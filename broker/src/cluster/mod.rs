@@ -109,6 +109,10 @@ impl Cluster {
                 check_interval: Duration::from_millis(
                     (settings.session_timeout_ms / 10).clamp(10, 500),
                 ),
+                leader_rebalance: settings.leader_rebalance.then_some((
+                    Duration::from_secs(settings.leader_imbalance_check_interval_s),
+                    settings.leader_imbalance_pct,
+                )),
             },
         );
         if voter {

@@ -11,7 +11,7 @@ pub(super) fn handle(ctx: &Context, _req: DescribeClusterRequest) -> DescribeClu
     let brokers = image
         .live_brokers()
         .filter_map(|b| {
-            let e = b.endpoints.first()?;
+            let e = super::endpoint(b, ctx.listener)?;
             let mut r = DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
                 .with_host(str_bytes(e.host.clone()))

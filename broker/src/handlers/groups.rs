@@ -128,7 +128,7 @@ async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32)
         .brokers
         .get(&leader)
         .filter(|b| !b.fenced)
-        .and_then(|b| b.endpoints.first())
+        .and_then(|b| super::endpoint(b, ctx.listener))
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
     Ok((leader, e.host.clone(), e.port as i32))
 }

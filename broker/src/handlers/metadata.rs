@@ -95,7 +95,7 @@ fn respond(ctx: &Context, req: &MetadataRequest) -> MetadataResponse {
     let brokers = image
         .live_brokers()
         .filter_map(|b| {
-            let e = b.endpoints.first()?;
+            let e = super::endpoint(b, ctx.listener)?;
             let mut r = MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
                 .with_host(str_bytes(e.host.clone()))

@@ -11,6 +11,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_log_dirs;
+mod elect_leaders;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -24,6 +25,9 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+
+use sluice_replication::image::Broker;
+use sluice_replication::record::Endpoint;
 
 use crate::replica_manager::ReplicaManager;
 
@@ -51,8 +55,8 @@ impl Reply {
 pub struct Context {
     /// Partitions and topics.
     pub rm: Arc<ReplicaManager>,
-    /// Host and port clients should connect to.
-    pub advertised: (String, u16),
+    /// The listener the request came in on: Metadata answers with its addresses.
+    pub listener: &'static str,
     /// API version of the request being handled.
     pub version: i16,
     /// The client's id from the request header.
@@ -95,6 +99,7 @@ pub const APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The served version range of `key`, if served at all.
@@ -114,6 +119,9 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         }
         RequestKind::Metadata(r) => metadata::handle(ctx, r),
         RequestKind::Produce(r) => produce::handle(ctx, r),
+        RequestKind::ElectLeaders(r) => {
+            later(async move { ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r).await) })
+        }
         RequestKind::OffsetForLeaderEpoch(r) => Reply::now(ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(&ctx, r),
         )),
@@ -188,6 +196,14 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
             Reply::Nothing
         }
     }
+}
+
+/// Broker `b`'s address on `listener` (its client address if it has none there).
+pub(crate) fn endpoint<'a>(b: &'a Broker, listener: &str) -> Option<&'a Endpoint> {
+    b.endpoints
+        .iter()
+        .find(|e| e.name == listener)
+        .or(b.endpoints.first())
 }
 
 /// A reply that needs waiting (the controller, replication), resolved off the connection.

@@ -167,6 +167,9 @@ pub struct ServiceConfig {
     pub session_timeout: Duration,
     /// How often leases are checked.
     pub check_interval: Duration,
+    /// `auto.leader.rebalance.enable` with `leader.imbalance.check.interval.seconds` and
+    /// `leader.imbalance.per.broker.percentage`.
+    pub leader_rebalance: Option<(Duration, u32)>,
 }
 
 impl Default for ServiceConfig {
@@ -174,6 +177,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             session_timeout: Duration::from_secs(9),
             check_interval: Duration::from_millis(500),
+            leader_rebalance: Some((Duration::from_secs(300), 10)),
         }
     }
 }
@@ -227,9 +231,16 @@ impl Service {
         let checker = Arc::clone(&service);
         let check = tokio::spawn(async move {
             let mut tick = tokio::time::interval(config.check_interval);
+            let mut last_rebalance = Instant::now();
             loop {
                 tick.tick().await;
                 checker.check_leases().await;
+                if let Some((every, pct)) = config.leader_rebalance {
+                    if last_rebalance.elapsed() >= every {
+                        last_rebalance = Instant::now();
+                        checker.rebalance_leaders(pct).await;
+                    }
+                }
             }
         });
         tokio::spawn(async move {
@@ -485,6 +496,22 @@ impl Service {
             .borrow_watched()
             .last_applied
             .map_or(0, |l| l.index)
+    }
+
+    /// Moves leadership back to preferred replicas where brokers are out of balance.
+    async fn rebalance_leaders(&self, pct: u32) {
+        let mut state = self.state.lock().await;
+        if !self.leading(&mut state) {
+            return;
+        }
+        let image = self.node.image.borrow().clone();
+        let records = controller::rebalance_leaders(&image, pct);
+        if !records.is_empty() {
+            tracing::info!(changes = records.len(), "rebalancing partition leaders");
+            if let Err(e) = self.propose(records).await {
+                tracing::warn!(answer = ?e, "leader rebalance did not commit");
+            }
+        }
     }
 
     /// Fences brokers whose lease ran out (as the leader only).

@@ -1,0 +1,137 @@
+//! ElectLeaders (KIP-460), PREFERRED elections: leadership moves back to each partition's
+//! first replica where it is alive and in sync. Decided by the controller; answered once
+//! this broker's metadata shows the new leaders.
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
+use sluice_replication::image::MetadataImage;
+
+use super::{str_bytes, Context};
+use crate::error_map;
+
+const PREFERRED: i8 = 0;
+
+/// Why partition `p` of `topic` cannot (or need not) move to its preferred leader, if so.
+fn precheck(image: &MetadataImage, topic: &str, p: i32) -> Option<(ResponseError, String)> {
+    let Some(part) = image
+        .topic_by_name(topic)
+        .and_then(|t| t.partitions.get(usize::try_from(p).ok()?))
+    else {
+        return Some((
+            ResponseError::UnknownTopicOrPartition,
+            format!("no partition {topic}-{p}"),
+        ));
+    };
+    let preferred = part.replicas[0];
+    if part.leader == preferred {
+        return Some((
+            ResponseError::ElectionNotNeeded,
+            format!("broker {preferred} already leads"),
+        ));
+    }
+    let shutting_down = image
+        .brokers
+        .get(&preferred)
+        .is_some_and(|b| b.shutting_down);
+    if !part.isr.contains(&preferred) || !image.is_live(preferred) || shutting_down {
+        return Some((
+            ResponseError::PreferredLeaderNotAvailable,
+            format!("preferred leader {preferred} is not a live in-sync replica"),
+        ));
+    }
+    None
+}
+
+pub(super) async fn handle(ctx: Context, req: ElectLeadersRequest) -> ElectLeadersResponse {
+    let image = ctx.cluster.image();
+    let wanted: Vec<(String, Vec<i32>)> = match &req.topic_partitions {
+        Some(tps) => tps
+            .iter()
+            .map(|t| (t.topic.as_str().to_string(), t.partitions.clone()))
+            .collect(),
+        None => image
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), (0..t.partitions.len() as i32).collect()))
+            .collect(),
+    };
+    let mut results: Vec<(String, Vec<(i32, i16, Option<String>)>)> = Vec::new();
+    let mut to_elect = Vec::new();
+    for (topic, partitions) in &wanted {
+        let mut rs = Vec::new();
+        for p in partitions {
+            let refusal = if req.election_type != PREFERRED {
+                Some((
+                    ResponseError::InvalidRequest,
+                    "only PREFERRED elections are supported; unclean election follows the topic's unclean.leader.election.enable".to_string(),
+                ))
+            } else {
+                precheck(&image, topic, *p)
+            };
+            match refusal {
+                Some((e, why)) => rs.push((*p, e.code(), Some(why))),
+                None => {
+                    to_elect.push((topic.clone(), *p));
+                    rs.push((*p, 0, None));
+                }
+            }
+        }
+        results.push((topic.clone(), rs));
+    }
+    if !to_elect.is_empty() {
+        let outcome = match ctx.cluster.elect_preferred(Some(to_elect.clone())).await {
+            Ok(()) => {
+                let within = Duration::from_millis(req.timeout_ms.clamp(1000, 60_000) as u64);
+                let done = ctx
+                    .cluster
+                    .wait_for(within, |i| {
+                        to_elect.iter().all(|(t, p)| {
+                            i.topic_by_name(t)
+                                .and_then(|t| t.partitions.get(*p as usize))
+                                .is_some_and(|x| x.leader == x.replicas[0])
+                        })
+                    })
+                    .await;
+                if done {
+                    Ok(())
+                } else {
+                    Err((
+                        ResponseError::RequestTimedOut.code(),
+                        "the election did not happen in time".to_string(),
+                    ))
+                }
+            }
+            Err(e) => Err((error_map::code(&e), e.to_string())),
+        };
+        if let Err((code, why)) = outcome {
+            for (topic, rs) in &mut results {
+                for r in rs.iter_mut() {
+                    if r.1 == 0 && to_elect.contains(&(topic.clone(), r.0)) {
+                        *r = (r.0, code, Some(why.clone()));
+                    }
+                }
+            }
+        }
+    }
+    let results = results
+        .into_iter()
+        .map(|(topic, rs)| {
+            ReplicaElectionResult::default()
+                .with_topic(TopicName(str_bytes(topic)))
+                .with_partition_result(
+                    rs.into_iter()
+                        .map(|(p, code, msg)| {
+                            PartitionResult::default()
+                                .with_partition_id(p)
+                                .with_error_code(code)
+                                .with_error_message(msg.map(str_bytes))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ElectLeadersResponse::default().with_replica_election_results(results)
+}
