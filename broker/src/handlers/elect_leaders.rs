@@ -14,6 +14,9 @@ use crate::error_map;
 
 const PREFERRED: i8 = 0;
 
+/// (partition, error code, error message)
+type Outcome = (i32, i16, Option<String>);
+
 /// Why partition `p` of `topic` cannot (or need not) move to its preferred leader, if so.
 fn precheck(image: &MetadataImage, topic: &str, p: i32) -> Option<(ResponseError, String)> {
     let Some(part) = image
@@ -58,7 +61,7 @@ pub(super) async fn handle(ctx: Context, req: ElectLeadersRequest) -> ElectLeade
             .map(|t| (t.name.clone(), (0..t.partitions.len() as i32).collect()))
             .collect(),
     };
-    let mut results: Vec<(String, Vec<(i32, i16, Option<String>)>)> = Vec::new();
+    let mut results: Vec<(String, Vec<Outcome>)> = Vec::new();
     let mut to_elect = Vec::new();
     for (topic, partitions) in &wanted {
         let mut rs = Vec::new();
