@@ -161,11 +161,17 @@ impl Partition {
         if r.partition_epoch != p.partition_epoch {
             r.pending_isr = None;
         }
+        let replicas_changed = r.replicas != p.replicas;
         r.replicas = p.replicas.clone();
         r.isr = p.isr.clone();
         r.partition_epoch = p.partition_epoch;
         if !changed {
             if r.leader == node {
+                if replicas_changed {
+                    if let Some(t) = r.followers.as_mut() {
+                        t.set_replicas(&p.replicas, now_ms);
+                    }
+                }
                 self.advance_high_watermark(&r);
             }
             return false;

@@ -240,3 +240,29 @@ def test_a_whole_cluster_restart_keeps_topics_records_and_group_offsets(cluster,
     check_exactly_once_in_order(cluster, load)
     again = consume_group(cluster, topic_name, group, lambda s: False, timeout=8)
     assert again == [], f"{len(again)} records read again: group offsets were lost"
+
+
+def test_partition_reassignment_moves_replicas_and_leadership(cluster, topic_name):
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTopicPartition
+    create(cluster, topic_name, partitions=1, rf=1, **{"min.insync.replicas": "1"})
+    old = cluster.partitions(topic_name)[0][1]
+    target = [b for b in (1, 2, 3) if b not in old]
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    try:
+        with LoadGenerator(cluster, topic_name) as load:
+            time.sleep(1)
+            errors = admin.alter_partition_reassignments({KTopicPartition(topic_name, 0): target})
+            assert all(e is None for e in errors.values()), errors
+            cluster.wait_until("the partition to move to its new replicas",
+                               lambda: cluster.partitions(topic_name)[0][1] == target
+                               and sorted(cluster.partitions(topic_name)[0][2]) == sorted(target)
+                               and cluster.partitions(topic_name)[0][0] in target)
+            assert admin.list_partition_reassignments() == {}, "nothing left in progress"
+            time.sleep(1)
+        check_exactly_once_in_order(cluster, load)
+        # Cancelling when nothing is in progress is refused with NO_REASSIGNMENT_IN_PROGRESS.
+        errors = admin.alter_partition_reassignments({KTopicPartition(topic_name, 0): None})
+        assert [e.errno for e in errors.values()] == [85], errors
+    finally:
+        admin.close()

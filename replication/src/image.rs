@@ -46,6 +46,32 @@ pub struct Partition {
     pub leader_epoch: i32,
     /// Bumped on every change; an ISR change proposed against an older one is refused.
     pub partition_epoch: i32,
+    /// During a reassignment: replicas joining (in `replicas`, not yet caught up).
+    #[serde(default)]
+    pub adding: Vec<i32>,
+    /// During a reassignment: replicas leaving once every target replica is in sync.
+    #[serde(default)]
+    pub removing: Vec<i32>,
+}
+
+impl Partition {
+    /// Where a reassignment in progress is going: the replicas without those leaving.
+    pub fn target(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// The replicas before a reassignment in progress: without those joining.
+    pub fn original(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
+    }
 }
 
 /// A topic.
@@ -279,6 +305,12 @@ impl MetadataImage {
         if let Some(l) = c.leader {
             next.leader = l;
         }
+        if let Some(a) = &c.adding {
+            next.adding = a.clone();
+        }
+        if let Some(r) = &c.removing {
+            next.removing = r.clone();
+        }
         check_partition(&next)?;
         if next.leader != p.leader {
             next.leader_epoch += 1;
@@ -298,6 +330,8 @@ fn new_partition(replicas: &[i32]) -> Result<Partition, ApplyError> {
         leader: replicas.first().copied().unwrap_or(NO_LEADER),
         leader_epoch: 0,
         partition_epoch: 0,
+        adding: Vec::new(),
+        removing: Vec::new(),
     };
     check_partition(&p)?;
     Ok(p)
@@ -320,6 +354,17 @@ fn check_partition(p: &Partition) -> Result<(), ApplyError> {
         return Err(ApplyError::Invalid(format!(
             "ISR {:?} must be distinct replicas of {:?}",
             p.isr, p.replicas
+        )));
+    }
+    let in_replicas = |v: &[i32]| v.iter().all(|r| p.replicas.contains(r));
+    if !in_replicas(&p.adding)
+        || !in_replicas(&p.removing)
+        || p.adding.iter().any(|r| p.removing.contains(r))
+        || (!p.removing.is_empty() && p.target().is_empty())
+    {
+        return Err(ApplyError::Invalid(format!(
+            "reassignment adding {:?} removing {:?} does not fit replicas {:?}",
+            p.adding, p.removing, p.replicas
         )));
     }
     if p.leader != NO_LEADER && !p.isr.contains(&p.leader) {

@@ -48,6 +48,19 @@ impl IsrTracker {
         }
     }
 
+    /// Follows a change of the replica set (a reassignment): new followers start as if
+    /// caught up at `now_ms` with nothing fetched; removed ones are forgotten.
+    pub fn set_replicas(&mut self, replicas: &[i32], now_ms: i64) {
+        self.followers.retain(|r, _| replicas.contains(r));
+        for r in replicas.iter().filter(|r| **r != self.leader) {
+            self.followers.entry(*r).or_insert(Follower {
+                log_end_offset: 0,
+                caught_up_ms: now_ms,
+                previous_fetch: None,
+            });
+        }
+    }
+
     /// A fetch from `follower` at `fetch_offset`, while the leader's log ends at
     /// `leader_end`. As in Kafka, the follower is caught up at this fetch if it asked for the
     /// leader's end, and caught up as of its previous fetch if it asked for what the leader's

@@ -19,7 +19,7 @@ pub struct Endpoint {
 
 /// A change to one partition. Fields left `None` keep their value. Applying bumps the
 /// partition epoch on any change and the leader epoch when the leader changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionChange {
     /// Topic id.
     pub topic: Uuid,
@@ -31,6 +31,12 @@ pub struct PartitionChange {
     pub isr: Option<Vec<i32>>,
     /// New replica set (reassignment).
     pub replicas: Option<Vec<i32>>,
+    /// Replicas being added by a reassignment (empty when none is in progress).
+    #[serde(default)]
+    pub adding: Option<Vec<i32>>,
+    /// Replicas being removed by a reassignment.
+    #[serde(default)]
+    pub removing: Option<Vec<i32>>,
 }
 
 /// One entry of the metadata log.

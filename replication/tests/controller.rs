@@ -367,8 +367,7 @@ fn records_that_do_not_fit_change_nothing() {
         topic: t,
         partition: 0,
         leader: Some(7),
-        isr: None,
-        replicas: None,
+        ..Default::default()
     });
     assert!(image.apply(&bad).is_err(), "leader outside the ISR");
     assert_eq!(image, before);
@@ -434,4 +433,88 @@ fn random_failures_and_returns_keep_every_invariant() {
             }
         }
     }
+}
+
+#[test]
+fn a_reassignment_adds_replicas_then_drops_the_old_ones_once_the_new_are_in_sync() {
+    let mut image = cluster(4);
+    let t = topic(&mut image, "moving", 1, 2, false);
+    let p = image.topics[&t].partitions[0].clone();
+    let target: Vec<i32> = (1..=4).filter(|b| !p.replicas.contains(b)).collect();
+    apply!(
+        image,
+        controller::alter_reassignment(&image, "moving", 0, Some(&target)).unwrap(),
+    );
+    let during = image.topics[&t].partitions[0].clone();
+    assert_eq!(during.adding, target);
+    assert_eq!(during.removing, p.replicas);
+    assert_eq!(
+        during.leader, p.leader,
+        "the old leader leads until the move completes"
+    );
+    assert!(
+        controller::complete_reassignments(&image).is_empty(),
+        "new replicas not in sync"
+    );
+    // The new replicas catch up and the leader adds them to the ISR.
+    let mut isr = during.isr.clone();
+    isr.extend(&target);
+    apply!(
+        image,
+        controller::alter_isr(
+            &image,
+            during.leader,
+            t,
+            0,
+            during.leader_epoch,
+            during.partition_epoch,
+            &isr
+        )
+        .unwrap(),
+    );
+    apply!(image, controller::complete_reassignments(&image));
+    let after = image.topics[&t].partitions[0].clone();
+    assert_eq!(after.replicas, target);
+    assert!(after.adding.is_empty() && after.removing.is_empty());
+    assert!(target.contains(&after.leader) && after.leader_epoch > p.leader_epoch);
+    assert!(after.isr.iter().all(|r| target.contains(r)));
+    // Nothing in progress: cancelling is refused; bad targets too.
+    let e = controller::alter_reassignment(&image, "moving", 0, None).unwrap_err();
+    assert_eq!(
+        e.code,
+        controller::reassignment_codes::NO_REASSIGNMENT_IN_PROGRESS
+    );
+    let e = controller::alter_reassignment(&image, "moving", 0, Some(&[1, 1])).unwrap_err();
+    assert_eq!(
+        e.code,
+        controller::reassignment_codes::INVALID_REPLICA_ASSIGNMENT
+    );
+    let e = controller::alter_reassignment(&image, "moving", 0, Some(&[9])).unwrap_err();
+    assert_eq!(
+        e.code,
+        controller::reassignment_codes::INVALID_REPLICA_ASSIGNMENT
+    );
+}
+
+#[test]
+fn a_cancelled_reassignment_returns_to_the_original_replicas() {
+    let mut image = cluster(3);
+    let t = topic(&mut image, "back", 1, 1, false);
+    let p = image.topics[&t].partitions[0].clone();
+    let other = (1..=3).find(|b| !p.replicas.contains(b)).unwrap();
+    apply!(
+        image,
+        controller::alter_reassignment(&image, "back", 0, Some(&[other])).unwrap(),
+    );
+    assert_eq!(image.topics[&t].partitions[0].adding, vec![other]);
+    apply!(
+        image,
+        controller::alter_reassignment(&image, "back", 0, None).unwrap(),
+    );
+    let after = image.topics[&t].partitions[0].clone();
+    assert_eq!(
+        (after.replicas, after.leader),
+        (p.replicas.clone(), p.leader)
+    );
+    assert!(after.adding.is_empty() && after.removing.is_empty());
 }

@@ -19,6 +19,7 @@ mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+mod reassignments;
 
 use std::sync::Arc;
 
@@ -100,6 +101,8 @@ pub const APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 0),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The served version range of `key`, if served at all.
@@ -122,6 +125,12 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         RequestKind::ElectLeaders(r) => {
             later(async move { ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r).await) })
         }
+        RequestKind::AlterPartitionReassignments(r) => later(async move {
+            ResponseKind::AlterPartitionReassignments(reassignments::alter(ctx, r).await)
+        }),
+        RequestKind::ListPartitionReassignments(r) => Reply::now(
+            ResponseKind::ListPartitionReassignments(reassignments::list(&ctx, r)),
+        ),
         RequestKind::OffsetForLeaderEpoch(r) => Reply::now(ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(&ctx, r),
         )),

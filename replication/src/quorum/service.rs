@@ -92,6 +92,11 @@ pub enum ControllerRequest {
         /// (topic, partition) pairs.
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// AlterPartitionReassignments: (topic, partition, target replicas or `None` to cancel).
+    AlterReassignments {
+        /// The partitions.
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+    },
     /// AlterPartition (KIP-497) from a partition leader.
     AlterIsr {
         /// The leader asking.
@@ -136,6 +141,11 @@ pub enum ControllerResponse {
     Altered,
     /// The request's records are committed.
     Done,
+    /// Per partition of an AlterReassignments request: Kafka error code (0 for none) and why.
+    Reassigned {
+        /// In request order.
+        results: Vec<(i16, String)>,
+    },
     /// A block of producer ids.
     ProducerIds {
         /// The first id.
@@ -462,6 +472,27 @@ impl Service {
                     .await
                     .map(|()| ControllerResponse::Done)
             }
+            ControllerRequest::AlterReassignments { partitions } => {
+                let mut results = Vec::with_capacity(partitions.len());
+                for (topic, partition, target) in partitions {
+                    let image = self.node.image.borrow().clone();
+                    let decided = controller::alter_reassignment(
+                        &image,
+                        &topic,
+                        partition,
+                        target.as_deref(),
+                    );
+                    results.push(match decided {
+                        Err(e) => (e.code, e.message),
+                        Ok(records) => match self.propose(records).await {
+                            Ok(()) => (0, String::new()),
+                            Err(ControllerResponse::Error { code, message }) => (code, message),
+                            Err(other) => return other,
+                        },
+                    });
+                }
+                Ok(ControllerResponse::Reassigned { results })
+            }
             ControllerRequest::AlterIsr {
                 leader,
                 topic,
@@ -479,10 +510,18 @@ impl Service {
                 &isr,
             ) {
                 Err(e) => Err(from_controller(e)),
-                Ok(records) => self
-                    .propose(records)
-                    .await
-                    .map(|()| ControllerResponse::Altered),
+                Ok(records) => match self.propose(records).await {
+                    Ok(()) => {
+                        // A replica joining the ISR may complete a reassignment.
+                        let after = self.node.image.borrow().clone();
+                        let done = controller::complete_reassignments(&after);
+                        if let Err(e) = self.propose(done).await {
+                            tracing::warn!(answer = ?e, "completing a reassignment did not commit");
+                        }
+                        Ok(ControllerResponse::Altered)
+                    }
+                    Err(e) => Err(e),
+                },
             },
         };
         result.unwrap_or_else(|e| e)
