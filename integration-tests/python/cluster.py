@@ -18,7 +18,7 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from conftest import sluice_bin
+from conftest import ROOT, sluice_bin  # noqa: F401 (ROOT is re-exported for the docker tests)
 
 # Faster than Kafka's defaults so a fault test takes seconds, not minutes.
 FAST = {
@@ -90,7 +90,47 @@ class Node:
             self.log = None
 
 
-class Cluster:
+class ClusterView:
+    """What a test sees of a cluster through Kafka clients."""
+
+    bootstrap = ""
+
+    def admin(self):
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def partitions(self, topic):
+        """{partition: (leader, replicas, isrs)} as the cluster reports it."""
+        md = self.admin().list_topics(topic, timeout=10).topics[topic]
+        return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in md.partitions.values()}
+
+    def controller(self):
+        return self.admin().list_topics(timeout=10).controller_id
+
+    def brokers(self):
+        return sorted(self.admin().list_topics(timeout=10).brokers)
+
+    def wait_until(self, what, check, timeout=40):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                last = check()
+                if last:
+                    return last
+            except Exception as e:  # the cluster may be between leaders
+                last = e
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+    def wait_full_isr(self, topic, size=3, timeout=40):
+        return self.wait_until(
+            f"every partition of {topic} to have {size} in-sync replicas",
+            lambda: all(len(isr) == size and leader >= 0
+                        for leader, _, isr in self.partitions(topic).values()),
+            timeout)
+
+
+class Cluster(ClusterView):
     def __init__(self, n=3, **overrides):
         self.nodes = []
         settings = dict(FAST)
@@ -134,37 +174,6 @@ class Cluster:
                 print(f"node {n.id} data and log kept in {n.data}")
             else:
                 shutil.rmtree(n.data, ignore_errors=True)
-
-    def admin(self):
-        return AdminClient({"bootstrap.servers": self.bootstrap})
-
-    def partitions(self, topic):
-        """{partition: (leader, replicas, isrs)} as the cluster reports it."""
-        md = self.admin().list_topics(topic, timeout=10).topics[topic]
-        return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in md.partitions.values()}
-
-    def controller(self):
-        return self.admin().list_topics(timeout=10).controller_id
-
-    def wait_until(self, what, check, timeout=40):
-        deadline = time.time() + timeout
-        last = None
-        while time.time() < deadline:
-            try:
-                last = check()
-                if last:
-                    return last
-            except Exception as e:  # the cluster may be between leaders
-                last = e
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-    def wait_full_isr(self, topic, size=3, timeout=40):
-        return self.wait_until(
-            f"every partition of {topic} to have {size} in-sync replicas",
-            lambda: all(len(isr) == size and leader >= 0
-                        for leader, _, isr in self.partitions(topic).values()),
-            timeout)
 
 
 class LoadGenerator:

@@ -1,0 +1,119 @@
+"""Fault tests of the docker-compose cluster (three containers on a private Docker network,
+each its own host): kill -9 of a leader, a network partition that isolates a leader, and a
+frozen (paused) node. Clients run on the host through the published ports 19092/29092/39092,
+as a user would. The image is built from this repository (the debug binary, to skip a
+release build); nothing is pulled.
+"""
+import subprocess
+import time
+
+import pytest
+from confluent_kafka.admin import NewTopic
+
+from cluster import ROOT, ClusterView, LoadGenerator, check_exactly_once_in_order
+
+PROJECT = "sluicetest"
+
+
+def compose(*args, check=True):
+    return subprocess.run(["docker-compose", "-p", PROJECT, *args], cwd=ROOT, check=check,
+                          capture_output=True, text=True)
+
+
+def docker(*args, check=True):
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True)
+
+
+class DockerCluster(ClusterView):
+    bootstrap = "localhost:19092,localhost:29092,localhost:39092"
+
+    def container(self, node_id):
+        # Names differ between docker-compose v1 and v2; the id does not.
+        return compose("ps", "-q", f"sluice{node_id}").stdout.strip()
+
+    @property
+    def network(self):
+        return f"{PROJECT}_default"
+
+
+@pytest.fixture(scope="module")
+def docker_cluster():
+    subprocess.run(["docker/build-context.sh"], cwd=ROOT, check=True, capture_output=True,
+                   env={**__import__("os").environ, "SLUICE_PROFILE": "debug"})
+    compose("down", "-v", check=False)
+    compose("up", "-d", "--build")
+    c = DockerCluster()
+    try:
+        c.wait_until("three brokers behind localhost:19092", lambda: c.brokers() == [1, 2, 3], 90)
+        yield c
+    finally:
+        logs = compose("logs", "--no-color", "--tail", "200", check=False).stdout
+        compose("down", "-v", check=False)
+        print(logs[-20000:])
+
+
+def create(c, topic, partitions=3):
+    admin = c.admin()
+    admin.create_topics([NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
+    c.wait_full_isr(topic)
+
+
+def test_compose_cluster_shows_three_brokers(docker_cluster):
+    out = subprocess.run(["kcat", "-b", "localhost:19092", "-L"], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    assert " 3 brokers:" in out, out
+    for port in (19092, 29092, 39092):
+        assert f"localhost:{port}" in out
+
+
+def test_network_partition_isolating_a_leader_then_heal(docker_cluster, topic_name):
+    c = docker_cluster
+    create(c, topic_name)
+    leader = c.partitions(topic_name)[0][0]
+    with LoadGenerator(c, topic_name) as load:
+        time.sleep(2)
+        docker("network", "disconnect", c.network, c.container(leader))
+        try:
+            c.wait_until("partition 0 to get a leader on the majority side",
+                         lambda: c.partitions(topic_name)[0][0] not in (-1, leader), 60)
+            time.sleep(3)
+        finally:
+            docker("network", "connect", c.network, c.container(leader))
+        c.wait_full_isr(topic_name, timeout=90)
+        time.sleep(1)
+    check_exactly_once_in_order(c, load)
+
+
+def test_kill_9_of_a_leader_container_then_restart(docker_cluster, topic_name):
+    c = docker_cluster
+    create(c, topic_name)
+    leader = c.partitions(topic_name)[1][0]
+    with LoadGenerator(c, topic_name) as load:
+        time.sleep(2)
+        docker("kill", "--signal", "KILL", c.container(leader))
+        c.wait_until("partition 1 to get a new leader",
+                     lambda: c.partitions(topic_name)[1][0] not in (-1, leader), 60)
+        time.sleep(2)
+        docker("start", c.container(leader))
+        c.wait_full_isr(topic_name, timeout=90)
+    assert not load.errors, load.errors[:3]
+    check_exactly_once_in_order(c, load)
+
+
+def test_a_paused_follower_falls_behind_and_catches_up(docker_cluster, topic_name):
+    c = docker_cluster
+    create(c, topic_name, partitions=1)
+    leader, replicas, _ = c.partitions(topic_name)[0]
+    follower = next(r for r in replicas if r != leader)
+    with LoadGenerator(c, topic_name) as load:
+        time.sleep(1)
+        docker("pause", c.container(follower))
+        try:
+            c.wait_until("the paused follower to leave the ISR",
+                         lambda: follower not in c.partitions(topic_name)[0][2], 60)
+            time.sleep(2)
+        finally:
+            docker("unpause", c.container(follower))
+        c.wait_until("the follower to rejoin the ISR",
+                     lambda: follower in c.partitions(topic_name)[0][2], 90)
+    check_exactly_once_in_order(c, load)
