@@ -613,9 +613,14 @@ impl ReplicaManager {
             std::fs::write(&marker, text)
                 .map_err(|e| BrokerError::Metadata(format!("{}: {e}", marker.display())))?;
         }
-        // From here on the high watermark is replication's to move.
-        let hw = log.offsets().high_watermark;
-        log.set_high_watermark(hw);
+        // From here on the high watermark is replication's to move. It resumes from its
+        // checkpoint (at most what the ISR held), or from the log start: never beyond what is
+        // known to be replicated. As a follower it then takes its leader's; as a leader it
+        // rises as the ISR confirms.
+        let start = log
+            .checkpointed_high_watermark()
+            .unwrap_or(log.offsets().log_start);
+        log.set_high_watermark(start);
         Ok(Arc::new(Partition {
             tp,
             log,

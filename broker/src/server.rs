@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -85,29 +85,17 @@ impl ClusterTasks {
 }
 
 impl Server {
-    /// Opens storage and binds the listener (port 0 picks a free port).
+    /// Opens storage, joins the cluster and then listens (port 0 picks a free port).
     pub async fn bind(config: BrokerConfig) -> Result<Server, BrokerError> {
-        let addr = format!("{}:{}", config.listener.host, config.listener.port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|e| BrokerError::InvalidConfig(format!("cannot listen on {addr}: {e}")))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?
-            .port();
+        // Ports are taken now (their numbers are registered), but connections are refused
+        // until this broker has joined: a client tries another broker instead of waiting.
+        let (socket, port) = reserve(&config.listener.host, config.listener.port).await?;
         let advertised = config.advertised(port);
         let internal = match &config.internal {
             None => None,
             Some(l) => {
-                let addr = format!("{}:{}", l.host, l.port);
-                let listener = TcpListener::bind(&addr).await.map_err(|e| {
-                    BrokerError::InvalidConfig(format!("cannot listen on {addr}: {e}"))
-                })?;
-                let port = listener
-                    .local_addr()
-                    .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?
-                    .port();
-                Some((listener, config.advertised_internal(port)))
+                let (socket, port) = reserve(&l.host, l.port).await?;
+                Some((socket, config.advertised_internal(port)))
             }
         };
         let mut endpoints = vec![Endpoint {
@@ -166,9 +154,13 @@ impl Server {
             );
         }
         tracing::info!(node, "joined the cluster");
+        let listen = |s: TcpSocket| {
+            s.listen(1024)
+                .map_err(|e| BrokerError::InvalidConfig(format!("cannot listen: {e}")))
+        };
         Ok(Server {
-            listener,
-            internal: internal.map(|(l, _)| l),
+            listener: listen(socket)?,
+            internal: internal.map(|(s, _)| listen(s)).transpose()?,
             shared,
             max_connections,
             tasks,
@@ -268,6 +260,32 @@ impl Server {
         tokio::task::block_in_place(|| rm.close())?;
         Ok(())
     }
+}
+
+/// Binds `host:port` without listening yet; returns the socket and the bound port.
+async fn reserve(host: &str, port: u16) -> Result<(TcpSocket, u16), BrokerError> {
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    // Like TcpListener::bind on a name, but IPv4 first, as clients resolving `localhost` try.
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| BrokerError::InvalidConfig(format!("cannot resolve {host}:{port}: {e}")))?
+        .collect();
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    let addr = *addrs
+        .first()
+        .ok_or_else(|| BrokerError::InvalidConfig(format!("cannot resolve {host}:{port}")))?;
+    let cannot =
+        |e: std::io::Error| BrokerError::InvalidConfig(format!("cannot listen on {addr}: {e}"));
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(cannot)?;
+    socket.set_reuseaddr(true).map_err(cannot)?;
+    socket.bind(addr).map_err(cannot)?;
+    let port = socket.local_addr().map_err(cannot)?.port();
+    Ok((socket, port))
 }
 
 /// The next connection on the client listener or the INTERNAL one, with its listener name.

@@ -131,15 +131,17 @@ class ClusterView:
 
 
 class Cluster(ClusterView):
-    def __init__(self, n=3, **overrides):
+    def __init__(self, n=3, voters=None, **overrides):
+        """`n` nodes; the first `voters` (default: all) vote in the metadata quorum."""
         self.nodes = []
+        self.voter_count = voters or n
         settings = dict(FAST)
         settings.update(overrides)
         for i in range(1, n + 1):
             self.nodes.append(Node(i, self.voters, settings))
 
     def voters(self):
-        return ",".join(f"{n.id}@127.0.0.1:{n.raft_port}" for n in self.nodes)
+        return ",".join(f"{n.id}@127.0.0.1:{n.raft_port}" for n in self.nodes[:self.voter_count])
 
     def node(self, node_id):
         return next(n for n in self.nodes if n.id == node_id)

@@ -266,3 +266,24 @@ def test_partition_reassignment_moves_replicas_and_leadership(cluster, topic_nam
         assert [e.errno for e in errors.values()] == [85], errors
     finally:
         admin.close()
+
+
+def test_a_broker_outside_the_voters_follows_the_metadata_as_a_learner(topic_name):
+    c = Cluster(n=4, voters=3).start()
+    try:
+        c.wait_until("four brokers", lambda: c.brokers() == [1, 2, 3, 4])
+        create(c, topic_name, partitions=4, rf=4)
+        learner = c.node(4)
+        md = AdminClient({"bootstrap.servers": learner.bootstrap}).list_topics(topic_name, timeout=10)
+        assert len(md.topics[topic_name].partitions) == 4, "the learner answers from the metadata"
+        assert any(p[0] == 4 for p in c.partitions(topic_name).values()), "it leads partitions too"
+        with LoadGenerator(c, topic_name) as load:
+            time.sleep(1)
+            c.kill(4)
+            c.wait_until("no partition led by the learner",
+                         lambda: all(p[0] != 4 for p in c.partitions(topic_name).values()))
+            c.restart(4)
+            c.wait_full_isr(topic_name, 4)
+        check_exactly_once_in_order(c, load)
+    finally:
+        c.cleanup()

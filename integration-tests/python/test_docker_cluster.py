@@ -53,6 +53,8 @@ def docker_cluster():
 
 
 def create(c, topic, partitions=3):
+    # A node of the previous test may still be rejoining.
+    c.wait_until("three live brokers", lambda: c.brokers() == [1, 2, 3], 90)
     admin = c.admin()
     admin.create_topics([NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
     c.wait_full_isr(topic)

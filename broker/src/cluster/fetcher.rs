@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -16,7 +16,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochReque
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
 use sluice_client::connection::Connection;
-use sluice_storage::{LeaderEpoch, Offset};
+use sluice_storage::{LeaderEpoch, Offset, TopicPartition};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -107,15 +107,31 @@ async fn run(
 ) {
     let node = rm.node_id();
     let mut conn: Option<(String, Connection)> = None;
+    // Partitions the leader refused, resting until then while the others are fetched.
+    let mut delayed: HashMap<TopicPartition, Instant> = HashMap::new();
     tracing::info!(leader, "replica fetcher started");
     loop {
         if *stop.borrow() {
             return;
         }
-        let Some(parts) = rm.followed().remove(&leader) else {
+        let Some(mut parts) = rm.followed().remove(&leader) else {
             tracing::info!(leader, "replica fetcher has nothing left to follow");
             return;
         };
+        let now = Instant::now();
+        delayed.retain(|_, until| *until > now);
+        parts.retain(|p| !delayed.contains_key(&p.tp));
+        if parts.is_empty() {
+            let wake = delayed
+                .values()
+                .min()
+                .copied()
+                .unwrap_or(now + settings.backoff);
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => continue,
+                _ = stop.changed() => return,
+            }
+        }
         let addr = cluster.image().brokers.get(&leader).and_then(|b| {
             b.endpoints
                 .iter()
@@ -146,7 +162,15 @@ async fn run(
                 }
                 match &conn {
                     None => Err(format!("cannot reach leader {leader}")),
-                    Some((_, c)) => fetch_once(c, node, &rm, &parts, &settings).await,
+                    Some((_, c)) => {
+                        fetch_once(c, node, &rm, &parts, &settings)
+                            .await
+                            .map(|refused| {
+                                for tp in refused {
+                                    delayed.insert(tp, Instant::now() + settings.backoff);
+                                }
+                            })
+                    }
                 }
             }
         };
@@ -161,21 +185,22 @@ async fn run(
     }
 }
 
-/// One round: truncate partitions of a new epoch, then fetch the others once.
+/// One round: truncate partitions of a new epoch, then fetch the others once. Returns the
+/// partitions the leader refused (to rest for a backoff).
 async fn fetch_once(
     conn: &Connection,
     node: i32,
     rm: &ReplicaManager,
     parts: &[Arc<Partition>],
     settings: &FetchSettings,
-) -> Result<(), String> {
+) -> Result<Vec<TopicPartition>, String> {
     let (to_truncate, ready): (Vec<_>, Vec<_>) =
         parts.iter().partition(|p| p.replica().needs_truncation);
     if !to_truncate.is_empty() {
         truncate(conn, node, &to_truncate).await?;
     }
     if ready.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut by_topic: BTreeMap<&str, Vec<(&Arc<Partition>, i32)>> = BTreeMap::new();
     for p in &ready {
@@ -219,7 +244,7 @@ async fn fetch_once(
     if resp.error_code != 0 {
         return Err(format!("fetch refused with error {}", resp.error_code));
     }
-    let mut trouble = None;
+    let mut refused = Vec::new();
     for t in &resp.responses {
         for pd in &t.partitions {
             let Some((p, epoch)) = by_topic.get(t.topic.as_str()).and_then(|ps| {
@@ -239,26 +264,37 @@ async fn fetch_once(
                         rm.append_replicated(p, records, pd.high_watermark, pd.log_start_offset)
                     {
                         tracing::error!(partition = %p.tp, error = %e, "cannot append replicated records");
-                        trouble = Some(e.to_string());
+                        refused.push(p.tp.clone());
                     }
                 }
                 Some(ResponseError::OffsetOutOfRange) => {
-                    tracing::warn!(partition = %p.tp, offset = %p.log.offsets().log_end.0,
-                        "the leader has no records at this replica's log end; truncating again");
-                    p.mark_needs_truncation();
-                    trouble = Some("offset out of range".into());
+                    let end = p.log.offsets().log_end.0;
+                    if pd.log_start_offset > end {
+                        // Retention on the leader removed everything this replica would fetch next.
+                        tracing::warn!(partition = %p.tp, from = end, to = pd.log_start_offset,
+                            "the leader's log starts past this replica's end; starting over there");
+                        if let Err(e) = p
+                            .log
+                            .truncate_fully_and_start_at(Offset(pd.log_start_offset))
+                        {
+                            tracing::error!(partition = %p.tp, error = %e, "cannot restart the log");
+                            refused.push(p.tp.clone());
+                        }
+                    } else {
+                        tracing::warn!(partition = %p.tp, offset = end,
+                            "the leader has no records at this replica's log end; truncating again");
+                        p.mark_needs_truncation();
+                        refused.push(p.tp.clone());
+                    }
                 }
                 Some(e) => {
                     tracing::debug!(partition = %p.tp, error = ?e, "fetch refused for a partition");
-                    trouble = Some(format!("{e:?}"));
+                    refused.push(p.tp.clone());
                 }
             }
         }
     }
-    match trouble {
-        Some(t) if ready.len() == 1 => Err(t),
-        _ => Ok(()),
-    }
+    Ok(refused)
 }
 
 /// Truncates each partition to where its log and its new leader's agree (KIP-101/279).

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::open::now_ms;
 use super::{
-    params, Log, Writer, LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, SNAPSHOT_EXT,
+    params, Log, Writer, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_FILE,
+    RECOVERY_POINT_FILE, SNAPSHOT_EXT,
 };
 use crate::checkpoint;
 use crate::error::{Result, StorageError};
@@ -16,6 +17,9 @@ use crate::types::Offset;
 /// (Kafka's `log.flush.offset.checkpoint.interval.ms` default). A stale checkpoint only makes
 /// recovery scan more, so writing it on every flush would cost two fsyncs for nothing.
 const CHECKPOINT_INTERVAL_MS: i64 = 60_000;
+/// How often a changed high watermark is checkpointed (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms`).
+const HW_CHECKPOINT_INTERVAL_MS: i64 = 5_000;
 
 /// What one housekeeping pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +92,8 @@ impl Log {
         }
         if now.saturating_sub(w.last_checkpoint_ms) >= CHECKPOINT_INTERVAL_MS {
             self.write_checkpoints(&mut w, now)?;
+        } else if now.saturating_sub(w.checkpointed_hw.1) >= HW_CHECKPOINT_INTERVAL_MS {
+            self.write_hw_checkpoint(&mut w, now)?;
         }
         Ok(report)
     }
@@ -244,6 +250,41 @@ impl Log {
         self.write_checkpoints(&mut w, now)
     }
 
+    /// Empties the log and restarts it at `offset`, which may lie beyond its end: a follower
+    /// whose whole log is older than its leader's log start (retention ran on the leader)
+    /// continues from there.
+    pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<()> {
+        let mut w = self.writer.lock();
+        self.check_writable()?;
+        let now = now_ms();
+        let doomed: Vec<Arc<LogSegment>> = std::mem::take(&mut *self.segments.write())
+            .into_values()
+            .collect();
+        for seg in &doomed {
+            seg.delete()?;
+        }
+        let seg = LogSegment::create(
+            &self.dir,
+            offset,
+            params(&self.config()),
+            Arc::clone(&self.budget),
+            now,
+            0,
+        )?;
+        self.segments.write().insert(offset.0, seg);
+        w.epochs.truncate_from_end(Offset(i64::MIN));
+        w.producers = crate::producer_state::ProducerStateManager::default();
+        self.remove_snapshots_from(Offset(i64::MIN))?;
+        self.publish(|o| {
+            o.log_start = offset;
+            o.log_end = offset;
+            o.high_watermark = offset;
+            o.last_stable = offset;
+            o.recovery_point = offset;
+        });
+        self.write_checkpoints(&mut w, now)
+    }
+
     /// Flushes, trims the active segment's preallocation and writes every checkpoint, so the
     /// next open needs no recovery. The log refuses further use afterwards.
     pub fn close(&self) -> Result<()> {
@@ -283,6 +324,17 @@ impl Log {
         checkpoint::write(&self.dir.join(LEADER_EPOCH_FILE), &epochs)?;
         w.checkpointed = (o.recovery_point, o.log_start);
         w.last_checkpoint_ms = now;
+        self.write_hw_checkpoint(w, now)
+    }
+
+    /// Writes the high watermark if a replication layer manages it and it changed.
+    fn write_hw_checkpoint(&self, w: &mut Writer, now: i64) -> Result<()> {
+        let hw = self.offsets().high_watermark;
+        if self.hw_managed.load(Ordering::Acquire) && w.checkpointed_hw.0 != hw {
+            let line = vec![format!("{} {} {}", self.tp.topic, self.tp.partition, hw.0)];
+            checkpoint::write(&self.dir.join(HIGH_WATERMARK_FILE), &line)?;
+        }
+        w.checkpointed_hw = (hw, now);
         Ok(())
     }
 

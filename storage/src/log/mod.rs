@@ -65,6 +65,8 @@ pub(crate) struct Writer {
     pub(crate) first_unflushed_ms: Option<i64>,
     pub(crate) checkpointed: (Offset, Offset),
     pub(crate) last_checkpoint_ms: i64,
+    /// The high watermark last written to its checkpoint, and when.
+    pub(crate) checkpointed_hw: (Offset, i64),
     /// Compaction has cleaned every sealed segment below this offset.
     pub(crate) cleaned_upto: Offset,
 }
@@ -80,6 +82,8 @@ pub struct Log {
     poison: RwLock<Option<String>>,
     closed: AtomicBool,
     hw_managed: AtomicBool,
+    /// The high watermark checkpointed by a replication layer before the last stop.
+    recovered_hw: Option<Offset>,
     budget: Arc<MapBudget>,
 }
 
@@ -95,6 +99,7 @@ impl std::fmt::Debug for Log {
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 pub(crate) const LOG_START_FILE: &str = "log-start-offset-checkpoint";
 pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+pub(crate) const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
 pub(crate) const SNAPSHOT_EXT: &str = "snapshot";
 
 fn params(config: &LogConfig) -> SegmentParams {
@@ -163,6 +168,13 @@ impl Log {
         o.high_watermark = hw.clamp(o.log_start, o.log_end);
         o.last_stable = o.high_watermark;
         self.offsets.store(Arc::new(o));
+    }
+
+    /// The high watermark a replication layer had set when the log was last checkpointed
+    /// (within `[log_start, log_end]`), if it ever set one: where it may resume serving.
+    pub fn checkpointed_high_watermark(&self) -> Option<Offset> {
+        let o = self.offsets();
+        self.recovered_hw.map(|hw| hw.clamp(o.log_start, o.log_end))
     }
 
     /// Total bytes of all segments.

@@ -11,8 +11,8 @@ use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
 use super::{
-    params, Log, LogOffsets, Writer, LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE,
-    SNAPSHOT_EXT,
+    params, Log, LogOffsets, Writer, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_FILE,
+    RECOVERY_POINT_FILE, SNAPSHOT_EXT,
 };
 use crate::checkpoint;
 use crate::config::LogConfig;
@@ -97,6 +97,7 @@ pub(crate) fn open(
     let recovery_point =
         read_offset_checkpoint(&dir.join(RECOVERY_POINT_FILE), &tp).unwrap_or(Offset(0));
     let checkpoint_start = read_offset_checkpoint(&dir.join(LOG_START_FILE), &tp);
+    let recovered_hw = read_offset_checkpoint(&dir.join(HIGH_WATERMARK_FILE), &tp);
     let p = params(&config);
     let mut segments: BTreeMap<i64, Arc<LogSegment>> = BTreeMap::new();
     let mut corrupt_from: Option<usize> = None;
@@ -167,12 +168,14 @@ pub(crate) fn open(
             first_unflushed_ms: None,
             checkpointed: (recovery_point, log_start),
             last_checkpoint_ms: now,
+            checkpointed_hw: (recovered_hw.unwrap_or(Offset(-1)), now),
             cleaned_upto: Offset(0),
         }),
         offsets: ArcSwap::from_pointee(offsets),
         poison: RwLock::new(None),
         closed: AtomicBool::new(false),
         hw_managed: AtomicBool::new(false),
+        recovered_hw,
         budget,
     })
 }
@@ -214,7 +217,9 @@ fn rebuild_state(
                 })
                 .collect();
             let mut cache = LeaderEpochCache::from_entries(entries);
-            cache.truncate_from_end(log_end);
+            // Entries past the log end lost their records in a crash; one at the log end is an
+            // epoch a leader began before appending anything, and stays.
+            cache.truncate_from_end(Offset(log_end.0 + 1));
             // Batches written after the checkpoint may carry newer epochs.
             let from = cache.entries().last().map_or(log_start, |e| e.1);
             (cache, from)

@@ -312,6 +312,68 @@ fn leader_epochs_are_tracked_and_answer_end_offset_queries() {
     assert_eq!(log.end_offset_for_epoch(E(1)), Some((E(1), Offset(3))));
     log.truncate_to(Offset(3)).expect("truncate");
     assert_eq!(log.end_offset_for_epoch(E(3)), Some((E(1), Offset(3))));
+    // A new leader records its epoch before appending: an older epoch ends where it began.
+    log.assign_epoch(E(5)).expect("assign");
+    assert_eq!(log.end_offset_for_epoch(E(3)), Some((E(1), Offset(3))));
+    assert_eq!(log.end_offset_for_epoch(E(4)), Some((E(1), Offset(3))));
+    assert_eq!(log.latest_epoch(), Some(E(5)));
+    log.assign_epoch(E(2))
+        .expect("an older epoch changes nothing");
+    assert_eq!(log.latest_epoch(), Some(E(5)));
+    log.close().expect("close");
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(
+        log.latest_epoch(),
+        Some(E(5)),
+        "the assignment was checkpointed"
+    );
+}
+
+#[test]
+fn a_managed_high_watermark_is_checkpointed_and_recovered() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    for _ in 0..5 {
+        log.append(&values(1, 5, 0), &opts(1)).expect("append");
+    }
+    log.close().expect("close");
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.checkpointed_high_watermark(), None, "never managed");
+    log.set_high_watermark(Offset(3));
+    log.close().expect("close");
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.checkpointed_high_watermark(), Some(Offset(3)));
+    log.truncate_to(Offset(2)).expect("truncate");
+    assert_eq!(
+        log.checkpointed_high_watermark(),
+        Some(Offset(2)),
+        "never past the log end"
+    );
+}
+
+#[test]
+fn a_follower_log_can_restart_beyond_its_end() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    for _ in 0..3 {
+        log.append(&values(1, 5, 0), &opts(1)).expect("append");
+    }
+    log.truncate_fully_and_start_at(Offset(100))
+        .expect("restart");
+    let o = log.offsets();
+    assert_eq!((o.log_start, o.log_end), (Offset(100), Offset(100)));
+    assert!(read_all(&log, Offset(100)).is_empty());
+    log.append(&values(1, 5, 0), &opts(1))
+        .expect("append after");
+    assert_eq!(read_all(&log, Offset(100)), vec![(100, 1)]);
+    log.close().expect("close");
+    drop(log);
+    let log = open(dir.path(), small_config());
+    let o = log.offsets();
+    assert_eq!((o.log_start, o.log_end), (Offset(100), Offset(101)));
 }
 
 #[test]
