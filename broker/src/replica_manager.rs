@@ -99,8 +99,12 @@ impl Partition {
             return Err(BrokerError::NotLeaderOrFollower);
         }
         let end = self.log.offsets().log_end.0;
-        if let Some(t) = r.followers.as_mut() {
-            t.on_fetch(follower, fetch_offset, end, now_ms);
+        // An offset past this log's end is a follower that has not truncated yet: its records
+        // there are not ours, so they count for nothing (the read answers OFFSET_OUT_OF_RANGE).
+        if fetch_offset <= end {
+            if let Some(t) = r.followers.as_mut() {
+                t.on_fetch(follower, fetch_offset, end, now_ms);
+            }
         }
         self.advance_high_watermark(&r);
         Ok(())

@@ -264,3 +264,34 @@ def check_exactly_once_in_order(cluster, load):
         where = {v: i for i, v in enumerate(got)}
         positions = [where[v] for v in acked]
         assert positions == sorted(positions), f"partition {partition} is out of order"
+
+
+def consume_group(cluster, topic, group, until, timeout=90, on_poll=None):
+    """Consumes with group `group` (committing after each record) until `until(seen)`."""
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                  "topic.metadata.refresh.interval.ms": 1000})
+    c.subscribe([topic])
+    seen, deadline = [], time.time() + timeout
+    try:
+        while time.time() < deadline and not until(seen):
+            if on_poll:
+                on_poll(seen)
+            m = c.poll(0.2)
+            if m is None or m.error():
+                continue
+            seen.append(int(m.value()))
+            try:
+                c.commit(message=m, asynchronous=False)
+            except Exception:  # the coordinator may be moving; the next commit covers it
+                pass
+    finally:
+        c.close()
+    return seen
+
+
+def coordinator_of(cluster, group):
+    admin = cluster.admin()
+    d = admin.describe_consumer_groups([group])[group].result(20)
+    return d.coordinator.id

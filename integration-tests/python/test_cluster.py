@@ -6,11 +6,13 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, ElectionType, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                  NewTopic)
 from kafka import KafkaProducer
 from kafka.errors import NotEnoughReplicasError
 
-from cluster import Cluster, LoadGenerator, check_exactly_once_in_order
+from cluster import (Cluster, LoadGenerator, check_exactly_once_in_order, consume_group,
+                     coordinator_of)
 
 
 @pytest.fixture
@@ -29,8 +31,9 @@ def create(cluster, topic, partitions=3, rf=3, **config):
 
 def set_min_insync(cluster, topic, n):
     admin = cluster.admin()
-    resource = ConfigResource("topic", topic, set_config={"min.insync.replicas": str(n)})
-    for f in admin.alter_configs([resource]).values():
+    entry = ConfigEntry("min.insync.replicas", str(n), incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource("topic", topic, incremental_configs=[entry])
+    for f in admin.incremental_alter_configs([resource]).values():
         f.result(20)
 
 
@@ -165,37 +168,6 @@ def test_min_insync_replicas_refuses_acks_all_with_two_of_three_down(cluster, to
             values.append(m.value())
     c.close()
     assert values[:2] == [b"before", b"with two"], values
-
-
-def consume_group(cluster, topic, group, until, timeout=90, on_poll=None):
-    """Consumes with group `group` (committing after each record) until `until(seen)`."""
-    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-                  "topic.metadata.refresh.interval.ms": 1000})
-    c.subscribe([topic])
-    seen, deadline = [], time.time() + timeout
-    try:
-        while time.time() < deadline and not until(seen):
-            if on_poll:
-                on_poll(seen)
-            m = c.poll(0.2)
-            if m is None or m.error():
-                continue
-            seen.append(int(m.value()))
-            try:
-                c.commit(message=m, asynchronous=False)
-            except Exception:  # the coordinator may be moving; the next commit covers it
-                pass
-    finally:
-        c.close()
-    return seen
-
-
-def coordinator_of(cluster, group):
-    admin = cluster.admin()
-    d = admin.describe_consumer_groups([group])[group].result(20)
-    return d.coordinator.id
 
 
 def test_a_consumer_group_whose_coordinator_dies(cluster, topic_name):

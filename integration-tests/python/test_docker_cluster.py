@@ -1,6 +1,6 @@
 """Fault tests of the docker-compose cluster (three containers on a private Docker network,
-each its own host): kill -9 of a leader, a network partition that isolates a leader, and a
-frozen (paused) node. Clients run on the host through the published ports 19092/29092/39092,
+each its own host): a network partition that isolates a leader, kill -9 of a leader, kill of
+the active controller, a frozen (paused) follower, a rolling restart, a coordinator's death. Clients run on the host through the published ports 19092/29092/39092,
 as a user would. The image is built from this repository (the debug binary, to skip a
 release build); nothing is pulled.
 """
@@ -10,7 +10,8 @@ import time
 import pytest
 from confluent_kafka.admin import NewTopic
 
-from cluster import ROOT, ClusterView, LoadGenerator, check_exactly_once_in_order
+from cluster import (ROOT, ClusterView, LoadGenerator, check_exactly_once_in_order,
+                     consume_group, coordinator_of)
 
 PROJECT = "sluicetest"
 
@@ -119,3 +120,55 @@ def test_a_paused_follower_falls_behind_and_catches_up(docker_cluster, topic_nam
         c.wait_until("the follower to rejoin the ISR",
                      lambda: follower in c.partitions(topic_name)[0][2], 90)
     check_exactly_once_in_order(c, load)
+
+
+def test_kill_of_the_active_controller_container(docker_cluster, topic_name):
+    c = docker_cluster
+    create(c, topic_name)
+    controller = c.controller()
+    with LoadGenerator(c, topic_name) as load:
+        time.sleep(1)
+        docker("kill", "--signal", "KILL", c.container(controller))
+        c.wait_until("a new controller", lambda: c.controller() not in (-1, controller), 60)
+        time.sleep(1)
+        docker("start", c.container(controller))
+        c.wait_full_isr(topic_name, timeout=90)
+    check_exactly_once_in_order(c, load)
+
+
+def test_rolling_restart_of_the_containers_under_load(docker_cluster, topic_name):
+    c = docker_cluster
+    create(c, topic_name)
+    with LoadGenerator(c, topic_name) as load:
+        for node in (1, 2, 3):
+            time.sleep(1)
+            docker("restart", "--time", "30", c.container(node))
+            c.wait_full_isr(topic_name, timeout=90)
+    assert not load.errors, load.errors[:3]
+    check_exactly_once_in_order(c, load)
+
+
+def test_a_consumer_group_whose_coordinator_container_dies(docker_cluster, topic_name):
+    c = docker_cluster
+    create(c, topic_name)
+    with LoadGenerator(c, topic_name) as load:
+        time.sleep(2)
+    produced = {v for vs in load.acked.values() for v in vs}
+    group = "g-" + topic_name
+    killed = []
+
+    def kill_coordinator_once(seen):
+        if not killed and len(seen) > len(produced) // 3:
+            victim = coordinator_of(c, group)
+            docker("kill", "--signal", "KILL", c.container(victim))
+            killed.append(victim)
+
+    try:
+        seen = consume_group(c, topic_name, group, lambda s: produced <= set(s),
+                             on_poll=kill_coordinator_once)
+        assert killed, "the coordinator was killed mid-way"
+        assert produced <= set(seen), f"missed {len(produced - set(seen))} records"
+    finally:
+        for victim in killed:
+            docker("start", c.container(victim))
+    c.wait_until("three live brokers", lambda: c.brokers() == [1, 2, 3], 90)

@@ -32,21 +32,43 @@ pub(super) fn handle(ctx: &Context, req: DescribeConfigsRequest) -> DescribeConf
                 .with_resource_name(r.resource_name.clone());
             let entries: Vec<(String, String, i8, bool)> = match r.resource_type {
                 TOPIC => match ctx.rm.topic(r.resource_name.as_str()) {
-                    Some(t) => t
-                        .config
-                        .describe()
-                        .into_iter()
-                        .map(|e| {
-                            let source = if t.meta.configs.contains_key(&e.name) {
-                                DYNAMIC_TOPIC_CONFIG
-                            } else if e.is_default {
-                                DEFAULT_CONFIG
-                            } else {
-                                STATIC_BROKER_CONFIG
-                            };
-                            (e.name, e.value, source, false)
-                        })
-                        .collect(),
+                    Some(t) => {
+                        let mut entries: Vec<(String, String, bool)> = t
+                            .config
+                            .describe()
+                            .into_iter()
+                            .map(|e| (e.name, e.value, e.is_default))
+                            .collect();
+                        let broker_min = ctx.rm.config().cluster.min_insync_replicas;
+                        entries.push((
+                            "min.insync.replicas".into(),
+                            t.min_insync_replicas.to_string(),
+                            broker_min == 1,
+                        ));
+                        entries.push((
+                            "unclean.leader.election.enable".into(),
+                            t.meta
+                                .configs
+                                .get("unclean.leader.election.enable")
+                                .cloned()
+                                .unwrap_or_else(|| "false".into()),
+                            true,
+                        ));
+                        entries.sort();
+                        entries
+                            .into_iter()
+                            .map(|(name, value, is_default)| {
+                                let source = if t.meta.configs.contains_key(&name) {
+                                    DYNAMIC_TOPIC_CONFIG
+                                } else if is_default {
+                                    DEFAULT_CONFIG
+                                } else {
+                                    STATIC_BROKER_CONFIG
+                                };
+                                (name, value, source, false)
+                            })
+                            .collect()
+                    }
                     None => {
                         return base.with_error_code(ResponseError::UnknownTopicOrPartition.code())
                     }

@@ -2,6 +2,10 @@
 //! always comes), long-polling up to `max_wait_ms` until `min_bytes` are available, woken by
 //! appends. Sessionless: every response carries session id 0, which tells KIP-227 clients that
 //! no session was created, so they keep sending full fetch requests.
+//!
+//! Consumers read from the partition leader up to the high watermark. A follower's fetch
+//! (replica id >= 0) reads up to the log end, and its fetch offset tells the leader how far
+//! the follower's log reaches, which moves the high watermark.
 
 use std::sync::Arc;
 use std::time::Duration;
