@@ -27,6 +27,8 @@ pub mod names {
     pub const PARTITIONS: &str = "sluice_partitions";
     /// Record bytes appended by producers.
     pub const PRODUCE_BYTES: &str = "sluice_produce_bytes_total";
+    /// Gauge: partitions led here whose ISR is smaller than their replica set.
+    pub const UNDER_REPLICATED: &str = "sluice_under_replicated_partitions";
 }
 
 /// Installs the global recorder (once per process) and returns the handle to render it.

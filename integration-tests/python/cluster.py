@@ -51,6 +51,7 @@ class Node:
         self.id = node_id
         self.port = free_port()
         self.raft_port = free_port()
+        self.metrics_port = free_port()
         self.data = tempfile.mkdtemp(prefix=f"sluice-node{node_id}-")
         self.voters = voters
         self.overrides = overrides
@@ -66,7 +67,7 @@ class Node:
                 "--listeners", f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.raft_port}",
                 "--log-dirs", self.data,
                 "--override", f"controller.quorum.voters={self.voters()}",
-                "--override", "sluice.metrics.listener="]
+                "--override", f"sluice.metrics.listener=127.0.0.1:{self.metrics_port}"]
         for k, v in self.overrides.items():
             args += ["--override", f"{k}={v}"]
         self.log = open(os.path.join(self.data, "broker.log"), "ab")
@@ -76,6 +77,15 @@ class Node:
         line = self.proc.stdout.readline().decode()
         if "listening on" not in line:
             raise RuntimeError(f"node {self.id} did not start: {line!r}; log in {self.data}/broker.log")
+
+    def metric(self, name):
+        """The value of an unlabelled metric from this node's /metrics endpoint."""
+        import urllib.request
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read()
+        for line in text.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

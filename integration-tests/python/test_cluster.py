@@ -107,6 +107,8 @@ def test_a_follower_that_falls_behind_leaves_the_isr_and_catches_up(cluster, top
         cluster.kill(follower, signal.SIGSTOP)
         cluster.wait_until("the stopped follower to leave the ISR",
                            lambda: follower not in cluster.partitions(topic_name)[0][2])
+        cluster.wait_until("the leader to report an under-replicated partition",
+                           lambda: cluster.node(leader).metric("sluice_under_replicated_partitions") == 1)
         behind = load.total_acked()
         time.sleep(2)
         assert load.total_acked() > behind, "acks=all goes on with the remaining ISR"
