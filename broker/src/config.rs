@@ -482,6 +482,23 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// A new topic's partition count and replication factor, -1 meaning the broker default
+    /// (`num.partitions`, `default.replication.factor`).
+    pub fn topic_shape(&self, partitions: i32, replication_factor: i16) -> (i32, i16) {
+        (
+            if partitions == -1 {
+                self.num_partitions
+            } else {
+                partitions
+            },
+            if replication_factor == -1 {
+                self.default_replication_factor
+            } else {
+                replication_factor
+            },
+        )
+    }
+
     /// The address clients are told to connect to.
     pub fn advertised(&self, bound_port: u16) -> (String, u16) {
         advertise(self.advertised.as_ref(), &self.listener, bound_port)

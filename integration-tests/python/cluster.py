@@ -305,3 +305,24 @@ def coordinator_of(cluster, group):
     admin = cluster.admin()
     d = admin.describe_consumer_groups([group])[group].result(20)
     return d.coordinator.id
+
+
+def consume_while_the_coordinator_dies(cluster, topic, load, kill):
+    """Consumes every record `load` acknowledged with a new group (committing as it goes),
+    calling `kill(coordinator id)` a third of the way through. Returns (group, the killed
+    coordinator's id)."""
+    produced = {v for vs in load.acked.values() for v in vs}
+    group = "g-" + topic
+    killed = []
+
+    def kill_coordinator_once(seen):
+        if not killed and len(seen) > len(produced) // 3:
+            victim = coordinator_of(cluster, group)
+            kill(victim)
+            killed.append(victim)
+
+    seen = consume_group(cluster, topic, group, lambda s: produced <= set(s),
+                         on_poll=kill_coordinator_once)
+    assert killed, "the coordinator was killed mid-way"
+    assert produced <= set(seen), f"missed {len(produced - set(seen))} records"
+    return group, killed[0]

@@ -42,17 +42,8 @@ impl Cluster {
         configs: BTreeMap<String, String>,
     ) -> Result<Uuid, BrokerError> {
         rm.validate_new_topic(name, &configs)?;
-        let c = rm.config();
-        let partitions = if partitions == -1 {
-            c.num_partitions
-        } else {
-            partitions
-        };
-        let replication_factor = if replication_factor == -1 {
-            c.default_replication_factor
-        } else {
-            replication_factor
-        };
+        let (partitions, replication_factor) =
+            rm.config().topic_shape(partitions, replication_factor);
         let req = ControllerRequest::CreateTopic {
             name: name.to_string(),
             partitions,

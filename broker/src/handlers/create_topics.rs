@@ -58,17 +58,10 @@ pub(super) async fn handle(ctx: Context, req: CreateTopicsRequest) -> CreateTopi
         };
         topics.push(match outcome {
             Ok(()) => {
-                let c = ctx.rm.config();
-                let partitions = if t.num_partitions == -1 {
-                    c.num_partitions
-                } else {
-                    t.num_partitions
-                };
-                let rf = if t.replication_factor == -1 {
-                    c.default_replication_factor
-                } else {
-                    t.replication_factor
-                };
+                let (partitions, rf) = ctx
+                    .rm
+                    .config()
+                    .topic_shape(t.num_partitions, t.replication_factor);
                 let effective = ctx
                     .rm
                     .topic_config(&configs)
@@ -117,17 +110,7 @@ fn validate(
     configs: &BTreeMap<String, String>,
 ) -> Result<(), BrokerError> {
     ctx.rm.validate_new_topic(name, configs)?;
-    let c = ctx.rm.config();
-    let partitions = if partitions == -1 {
-        c.num_partitions
-    } else {
-        partitions
-    };
-    let rf = if replication_factor == -1 {
-        c.default_replication_factor
-    } else {
-        replication_factor
-    };
+    let (partitions, rf) = ctx.rm.config().topic_shape(partitions, replication_factor);
     if partitions < 1 {
         return Err(BrokerError::InvalidPartitions(format!(
             "number of partitions must be at least 1, got {partitions}"

@@ -8,16 +8,15 @@ use super::{str_bytes, Context};
 
 pub(super) fn handle(ctx: &Context, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let image = ctx.cluster.image();
-    let brokers = image
-        .live_brokers()
-        .filter_map(|b| {
-            let e = super::endpoint(b, ctx.listener)?;
+    let brokers = super::live_brokers(&image, ctx.listener)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
             let mut r = DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.id))
-                .with_host(str_bytes(e.host.clone()))
-                .with_port(e.port as i32);
-            r.rack = b.rack.clone().map(str_bytes);
-            Some(r)
+                .with_broker_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port);
+            r.rack = rack.map(str_bytes);
+            r
         })
         .collect();
     DescribeClusterResponse::default()

@@ -92,16 +92,15 @@ fn respond(ctx: &Context, req: &MetadataRequest) -> MetadataResponse {
             })
             .collect()
     };
-    let brokers = image
-        .live_brokers()
-        .filter_map(|b| {
-            let e = super::endpoint(b, ctx.listener)?;
+    let brokers = super::live_brokers(&image, ctx.listener)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
             let mut r = MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(e.host.clone()))
-                .with_port(e.port as i32);
-            r.rack = b.rack.clone().map(str_bytes);
-            Some(r)
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port);
+            r.rack = rack.map(str_bytes);
+            r
         })
         .collect();
     MetadataResponse::default()

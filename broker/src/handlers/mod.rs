@@ -207,6 +207,21 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
     }
 }
 
+/// Every live broker's (id, host, port, rack) on `listener`, as Metadata and
+/// DescribeCluster list them.
+pub(crate) fn live_brokers(
+    image: &sluice_replication::image::MetadataImage,
+    listener: &str,
+) -> Vec<(i32, String, i32, Option<String>)> {
+    image
+        .live_brokers()
+        .filter_map(|b| {
+            let e = endpoint(b, listener)?;
+            Some((b.id, e.host.clone(), e.port as i32, b.rack.clone()))
+        })
+        .collect()
+}
+
 /// Broker `b`'s address on `listener` (its client address if it has none there).
 pub(crate) fn endpoint<'a>(b: &'a Broker, listener: &str) -> Option<&'a Endpoint> {
     b.endpoints

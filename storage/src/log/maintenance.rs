@@ -217,15 +217,7 @@ impl Log {
         if let Some(seg) = self.segments.read().values().next_back() {
             seg.truncate_to(offset)?;
         }
-        let seg = LogSegment::create(
-            &self.dir,
-            offset,
-            params(&self.config()),
-            Arc::clone(&self.budget),
-            now,
-            0,
-        )?;
-        self.segments.write().insert(offset.0, seg);
+        self.start_segment_at(offset, now)?;
         w.epochs.truncate_from_end(offset);
         let mut producers = crate::producer_state::ProducerStateManager::default();
         for seg in self.segments.read().values() {
@@ -263,15 +255,7 @@ impl Log {
         for seg in &doomed {
             seg.delete()?;
         }
-        let seg = LogSegment::create(
-            &self.dir,
-            offset,
-            params(&self.config()),
-            Arc::clone(&self.budget),
-            now,
-            0,
-        )?;
-        self.segments.write().insert(offset.0, seg);
+        self.start_segment_at(offset, now)?;
         w.epochs.truncate_from_end(Offset(i64::MIN));
         w.producers = crate::producer_state::ProducerStateManager::default();
         self.remove_snapshots_from(Offset(i64::MIN))?;
@@ -283,6 +267,20 @@ impl Log {
             o.recovery_point = offset;
         });
         self.write_checkpoints(&mut w, now)
+    }
+
+    /// A new, empty active segment at `offset`.
+    fn start_segment_at(&self, offset: Offset, now: i64) -> Result<()> {
+        let seg = LogSegment::create(
+            &self.dir,
+            offset,
+            params(&self.config()),
+            Arc::clone(&self.budget),
+            now,
+            0,
+        )?;
+        self.segments.write().insert(offset.0, seg);
+        Ok(())
     }
 
     /// Flushes, trims the active segment's preallocation and writes every checkpoint, so the
