@@ -44,6 +44,9 @@ pub struct Cluster {
     /// This node's Raft address as others reach it.
     pub raft_addr: String,
     controller: tokio::sync::Mutex<ControllerClient>,
+    /// Registration and heartbeats have their own connection, so a slow request (a topic
+    /// created during an election) never delays a heartbeat into a lease expiry.
+    lease: tokio::sync::Mutex<ControllerClient>,
     broker_epoch: AtomicI64,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Fired after every image is reconciled into the replica manager.
@@ -120,15 +123,16 @@ impl Cluster {
                 .await
                 .map_err(|e| BrokerError::Metadata(format!("forming the metadata quorum: {e}")))?;
         }
-        let controller =
-            ControllerClient::new(voters.values().cloned().collect(), Duration::from_secs(5));
+        let client =
+            || ControllerClient::new(voters.values().cloned().collect(), Duration::from_secs(5));
         let (reconciled_image, _) = watch::channel(Arc::new(MetadataImage::default()));
         Ok(Arc::new(Cluster {
             node_id,
             quorum: node,
             voter,
             raft_addr,
-            controller: tokio::sync::Mutex::new(controller),
+            controller: tokio::sync::Mutex::new(client()),
+            lease: tokio::sync::Mutex::new(client()),
             broker_epoch: AtomicI64::new(-1),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             reconciled: Notify::new(),
@@ -204,7 +208,13 @@ impl Cluster {
 
     /// Sends `req` to the active controller. Refusals come back as `Ok(Error { .. })`.
     pub async fn request(&self, req: ControllerRequest) -> Result<ControllerResponse, BrokerError> {
-        self.controller
+        let client = match req {
+            ControllerRequest::RegisterBroker { .. } | ControllerRequest::Heartbeat { .. } => {
+                &self.lease
+            }
+            _ => &self.controller,
+        };
+        client
             .lock()
             .await
             .send(&req, REQUEST_WITHIN)
