@@ -589,6 +589,32 @@ impl ReplicaManager {
         changed
     }
 
+    /// Deletes logs on disk that committed metadata no longer assigns to this node (topics
+    /// deleted or replicas moved while it was down). Only for an up-to-date image: the caller
+    /// runs it once this broker has caught up.
+    pub fn delete_strays(&self, image: &MetadataImage) -> usize {
+        let _one_at_a_time = self.applying.lock();
+        let node = self.node_id();
+        let mut deleted = 0;
+        for log in self.logs.logs() {
+            let tp = log.topic_partition().clone();
+            let assigned = image
+                .topic_by_name(&tp.topic)
+                .and_then(|t| t.partitions.get(usize::try_from(tp.partition).ok()?))
+                .is_some_and(|p| p.replicas.contains(&node));
+            if !assigned {
+                tracing::warn!(partition = %tp, "deleting a log the cluster no longer assigns here");
+                match self.logs.delete(&tp) {
+                    Ok(()) => deleted += 1,
+                    Err(e) => {
+                        tracing::error!(partition = %tp, error = %e, "deleting a stray log failed")
+                    }
+                }
+            }
+        }
+        deleted
+    }
+
     /// Opens (or creates) the log of a replica assigned here. A directory left by an older
     /// topic of the same name (deleted while this node was away) is removed first.
     fn host(

@@ -248,3 +248,16 @@ def test_a_broker_outside_the_voters_follows_the_metadata_as_a_learner(topic_nam
         check_exactly_once_in_order(c, load)
     finally:
         c.cleanup()
+
+
+def test_a_topic_deleted_while_a_broker_was_down_leaves_its_disk_when_it_returns(cluster, topic_name):
+    import os
+    create(cluster, topic_name, partitions=1)
+    away = cluster.nodes[2]
+    log_dir = os.path.join(away.data, f"{topic_name}-0")
+    assert os.path.isdir(log_dir)
+    cluster.kill(away.id, signal.SIGTERM)
+    admin = cluster.admin()
+    admin.delete_topics([topic_name])[topic_name].result(20)
+    cluster.restart(away.id)
+    cluster.wait_until("the stray log to be deleted", lambda: not os.path.exists(log_dir))

@@ -23,6 +23,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut images = cluster.quorum.image.clone();
+    let mut strays_checked = false;
     loop {
         let image = images.borrow_and_update().clone();
         let rm2 = Arc::clone(&rm);
@@ -54,6 +55,14 @@ pub async fn run(
             }
         }
         fetchers.update();
+        if !strays_checked && cluster.serving(&image) {
+            // Caught up with the metadata log: what it does not assign here is stray.
+            strays_checked = true;
+            let (rm, image) = (Arc::clone(&rm), Arc::clone(&image));
+            if let Err(e) = tokio::task::spawn_blocking(move || rm.delete_strays(&image)).await {
+                tracing::error!(error = %e, "deleting stray logs panicked");
+            }
+        }
         cluster.publish_reconciled(image);
         tokio::select! {
             r = images.changed() => if r.is_err() { return },
