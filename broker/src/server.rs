@@ -34,7 +34,7 @@ pub struct Server {
 
 /// The tasks that keep this node in the cluster and its replicas in sync.
 struct ClusterTasks {
-    stop_life: watch::Sender<bool>,
+    /// Registration and heartbeats; aborted at shutdown.
     life: tokio::task::JoinHandle<()>,
     // Replication stops after client connections, so acks=all waits can still finish.
     stop_replication: watch::Sender<bool>,
@@ -49,7 +49,6 @@ impl ClusterTasks {
         registration: Registration,
         fetch: FetchSettings,
     ) -> ClusterTasks {
-        let (stop_life, life_stopped) = watch::channel(false);
         let (stop_replication, replication_stopped) = watch::channel(false);
         let cluster = &shared.cluster;
         let rm = &shared.rm;
@@ -72,12 +71,7 @@ impl ClusterTasks {
                 Arc::clone(rm),
                 replication_stopped,
             )),
-            life: tokio::spawn(lifecycle::run(
-                Arc::clone(cluster),
-                registration,
-                life_stopped,
-            )),
-            stop_life,
+            life: tokio::spawn(lifecycle::run(Arc::clone(cluster), registration)),
             stop_replication,
             fetchers,
         }
@@ -184,7 +178,6 @@ impl Server {
         let rm = Arc::clone(&self.shared.rm);
         let cluster = Arc::clone(&self.shared.cluster);
         let ClusterTasks {
-            stop_life,
             life,
             stop_replication,
             reconciler,
@@ -231,10 +224,12 @@ impl Server {
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
         }
-        // Fails only if the task already ended, which is what was asked.
-        let _ = stop_life.send(true);
+        // Heartbeats stop here, even one waiting for a controller that is gone.
+        life.abort();
         if let Err(e) = life.await {
-            tracing::warn!(error = %e, "broker lifecycle task failed");
+            if !e.is_cancelled() {
+                tracing::warn!(error = %e, "broker lifecycle task failed");
+            }
         }
         if cluster.quorum_peers() > 0 {
             lifecycle::controlled_shutdown(&cluster, Duration::from_secs(10)).await;

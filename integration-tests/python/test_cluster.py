@@ -95,7 +95,9 @@ def test_rolling_restart_of_all_nodes_under_load(cluster, topic_name):
     tps = [TopicPartition(topic_name, p) for p in range(3)]
     results = admin.elect_leaders(ElectionType.PREFERRED, tps).result(30)
     assert all(e is None or e.code() == KafkaError.ELECTION_NOT_NEEDED for e in results.values()), results
-    assert all(leader == replicas[0] for leader, replicas, _ in cluster.partitions(topic_name).values())
+    # Every broker shows it once the change reaches its metadata (milliseconds).
+    cluster.wait_until("preferred leaders everywhere", lambda: all(
+        leader == replicas[0] for leader, replicas, _ in cluster.partitions(topic_name).values()), 10)
 
 
 def test_a_follower_that_falls_behind_leaves_the_isr_and_catches_up(cluster, topic_name):

@@ -87,12 +87,15 @@ impl Fetchers {
         }
     }
 
-    /// Waits for every fetcher to stop (after the stop signal).
+    /// Stops every fetcher. Aborting is safe: an append happens between awaits, whole.
     pub async fn join(&self) {
         let tasks: Vec<_> = self.tasks.lock().drain().map(|(_, t)| t).collect();
         for t in tasks {
+            t.abort();
             if let Err(e) = t.await {
-                tracing::warn!(error = %e, "fetcher task failed");
+                if !e.is_cancelled() {
+                    tracing::warn!(error = %e, "fetcher task failed");
+                }
             }
         }
     }

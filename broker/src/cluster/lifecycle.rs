@@ -3,12 +3,11 @@
 //! the metadata log), and on shutdown ask the controller to move its leaderships away first.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_replication::controller::codes;
 use sluice_replication::quorum::service::{ControllerRequest, ControllerResponse};
 use sluice_replication::record::Endpoint;
-use tokio::sync::watch;
 
 use super::Cluster;
 
@@ -23,8 +22,9 @@ pub struct Registration {
     pub heartbeat_interval: Duration,
 }
 
-/// Registers and heartbeats until `stop` turns true.
-pub async fn run(cluster: Arc<Cluster>, reg: Registration, mut stop: watch::Receiver<bool>) {
+/// Registers and heartbeats, for as long as the broker runs (the task is aborted at
+/// shutdown).
+pub async fn run(cluster: Arc<Cluster>, reg: Registration) {
     let backoff = Duration::from_millis(200);
     if !cluster.voter {
         loop {
@@ -39,9 +39,7 @@ pub async fn run(cluster: Arc<Cluster>, reg: Registration, mut stop: watch::Rece
                 }
                 Err(e) => tracing::warn!(error = %e, "joining the metadata quorum as a learner"),
             }
-            if sleep_or_stop(backoff, &mut stop).await {
-                return;
-            }
+            tokio::time::sleep(backoff).await;
         }
     }
     'register: loop {
@@ -57,16 +55,12 @@ pub async fn run(cluster: Arc<Cluster>, reg: Registration, mut stop: watch::Rece
             }) => (epoch, metadata_offset),
             Ok(other) => {
                 tracing::warn!(answer = ?other, "registration refused");
-                if sleep_or_stop(backoff, &mut stop).await {
-                    return;
-                }
+                tokio::time::sleep(backoff).await;
                 continue;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "registration failed");
-                if sleep_or_stop(backoff, &mut stop).await {
-                    return;
-                }
+                tokio::time::sleep(backoff).await;
                 continue;
             }
         };
@@ -110,9 +104,7 @@ pub async fn run(cluster: Arc<Cluster>, reg: Registration, mut stop: watch::Rece
             } else {
                 reg.heartbeat_interval
             };
-            if sleep_or_stop(wait, &mut stop).await {
-                return;
-            }
+            tokio::time::sleep(wait).await;
         }
     }
 }
@@ -123,37 +115,33 @@ pub async fn controlled_shutdown(cluster: &Cluster, within: Duration) {
     let Some(epoch) = cluster.broker_epoch() else {
         return;
     };
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let req = ControllerRequest::Heartbeat {
-            id: cluster.node_id,
-            epoch,
-            caught_up: true,
-            shutting_down: true,
-        };
-        match cluster.request(req).await {
-            Ok(ControllerResponse::Heartbeat {
-                shutdown_ready: true,
-                ..
-            }) => {
-                tracing::info!("controlled shutdown: leaderships moved away");
-                return;
+    // Each request may itself wait for a controller: the whole handover is bounded.
+    let handover = async {
+        loop {
+            let req = ControllerRequest::Heartbeat {
+                id: cluster.node_id,
+                epoch,
+                caught_up: true,
+                shutting_down: true,
+            };
+            match cluster.request(req).await {
+                Ok(ControllerResponse::Heartbeat {
+                    shutdown_ready: true,
+                    ..
+                }) => {
+                    tracing::info!("controlled shutdown: leaderships moved away");
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "controlled shutdown: no controller; stopping anyway");
+                    return;
+                }
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "controlled shutdown: no controller; stopping anyway");
-                return;
-            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
-}
-
-/// Sleeps for `d`; true if `stop` turned true meanwhile.
-async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        _ = stop.changed() => true,
+    };
+    if tokio::time::timeout(within, handover).await.is_err() {
+        tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
     }
 }
