@@ -40,10 +40,14 @@ def set_min_insync(cluster, topic, n):
 def test_three_brokers_each_answer_metadata_for_all(cluster, topic_name):
     create(cluster, topic_name)
     for n in cluster.nodes:
-        md = AdminClient({"bootstrap.servers": n.bootstrap}).list_topics(timeout=10)
-        assert sorted(md.brokers) == [1, 2, 3]
-        parts = md.topics[topic_name].partitions
-        assert all(len(p.replicas) == 3 and p.leader in (1, 2, 3) for p in parts.values())
+        admin = AdminClient({"bootstrap.servers": n.bootstrap})
+
+        def complete(md):
+            parts = md.topics[topic_name].partitions
+            return sorted(md.brokers) == [1, 2, 3] and len(parts) == 3 and all(
+                len(p.replicas) == 3 and p.leader in (1, 2, 3) for p in parts.values())
+        cluster.wait_until(f"node {n.id} to show the topic",
+                           lambda: complete(admin.list_topics(topic_name, timeout=10)), 10)
     leaders = {p[0] for p in cluster.partitions(topic_name).values()}
     assert len(leaders) > 1, "leadership is spread over the brokers"
 
