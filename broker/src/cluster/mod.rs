@@ -21,7 +21,7 @@ use sluice_replication::quorum::service::{
 };
 use sluice_replication::quorum::{QuorumConfig, QuorumNode};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
@@ -49,8 +49,6 @@ pub struct Cluster {
     lease: tokio::sync::Mutex<ControllerClient>,
     broker_epoch: AtomicI64,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
-    /// Fired after every image is reconciled into the replica manager.
-    pub reconciled: Notify,
     reconciled_image: watch::Sender<Arc<MetadataImage>>,
 }
 
@@ -135,7 +133,6 @@ impl Cluster {
             lease: tokio::sync::Mutex::new(client()),
             broker_epoch: AtomicI64::new(-1),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
-            reconciled: Notify::new(),
             reconciled_image,
         }))
     }
@@ -147,7 +144,6 @@ impl Cluster {
 
     pub(crate) fn publish_reconciled(&self, image: Arc<MetadataImage>) {
         self.reconciled_image.send_replace(image);
-        self.reconciled.notify_waiters();
     }
 
     /// Waits until the reconciled image satisfies `done`, up to `within`.
