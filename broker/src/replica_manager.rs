@@ -2,8 +2,8 @@
 //! topic catalogue as the metadata image last said.
 //!
 //! An engine: it takes and returns domain types (`TopicPartition`, `Offset`, record bytes,
-//! `BrokerError`), never protocol structs. Topics change only through [`apply_image`]
-//! (ReplicaManager::apply_image), from committed metadata; the data path (append, read,
+//! `BrokerError`), never protocol structs. Topics change only through
+//! [`ReplicaManager::apply_image`], from committed metadata; the data path (append, read,
 //! follower progress, the high watermark) is here.
 
 use std::collections::BTreeMap;

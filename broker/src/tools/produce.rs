@@ -23,8 +23,8 @@ pub struct ProduceArgs {
     /// Read records from this file instead of stdin.
     #[arg(long, short = 'f', value_name = "PATH")]
     file: Option<PathBuf>,
-    /// Split each line into KEY<SEP>VALUE (the same as --property parse.key=true --property
-    /// key.separator=SEP).
+    /// Split each line into a key and a value at the first SEP (the same as --property
+    /// parse.key=true --property key.separator=SEP).
     #[arg(long, short = 'K', value_name = "SEP")]
     key_separator: Option<String>,
     /// A header added to every record, e.g. --header source=batch-7 (repeatable).
