@@ -128,13 +128,28 @@ impl Partition {
 
     /// As leader: the ISR to propose to the controller, if it should change and no change
     /// is in flight; marks it in flight.
-    pub fn isr_change_to_propose(&self, now_ms: i64) -> Option<(i32, i32, Vec<i32>)> {
+    /// Only replicas `eligible` says may join are added (Kafka leaves fenced and
+    /// shutting-down brokers out, KIP-841).
+    pub fn isr_change_to_propose(
+        &self,
+        now_ms: i64,
+        eligible: impl Fn(i32) -> bool,
+    ) -> Option<(i32, i32, Vec<i32>)> {
         let mut r = self.replica.lock();
         if r.pending_isr.is_some() {
             return None;
         }
         let end = self.log.offsets().log_end.0;
-        let next = r.followers.as_ref()?.proposed_isr(&r.isr, end, now_ms)?;
+        let proposed = r.followers.as_ref()?.proposed_isr(&r.isr, end, now_ms)?;
+        let next: Vec<i32> = proposed
+            .into_iter()
+            .filter(|x| r.isr.contains(x) || eligible(*x))
+            .collect();
+        let mut current = r.isr.clone();
+        current.sort_unstable();
+        if next == current {
+            return None;
+        }
         r.pending_isr = Some(next.clone());
         Some((r.leader_epoch, r.partition_epoch, next))
     }

@@ -132,6 +132,34 @@ class ClusterView:
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
+    def create_topic(self, topic, partitions, rf, config, timeout=60):
+        """Creates `topic`, retrying while the controller is moving (as an operator would:
+        the request may time out during an election), then waits for a full ISR."""
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import NewTopic
+        deadline = time.time() + timeout
+        retried = False
+        while True:
+            admin = self.admin()
+            try:
+                admin.create_topics([NewTopic(topic, partitions, rf, config=config)])[topic].result(30)
+                break
+            except KafkaException as e:
+                err = e.args[0]
+                if retried and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    break
+                if not err.retriable() and err.code() not in (KafkaError.REQUEST_TIMED_OUT,
+                                                              KafkaError.NOT_CONTROLLER):
+                    raise
+                if time.time() > deadline:
+                    raise
+            except TimeoutError:
+                if time.time() > deadline:
+                    raise
+            retried = True
+            time.sleep(1)
+        self.wait_full_isr(topic, rf)
+
     def wait_full_isr(self, topic, size=3, timeout=40):
         return self.wait_until(
             f"every partition of {topic} to have {size} in-sync replicas",

@@ -6,8 +6,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, ElectionType, KafkaError, TopicPartition
-from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
-                                  NewTopic)
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from kafka import KafkaProducer
 from kafka.errors import NotEnoughReplicasError
 
@@ -24,9 +23,7 @@ def cluster():
 
 def create(cluster, topic, partitions=3, rf=3, **config):
     config.setdefault("min.insync.replicas", "2")
-    admin = cluster.admin()
-    admin.create_topics([NewTopic(topic, partitions, rf, config=config)])[topic].result(20)
-    cluster.wait_full_isr(topic, rf)
+    cluster.create_topic(topic, partitions, rf, config)
 
 
 def set_min_insync(cluster, topic, n):

@@ -4,11 +4,12 @@ the active controller, a frozen (paused) follower, a rolling restart, a coordina
 as a user would. The image is built from this repository (the debug binary, to skip a
 release build); nothing is pulled.
 """
+import os
 import subprocess
+import tempfile
 import time
 
 import pytest
-from confluent_kafka.admin import NewTopic
 
 from cluster import (ROOT, ClusterView, LoadGenerator, check_exactly_once_in_order,
                      consume_while_the_coordinator_dies)
@@ -40,7 +41,7 @@ class DockerCluster(ClusterView):
 @pytest.fixture(scope="module")
 def docker_cluster():
     subprocess.run(["docker/build-context.sh"], cwd=ROOT, check=True, capture_output=True,
-                   env={**__import__("os").environ, "SLUICE_PROFILE": "debug"})
+                   env={**os.environ, "SLUICE_PROFILE": "debug"})
     compose("down", "-v", check=False)
     compose("up", "-d", "--build")
     c = DockerCluster()
@@ -48,17 +49,22 @@ def docker_cluster():
         c.wait_until("three brokers behind localhost:19092", lambda: c.brokers() == [1, 2, 3], 90)
         yield c
     finally:
-        logs = compose("logs", "--no-color", "--tail", "200", check=False).stdout
+        logs = compose("logs", "--no-color", check=False).stdout
         compose("down", "-v", check=False)
-        print(logs[-20000:])
+        path = os.path.join(tempfile.gettempdir(), f"{PROJECT}-compose.log")
+        with open(path, "w") as f:
+            f.write(logs)
+        print(f"the containers' logs are in {path}")
 
 
 def create(c, topic, partitions=3):
-    # A node of the previous test may still be rejoining.
-    c.wait_until("three live brokers", lambda: c.brokers() == [1, 2, 3], 90)
-    admin = c.admin()
-    admin.create_topics([NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
-    c.wait_full_isr(topic)
+    # A node of the previous test may still be rejoining: wait until every broker sees it.
+    for port in (19092, 29092, 39092):
+        node = ClusterView()
+        node.bootstrap = f"localhost:{port}"
+        c.wait_until(f"three live brokers as localhost:{port} sees them",
+                     lambda: node.brokers() == [1, 2, 3], 90)
+    c.create_topic(topic, partitions, 3, {"min.insync.replicas": "2"})
 
 
 def test_compose_cluster_shows_three_brokers(docker_cluster):

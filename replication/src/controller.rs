@@ -53,6 +53,8 @@ pub mod codes {
     pub const INELIGIBLE_REPLICA: i16 = 107;
     /// BROKER_NOT_AVAILABLE
     pub const BROKER_NOT_AVAILABLE: i16 = 8;
+    /// REQUEST_TIMED_OUT
+    pub const REQUEST_TIMED_OUT: i16 = 7;
 }
 
 /// Whether a topic allows electing a leader from outside the ISR (losing records).

@@ -43,10 +43,10 @@ pub struct Cluster {
     pub voter: bool,
     /// This node's Raft address as others reach it.
     pub raft_addr: String,
-    controller: tokio::sync::Mutex<ControllerClient>,
-    /// Registration and heartbeats have their own connection, so a slow request (a topic
-    /// created during an election) never delays a heartbeat into a lease expiry.
-    lease: tokio::sync::Mutex<ControllerClient>,
+    /// Raft addresses of the voters: where the active controller may be.
+    voters: Vec<String>,
+    /// The address that last answered as the active controller.
+    controller_hint: parking_lot::Mutex<Option<String>>,
     broker_epoch: AtomicI64,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     reconciled_image: watch::Sender<Arc<MetadataImage>>,
@@ -121,16 +121,14 @@ impl Cluster {
                 .await
                 .map_err(|e| BrokerError::Metadata(format!("forming the metadata quorum: {e}")))?;
         }
-        let client =
-            || ControllerClient::new(voters.values().cloned().collect(), Duration::from_secs(5));
         let (reconciled_image, _) = watch::channel(Arc::new(MetadataImage::default()));
         Ok(Arc::new(Cluster {
             node_id,
             quorum: node,
             voter,
             raft_addr,
-            controller: tokio::sync::Mutex::new(client()),
-            lease: tokio::sync::Mutex::new(client()),
+            voters: voters.values().cloned().collect(),
+            controller_hint: parking_lot::Mutex::new(None),
             broker_epoch: AtomicI64::new(-1),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             reconciled_image,
@@ -203,19 +201,18 @@ impl Cluster {
     }
 
     /// Sends `req` to the active controller. Refusals come back as `Ok(Error { .. })`.
+    ///
+    /// Each request has its own connection: one waiting out an election never holds up
+    /// another (a heartbeat behind a slow topic creation could miss its lease).
     pub async fn request(&self, req: ControllerRequest) -> Result<ControllerResponse, BrokerError> {
-        let client = match req {
-            ControllerRequest::RegisterBroker { .. } | ControllerRequest::Heartbeat { .. } => {
-                &self.lease
-            }
-            _ => &self.controller,
-        };
-        client
-            .lock()
-            .await
-            .send(&req, REQUEST_WITHIN)
-            .await
-            .map_err(|e| BrokerError::ControllerUnavailable(e.to_string()))
+        let hint = self.controller_hint.lock().clone();
+        let mut client =
+            ControllerClient::new(self.voters.clone(), Duration::from_secs(5)).with_leader(hint);
+        let answer = client.send(&req, REQUEST_WITHIN).await;
+        if let Some(leader) = client.leader() {
+            *self.controller_hint.lock() = Some(leader.to_string());
+        }
+        answer.map_err(|e| BrokerError::ControllerUnavailable(e.to_string()))
     }
 
     /// Sends `req` and turns a refusal into the matching error.

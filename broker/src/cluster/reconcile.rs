@@ -85,8 +85,16 @@ pub async fn isr_updates(
             _ = stop.changed() => return,
         }
         let now = now_ms();
+        let image = cluster.image();
+        let eligible = |broker: i32| {
+            image
+                .brokers
+                .get(&broker)
+                .is_some_and(|b| !b.fenced && !b.shutting_down)
+        };
         for p in rm.led() {
-            let Some((leader_epoch, partition_epoch, isr)) = p.isr_change_to_propose(now) else {
+            let Some((leader_epoch, partition_epoch, isr)) = p.isr_change_to_propose(now, eligible)
+            else {
                 continue;
             };
             let Some(topic) = cluster.image().topic_by_name(&p.tp.topic).map(|t| t.id) else {

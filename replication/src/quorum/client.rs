@@ -29,6 +29,17 @@ impl ControllerClient {
         }
     }
 
+    /// Starts with `leader` as the first address to try (a hint from an earlier client).
+    pub fn with_leader(mut self, leader: Option<String>) -> ControllerClient {
+        self.leader = leader;
+        self
+    }
+
+    /// The address that last answered as the active controller.
+    pub fn leader(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+
     async fn call_at(
         &mut self,
         addr: &str,

@@ -167,6 +167,9 @@ pub enum ControllerResponse {
     },
 }
 
+/// How long a proposal may wait for the quorum to commit it.
+const PROPOSE_WITHIN: Duration = Duration::from_secs(8);
+
 /// A request with the channel its answer goes back on.
 pub type Envelope = (ControllerRequest, oneshot::Sender<ControllerResponse>);
 
@@ -296,7 +299,16 @@ impl Service {
         if records.is_empty() {
             return Ok(());
         }
-        match self.node.propose(records).await {
+        // A leader cut off from its quorum cannot commit; it answers within a bound
+        // rather than holding every other request behind this one.
+        let proposed = tokio::time::timeout(PROPOSE_WITHIN, self.node.propose(records)).await;
+        let Ok(proposed) = proposed else {
+            return Err(ControllerResponse::Error {
+                code: controller::codes::REQUEST_TIMED_OUT,
+                message: format!("not committed within {PROPOSE_WITHIN:?}"),
+            });
+        };
+        match proposed {
             Ok(()) => Ok(()),
             Err(ProposeError::NotLeader { leader }) => {
                 Err(ControllerResponse::NotController { leader })
