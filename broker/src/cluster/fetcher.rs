@@ -169,8 +169,8 @@ async fn run(
                         fetch_once(c, node, &rm, &parts, &settings)
                             .await
                             .map(|refused| {
-                                for tp in refused {
-                                    delayed.insert(tp, Instant::now() + settings.backoff);
+                                for (tp, rest) in refused {
+                                    delayed.insert(tp, Instant::now() + rest);
                                 }
                             })
                     }
@@ -188,15 +188,32 @@ async fn run(
     }
 }
 
+/// How long a partition the leader refused rests. The leader and this follower learn of a
+/// new topic or leader epoch a few milliseconds apart: those races are retried soon, not
+/// after a full `replica.fetch.backoff.ms` that acks=all producers would wait out.
+fn rest_after(e: ResponseError, backoff: Duration) -> Duration {
+    match e {
+        ResponseError::UnknownTopicOrPartition
+        | ResponseError::UnknownTopicId
+        | ResponseError::NotLeaderOrFollower
+        | ResponseError::UnknownLeaderEpoch
+        | ResponseError::FencedLeaderEpoch => backoff.min(METADATA_RACE_BACKOFF),
+        _ => backoff,
+    }
+}
+
+/// The rest after a refusal that newer metadata on either side resolves.
+const METADATA_RACE_BACKOFF: Duration = Duration::from_millis(20);
+
 /// One round: truncate partitions of a new epoch, then fetch the others once. Returns the
-/// partitions the leader refused (to rest for a backoff).
+/// partitions the leader refused, each with how long to rest.
 async fn fetch_once(
     conn: &Connection,
     node: i32,
     rm: &ReplicaManager,
     parts: &[Arc<Partition>],
     settings: &FetchSettings,
-) -> Result<Vec<TopicPartition>, String> {
+) -> Result<Vec<(TopicPartition, Duration)>, String> {
     let (to_truncate, ready): (Vec<_>, Vec<_>) =
         parts.iter().partition(|p| p.replica().needs_truncation);
     if !to_truncate.is_empty() {
@@ -267,7 +284,7 @@ async fn fetch_once(
                         rm.append_replicated(p, records, pd.high_watermark, pd.log_start_offset)
                     {
                         tracing::error!(partition = %p.tp, error = %e, "cannot append replicated records");
-                        refused.push(p.tp.clone());
+                        refused.push((p.tp.clone(), settings.backoff));
                     }
                 }
                 Some(ResponseError::OffsetOutOfRange) => {
@@ -281,18 +298,18 @@ async fn fetch_once(
                             .truncate_fully_and_start_at(Offset(pd.log_start_offset))
                         {
                             tracing::error!(partition = %p.tp, error = %e, "cannot restart the log");
-                            refused.push(p.tp.clone());
+                            refused.push((p.tp.clone(), settings.backoff));
                         }
                     } else {
                         tracing::warn!(partition = %p.tp, offset = end,
                             "the leader has no records at this replica's log end; truncating again");
                         p.mark_needs_truncation();
-                        refused.push(p.tp.clone());
+                        refused.push((p.tp.clone(), settings.backoff));
                     }
                 }
                 Some(e) => {
                     tracing::debug!(partition = %p.tp, error = ?e, "fetch refused for a partition");
-                    refused.push(p.tp.clone());
+                    refused.push((p.tp.clone(), rest_after(e, settings.backoff)));
                 }
             }
         }
