@@ -137,8 +137,8 @@ pub struct ClusterSettings {
     pub replica_fetch_backoff_ms: u64,
     /// `min.insync.replicas` (1), the topic default.
     pub min_insync_replicas: i32,
-    /// `offsets.topic.replication.factor` (3).
-    pub offsets_replication_factor: i16,
+    /// `offsets.topic.replication.factor`, when set (see [`ClusterSettings::offsets_rf`]).
+    pub offsets_replication_factor: Option<i16>,
     /// `auto.leader.rebalance.enable` (true).
     pub leader_rebalance: bool,
     /// `leader.imbalance.check.interval.seconds` (300).
@@ -162,7 +162,7 @@ impl Default for ClusterSettings {
             replica_fetch_max_bytes: 1 << 20,
             replica_fetch_backoff_ms: 1000,
             min_insync_replicas: 1,
-            offsets_replication_factor: 3,
+            offsets_replication_factor: None,
             leader_rebalance: true,
             leader_imbalance_check_interval_s: 300,
             leader_imbalance_pct: 10,
@@ -171,6 +171,13 @@ impl Default for ClusterSettings {
 }
 
 impl ClusterSettings {
+    /// `offsets.topic.replication.factor`: as set, else Kafka's 3 in a cluster and 1 on a
+    /// single node (where 3 could never be satisfied).
+    pub fn offsets_rf(&self) -> i16 {
+        self.offsets_replication_factor
+            .unwrap_or(if self.enabled() { 3 } else { 1 })
+    }
+
     /// Whether this node is part of a replicated cluster.
     pub fn enabled(&self) -> bool {
         !self.voters.is_empty()
@@ -344,7 +351,7 @@ impl BrokerConfig {
                 self.cluster.leader_imbalance_pct = int(0, 100)? as u32
             }
             "offsets.topic.replication.factor" => {
-                self.cluster.offsets_replication_factor = int(1, i16::MAX as i64)? as i16
+                self.cluster.offsets_replication_factor = Some(int(1, i16::MAX as i64)? as i16)
             }
             "log.dirs" | "log.dir" => {
                 self.log_dirs = v
@@ -700,6 +707,14 @@ mod tests {
         c.set("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")
             .expect("voters");
         assert_eq!(c.cluster.voters[1], (2, "b:9093".to_string()));
+        assert_eq!(c.cluster.offsets_rf(), 3, "Kafka's default in a cluster");
+        c.set("offsets.topic.replication.factor", "2").expect("rf");
+        assert_eq!(c.cluster.offsets_rf(), 2, "as set");
+        assert_eq!(
+            BrokerConfig::default().cluster.offsets_rf(),
+            1,
+            "a single node"
+        );
         c.set("process.roles", "broker,controller").expect("roles");
         c.validate().expect("a voter with a controller listener");
         c.set("node.id", "4").expect("id");

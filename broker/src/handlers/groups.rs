@@ -93,11 +93,7 @@ pub(super) async fn find_coordinator(
 async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32), ResponseError> {
     if ctx.rm.topic(OFFSETS_TOPIC).is_none() {
         let cfg = ctx.groups.config();
-        let rf = if ctx.rm.config().cluster.enabled() {
-            ctx.rm.config().cluster.offsets_replication_factor
-        } else {
-            1
-        };
+        let rf = ctx.rm.config().cluster.offsets_rf();
         let configs = BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("segment.bytes".to_string(), "104857600".to_string()),
