@@ -42,6 +42,15 @@ impl LeaderEpochCache {
         self.entries.last().map(|e| e.0)
     }
 
+    /// The epoch in effect at `offset`: the latest whose start is at or before it.
+    pub(crate) fn epoch_at(&self, offset: Offset) -> Option<LeaderEpoch> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(_, start)| *start <= offset)
+            .map(|(e, _)| *e)
+    }
+
     /// Kafka's `endOffsetFor`: the largest epoch <= `epoch` and the offset where it ended (the
     /// next epoch's start, or `log_end` for the latest). `None` when `epoch` precedes every entry.
     pub(crate) fn end_offset_for(

@@ -24,7 +24,7 @@ fn lookup(
     ts: i64,
     read_committed: bool,
 ) -> Result<(i64, i64, i32), BrokerError> {
-    let (partition, epoch) = ctx.rm.leader_partition(tp, client_epoch)?;
+    let (partition, _) = ctx.rm.leader_partition(tp, client_epoch)?;
     let log = partition.log.clone();
     let o = log.offsets();
     let (ts, offset) = match ts {
@@ -48,6 +48,14 @@ fn lookup(
                 "unsupported timestamp {ts}"
             )))
         }
+    };
+    // The epoch of the record found, as Kafka answers it: consumers validate their position
+    // against it after a leader change (KIP-320).
+    let epoch = if offset >= 0 {
+        log.epoch_of(sluice_storage::Offset(offset))
+            .map_or(-1, |e| e.0)
+    } else {
+        -1
     };
     Ok((ts, offset, epoch))
 }

@@ -192,6 +192,12 @@ impl Log {
         self.writer.lock().epochs.latest()
     }
 
+    /// The leader epoch of the record at `offset` (of the next record, at the log end), as
+    /// ListOffsets reports it (KIP-320).
+    pub fn epoch_of(&self, offset: Offset) -> Option<LeaderEpoch> {
+        self.writer.lock().epochs.epoch_at(offset)
+    }
+
     /// Records that leader epoch `epoch` starts at the current log end, as a new partition
     /// leader does before it appends anything: a follower asking where an older epoch ended
     /// is then told this offset. Does nothing if the log already knows `epoch` or a newer one.

@@ -306,6 +306,13 @@ fn leader_epochs_are_tracked_and_answer_end_offset_queries() {
     use crate::LeaderEpoch as E;
     assert_eq!(log.end_offset_for_epoch(E(2)), Some((E(1), Offset(3))));
     assert_eq!(log.end_offset_for_epoch(E(3)), Some((E(3), Offset(5))));
+    assert_eq!(log.epoch_of(Offset(2)), Some(E(1)));
+    assert_eq!(log.epoch_of(Offset(3)), Some(E(3)));
+    assert_eq!(
+        log.epoch_of(Offset(5)),
+        Some(E(3)),
+        "the log end: the latest epoch"
+    );
     log.close().expect("close");
     drop(log);
     let log = open(dir.path(), small_config());
