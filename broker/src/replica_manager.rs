@@ -436,14 +436,14 @@ impl ReplicaManager {
         records: &[u8],
         origin: AppendOrigin,
         acks_all: bool,
-    ) -> Result<(Arc<Partition>, AppendInfo), BrokerError> {
+    ) -> Result<Appended, BrokerError> {
         let topic = self
             .topic(&tp.topic)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
         let (partition, epoch) = self.leader_partition(tp, -1)?;
+        let min = topic.min_insync_replicas.max(1) as usize;
         if acks_all {
             let isr = partition.replica.lock().isr.len();
-            let min = topic.min_insync_replicas.max(1) as usize;
             if isr < min {
                 return Err(BrokerError::NotEnoughReplicas { isr, min });
             }
@@ -461,7 +461,13 @@ impl ReplicaManager {
             partition.advance_high_watermark(&r);
         }
         partition.appended.notify_waiters();
-        Ok((partition, info))
+        Ok(Appended {
+            node: self.node_id(),
+            partition,
+            leader_epoch: epoch,
+            min_insync: min,
+            info,
+        })
     }
 
     /// Appends records fetched from the leader (offsets and epochs as the leader wrote them)
@@ -731,40 +737,50 @@ impl ReplicaManager {
     }
 }
 
-/// Waits until the records before `end` are replicated to the ISR (acks=all): the high
-/// watermark reaches `end`. Fails if leadership moves, the ISR shrinks below
-/// `min_insync`, or `timeout` passes.
-pub async fn wait_replicated(
-    partition: Arc<Partition>,
+/// Records appended as leader, to wait on until the ISR has them (acks=all).
+pub struct Appended {
     node: i32,
-    leader_epoch: i32,
-    end: i64,
-    min_insync: usize,
-    timeout: Duration,
-) -> Result<(), BrokerError> {
-    let wait = async {
-        loop {
-            let notified = partition.appended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let r = partition.replica.lock();
-                if r.leader != node || r.leader_epoch != leader_epoch {
-                    return Err(BrokerError::NotLeaderOrFollower);
-                }
-                let hw = partition.log.offsets().high_watermark.0;
-                match acks_all(end - 1, hw, r.isr.len(), min_insync) {
-                    AcksAll::Done => return Ok(()),
-                    AcksAll::NotEnoughReplicas => {
-                        return Err(BrokerError::NotEnoughReplicasAfterAppend)
+    /// The partition.
+    pub partition: Arc<Partition>,
+    /// The leader epoch they were appended at.
+    pub leader_epoch: i32,
+    /// The topic's `min.insync.replicas`.
+    pub min_insync: usize,
+    /// What the append did.
+    pub info: AppendInfo,
+}
+
+impl Appended {
+    /// Waits until the records are replicated to the ISR: the high watermark passes them.
+    /// Fails if leadership moves, the ISR shrinks below `min.insync.replicas`, or `timeout`
+    /// passes.
+    pub async fn replicated(&self, timeout: Duration) -> Result<(), BrokerError> {
+        let (partition, node, leader_epoch) = (&self.partition, self.node, self.leader_epoch);
+        let (end, min_insync) = (self.info.last_offset.0 + 1, self.min_insync);
+        let wait = async {
+            loop {
+                let notified = partition.appended.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                {
+                    let r = partition.replica.lock();
+                    if r.leader != node || r.leader_epoch != leader_epoch {
+                        return Err(BrokerError::NotLeaderOrFollower);
                     }
-                    AcksAll::Waiting => {}
+                    let hw = partition.log.offsets().high_watermark.0;
+                    match acks_all(end - 1, hw, r.isr.len(), min_insync) {
+                        AcksAll::Done => return Ok(()),
+                        AcksAll::NotEnoughReplicas => {
+                            return Err(BrokerError::NotEnoughReplicasAfterAppend)
+                        }
+                        AcksAll::Waiting => {}
+                    }
                 }
+                notified.await;
             }
-            notified.await;
-        }
-    };
-    tokio::time::timeout(timeout, wait)
-        .await
-        .unwrap_or(Err(BrokerError::ReplicationTimedOut))
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or(Err(BrokerError::ReplicationTimedOut))
+    }
 }

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::BrokerError;
-use crate::replica_manager::{Partition, ReplicaManager};
+use crate::replica_manager::{Appended, Partition, ReplicaManager};
 use records::{partition_for, CommittedOffset, GroupValue, OffsetsRecord};
 use state::{Group, GroupState, JoinResult, Member, SyncResult};
 
@@ -78,18 +78,6 @@ pub enum Pending<T> {
     Now(T),
     /// Resolved when the group moves on.
     Later(oneshot::Receiver<T>),
-}
-
-/// Records appended to an offsets partition, to wait on until replicated.
-pub struct Written {
-    /// The offsets partition.
-    pub partition: Arc<Partition>,
-    /// The leader epoch they were appended at.
-    pub leader_epoch: i32,
-    /// The offset after them.
-    pub end: i64,
-    /// The topic's `min.insync.replicas`.
-    pub min_insync: usize,
 }
 
 /// A group's committed offsets by (topic, partition).
@@ -261,7 +249,7 @@ impl GroupCoordinator {
 
     /// Appends records for `group` to its offsets partition (as its leader); returns where
     /// they end, for callers that wait until they are replicated.
-    fn persist(&self, group: &str, records: &[OffsetsRecord]) -> Result<Written, BrokerError> {
+    fn persist(&self, group: &str, records: &[OffsetsRecord]) -> Result<Appended, BrokerError> {
         let tp = TopicPartition::new(
             OFFSETS_TOPIC,
             partition_for(group, self.offsets_partitions()),
@@ -272,19 +260,8 @@ impl GroupCoordinator {
             let (k, v) = r.encode();
             b = b.record(Some(&k), v.as_deref(), ts);
         }
-        let (partition, info) =
-            self.rm
-                .append(&tp, &b.build(), AppendOrigin::Coordinator, false)?;
-        let min_insync = self
-            .rm
-            .topic(OFFSETS_TOPIC)
-            .map_or(1, |t| t.min_insync_replicas.max(1) as usize);
-        Ok(Written {
-            leader_epoch: partition.replica().leader_epoch,
-            partition,
-            end: info.last_offset.0 + 1,
-            min_insync,
-        })
+        self.rm
+            .append(&tp, &b.build(), AppendOrigin::Coordinator, false)
     }
 
     fn group_value(g: &Group) -> OffsetsRecord {

@@ -7,8 +7,9 @@ use sluice_storage::TopicPartition;
 
 use super::records::{CommittedOffset, OffsetsRecord};
 use super::state::{Group, GroupState};
-use super::{now_ms, FetchedOffset, GroupCoordinator, Written};
+use super::{now_ms, FetchedOffset, GroupCoordinator};
 use crate::error::BrokerError;
+use crate::replica_manager::Appended;
 
 impl GroupCoordinator {
     /// OffsetCommit. `generation == -1` with no member id is a standalone (assign-mode) commit.
@@ -18,7 +19,7 @@ impl GroupCoordinator {
         generation: i32,
         member_id: &str,
         offsets: Vec<(TopicPartition, i64, i32, Option<String>)>,
-    ) -> (Vec<(TopicPartition, i16)>, Option<Written>) {
+    ) -> (Vec<(TopicPartition, i16)>, Option<Appended>) {
         let fail = |code: i16, offsets: Vec<(TopicPartition, i64, i32, Option<String>)>| {
             (offsets.into_iter().map(|o| (o.0, code)).collect(), None)
         };

@@ -30,7 +30,6 @@ use super::{str_bytes, Context, Reply};
 use crate::error::BrokerError;
 use crate::group::offsets::commit_error;
 use crate::group::{FetchedOffset, JoinParams, Pending, OFFSETS_TOPIC};
-use crate::replica_manager::wait_replicated;
 
 /// FindCoordinator key types.
 const KEY_GROUP: i8 = 0;
@@ -286,17 +285,8 @@ pub(super) fn offset_commit(ctx: &Context, req: OffsetCommitRequest) -> Reply {
         return Reply::now(ResponseKind::OffsetCommit(commit_response(&req, &results)));
     };
     // Acknowledged once on every in-sync replica, so a coordinator failover keeps it.
-    let node = ctx.rm.node_id();
     Reply::Later(Box::pin(async move {
-        let replicated = wait_replicated(
-            w.partition,
-            node,
-            w.leader_epoch,
-            w.end,
-            w.min_insync,
-            OFFSETS_COMMIT_TIMEOUT,
-        )
-        .await;
+        let replicated = w.replicated(OFFSETS_COMMIT_TIMEOUT).await;
         let results = match replicated {
             Ok(()) => results,
             Err(e) => {

@@ -2,7 +2,6 @@
 //! 1 once appended here, -1 (all) once the records are below the high watermark, that is
 //! on every in-sync replica, with at least `min.insync.replicas` of them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -13,17 +12,6 @@ use sluice_storage::{AppendOrigin, TopicPartition};
 use super::{str_bytes, Context, Reply};
 use crate::error::BrokerError;
 use crate::error_map;
-use crate::replica_manager::{wait_replicated, Partition};
-
-/// An acks=all append waiting for replication.
-struct Waiting {
-    topic: usize,
-    partition: usize,
-    part: Arc<Partition>,
-    leader_epoch: i32,
-    end: i64,
-    min_insync: usize,
-}
 
 pub(super) fn handle(ctx: Context, req: ProduceRequest) -> Reply {
     let missing: Vec<String> = req
@@ -93,7 +81,8 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
                 }
             };
             match result {
-                Ok((part, info)) => {
+                Ok(appended) => {
+                    let info = appended.info;
                     metrics::counter!(crate::observability::names::PRODUCE_BYTES)
                         .increment(info.bytes as u64);
                     r = r
@@ -101,16 +90,7 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
                         .with_log_append_time_ms(info.log_append_time.unwrap_or(-1))
                         .with_log_start_offset(info.log_start_offset.0);
                     if acks_all {
-                        waiting.push(Waiting {
-                            topic: ti,
-                            partition: pi,
-                            leader_epoch: part.replica().leader_epoch,
-                            part,
-                            end: info.last_offset.0 + 1,
-                            min_insync: topic
-                                .as_ref()
-                                .map_or(1, |t| t.min_insync_replicas.max(1) as usize),
-                        });
+                        waiting.push((ti, pi, appended));
                     }
                 }
                 Err(code) => r.error_code = code,
@@ -130,15 +110,14 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
     if waiting.is_empty() {
         return Reply::now(ResponseKind::Produce(resp));
     }
-    let node = ctx.rm.node_id();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     Reply::Later(Box::pin(async move {
         let mut resp = resp;
-        let results = futures::future::join_all(waiting.into_iter().map(|w| async move {
-            let r =
-                wait_replicated(w.part, node, w.leader_epoch, w.end, w.min_insync, timeout).await;
-            (w.topic, w.partition, r)
-        }))
+        let results = futures::future::join_all(
+            waiting
+                .into_iter()
+                .map(|(ti, pi, a)| async move { (ti, pi, a.replicated(timeout).await) }),
+        )
         .await;
         for (ti, pi, r) in results {
             if let Err(e) = r {
