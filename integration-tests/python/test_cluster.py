@@ -260,7 +260,14 @@ def test_a_topic_deleted_while_a_broker_was_down_leaves_its_disk_when_it_returns
     log_dir = os.path.join(away.data, f"{topic_name}-0")
     assert os.path.isdir(log_dir)
     cluster.kill(away.id, signal.SIGTERM)
-    admin = cluster.admin()
-    admin.delete_topics([topic_name])[topic_name].result(20)
+    # If the stopped node was the controller, the request may wait out an election: retry as
+    # an operator would.
+    def deleted():
+        try:
+            cluster.admin().delete_topics([topic_name])[topic_name].result(10)
+        except Exception as e:
+            return "UNKNOWN_TOPIC" in repr(e)
+        return True
+    cluster.wait_until("the topic to be deleted", deleted, 60)
     cluster.restart(away.id)
     cluster.wait_until("the stray log to be deleted", lambda: not os.path.exists(log_dir))
