@@ -263,8 +263,9 @@ def test_a_topic_deleted_while_a_broker_was_down_leaves_its_disk_when_it_returns
     # If the stopped node was the controller, the request may wait out an election: retry as
     # an operator would.
     def deleted():
+        admin = cluster.admin()
         try:
-            cluster.admin().delete_topics([topic_name])[topic_name].result(10)
+            admin.delete_topics([topic_name])[topic_name].result(10)
         except Exception as e:
             return "UNKNOWN_TOPIC" in repr(e)
         return True
