@@ -38,8 +38,27 @@ class DockerCluster(ClusterView):
         return f"{PROJECT}_default"
 
 
+HOST_PORTS = (19092, 29092, 39092)
+
+
+def reserve_host_ports():
+    """39092 lies in Linux's ephemeral range: an outgoing connection of an earlier test may
+    hold it when docker-compose publishes it. Reserving the three ports keeps the kernel from
+    handing them out (root only; without it the collision is merely unlikely)."""
+    path = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+    try:
+        with open(path) as f:
+            current = f.read().strip()
+        wanted = ",".join(filter(None, [current] + [str(p) for p in HOST_PORTS]))
+        with open(path, "w") as f:
+            f.write(wanted)
+    except OSError as e:
+        print(f"could not reserve {HOST_PORTS}: {e}")
+
+
 @pytest.fixture(scope="module")
 def docker_cluster():
+    reserve_host_ports()
     subprocess.run(["docker/build-context.sh"], cwd=ROOT, check=True, capture_output=True,
                    env={**os.environ, "SLUICE_PROFILE": "debug"})
     compose("down", "-v", check=False)
@@ -59,7 +78,7 @@ def docker_cluster():
 
 def create(c, topic, partitions=3):
     # A node of the previous test may still be rejoining: wait until every broker sees it.
-    for port in (19092, 29092, 39092):
+    for port in HOST_PORTS:
         node = ClusterView()
         node.bootstrap = f"localhost:{port}"
         c.wait_until(f"three live brokers as localhost:{port} sees them",
@@ -71,7 +90,7 @@ def test_compose_cluster_shows_three_brokers(docker_cluster):
     out = subprocess.run(["kcat", "-b", "localhost:19092", "-L"], capture_output=True, text=True,
                          check=True, timeout=30).stdout
     assert " 3 brokers:" in out, out
-    for port in (19092, 29092, 39092):
+    for port in HOST_PORTS:
         assert f"localhost:{port}" in out
 
 
