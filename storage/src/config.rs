@@ -62,8 +62,14 @@ pub struct LogConfig {
     pub message_timestamp_type: TimestampType,
     /// `flush.messages`: flush after this many records. Default: never (`i64::MAX`), as Kafka,
     /// which relies on replication for durability.
+    ///
+    /// Setting this or `flush.ms` also changes how appends reach the file: with a flush policy
+    /// they are written with `pwrite(2)` (each flush then writes back only the blocks appended
+    /// since the last one); without one they are copied into the mapped, preallocated segment,
+    /// with transparent huge pages while the partition is written at 1 MiB/s or more.
     pub flush_messages: i64,
-    /// `flush.ms`: flush when unflushed data is this old. Default: never (`i64::MAX`).
+    /// `flush.ms`: flush when unflushed data is this old. Default: never (`i64::MAX`). See
+    /// [`LogConfig::flush_messages`] for its effect on the write path.
     pub flush_ms: i64,
     /// `file.delete.delay.ms`: kept for compatibility; Sluice unlinks deleted segments at once
     /// because open mappings keep their pages alive. Default 60000.

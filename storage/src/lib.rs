@@ -43,6 +43,15 @@
 //!   the recovery point are validated batch by batch (CRC-32C) and cut at the first torn or
 //!   corrupt batch, and their indexes are rebuilt.
 //!
+//! # Write path
+//!
+//! Without a flush policy (the default) an append copies the batches into the active
+//! segment's mapping, over space preallocated with `fallocate`; once a partition is written at
+//! 1 MiB/s or more its next stretch of file gets transparent huge pages (one page fault per
+//! 2 MiB instead of per 4 KiB). With `flush.messages` or `flush.ms` set, appends use
+//! `pwrite(2)` instead: a mapped write dirties a whole page-cache folio, which every flush
+//! would write back again. Reads are zero-copy views of the mapping either way.
+//!
 //! # Layout
 //!
 //! - `types`: offset, epoch and id newtypes; `TopicPartition`.

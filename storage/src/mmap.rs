@@ -10,6 +10,11 @@
 //!   it, so published bytes are never modified while a [`Bytes`] view may be reading them;
 //!   readers may only see below it.
 //!
+//! Bytes reach the file one of two ways (the caller picks per append, see
+//! [`crate::segment::WriteMode`]): copied into the mapping ([`MappedFile::write`]), or written
+//! with `pwrite(2)` ([`MappedFile::write_through`]), which extends the file itself and so needs
+//! no preallocation to be safe. Either way readers see them through the mapping.
+//!
 //! Truncation is therefore logical (the owner keeps its own, smaller valid length and rolls
 //! to a new file), and a file is only shrunk with `ftruncate` once no view of the shrunk
 //! range can exist: either the range was never published, or the caller holds the only
@@ -17,14 +22,18 @@
 
 use std::fs::File;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use crate::error::{Result, StorageError};
+
+/// Size of a PMD-mapped transparent huge page (x86-64, and arm64 with 4 KiB base pages).
+const HUGE_PAGE: usize = 2 << 20;
 
 /// A file mapped read-write over a fixed capacity, with an append-only published prefix.
 #[derive(Debug)]
@@ -89,10 +98,15 @@ impl MappedFile {
     }
 
     /// Makes sure `[0, end)` is backed by real blocks, growing the file by at least `chunk`.
-    pub(crate) fn ensure_allocated(&self, end: usize, chunk: usize) -> Result<()> {
+    /// Returns the range it allocated, if it had to.
+    pub(crate) fn ensure_allocated(
+        &self,
+        end: usize,
+        chunk: usize,
+    ) -> Result<Option<Range<usize>>> {
         let allocated = self.allocated();
         if end <= allocated {
-            return Ok(());
+            return Ok(None);
         }
         if end > self.capacity {
             return Err(StorageError::Corrupt {
@@ -112,7 +126,24 @@ impl MappedFile {
             (target - allocated) as u64,
         )?;
         self.allocated.store(target, Ordering::Release);
-        Ok(())
+        Ok(Some(allocated..target))
+    }
+
+    /// Asks the kernel to back `range`, rounded out to whole huge pages, with transparent huge
+    /// pages: one page fault and one page-cache allocation per 2 MiB instead of per 4 KiB.
+    ///
+    /// The price is paid at writeback: a dirty huge page is written whole, however little of
+    /// it changed, so only ranges that will be filled quickly should ask. Advice only: a kernel
+    /// without THP (or with it disabled) keeps 4 KiB pages and the call's error is logged.
+    pub(crate) fn advise_huge_pages(&self, range: Range<usize>) {
+        let start = range.start - range.start % HUGE_PAGE;
+        let end = range.end.next_multiple_of(HUGE_PAGE).min(self.capacity);
+        if start >= end {
+            return;
+        }
+        if let Err(e) = self.map.advise_range(Advice::HugePage, start, end - start) {
+            tracing::debug!(path = %self.path.display(), error = %e, "huge page advice refused");
+        }
     }
 
     /// Copies `data` to `pos`. The range must be allocated and not yet published.
@@ -135,6 +166,34 @@ impl MappedFile {
                 data.len(),
             );
         }
+        Ok(())
+    }
+
+    /// Writes `data` at `pos` with `pwrite(2)`, growing the file as needed. The range must lie
+    /// inside the mapping and not be published.
+    ///
+    /// Unlike a copy into the mapping this dirties only the blocks written (a mapped write
+    /// dirties its whole page-cache folio, up to 2 MiB, and a flush writes all of it back),
+    /// and a full disk is this call's `ENOSPC` rather than a SIGBUS, so no preallocation is
+    /// needed.
+    pub(crate) fn write_through(&self, pos: usize, data: &[u8]) -> Result<()> {
+        let end = pos
+            .checked_add(data.len())
+            .filter(|end| *end <= self.capacity)
+            .ok_or_else(|| self.bad_write(pos, data.len(), "beyond mapped capacity"))?;
+        if pos < self.published() {
+            return Err(self.bad_write(pos, data.len(), "over published bytes"));
+        }
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("storage::mmap::write_through", |_| Err(StorageError::io(
+            &self.path,
+            std::io::Error::from_raw_os_error(28)
+        )));
+        self.file
+            .write_all_at(data, pos as u64)
+            .map_err(|e| StorageError::io(&self.path, e))?;
+        // Written bytes have blocks (delayed allocation reserves them in `pwrite`).
+        self.allocated.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
 

@@ -85,5 +85,37 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
         .expect("append once space is back");
     assert_eq!(log.offsets().log_end, Offset(2));
 
+    // With a flush policy appends go through pwrite(2), where a full disk is that call's error.
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(
+        dir.path(),
+        LogConfig {
+            flush_messages: 1,
+            ..LogConfig::default()
+        },
+    );
+    log.append(&batch(), &AppendOptions::default())
+        .expect("append");
+    fail::cfg("storage::mmap::write_through", "return").expect("cfg");
+    assert!(matches!(
+        log.append(&batch(), &AppendOptions::default()),
+        Err(StorageError::Io { .. })
+    ));
+    fail::remove("storage::mmap::write_through");
+    assert_eq!(
+        log.offsets().log_end,
+        Offset(1),
+        "the failed append left no trace"
+    );
+    log.append(&batch(), &AppendOptions::default())
+        .expect("append once space is back");
+    drop(log);
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(
+        log.offsets().log_end,
+        Offset(2),
+        "both appends survive reopen"
+    );
+
     scenario.teardown();
 }

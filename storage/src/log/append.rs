@@ -8,7 +8,7 @@ use super::{params, Log, Writer};
 use crate::batch::{self, BatchHeader};
 use crate::error::{Result, StorageError};
 use crate::producer_state::SequenceCheck;
-use crate::segment::{LogSegment, PlacedBatch};
+use crate::segment::{LogSegment, PlacedBatch, WriteMode};
 use crate::types::{LeaderEpoch, Offset, TimestampType};
 
 /// Who is appending, which decides validation and offset assignment.
@@ -131,7 +131,8 @@ impl Log {
         }
         let epoch = opts.leader_epoch.0;
         let origin = opts.origin;
-        active.append(batches, &placed, |b, p| {
+        let mode = WriteMode::for_flush_policy(config.flush_messages, config.flush_ms);
+        active.append(batches, &placed, mode, |b, p| {
             if origin != AppendOrigin::Replication {
                 batch::set_offset_and_epoch(b, p.base_offset.0, epoch);
                 if let Some(t) = append_time {

@@ -8,7 +8,7 @@ use super::tests::{open, read_all, small_config};
 use crate::batch::test_support::values;
 use crate::segment::file_name;
 use crate::types::Offset;
-use crate::AppendOptions;
+use crate::{AppendOptions, LogConfig};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -20,8 +20,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Writes `n` batches without closing (an unclean stop) and returns the partition dir and the
 /// byte position where each batch of the last segment ends.
-fn crashed_log(dir: &Path, n: usize) -> (PathBuf, Vec<u64>, Offset) {
-    let log = open(dir, small_config());
+fn crashed_log(dir: &Path, n: usize, config: LogConfig) -> (PathBuf, Vec<u64>, Offset) {
+    let log = open(dir, config);
     let mut ends = Vec::new();
     let mut pos = 0u64;
     let mut base = Offset(0);
@@ -41,11 +41,30 @@ fn crashed_log(dir: &Path, n: usize) -> (PathBuf, Vec<u64>, Offset) {
     (dir.join("t-0"), ends, base)
 }
 
+/// The log written as by default (mapped writes into preallocated space) or with a flush
+/// policy (`pwrite`, the file grows with the data; flushes do not matter to a cut file).
+fn configs() -> [LogConfig; 2] {
+    [
+        small_config(),
+        LogConfig {
+            flush_ms: 3_600_000,
+            ..small_config()
+        },
+    ]
+}
+
 #[test]
 fn a_cut_at_any_byte_of_the_last_batches_leaves_exactly_the_whole_batch_prefix() {
+    for config in configs() {
+        cut_at_every_byte(config);
+    }
+}
+
+fn cut_at_every_byte(config: LogConfig) {
+    let mode = crate::segment::WriteMode::for_flush_policy(config.flush_messages, config.flush_ms);
     let tmp = tempfile::tempdir().expect("tmp");
-    let (part, ends, base) = crashed_log(tmp.path(), 12);
-    let full = read_all(&open(tmp.path(), small_config()), Offset(0));
+    let (part, ends, base) = crashed_log(tmp.path(), 12, config.clone());
+    let full = read_all(&open(tmp.path(), config.clone()), Offset(0));
     let last_segment_batches = ends.len();
     let first_in_last = full.len() - last_segment_batches;
     let from = 0;
@@ -62,18 +81,18 @@ fn a_cut_at_any_byte_of_the_last_batches_leaves_exactly_the_whole_batch_prefix()
             .set_len(cut)
             .expect("cut");
         let survivors = ends.iter().filter(|e| **e <= cut).count();
-        let log = open(case.path(), small_config());
+        let log = open(case.path(), config.clone());
         let got = read_all(&log, Offset(0));
         assert_eq!(
             got,
             full[..first_in_last + survivors].to_vec(),
-            "cut at byte {cut}"
+            "cut at byte {cut} ({mode:?})"
         );
         let expected_end = got.last().map_or(0, |(b, n)| b + *n as i64);
         assert_eq!(
             log.offsets().log_end,
             Offset(expected_end),
-            "cut at byte {cut}"
+            "cut at byte {cut} ({mode:?})"
         );
         // The recovered log takes new appends right after the prefix.
         log.append(&values(1, 3, 0), &AppendOptions::default())
@@ -84,7 +103,7 @@ fn a_cut_at_any_byte_of_the_last_batches_leaves_exactly_the_whole_batch_prefix()
 #[test]
 fn a_flipped_byte_in_the_last_segment_truncates_at_the_damaged_batch() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (part, ends, base) = crashed_log(tmp.path(), 10);
+    let (part, ends, base) = crashed_log(tmp.path(), 10, small_config());
     let full = read_all(&open(tmp.path(), small_config()), Offset(0));
     let first_in_last = full.len() - ends.len();
     let mut start = 0u64;
@@ -115,10 +134,21 @@ fn a_flipped_byte_in_the_last_segment_truncates_at_the_damaged_batch() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, size: usize },
+    Append {
+        records: usize,
+        size: usize,
+    },
     Truncate(u8),
     DeleteRecords(u8),
-    Reopen { clean: bool },
+    /// Reopens with or without a flush policy, switching write modes mid-segment.
+    Reopen {
+        clean: bool,
+        flush_policy: bool,
+    },
+}
+
+fn config_with(flush_policy: bool) -> LogConfig {
+    configs()[usize::from(flush_policy)].clone()
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -126,7 +156,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (1usize..5, 1usize..400).prop_map(|(records, size)| Op::Append { records, size }),
         1 => any::<u8>().prop_map(Op::Truncate),
         1 => any::<u8>().prop_map(Op::DeleteRecords),
-        1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+        1 => (any::<bool>(), any::<bool>())
+            .prop_map(|(clean, flush_policy)| Op::Reopen { clean, flush_policy }),
     ]
 }
 
@@ -136,9 +167,12 @@ proptest! {
     /// Any sequence of appends, truncations, DeleteRecords, rolls (small segments) and clean or
     /// unclean reopens reads back exactly like a list of batches.
     #[test]
-    fn log_matches_a_list_of_batches(ops in proptest::collection::vec(op(), 1..40)) {
+    fn log_matches_a_list_of_batches(
+        flush_policy in any::<bool>(),
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut log = open(tmp.path(), small_config());
+        let mut log = open(tmp.path(), config_with(flush_policy));
         let mut model: Vec<(i64, i32)> = Vec::new();
         let mut log_start = 0i64;
         let mut log_end = 0i64;
@@ -166,10 +200,10 @@ proptest! {
                     log.delete_records_before(Offset(to)).expect("delete records");
                     log_start = log_start.max(to);
                 }
-                Op::Reopen { clean } => {
+                Op::Reopen { clean, flush_policy } => {
                     if clean { log.close().expect("close"); }
                     drop(log);
-                    log = open(tmp.path(), small_config());
+                    log = open(tmp.path(), config_with(flush_policy));
                 }
             }
             let visible: Vec<(i64, i32)> = model.iter().copied().filter(|(b, n)| b + *n as i64 > log_start).collect();

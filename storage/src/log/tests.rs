@@ -6,6 +6,7 @@ use super::*;
 use crate::batch::test_support::{batch_with_producer, values};
 use crate::batch::{BatchHeader, BatchIter};
 use crate::config::LogConfig;
+use crate::segment::file_name;
 use crate::types::{Offset, TopicPartition};
 use crate::{AppendOptions, ReadOptions};
 
@@ -532,4 +533,81 @@ fn offsets_for_times_answer_the_first_record_at_or_after_the_target() {
     assert_eq!(at(501), None);
     let max = log.max_timestamp().expect("max").expect("some");
     assert_eq!((max.offset, max.timestamp), (Offset(4), 500));
+}
+
+/// `VmFlags` of the mappings of `file` in this process (one line per VMA).
+fn vm_flags_of(file: &Path) -> Vec<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+    let name = file.to_str().expect("utf-8 path");
+    let mut flags = Vec::new();
+    let mut in_file = false;
+    for line in smaps.lines() {
+        if let Some(rest) = line.strip_prefix("VmFlags:") {
+            if in_file {
+                flags.push(rest.trim().to_string());
+            }
+        } else if line.contains('-') && line.split_whitespace().count() >= 5 {
+            // A VMA header: `start-end perms offset dev inode [path]`.
+            in_file = line.ends_with(name);
+        }
+    }
+    flags
+}
+
+#[test]
+fn a_fast_writer_gets_huge_pages_for_the_active_segment() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let log = open(tmp.path(), LogConfig::default());
+    let b = values(16, 1024, 0);
+    // 8 MiB at memory speed: far above the 1 MiB/s threshold, past several file growths.
+    for _ in 0..512 {
+        log.append(&b, &AppendOptions::default()).expect("append");
+    }
+    let flags = vm_flags_of(&tmp.path().join("t-0").join(file_name(Offset(0), "log")));
+    assert!(!flags.is_empty(), "the active segment is mapped");
+    assert!(
+        flags
+            .iter()
+            .any(|f| f.split_whitespace().any(|f| f == "hg")),
+        "some of the segment is advised huge: {flags:?}"
+    );
+}
+
+#[test]
+fn a_flush_policy_writes_through_without_preallocating_or_huge_pages() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = LogConfig {
+        flush_messages: 2,
+        ..LogConfig::default()
+    };
+    let log = open(tmp.path(), config);
+    let b = values(16, 1024, 0);
+    for _ in 0..512 {
+        log.append(&b, &AppendOptions::default()).expect("append");
+    }
+    let file = tmp.path().join("t-0").join(file_name(Offset(0), "log"));
+    let len = std::fs::metadata(&file).expect("stat").len();
+    assert_eq!(
+        len,
+        (b.len() * 512) as u64,
+        "the file holds the data, no preallocated tail"
+    );
+    let flags = vm_flags_of(&file);
+    assert!(!flags.is_empty(), "the active segment is mapped for reads");
+    assert!(
+        flags
+            .iter()
+            .all(|f| !f.split_whitespace().any(|f| f == "hg")),
+        "{flags:?}"
+    );
+    let read = log
+        .read(&ReadOptions::from(Offset(16 * 300)))
+        .expect("read");
+    assert_eq!(
+        BatchIter::new(&read.records)
+            .next()
+            .map(|(_, h)| h.base_offset),
+        Some(16 * 300),
+        "written batches read back through the mapping"
+    );
 }

@@ -16,6 +16,7 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -34,6 +35,51 @@ pub(crate) struct SegmentParams {
     pub(crate) index_bytes: u32,
     pub(crate) index_interval_bytes: u32,
     pub(crate) preallocate_chunk: u32,
+}
+
+/// How an append reaches the segment's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteMode {
+    /// Copied into the mapping of preallocated (`fallocate`d) space: no system call per append.
+    /// The log's default, when durability is left to replication and the kernel's writeback.
+    Mapped,
+    /// Written with `pwrite(2)`, as Kafka does, for logs with a flush policy. A mapped write
+    /// dirties its whole page-cache folio (ext4 caches files in folios of up to 2 MiB), so
+    /// flushing after every batch would write the same folio back again and again; `pwrite`
+    /// dirties only the blocks it writes. Measured with one flush per 16 KiB batch: mapped
+    /// 0.75x, written 1.0x the throughput of `write(2)`+`fdatasync`.
+    Written,
+}
+
+impl WriteMode {
+    /// `Written` when the config asks for flushes (`flush.messages` or `flush.ms`).
+    pub(crate) fn for_flush_policy(flush_messages: i64, flush_ms: i64) -> WriteMode {
+        if flush_messages == i64::MAX && flush_ms == i64::MAX {
+            WriteMode::Mapped
+        } else {
+            WriteMode::Written
+        }
+    }
+}
+
+/// Appends at or above this rate get transparent huge pages for the segment's next stretch of
+/// file. The kernel writes dirty pages back after 30 s (`vm.dirty_expire_centisecs`) and writes
+/// a huge page whole: at 1 MiB/s, rewriting a partly filled 2 MiB page adds under 7% to what
+/// reaches the disk, while a slow partition on huge pages would rewrite 2 MiB for every few
+/// bytes it appends.
+const HUGE_PAGE_MIN_BYTES_PER_SEC: f64 = (1 << 20) as f64;
+
+/// True when `filled` bytes appended over `elapsed` are fast enough for huge pages.
+fn huge_pages_pay_off(filled: usize, elapsed: Duration) -> bool {
+    filled as f64 >= HUGE_PAGE_MIN_BYTES_PER_SEC * elapsed.as_secs_f64()
+}
+
+/// When the active segment's file last grew, and to what size: the append rate between two
+/// growths decides whether the next stretch gets huge pages.
+#[derive(Debug, Clone, Copy)]
+struct Growth {
+    at: Instant,
+    allocated: usize,
 }
 
 /// The mapped files of a segment.
@@ -84,6 +130,7 @@ pub(crate) struct LogSegment {
     retired: AtomicBool,
     bytes_since_index: AtomicU32,
     flushed: AtomicU32,
+    growth: Mutex<Growth>,
     generation: AtomicU64,
     files: RwLock<Option<Arc<SegmentFiles>>>,
     map_lock: Mutex<()>,
@@ -124,6 +171,10 @@ impl LogSegment {
             retired: AtomicBool::new(false),
             bytes_since_index: AtomicU32::new(0),
             flushed: AtomicU32::new(0),
+            growth: Mutex::new(Growth {
+                at: Instant::now(),
+                allocated: 0,
+            }),
             generation: AtomicU64::new(0),
             files: RwLock::new(None),
             map_lock: Mutex::new(()),
@@ -313,24 +364,43 @@ impl LogSegment {
     }
 
     /// Writer only: copies already validated `data` to the end, lets `patch` set each batch's
-    /// header fields in place, indexes the batches, then publishes them to readers.
+    /// header fields, indexes the batches, then publishes them to readers.
     pub(crate) fn append(
         &self,
         data: &[u8],
         placed: &[PlacedBatch],
+        mode: WriteMode,
         patch: impl Fn(&mut [u8], &PlacedBatch),
     ) -> Result<()> {
         let files = self.files()?;
         let start = self.size() as usize;
         let end = start + data.len();
-        files
-            .log
-            .ensure_allocated(end, self.params.preallocate_chunk as usize)?;
-        files.log.write(start, data)?;
-        for p in placed {
-            files
-                .log
-                .with_unpublished(start + p.at..start + p.at + p.len, |b| patch(b, p))?;
+        match mode {
+            WriteMode::Mapped => {
+                let grown = files
+                    .log
+                    .ensure_allocated(end, self.params.preallocate_chunk as usize)?;
+                if let Some(grown) = grown {
+                    if self.grew_fast(grown.start) {
+                        files.log.advise_huge_pages(grown);
+                    }
+                }
+                files.log.write(start, data)?;
+                for p in placed {
+                    files
+                        .log
+                        .with_unpublished(start + p.at..start + p.at + p.len, |b| patch(b, p))?;
+                }
+            }
+            WriteMode::Written => {
+                // Patched before the write: patching through the mapping afterwards would
+                // dirty whole folios, which is what this mode avoids.
+                let mut patched = data.to_vec();
+                for p in placed {
+                    patch(&mut patched[p.at..p.at + p.len], p);
+                }
+                files.log.write_through(start, &patched)?;
+            }
         }
         let chunk = INDEX_GROWTH;
         let mut since = self.bytes_since_index.load(Ordering::Acquire);
@@ -363,6 +433,19 @@ impl LogSegment {
         }
         self.size.store(end as u32, Ordering::Release);
         Ok(())
+    }
+
+    /// Notes that the log file grew from `allocated` bytes and tells whether what was appended
+    /// since the previous growth came fast enough for huge pages.
+    fn grew_fast(&self, allocated: usize) -> bool {
+        let now = Instant::now();
+        let mut last = self.growth.lock();
+        let fast = huge_pages_pay_off(
+            allocated.saturating_sub(last.allocated),
+            now.saturating_duration_since(last.at),
+        );
+        *last = Growth { at: now, allocated };
+        fast
     }
 
     /// The first batch whose last offset is at or after `offset`: its position and header.
@@ -646,4 +729,33 @@ fn open_rw(path: &Path) -> Result<fs::File> {
         .truncate(false)
         .open(path)
         .map_err(|e| StorageError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_pages_only_for_appends_of_a_mebibyte_a_second_or_more() {
+        let mib = 1 << 20;
+        assert!(huge_pages_pay_off(16 * mib, Duration::from_millis(5)));
+        assert!(huge_pages_pay_off(mib, Duration::from_secs(1)));
+        assert!(!huge_pages_pay_off(mib, Duration::from_millis(1001)));
+        assert!(!huge_pages_pay_off(64 * 1024, Duration::from_secs(60)));
+        // A fresh segment's first growth: nothing appended before it.
+        assert!(!huge_pages_pay_off(0, Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_flush_policy_writes_through() {
+        assert_eq!(
+            WriteMode::for_flush_policy(i64::MAX, i64::MAX),
+            WriteMode::Mapped
+        );
+        assert_eq!(WriteMode::for_flush_policy(1, i64::MAX), WriteMode::Written);
+        assert_eq!(
+            WriteMode::for_flush_policy(i64::MAX, 1000),
+            WriteMode::Written
+        );
+    }
 }
