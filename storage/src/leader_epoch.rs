@@ -52,13 +52,21 @@ impl LeaderEpochCache {
     }
 
     /// Kafka's `endOffsetFor`: the largest epoch <= `epoch` and the offset where it ended (the
-    /// next epoch's start, or `log_end` for the latest). `None` when `epoch` precedes every entry.
+    /// next epoch's start, or `log_end` for the latest). An epoch older than every entry (its
+    /// records are gone) ends where the first known epoch starts. `None` (Kafka's undefined
+    /// epoch and offset) for a negative epoch, one newer than the latest, or an empty cache.
     pub(crate) fn end_offset_for(
         &self,
         epoch: LeaderEpoch,
         log_end: Offset,
     ) -> Option<(LeaderEpoch, Offset)> {
-        let i = self.entries.iter().rposition(|(e, _)| *e <= epoch)?;
+        let (latest, _) = *self.entries.last()?;
+        if epoch.0 < 0 || epoch > latest {
+            return None;
+        }
+        let Some(i) = self.entries.iter().rposition(|(e, _)| *e <= epoch) else {
+            return Some((epoch, self.entries[0].1));
+        };
         let end = self.entries.get(i + 1).map_or(log_end, |(_, start)| *start);
         Some((self.entries[i].0, end))
     }
@@ -99,7 +107,12 @@ mod tests {
     #[test]
     fn end_offset_for_epoch_follows_kafka() {
         let c = cache();
-        assert_eq!(c.end_offset_for(LeaderEpoch(0), Offset(20)), None);
+        assert_eq!(c.end_offset_for(LeaderEpoch(-1), Offset(20)), None);
+        assert_eq!(
+            c.end_offset_for(LeaderEpoch(0), Offset(20)),
+            Some((LeaderEpoch(0), Offset(0))),
+            "older than every entry: ends where the first known epoch starts"
+        );
         assert_eq!(
             c.end_offset_for(LeaderEpoch(1), Offset(20)),
             Some((LeaderEpoch(1), Offset(10)))
@@ -112,9 +125,10 @@ mod tests {
             c.end_offset_for(LeaderEpoch(3), Offset(20)),
             Some((LeaderEpoch(3), Offset(20)))
         );
+        assert_eq!(c.end_offset_for(LeaderEpoch(9), Offset(20)), None);
         assert_eq!(
-            c.end_offset_for(LeaderEpoch(9), Offset(20)),
-            Some((LeaderEpoch(3), Offset(20)))
+            LeaderEpochCache::default().end_offset_for(LeaderEpoch(0), Offset(20)),
+            None
         );
     }
 

@@ -373,17 +373,18 @@ async fn truncate(conn: &Connection, node: i32, parts: &[&Arc<Partition>]) -> Re
                 continue;
             }
             let o = p.log.offsets();
-            let target = if r.leader_epoch < 0 {
+            let (target, done) = if r.leader_epoch < 0 {
                 // The leader knows no epoch as old as ours: keep only what was committed.
-                o.high_watermark.0
+                (o.high_watermark.0, true)
             } else {
                 // Where the last epoch both logs know ends, in each log (KIP-279).
-                let ours = p
-                    .log
-                    .end_offset_for_epoch(LeaderEpoch(r.leader_epoch))
-                    .filter(|(e, _)| e.0 == r.leader_epoch)
-                    .map_or(o.log_end.0, |(_, end)| end.0);
-                r.end_offset.min(ours)
+                match p.log.end_offset_for_epoch(LeaderEpoch(r.leader_epoch)) {
+                    Some((e, end)) if e.0 == r.leader_epoch => (r.end_offset.min(end.0), true),
+                    // Our nearest older epoch may be one the leader never had: cut back to
+                    // where it ends and ask again with it.
+                    Some((_, end)) => (end.0.min(o.log_end.0), false),
+                    None => (r.end_offset.min(o.log_end.0), true),
+                }
             };
             if target < o.log_end.0 {
                 tracing::info!(partition = %p.tp, from = o.log_end.0, to = target, "truncating to the leader's log");
@@ -392,7 +393,9 @@ async fn truncate(conn: &Connection, node: i32, parts: &[&Arc<Partition>]) -> Re
                     continue;
                 }
             }
-            p.truncated(*epoch);
+            if done {
+                p.truncated(*epoch);
+            }
         }
     }
     Ok(())

@@ -6,15 +6,21 @@
 //! Consumers read from the partition leader up to the high watermark. A follower's fetch
 //! (replica id >= 0) reads up to the log end, and its fetch offset tells the leader how far
 //! the follower's log reaches, which moves the high watermark.
+//!
+//! From v12 a fetcher may say which leader epoch its last record had; if this log ended that
+//! epoch before the fetch offset, the answer is the diverging epoch instead of records
+//! (KIP-320), so the fetcher truncates rather than reading past the divergence.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
-use sluice_storage::{Offset, ReadOptions, TopicPartition};
+use sluice_storage::{LeaderEpoch, Log, Offset, ReadOptions, TopicPartition};
 use uuid::Uuid;
 
 use super::{Context, Reply};
@@ -24,8 +30,14 @@ use crate::replica_manager::{now_ms, Partition};
 /// Isolation level READ_COMMITTED.
 const READ_COMMITTED: i8 = 1;
 
-/// (partition, fetch offset, partition max bytes, the partition or an error code)
-type PlannedPartition = (i32, i64, i32, Result<Arc<Partition>, i16>);
+struct PlannedPartition {
+    index: i32,
+    fetch_offset: i64,
+    max_bytes: i32,
+    /// Epoch of the last record the fetcher holds (Fetch v12+), or -1.
+    last_fetched_epoch: i32,
+    part: Result<Arc<Partition>, i16>,
+}
 
 struct PlannedTopic {
     name: Option<TopicName>,
@@ -86,7 +98,17 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
                             checked.map_err(|e| error_map::code(&e))
                         }
                     };
-                    (p.partition, p.fetch_offset, p.partition_max_bytes, part)
+                    PlannedPartition {
+                        index: p.partition,
+                        fetch_offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes,
+                        last_fetched_epoch: if ctx.version >= 12 {
+                            p.last_fetched_epoch
+                        } else {
+                            -1
+                        },
+                        part,
+                    }
                 })
                 .collect();
             PlannedTopic {
@@ -112,16 +134,16 @@ fn read(plan: &Plan) -> (FetchResponse, usize) {
     let mut responses = Vec::with_capacity(plan.topics.len());
     for t in &plan.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
-        for (index, offset, partition_max, part) in &t.partitions {
+        for planned in &t.partitions {
             let mut pd = PartitionData::default()
-                .with_partition_index(*index)
+                .with_partition_index(planned.index)
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1);
             if plan.read_committed {
                 pd.aborted_transactions = Some(Vec::new());
             }
-            let part = match part {
+            let part = match &planned.part {
                 Ok(part) => part,
                 Err(code) => {
                     partitions.push(pd.with_error_code(*code));
@@ -129,6 +151,27 @@ fn read(plan: &Plan) -> (FetchResponse, usize) {
                 }
             };
             let o = part.log.offsets();
+            pd = pd
+                .with_high_watermark(o.high_watermark.0)
+                .with_last_stable_offset(o.last_stable.0)
+                .with_log_start_offset(o.log_start.0);
+            match diverging_epoch(&part.log, planned.last_fetched_epoch, planned.fetch_offset) {
+                Ok(None) => {}
+                Ok(Some(diverging)) => {
+                    partitions.push(
+                        pd.with_diverging_epoch(diverging)
+                            .with_records(Some(Bytes::new())),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    partitions.push(
+                        pd.with_error_code(e.code())
+                            .with_records(Some(Bytes::new())),
+                    );
+                    continue;
+                }
+            }
             let max_offset = if plan.from_follower {
                 o.log_end
             } else if plan.read_committed {
@@ -137,8 +180,8 @@ fn read(plan: &Plan) -> (FetchResponse, usize) {
                 o.high_watermark
             };
             let opts = ReadOptions {
-                from: Offset(*offset),
-                max_bytes: ((*partition_max).max(0) as usize).min(remaining),
+                from: Offset(planned.fetch_offset),
+                max_bytes: (planned.max_bytes.max(0) as usize).min(remaining),
                 max_offset: Some(max_offset),
                 min_one_batch: total == 0,
             };
@@ -155,10 +198,6 @@ fn read(plan: &Plan) -> (FetchResponse, usize) {
                         .with_records(Some(Bytes::new()));
                 }
             }
-            pd = pd
-                .with_high_watermark(o.high_watermark.0)
-                .with_last_stable_offset(o.last_stable.0)
-                .with_log_start_offset(o.log_start.0);
             partitions.push(pd);
         }
         let mut tr = FetchableTopicResponse::default()
@@ -177,15 +216,41 @@ fn read(plan: &Plan) -> (FetchResponse, usize) {
     )
 }
 
+/// KIP-320 (Fetch v12+): when the epoch of the fetcher's last record ended in this log before
+/// the fetch offset, or is one this log never had, the fetcher holds records this log does
+/// not. It gets no records but the epoch and end offset to truncate to, as Kafka's
+/// `Partition.fetchRecords` answers. An epoch newer than any this log has cannot be placed:
+/// OFFSET_OUT_OF_RANGE, as in Kafka.
+fn diverging_epoch(
+    log: &Log,
+    last_fetched_epoch: i32,
+    fetch_offset: i64,
+) -> Result<Option<EpochEndOffset>, ResponseError> {
+    if last_fetched_epoch < 0 {
+        return Ok(None);
+    }
+    let (epoch, end) = log
+        .end_offset_for_epoch(LeaderEpoch(last_fetched_epoch))
+        .ok_or(ResponseError::OffsetOutOfRange)?;
+    Ok(
+        (epoch.0 < last_fetched_epoch || end.0 < fetch_offset).then(|| {
+            EpochEndOffset::default()
+                .with_epoch(epoch.0)
+                .with_end_offset(end.0)
+        }),
+    )
+}
+
 pub(super) fn handle(ctx: Context, req: FetchRequest) -> Reply {
     let plan = plan(&ctx, &req);
     let (resp, bytes) = read(&plan);
-    let has_error = resp
+    // Errors and divergence are answered at once: waiting would not change them.
+    let answer_now = resp
         .responses
         .iter()
         .flat_map(|t| &t.partitions)
-        .any(|p| p.error_code != 0);
-    if bytes >= plan.min_bytes || req.max_wait_ms <= 0 || has_error {
+        .any(|p| p.error_code != 0 || p.diverging_epoch.epoch >= 0);
+    if bytes >= plan.min_bytes || req.max_wait_ms <= 0 || answer_now {
         return Reply::now(ResponseKind::Fetch(resp));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms as u64);
@@ -193,7 +258,7 @@ pub(super) fn handle(ctx: Context, req: FetchRequest) -> Reply {
         let parts: Vec<Arc<Partition>> = plan
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().filter_map(|p| p.3.clone().ok()))
+            .flat_map(|t| t.partitions.iter().filter_map(|p| p.part.clone().ok()))
             .collect();
         loop {
             // Register for wake-ups before re-reading, so an append in between is not missed.
