@@ -87,6 +87,7 @@ impl Partition {
         node: i32,
         follower: i32,
         fetch_offset: i64,
+        log_start_offset: i64,
         client_epoch: i32,
         now_ms: i64,
     ) -> Result<(), BrokerError> {
@@ -101,13 +102,29 @@ impl Partition {
         let end = self.log.offsets().log_end.0;
         // An offset past this log's end is a follower that has not truncated yet: its records
         // there are not ours, so they count for nothing (the read answers OFFSET_OUT_OF_RANGE).
-        if fetch_offset <= end {
-            if let Some(t) = r.followers.as_mut() {
+        if let Some(t) = r.followers.as_mut() {
+            if fetch_offset <= end {
                 t.on_fetch(follower, fetch_offset, end, now_ms);
             }
+            t.on_log_start(follower, log_start_offset);
         }
         self.advance_high_watermark(&r);
         Ok(())
+    }
+
+    /// As leader: the lowest log start offset over this log and the replicas `alive` says
+    /// count (DeleteRecords is done when it reaches the requested offset). `None` elsewhere.
+    pub fn low_watermark(&self, node: i32, alive: impl Fn(i32) -> bool) -> Option<i64> {
+        let r = self.replica.lock();
+        if r.leader != node {
+            return None;
+        }
+        let start = self.log.offsets().log_start.0;
+        Some(
+            r.followers
+                .as_ref()
+                .map_or(start, |t| t.low_watermark(start, alive)),
+        )
     }
 
     /// As leader: the high watermark is the lowest log end over the ISR, counting replicas

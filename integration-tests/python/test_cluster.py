@@ -5,7 +5,8 @@ import signal
 import time
 
 import pytest
-from confluent_kafka import Consumer, ElectionType, KafkaError, TopicPartition
+from confluent_kafka import (Consumer, ElectionType, KafkaError, KafkaException, Producer,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from kafka import KafkaProducer
 from kafka.errors import NotEnoughReplicasError
@@ -272,3 +273,39 @@ def test_a_topic_deleted_while_a_broker_was_down_leaves_its_disk_when_it_returns
     cluster.wait_until("the topic to be deleted", deleted, 60)
     cluster.restart(away.id)
     cluster.wait_until("the stray log to be deleted", lambda: not os.path.exists(log_dir))
+
+
+def test_delete_records_waits_for_every_live_replica(cluster, topic_name):
+    create(cluster, topic_name, partitions=1)
+    cluster.wait_full_isr(topic_name)
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for i in range(100):
+        p.produce(topic_name, str(i).encode(), partition=0)
+    assert p.flush(30) == 0
+    leader, replicas, _ = cluster.partitions(topic_name)[0]
+    frozen = next(r for r in replicas if r != leader)
+    admin = cluster.admin()
+    tp = TopicPartition(topic_name, 0, 60)
+
+    # A live follower that does not fetch cannot confirm: the request times out (the 3 s
+    # session timeout keeps it unfenced, so it still counts).
+    cluster.kill(frozen, signal.SIGSTOP)
+    try:
+        with pytest.raises(KafkaException) as e:
+            admin.delete_records([tp], operation_timeout=1, request_timeout=10)[tp].result(20)
+        assert e.value.args[0].code() == KafkaError.REQUEST_TIMED_OUT, e.value
+    finally:
+        cluster.node(frozen).proc.send_signal(signal.SIGCONT)
+    deleted = admin.delete_records([tp], operation_timeout=30, request_timeout=40)[tp].result(60)
+    assert deleted.low_watermark == 60
+
+    # Every replica moved its log start before the answer: a new leader has it too.
+    cluster.kill(leader)
+    cluster.wait_until("a new leader", lambda: cluster.partitions(topic_name)[0][0] not in (-1, leader))
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"{topic_name}-w"})
+    try:
+        assert cluster.wait_until(
+            "the new leader's watermarks",
+            lambda: c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=5)) == (60, 100)
+    finally:
+        c.close()

@@ -13,6 +13,8 @@ struct Follower {
     caught_up_ms: i64,
     /// The leader's log end offset at the follower's previous fetch, and when that was.
     previous_fetch: Option<(i64, i64)>,
+    /// The follower's log start offset as its last fetch said, -1 until it says.
+    log_start_offset: i64,
 }
 
 /// Follower progress for one partition led here.
@@ -40,6 +42,7 @@ impl IsrTracker {
                             log_end_offset: 0,
                             caught_up_ms: now_ms,
                             previous_fetch: None,
+                            log_start_offset: -1,
                         },
                     )
                 })
@@ -57,8 +60,27 @@ impl IsrTracker {
                 log_end_offset: 0,
                 caught_up_ms: now_ms,
                 previous_fetch: None,
+                log_start_offset: -1,
             });
         }
+    }
+
+    /// The log start offset `follower` reported in its fetch (Fetch v5+).
+    pub fn on_log_start(&mut self, follower: i32, log_start_offset: i64) {
+        if let Some(f) = self.followers.get_mut(&follower) {
+            f.log_start_offset = log_start_offset;
+        }
+    }
+
+    /// Kafka's low watermark: the lowest log start offset over the leader (`leader_start`) and
+    /// the followers `counted` (Kafka counts the live ones). A follower that has not reported
+    /// its log start yet holds it at -1.
+    pub fn low_watermark(&self, leader_start: i64, counted: impl Fn(i32) -> bool) -> i64 {
+        self.followers
+            .iter()
+            .filter(|(id, _)| counted(**id))
+            .map(|(_, f)| f.log_start_offset)
+            .fold(leader_start, i64::min)
     }
 
     /// A fetch from `follower` at `fetch_offset`, while the leader's log ends at
@@ -213,5 +235,23 @@ mod tests {
             t.on_fetch(2, 100 * (s - 1), 100 * s, s * 1000);
         }
         assert!(t.lagging(&[1, 2], 100_000).is_empty());
+    }
+
+    #[test]
+    fn the_low_watermark_is_the_lowest_log_start_over_counted_replicas() {
+        let mut t = IsrTracker::new(1, &[1, 2, 3], 1000, 0);
+        assert_eq!(
+            t.low_watermark(50, |_| true),
+            -1,
+            "no follower reported yet"
+        );
+        t.on_log_start(2, 40);
+        t.on_log_start(3, 70);
+        assert_eq!(t.low_watermark(50, |_| true), 40);
+        assert_eq!(t.low_watermark(50, |id| id != 2), 50);
+        t.on_log_start(2, 60);
+        assert_eq!(t.low_watermark(50, |_| true), 50);
+        t.on_log_start(9, 0);
+        assert_eq!(t.low_watermark(50, |_| true), 50, "not a replica");
     }
 }

@@ -1,17 +1,35 @@
-//! DeleteRecords: move each partition's log start offset up (-1 = to the high watermark).
+//! DeleteRecords: move each partition's log start offset up (-1 = to the high watermark), then
+//! answer once every live replica has moved its own there (the low watermark), or with
+//! REQUEST_TIMED_OUT when the request's timeout passes first, as Kafka's DelayedDeleteRecords.
+//! Followers learn the new log start from their next fetch and report theirs in the one after.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use sluice_storage::{Offset, TopicPartition};
+use tokio::time::Instant;
 
 use super::Context;
 use crate::error::BrokerError;
 use crate::error_map;
+use crate::replica_manager::Partition;
 
-pub(super) fn handle(ctx: &Context, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
-    let topics = req
+/// How often a waiting request looks at the replicas' log starts again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// One partition of the request: waiting for the low watermark to reach a log start, or done.
+enum State {
+    Waiting(Arc<Partition>, i64),
+    Done(Result<i64, i16>),
+}
+
+pub(super) async fn handle(ctx: Context, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut topics: Vec<(_, Vec<(i32, State)>)> = req
         .topics
         .into_iter()
         .map(|t| {
@@ -19,28 +37,73 @@ pub(super) fn handle(ctx: &Context, req: DeleteRecordsRequest) -> DeleteRecordsR
                 .partitions
                 .iter()
                 .map(|p| {
-                    let r = DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index)
-                        .with_low_watermark(-1);
                     let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
-                    let result = ctx.rm.leader_partition(&tp, -1).and_then(|(part, _)| {
-                        let target = if p.offset == -1 {
-                            part.log.offsets().high_watermark
-                        } else {
-                            Offset(p.offset)
-                        };
-                        part.log
-                            .delete_records_before(target)
-                            .map_err(BrokerError::from)
-                    });
-                    match result {
-                        Ok(start) => r.with_low_watermark(start.0),
-                        Err(e) => r.with_error_code(error_map::code(&e)),
+                    let state = ctx
+                        .rm
+                        .leader_partition(&tp, -1)
+                        .and_then(|(part, _)| {
+                            let target = if p.offset == -1 {
+                                part.log.offsets().high_watermark
+                            } else {
+                                Offset(p.offset)
+                            };
+                            let start = part.log.delete_records_before(target)?;
+                            Ok(State::Waiting(part, start.0))
+                        })
+                        .unwrap_or_else(|e: BrokerError| State::Done(Err(error_map::code(&e))));
+                    (p.partition_index, state)
+                })
+                .collect();
+            (t.name, partitions)
+        })
+        .collect();
+
+    let node = ctx.rm.node_id();
+    let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
+    loop {
+        let image = ctx.cluster.image();
+        let alive = |id: i32| image.brokers.get(&id).is_some_and(|b| !b.fenced);
+        let mut waiting = false;
+        for (_, partitions) in &mut topics {
+            for (_, state) in partitions.iter_mut() {
+                let State::Waiting(part, start) = state else {
+                    continue;
+                };
+                match part.low_watermark(node, alive) {
+                    None => {
+                        *state = State::Done(Err(ResponseError::NotLeaderOrFollower.code()));
+                    }
+                    Some(low) if low >= *start => *state = State::Done(Ok(low)),
+                    Some(_) => waiting = true,
+                }
+            }
+        }
+        if !waiting || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(POLL.min(deadline - Instant::now())).await;
+    }
+
+    let topics = topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, state)| {
+                    let r = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_low_watermark(-1);
+                    match state {
+                        State::Done(Ok(low)) => r.with_low_watermark(low),
+                        State::Done(Err(code)) => r.with_error_code(code),
+                        State::Waiting(..) => {
+                            r.with_error_code(ResponseError::RequestTimedOut.code())
+                        }
                     }
                 })
                 .collect();
             DeleteRecordsTopicResult::default()
-                .with_name(t.name)
+                .with_name(name)
                 .with_partitions(partitions)
         })
         .collect();

@@ -87,6 +87,7 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
                                         node,
                                         replica_id,
                                         p.fetch_offset,
+                                        p.log_start_offset,
                                         p.current_leader_epoch,
                                         now,
                                     )?;

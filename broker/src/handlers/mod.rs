@@ -167,7 +167,7 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
             describe_cluster::handle(&ctx, r),
         )),
         RequestKind::DeleteRecords(r) => {
-            Reply::now(ResponseKind::DeleteRecords(delete_records::handle(&ctx, r)))
+            later(async move { ResponseKind::DeleteRecords(delete_records::handle(ctx, r).await) })
         }
         RequestKind::DescribeLogDirs(r) => Reply::now(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(&ctx, r),
