@@ -307,6 +307,9 @@ pub struct ReplicaManager {
     /// Serializes catalogue changes.
     applying: Mutex<()>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Hosted partitions by leader (`NO_LEADER` included), rebuilt with each image: replica
+    /// fetchers and the ISR check ask every round, which must not walk every partition.
+    by_leader: RwLock<Arc<BTreeMap<i32, Vec<Arc<Partition>>>>>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -337,6 +340,7 @@ impl ReplicaManager {
             logs,
             applying: Mutex::new(()),
             topics: RwLock::new(BTreeMap::new()),
+            by_leader: RwLock::new(Arc::new(BTreeMap::new())),
         })
     }
 
@@ -525,26 +529,42 @@ impl ReplicaManager {
         Ok(self.partition(tp)?.log.read(opts)?)
     }
 
-    /// Partitions this node follows, by leader.
-    pub fn followed(&self) -> BTreeMap<i32, Vec<Arc<Partition>>> {
+    /// The leaders this node follows partitions of.
+    pub fn leaders_followed(&self) -> Vec<i32> {
         let node = self.node_id();
-        let mut out: BTreeMap<i32, Vec<Arc<Partition>>> = BTreeMap::new();
-        for p in self.partitions() {
-            let leader = p.replica.lock().leader;
-            if leader != node && leader != NO_LEADER {
-                out.entry(leader).or_default().push(p);
-            }
+        self.by_leader
+            .read()
+            .keys()
+            .copied()
+            .filter(|l| *l != node && *l != NO_LEADER)
+            .collect()
+    }
+
+    /// Partitions this node follows `leader` for, if any.
+    pub fn followed_from(&self, leader: i32) -> Option<Vec<Arc<Partition>>> {
+        if leader == self.node_id() || leader == NO_LEADER {
+            return None;
         }
-        out
+        self.by_leader.read().get(&leader).cloned()
     }
 
     /// Partitions this node leads.
     pub fn led(&self) -> Vec<Arc<Partition>> {
-        let node = self.node_id();
-        self.partitions()
-            .into_iter()
-            .filter(|p| p.replica.lock().leader == node)
-            .collect()
+        self.by_leader
+            .read()
+            .get(&self.node_id())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Rebuilds the index by leader; only `apply_image`, which alone changes leaders, calls it.
+    fn index_by_leader(&self, topics: &BTreeMap<String, Arc<Topic>>) {
+        let mut by_leader: BTreeMap<i32, Vec<Arc<Partition>>> = BTreeMap::new();
+        for p in topics.values().flat_map(|t| t.partitions.iter().flatten()) {
+            let leader = p.replica.lock().leader;
+            by_leader.entry(leader).or_default().push(Arc::clone(p));
+        }
+        *self.by_leader.write() = Arc::new(by_leader);
     }
 
     /// Makes the catalogue and the hosted partitions match `image`: logs created for new
@@ -623,6 +643,7 @@ impl ReplicaManager {
                 self.drop_partitions(t.partitions.iter().flatten());
             }
         }
+        self.index_by_leader(&next);
         *self.topics.write() = next;
         changed
     }

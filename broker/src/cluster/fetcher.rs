@@ -74,7 +74,7 @@ impl Fetchers {
     pub fn update(&self) {
         let mut tasks = self.tasks.lock();
         tasks.retain(|_, t| !t.is_finished());
-        for leader in self.rm.followed().into_keys() {
+        for leader in self.rm.leaders_followed() {
             tasks.entry(leader).or_insert_with(|| {
                 tokio::spawn(run(
                     leader,
@@ -117,7 +117,7 @@ async fn run(
         if *stop.borrow() {
             return;
         }
-        let Some(mut parts) = rm.followed().remove(&leader) else {
+        let Some(mut parts) = rm.followed_from(leader) else {
             tracing::info!(leader, "replica fetcher has nothing left to follow");
             return;
         };
