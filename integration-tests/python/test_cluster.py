@@ -309,3 +309,52 @@ def test_delete_records_waits_for_every_live_replica(cluster, topic_name):
             lambda: c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=5)) == (60, 100)
     finally:
         c.close()
+
+
+def test_an_unclean_election_on_request_brings_an_offline_partition_back(topic_name):
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTopicPartition
+    # The partition lives on the two brokers outside the quorum, so losing both keeps it.
+    c = Cluster(n=5, voters=3).start()
+    admin = None
+    try:
+        c.wait_until("five brokers", lambda: c.brokers() == [1, 2, 3, 4, 5])
+        create(c, topic_name, partitions=1, rf=2, **{"min.insync.replicas": "1"})
+        admin = KafkaAdminClient(bootstrap_servers=c.bootstrap)
+        errors = admin.alter_partition_reassignments({KTopicPartition(topic_name, 0): [4, 5]})
+        assert all(e is None for e in errors.values()), errors
+        c.wait_until("the partition on brokers 4 and 5",
+                     lambda: c.partitions(topic_name)[0][1] == [4, 5]
+                     and sorted(c.partitions(topic_name)[0][2]) == [4, 5])
+        leader = c.partitions(topic_name)[0][0]
+        follower = 9 - leader
+        tp = TopicPartition(topic_name, 0)
+        cf = c.admin()
+
+        # Not offline: no unclean election needed.
+        [err] = cf.elect_leaders(ElectionType.UNCLEAN, [tp]).result(20).values()
+        assert err is not None and err.code() == KafkaError.ELECTION_NOT_NEEDED, err
+
+        # The follower dies and leaves the ISR; then the leader dies: offline, its ISR the
+        # dead leader alone. The follower returns but, out of sync, may not lead by itself.
+        c.kill(follower)
+        c.wait_until("the ISR to shrink", lambda: c.partitions(topic_name)[0][2] == [leader])
+        c.kill(leader)
+        c.restart(follower)
+        c.wait_until("the follower to be back", lambda: follower in c.brokers())
+        c.wait_until("the partition offline", lambda: c.partitions(topic_name)[0][0] == -1)
+        time.sleep(1)
+        assert c.partitions(topic_name)[0][0] == -1, "no clean leader appeared"
+
+        # Retried as an operator would while the admin client finds a live controller.
+        c.wait_until("an unclean election",
+                     lambda: cf.elect_leaders(ElectionType.UNCLEAN, [tp]).result(20) == {tp: None})
+        assert c.partitions(topic_name)[0][0] == follower
+        assert c.partitions(topic_name)[0][2] == [follower]
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all"})
+        p.produce(topic_name, b"after", partition=0)
+        assert p.flush(30) == 0, "the partition takes writes again"
+    finally:
+        if admin is not None:
+            admin.close()
+        c.cleanup()

@@ -401,6 +401,41 @@ pub fn elect_preferred(image: &MetadataImage) -> Vec<MetadataRecord> {
     out
 }
 
+/// A leader for each offline partition (ElectLeaders with UNCLEAN): a live in-sync replica if
+/// one is back, else any live replica, which then forms the ISR alone. Records only the lost
+/// replicas had are gone; the new leader's log is the truth from here on.
+pub fn elect_unclean(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.leader != NO_LEADER {
+                continue;
+            }
+            if let Some(leader) = unclean_candidate(image, p) {
+                let isr = if p.isr.contains(&leader) {
+                    p.isr.clone()
+                } else {
+                    vec![leader]
+                };
+                out.push(change(t.id, i, Some(leader), Some(isr)));
+            }
+        }
+    }
+    out
+}
+
+/// Who an unclean election of `p` would choose: live in-sync replicas first, then any live
+/// replica, each in replica order and avoiding brokers that are shutting down.
+pub fn unclean_candidate(image: &MetadataImage, p: &Partition) -> Option<i32> {
+    let live = |r: &&i32| image.is_live(**r) && !shutting_down(image, **r);
+    p.replicas
+        .iter()
+        .filter(live)
+        .find(|r| p.isr.contains(r))
+        .or_else(|| p.replicas.iter().find(live))
+        .copied()
+}
+
 /// Kafka's automatic leader rebalance: for every broker that leads fewer than it prefers by
 /// more than `imbalance_pct` percent, move its preferred partitions back to it (where it is a
 /// live in-sync replica).

@@ -187,6 +187,48 @@ fn unclean_election_only_where_the_topic_allows_it() {
 }
 
 #[test]
+fn an_unclean_election_on_request_gives_an_offline_partition_a_live_replica() {
+    let mut image = cluster(3);
+    let t = topic(&mut image, "u", 2, 3, false);
+    assert!(
+        controller::elect_unclean(&image).is_empty(),
+        "partitions with a leader need no election"
+    );
+    let p = image.topics[&t].partitions[0].clone();
+    let records = controller::alter_isr(
+        &image,
+        p.leader,
+        t,
+        0,
+        p.leader_epoch,
+        p.partition_epoch,
+        &[p.leader],
+    )
+    .unwrap();
+    apply!(image, records);
+    apply!(image, controller::fence_broker(&image, p.leader).unwrap());
+    let offline = image.topics[&t].partitions[0].clone();
+    assert_eq!(offline.leader, NO_LEADER, "no live in-sync replica");
+
+    apply!(image, controller::elect_unclean(&image));
+    let after = &image.topics[&t].partitions[0];
+    let expected = p.replicas.iter().copied().find(|r| *r != p.leader).unwrap();
+    assert_eq!(
+        (after.leader, after.isr.clone()),
+        (expected, vec![expected])
+    );
+    assert!(after.leader_epoch > offline.leader_epoch);
+    check_invariants(&image);
+
+    // With every replica gone there is no one to elect.
+    let mut image = cluster(1);
+    let t = topic(&mut image, "v", 1, 1, false);
+    apply!(image, controller::fence_broker(&image, 1).unwrap());
+    assert_eq!(image.topics[&t].partitions[0].leader, NO_LEADER);
+    assert!(controller::elect_unclean(&image).is_empty());
+}
+
+#[test]
 fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
     let mut image = cluster(3);
     let t = topic(&mut image, "isr", 1, 3, false);

@@ -163,6 +163,20 @@ impl Cluster {
             other => Err(unexpected(other)),
         }
     }
+
+    /// Gives offline partitions a leader, from outside the ISR if need be (all when `None`).
+    pub async fn elect_unclean(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<(), BrokerError> {
+        match self
+            .decide(ControllerRequest::ElectUnclean { partitions })
+            .await?
+        {
+            ControllerResponse::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 fn unexpected(answer: ControllerResponse) -> BrokerError {

@@ -1,32 +1,62 @@
-//! ElectLeaders (KIP-460), PREFERRED elections: leadership moves back to each partition's
-//! first replica where it is alive and in sync. Decided by the controller; answered once
-//! this broker's metadata shows the new leaders.
+//! ElectLeaders (KIP-460). PREFERRED: leadership moves back to each partition's first
+//! replica where it is alive and in sync. UNCLEAN: an offline partition gets a leader, a live
+//! in-sync replica if one is back, else any live replica (losing what only the others had).
+//! Decided by the controller; answered once this broker's metadata shows the new leaders.
 
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
-use sluice_replication::image::MetadataImage;
+use sluice_replication::controller;
+use sluice_replication::image::{MetadataImage, Partition, NO_LEADER};
 
 use super::{str_bytes, Context};
 use crate::error_map;
 
 const PREFERRED: i8 = 0;
+const UNCLEAN: i8 = 1;
 
 /// (partition, error code, error message)
 type Outcome = (i32, i16, Option<String>);
 
-/// Why partition `p` of `topic` cannot (or need not) move to its preferred leader, if so.
-fn precheck(image: &MetadataImage, topic: &str, p: i32) -> Option<(ResponseError, String)> {
-    let Some(part) = image
+fn partition<'a>(image: &'a MetadataImage, topic: &str, p: i32) -> Option<&'a Partition> {
+    image
         .topic_by_name(topic)
         .and_then(|t| t.partitions.get(usize::try_from(p).ok()?))
-    else {
+}
+
+fn unknown(topic: &str, p: i32) -> (ResponseError, String) {
+    (
+        ResponseError::UnknownTopicOrPartition,
+        format!("no partition {topic}-{p}"),
+    )
+}
+
+/// Why partition `p` of `topic` cannot (or need not) get an unclean election, if so.
+fn precheck_unclean(image: &MetadataImage, topic: &str, p: i32) -> Option<(ResponseError, String)> {
+    let Some(part) = partition(image, topic, p) else {
+        return Some(unknown(topic, p));
+    };
+    if part.leader != NO_LEADER {
         return Some((
-            ResponseError::UnknownTopicOrPartition,
-            format!("no partition {topic}-{p}"),
+            ResponseError::ElectionNotNeeded,
+            format!("broker {} leads", part.leader),
         ));
+    }
+    if controller::unclean_candidate(image, part).is_none() {
+        return Some((
+            ResponseError::EligibleLeadersNotAvailable,
+            "no replica is live".to_string(),
+        ));
+    }
+    None
+}
+
+/// Why partition `p` of `topic` cannot (or need not) move to its preferred leader, if so.
+fn precheck(image: &MetadataImage, topic: &str, p: i32) -> Option<(ResponseError, String)> {
+    let Some(part) = partition(image, topic, p) else {
+        return Some(unknown(topic, p));
     };
     let preferred = part.replicas[0];
     if part.leader == preferred {
@@ -66,13 +96,13 @@ pub(super) async fn handle(ctx: Context, req: ElectLeadersRequest) -> ElectLeade
     for (topic, partitions) in &wanted {
         let mut rs = Vec::new();
         for p in partitions {
-            let refusal = if req.election_type != PREFERRED {
-                Some((
+            let refusal = match req.election_type {
+                PREFERRED => precheck(&image, topic, *p),
+                UNCLEAN => precheck_unclean(&image, topic, *p),
+                other => Some((
                     ResponseError::InvalidRequest,
-                    "only PREFERRED elections are supported; unclean election follows the topic's unclean.leader.election.enable".to_string(),
-                ))
-            } else {
-                precheck(&image, topic, *p)
+                    format!("unknown election type {other}"),
+                )),
             };
             match refusal {
                 Some((e, why)) => rs.push((*p, e.code(), Some(why))),
@@ -85,17 +115,28 @@ pub(super) async fn handle(ctx: Context, req: ElectLeadersRequest) -> ElectLeade
         results.push((topic.clone(), rs));
     }
     if !to_elect.is_empty() {
-        let outcome = match ctx.cluster.elect_preferred(Some(to_elect.clone())).await {
+        let unclean = req.election_type == UNCLEAN;
+        let decided = if unclean {
+            ctx.cluster.elect_unclean(Some(to_elect.clone())).await
+        } else {
+            ctx.cluster.elect_preferred(Some(to_elect.clone())).await
+        };
+        let outcome = match decided {
             Ok(()) => {
                 let within = Duration::from_millis(req.timeout_ms.clamp(1000, 60_000) as u64);
+                let elected = |x: &Partition| {
+                    if unclean {
+                        x.leader != NO_LEADER
+                    } else {
+                        x.leader == x.replicas[0]
+                    }
+                };
                 let done = ctx
                     .cluster
                     .wait_for(within, |i| {
-                        to_elect.iter().all(|(t, p)| {
-                            i.topic_by_name(t)
-                                .and_then(|t| t.partitions.get(*p as usize))
-                                .is_some_and(|x| x.leader == x.replicas[0])
-                        })
+                        to_elect
+                            .iter()
+                            .all(|(t, p)| partition(i, t, *p).is_some_and(elected))
                     })
                     .await;
                 if done {

@@ -92,6 +92,12 @@ pub enum ControllerRequest {
         /// (topic, partition) pairs.
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// ElectLeaders (UNCLEAN): give each offline partition a leader, from outside the ISR if
+    /// need be. `None` means every partition.
+    ElectUnclean {
+        /// (topic, partition) pairs.
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// AlterPartitionReassignments: (topic, partition, target replicas or `None` to cancel).
     AlterReassignments {
         /// The partitions.
@@ -466,20 +472,13 @@ impl Service {
                 };
             }
             ControllerRequest::ElectPreferred { partitions } => {
-                let records: Vec<MetadataRecord> = controller::elect_preferred(&image)
-                    .into_iter()
-                    .filter(|r| match (&partitions, r) {
-                        (None, _) => true,
-                        (Some(wanted), MetadataRecord::ChangePartition(c)) => {
-                            image.topics.get(&c.topic).is_some_and(|t| {
-                                wanted
-                                    .iter()
-                                    .any(|(n, p)| *n == t.name && *p == c.partition)
-                            })
-                        }
-                        _ => false,
-                    })
-                    .collect();
+                let records = only_wanted(&image, controller::elect_preferred(&image), &partitions);
+                self.propose(records)
+                    .await
+                    .map(|()| ControllerResponse::Done)
+            }
+            ControllerRequest::ElectUnclean { partitions } => {
+                let records = only_wanted(&image, controller::elect_unclean(&image), &partitions);
                 self.propose(records)
                     .await
                     .map(|()| ControllerResponse::Done)
@@ -590,4 +589,27 @@ impl Service {
             state.leases.remove(id);
         }
     }
+}
+
+/// The partition changes among `records` for the `wanted` (topic name, partition) pairs, or
+/// all of them when `None`.
+fn only_wanted(
+    image: &crate::image::MetadataImage,
+    records: Vec<MetadataRecord>,
+    wanted: &Option<Vec<(String, i32)>>,
+) -> Vec<MetadataRecord> {
+    records
+        .into_iter()
+        .filter(|r| match (wanted, r) {
+            (None, _) => true,
+            (Some(wanted), MetadataRecord::ChangePartition(c)) => {
+                image.topics.get(&c.topic).is_some_and(|t| {
+                    wanted
+                        .iter()
+                        .any(|(n, p)| *n == t.name && *p == c.partition)
+                })
+            }
+            _ => false,
+        })
+        .collect()
 }
