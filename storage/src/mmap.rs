@@ -4,21 +4,22 @@
 //! (the kernel allows it; touching a page past end-of-file raises SIGBUS). Two watermarks make
 //! every access provably inside real, stable bytes:
 //!
-//! - `allocated`: bytes backed by real blocks (`fallocate`d or already written). Writes must
-//!   end at or below it, so a full disk is an `ENOSPC` from `fallocate`, never a SIGBUS.
+//! - `allocated`: bytes backed by real blocks (`fallocate`d or already written). Writes through
+//!   the mapping must end at or below it, so a full disk is an `ENOSPC` from `fallocate`,
+//!   never a SIGBUS.
 //! - `published`: bytes that readers may see. It only grows. Writes must start at or above
 //!   it, so published bytes are never modified while a [`Bytes`] view may be reading them;
 //!   readers may only see below it.
-//!
-//! Bytes reach the file one of two ways (the caller picks per append, see
-//! [`crate::segment::WriteMode`]): copied into the mapping ([`MappedFile::write`]), or written
-//! with `pwrite(2)` ([`MappedFile::write_through`]), which extends the file itself and so needs
-//! no preallocation to be safe. Either way readers see them through the mapping.
 //!
 //! Truncation is therefore logical (the owner keeps its own, smaller valid length and rolls
 //! to a new file), and a file is only shrunk with `ftruncate` once no view of the shrunk
 //! range can exist: either the range was never published, or the caller holds the only
 //! reference to the mapping (see [`unmap_and_truncate`]).
+//!
+//! Bytes reach the file one of two ways (the caller picks per append, see
+//! [`crate::segment::WriteMode`]): copied into the mapping ([`MappedFile::write`]), or written
+//! with `pwrite(2)` ([`MappedFile::write_through`]), which extends the file itself and so needs
+//! no preallocation to be safe. Either way readers see them through the mapping.
 
 use std::fs::File;
 use std::ops::Range;
