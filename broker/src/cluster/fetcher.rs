@@ -381,9 +381,10 @@ async fn truncate(conn: &Connection, node: i32, parts: &[&Arc<Partition>]) -> Re
                 match p.log.end_offset_for_epoch(LeaderEpoch(r.leader_epoch)) {
                     Some((e, end)) if e.0 == r.leader_epoch => (r.end_offset.min(end.0), true),
                     // Our nearest older epoch may be one the leader never had: cut back to
-                    // where it ends and ask again with it.
-                    Some((_, end)) => (end.0.min(o.log_end.0), false),
-                    None => (r.end_offset.min(o.log_end.0), true),
+                    // where it ends and ask again with it, then our latest. (Cutting nothing,
+                    // as when only an empty epoch follows it, would ask the same again.)
+                    Some((_, end)) if end.0 < o.log_end.0 => (end.0, false),
+                    _ => (r.end_offset.min(o.log_end.0), true),
                 }
             };
             if target < o.log_end.0 {

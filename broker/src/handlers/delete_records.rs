@@ -81,7 +81,7 @@ pub(super) async fn handle(ctx: Context, req: DeleteRecordsRequest) -> DeleteRec
         if !waiting || Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(POLL.min(deadline - Instant::now())).await;
+        tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 
     let topics = topics
