@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use sluice_replication::controller::{self, codes};
-use sluice_replication::image::{MetadataImage, NO_LEADER};
+use sluice_replication::image::{MetadataImage, Partition, NO_LEADER};
 use sluice_replication::record::{Endpoint, MetadataRecord};
 use uuid::Uuid;
 
@@ -155,25 +155,32 @@ fn with_every_replica_gone_a_partition_waits_offline_for_its_last_in_sync_replic
     check_invariants(&image);
 }
 
+/// Partition 0 of `t`: its ISR shrinks to the leader alone, then the leader is lost (fenced).
+/// Returns the partition as it was before.
+fn lose_the_sole_in_sync_leader(image: &mut MetadataImage, t: Uuid) -> Partition {
+    let p = image.topics[&t].partitions[0].clone();
+    let records = controller::alter_isr(
+        image,
+        p.leader,
+        t,
+        0,
+        p.leader_epoch,
+        p.partition_epoch,
+        &[p.leader],
+    )
+    .unwrap();
+    apply_all(image, records);
+    let fenced = controller::fence_broker(image, p.leader).unwrap();
+    apply_all(image, fenced);
+    p
+}
+
 #[test]
 fn unclean_election_only_where_the_topic_allows_it() {
     for unclean in [false, true] {
         let mut image = cluster(3);
         let t = topic(&mut image, "u", 1, 3, unclean);
-        let p = image.topics[&t].partitions[0].clone();
-        // The ISR shrinks to the leader alone, then the leader is lost.
-        let records = controller::alter_isr(
-            &image,
-            p.leader,
-            t,
-            0,
-            p.leader_epoch,
-            p.partition_epoch,
-            &[p.leader],
-        )
-        .unwrap();
-        apply!(image, records);
-        apply!(image, controller::fence_broker(&image, p.leader).unwrap(),);
+        let p = lose_the_sole_in_sync_leader(&mut image, t);
         let after = &image.topics[&t].partitions[0];
         if unclean {
             assert_ne!(after.leader, NO_LEADER);
@@ -194,19 +201,7 @@ fn an_unclean_election_on_request_gives_an_offline_partition_a_live_replica() {
         controller::elect_unclean(&image).is_empty(),
         "partitions with a leader need no election"
     );
-    let p = image.topics[&t].partitions[0].clone();
-    let records = controller::alter_isr(
-        &image,
-        p.leader,
-        t,
-        0,
-        p.leader_epoch,
-        p.partition_epoch,
-        &[p.leader],
-    )
-    .unwrap();
-    apply!(image, records);
-    apply!(image, controller::fence_broker(&image, p.leader).unwrap());
+    let p = lose_the_sole_in_sync_leader(&mut image, t);
     let offline = image.topics[&t].partitions[0].clone();
     assert_eq!(offline.leader, NO_LEADER, "no live in-sync replica");
 

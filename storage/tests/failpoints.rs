@@ -17,11 +17,8 @@ fn open(dir: &std::path::Path, config: LogConfig) -> Log {
     Log::open(&dir.join("f-0"), TopicPartition::new("f", 0), config).expect("open")
 }
 
-#[test]
-fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
-    let scenario = fail::FailScenario::setup();
-
-    // A failed flush poisons the log: what reached the disk is unknown, so it refuses writes.
+/// A log flushed after every record (`flush.messages=1`, so appends use `pwrite`), holding one.
+fn flushed_log_with_one_record() -> (tempfile::TempDir, Log) {
     let dir = tempfile::tempdir().expect("tmp");
     let log = open(
         dir.path(),
@@ -32,12 +29,27 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
     );
     log.append(&batch(), &AppendOptions::default())
         .expect("append");
-    fail::cfg("storage::mmap::flush", "return").expect("cfg");
-    assert!(matches!(
-        log.append(&batch(), &AppendOptions::default()),
-        Err(StorageError::Io { .. })
-    ));
-    fail::remove("storage::mmap::flush");
+    (dir, log)
+}
+
+/// Appending to `log` fails with an I/O error while fail point `point` fires.
+fn append_fails_at(log: &Log, point: &str) {
+    fail::cfg(point, "return").expect("cfg");
+    let result = log.append(&batch(), &AppendOptions::default());
+    fail::remove(point);
+    assert!(
+        matches!(result, Err(StorageError::Io { .. })),
+        "{point}: {result:?}"
+    );
+}
+
+#[test]
+fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
+    let scenario = fail::FailScenario::setup();
+
+    // A failed flush poisons the log: what reached the disk is unknown, so it refuses writes.
+    let (dir, log) = flushed_log_with_one_record();
+    append_fails_at(&log, "storage::mmap::flush");
     assert!(matches!(
         log.append(&batch(), &AppendOptions::default()),
         Err(StorageError::Poisoned { .. })
@@ -86,22 +98,8 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
     assert_eq!(log.offsets().log_end, Offset(2));
 
     // With a flush policy appends go through pwrite(2), where a full disk is that call's error.
-    let dir = tempfile::tempdir().expect("tmp");
-    let log = open(
-        dir.path(),
-        LogConfig {
-            flush_messages: 1,
-            ..LogConfig::default()
-        },
-    );
-    log.append(&batch(), &AppendOptions::default())
-        .expect("append");
-    fail::cfg("storage::mmap::write_through", "return").expect("cfg");
-    assert!(matches!(
-        log.append(&batch(), &AppendOptions::default()),
-        Err(StorageError::Io { .. })
-    ));
-    fail::remove("storage::mmap::write_through");
+    let (dir, log) = flushed_log_with_one_record();
+    append_fails_at(&log, "storage::mmap::write_through");
     assert_eq!(
         log.offsets().log_end,
         Offset(1),
