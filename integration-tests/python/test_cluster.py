@@ -275,7 +275,16 @@ def test_a_topic_deleted_while_a_broker_was_down_leaves_its_disk_when_it_returns
     cluster.wait_until("the stray log to be deleted", lambda: not os.path.exists(log_dir))
 
 
-def test_delete_records_waits_for_every_live_replica(cluster, topic_name):
+def test_delete_records_waits_for_every_live_replica(topic_name):
+    # A frozen broker stays unfenced for 20 s, far longer than the request below takes.
+    cluster = Cluster(**{"broker.session.timeout.ms": "20000"}).start()
+    try:
+        delete_records_waits_for_every_live_replica(cluster, topic_name)
+    finally:
+        cluster.cleanup()
+
+
+def delete_records_waits_for_every_live_replica(cluster, topic_name):
     create(cluster, topic_name, partitions=1)
     cluster.wait_full_isr(topic_name)
     p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
@@ -285,22 +294,23 @@ def test_delete_records_waits_for_every_live_replica(cluster, topic_name):
     leader, replicas, _ = cluster.partitions(topic_name)[0]
     frozen = next(r for r in replicas if r != leader)
     admin = cluster.admin()
+    admin.list_topics(topic_name, timeout=10)  # connected and knowing the leader before the freeze
     tp = TopicPartition(topic_name, 0, 60)
 
-    # A live follower that does not fetch cannot confirm: the request times out (the 3 s
-    # session timeout keeps it unfenced, so it still counts).
+    # A live (unfenced) follower that does not fetch cannot confirm: the request times out.
     cluster.kill(frozen, signal.SIGSTOP)
     try:
         with pytest.raises(KafkaException) as e:
-            admin.delete_records([tp], operation_timeout=1, request_timeout=10)[tp].result(20)
+            admin.delete_records([tp], operation_timeout=1, request_timeout=15)[tp].result(20)
         assert e.value.args[0].code() == KafkaError.REQUEST_TIMED_OUT, e.value
     finally:
         cluster.node(frozen).proc.send_signal(signal.SIGCONT)
     deleted = admin.delete_records([tp], operation_timeout=30, request_timeout=40)[tp].result(60)
     assert deleted.low_watermark == 60
 
-    # Every replica moved its log start before the answer: a new leader has it too.
-    cluster.kill(leader)
+    # Every replica moved its log start before the answer: a new leader has it too. (A clean
+    # stop, so leadership moves without waiting out the long session timeout.)
+    cluster.kill(leader, signal.SIGTERM)
     cluster.wait_until("a new leader", lambda: cluster.partitions(topic_name)[0][0] not in (-1, leader))
     c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"{topic_name}-w"})
     try:
@@ -349,8 +359,9 @@ def test_an_unclean_election_on_request_brings_an_offline_partition_back(topic_n
         # Retried as an operator would while the admin client finds a live controller.
         c.wait_until("an unclean election",
                      lambda: cf.elect_leaders(ElectionType.UNCLEAN, [tp]).result(20) == {tp: None})
-        assert c.partitions(topic_name)[0][0] == follower
-        assert c.partitions(topic_name)[0][2] == [follower]
+        # Every broker shows it once the change reaches its metadata (milliseconds).
+        c.wait_until("the returned replica to lead, alone in the ISR",
+                     lambda: c.partitions(topic_name)[0][0::2] == (follower, [follower]), 10)
         p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all"})
         p.produce(topic_name, b"after", partition=0)
         assert p.flush(30) == 0, "the partition takes writes again"
