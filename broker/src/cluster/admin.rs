@@ -150,29 +150,20 @@ impl Cluster {
         }
     }
 
-    /// Moves leadership to preferred replicas (all partitions when `None`).
-    pub async fn elect_preferred(
+    /// Runs an ElectLeaders election over `partitions` (all when `None`): PREFERRED moves
+    /// leadership to preferred replicas, UNCLEAN gives offline partitions a leader, from
+    /// outside the ISR if need be.
+    pub async fn elect_leaders(
         &self,
+        unclean: bool,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<(), BrokerError> {
-        match self
-            .decide(ControllerRequest::ElectPreferred { partitions })
-            .await?
-        {
-            ControllerResponse::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Gives offline partitions a leader, from outside the ISR if need be (all when `None`).
-    pub async fn elect_unclean(
-        &self,
-        partitions: Option<Vec<(String, i32)>>,
-    ) -> Result<(), BrokerError> {
-        match self
-            .decide(ControllerRequest::ElectUnclean { partitions })
-            .await?
-        {
+        let req = if unclean {
+            ControllerRequest::ElectUnclean { partitions }
+        } else {
+            ControllerRequest::ElectPreferred { partitions }
+        };
+        match self.decide(req).await? {
             ControllerResponse::Done => Ok(()),
             other => Err(unexpected(other)),
         }

@@ -116,11 +116,10 @@ pub(super) async fn handle(ctx: Context, req: ElectLeadersRequest) -> ElectLeade
     }
     if !to_elect.is_empty() {
         let unclean = req.election_type == UNCLEAN;
-        let decided = if unclean {
-            ctx.cluster.elect_unclean(Some(to_elect.clone())).await
-        } else {
-            ctx.cluster.elect_preferred(Some(to_elect.clone())).await
-        };
+        let decided = ctx
+            .cluster
+            .elect_leaders(unclean, Some(to_elect.clone()))
+            .await;
         let outcome = match decided {
             Ok(()) => {
                 let within = Duration::from_millis(req.timeout_ms.clamp(1000, 60_000) as u64);
