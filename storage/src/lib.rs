@@ -39,6 +39,9 @@
 //! - Durability is explicit: [`Log::flush`] (msync/fdatasync) or the `flush.messages` /
 //!   `flush.ms` policy; by default, as in Kafka, nothing is forced to disk and durability
 //!   comes from replication. A failed flush poisons the log: it refuses writes from then on.
+//! - A segment sealed by a roll is flushed by the next [`Log::housekeeping`], off the append
+//!   path (Kafka's `flush-log` task), which then moves the recovery point to the segment after
+//!   it: recovery after a crash rescans only what came since.
 //! - After any crash, [`Log::open`] yields a clean prefix of what was appended: segments past
 //!   the recovery point are validated batch by batch (CRC-32C) and cut at the first torn or
 //!   corrupt batch, and their indexes are rebuilt.

@@ -115,5 +115,29 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
         "both appends survive reopen"
     );
 
+    // A roll leaves the sealed segment's flush to housekeeping; when that flush fails, the log
+    // refuses writes as it does for any failed flush.
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(
+        dir.path(),
+        LogConfig {
+            segment_bytes: 4096,
+            ..LogConfig::default()
+        },
+    );
+    while log.offsets().log_end < Offset(100) {
+        log.append(&batch(), &AppendOptions::default())
+            .expect("append");
+    }
+    fail::cfg("storage::mmap::flush", "return").expect("cfg");
+    let result = log.housekeeping(0);
+    fail::remove("storage::mmap::flush");
+    assert!(matches!(result, Err(StorageError::Io { .. })), "{result:?}");
+    assert!(matches!(
+        log.append(&batch(), &AppendOptions::default()),
+        Err(StorageError::Poisoned { .. })
+    ));
+    assert_eq!(log.offsets().recovery_point, Offset(0));
+
     scenario.teardown();
 }

@@ -260,7 +260,10 @@ impl Log {
             self.segments.write().remove(&old.base_offset().0);
             old.delete()?;
         } else {
+            // Made durable later, off the append path (see `flush_rolled`): flushing a whole
+            // segment here would stall the partition's producers for as long as it takes.
             old.seal().map_err(|e| self.poison_with(e))?;
+            w.sealed_unflushed_upto = Some(base);
         }
         let seg = LogSegment::create(
             &self.dir,

@@ -30,6 +30,9 @@ pub struct HousekeepingReport {
     pub rolled: bool,
     /// True if unflushed data was flushed by `flush.ms`.
     pub flushed: bool,
+    /// True if segments sealed since the last flush (by a roll or a truncation) were made
+    /// durable and the recovery point moved past them.
+    pub sealed_flushed: bool,
     /// Records removed by compaction.
     pub records_compacted: u64,
 }
@@ -43,6 +46,7 @@ impl Log {
     }
 
     pub(crate) fn flush_locked(&self, w: &mut Writer, _now: i64, with_indexes: bool) -> Result<()> {
+        self.flush_sealed_locked(w)?;
         let active = self.active()?;
         let res = if with_indexes {
             active.flush()
@@ -57,10 +61,75 @@ impl Log {
         Ok(())
     }
 
+    /// Makes the segments sealed since the last flush durable, with the writer lock held.
+    fn flush_sealed_locked(&self, w: &mut Writer) -> Result<()> {
+        let Some(upto) = w.sealed_unflushed_upto else {
+            return Ok(());
+        };
+        for seg in self.sealed_above_recovery_point(upto) {
+            seg.flush().map_err(|e| self.poison_with(e))?;
+        }
+        w.sealed_unflushed_upto = None;
+        Ok(())
+    }
+
+    /// Segments below `upto` that may hold records at or above the recovery point.
+    fn sealed_above_recovery_point(&self, upto: Offset) -> Vec<Arc<LogSegment>> {
+        let rp = self.offsets().recovery_point;
+        self.segments
+            .read()
+            .range(..upto.0)
+            .map(|(_, seg)| seg)
+            .filter(|seg| seg.next_offset() > rp)
+            .cloned()
+            .collect()
+    }
+
+    /// Kafka's `flush-log` task after a roll: makes the segments sealed since the last flush
+    /// durable and moves the recovery point up to the first segment after them, so recovery
+    /// after an unclean stop scans only what came later. Sealed segments no longer change, so
+    /// the flushing runs without the writer lock and appends go on meanwhile.
+    fn flush_rolled(&self) -> Result<bool> {
+        let (upto, truncations) = {
+            let w = self.writer.lock();
+            match w.sealed_unflushed_upto {
+                Some(upto) if self.poison.read().is_none() => (upto, w.truncations),
+                _ => return Ok(false),
+            }
+        };
+        for seg in self.sealed_above_recovery_point(upto) {
+            if let Err(e) = seg.flush() {
+                // Retention or a truncation may have deleted the segment meanwhile; only a
+                // failure to flush a segment still in the log counts.
+                let live = self
+                    .segments
+                    .read()
+                    .get(&seg.base_offset().0)
+                    .is_some_and(|s| Arc::ptr_eq(s, &seg));
+                if live {
+                    return Err(self.poison_with(e));
+                }
+            }
+        }
+        let mut w = self.writer.lock();
+        if w.truncations != truncations {
+            // What was flushed may have been cut off and rewritten; the truncation asked again.
+            return Ok(false);
+        }
+        if w.sealed_unflushed_upto == Some(upto) {
+            w.sealed_unflushed_upto = None;
+        }
+        self.publish(|o| o.recovery_point = o.recovery_point.max(upto.min(o.log_end)));
+        Ok(true)
+    }
+
     /// Periodic work, driven by the embedder's clock: `flush.ms`, `segment.ms`, retention by
     /// time and size, compaction, deferred file shrinking and checkpoints.
     pub fn housekeeping(&self, now: i64) -> Result<HousekeepingReport> {
-        let mut report = HousekeepingReport::default();
+        let mut report = HousekeepingReport {
+            sealed_flushed: self.flush_rolled()?,
+            ..HousekeepingReport::default()
+        };
         let mut w = self.writer.lock();
         if self.closed.load(Ordering::Acquire) {
             return Ok(report);
@@ -238,6 +307,9 @@ impl Log {
             o.last_stable = o.last_stable.min(offset);
             o.recovery_point = o.recovery_point.min(offset);
         });
+        w.truncations += 1;
+        // The segment cut (now sealed) and any sealed before it may still be unflushed.
+        w.sealed_unflushed_upto = Some(offset);
         // A crash before the truncated file shrinks must rescan it: persist the lower point now.
         self.write_checkpoints(&mut w, now)
     }
@@ -266,6 +338,8 @@ impl Log {
             o.last_stable = offset;
             o.recovery_point = offset;
         });
+        w.truncations += 1;
+        w.sealed_unflushed_upto = None;
         self.write_checkpoints(&mut w, now)
     }
 
@@ -296,8 +370,10 @@ impl Log {
                 reason,
             });
         }
+        self.flush_sealed_locked(&mut w)?;
         let active = self.active()?;
         active.seal().map_err(|e| self.poison_with(e))?;
+        active.flush().map_err(|e| self.poison_with(e))?;
         self.publish(|o| o.recovery_point = o.log_end);
         let end = self.offsets().log_end;
         self.write_producer_snapshot(&w, end)?;

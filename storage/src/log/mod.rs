@@ -69,6 +69,12 @@ pub(crate) struct Writer {
     pub(crate) checkpointed_hw: (Offset, i64),
     /// Compaction has cleaned every sealed segment below this offset.
     pub(crate) cleaned_upto: Offset,
+    /// Segments below this offset were sealed (by a roll or a truncation) and may not be durable
+    /// yet: flushing them moves the recovery point up to it (see `Log::flush_rolled`).
+    pub(crate) sealed_unflushed_upto: Option<Offset>,
+    /// Bumped by every truncation, so a flush that ran without the writer lock can tell that
+    /// what it flushed may no longer be the log.
+    pub(crate) truncations: u64,
 }
 
 /// A partition log. Share it as `Arc<Log>`: every method takes `&self`.

@@ -170,6 +170,8 @@ pub(crate) fn open(
             last_checkpoint_ms: now,
             checkpointed_hw: (recovered_hw.unwrap_or(Offset(-1)), now),
             cleaned_upto: Offset(0),
+            sealed_unflushed_upto: None,
+            truncations: 0,
         }),
         offsets: ArcSwap::from_pointee(offsets),
         poison: RwLock::new(None),

@@ -153,6 +153,34 @@ fn unclean_stop_recovers_every_appended_batch() {
 }
 
 #[test]
+fn segments_sealed_by_a_roll_are_flushed_by_housekeeping_which_moves_the_recovery_point() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    for i in 0..30 {
+        log.append(&values(1, 200, i), &opts(1)).expect("append");
+    }
+    let active = log.active().expect("active").base_offset();
+    assert!(active > Offset(0), "the log rolled");
+    assert_eq!(
+        log.offsets().recovery_point,
+        Offset(0),
+        "rolling flushes nothing on the append path"
+    );
+    assert!(log.housekeeping(1).expect("hk").sealed_flushed);
+    assert_eq!(log.offsets().recovery_point, active);
+    assert!(!log.housekeeping(2).expect("hk").sealed_flushed);
+
+    // A truncation seals the segment it cuts: flushing it moves the point up to the cut only.
+    log.truncate_to(Offset(25)).expect("truncate");
+    assert_eq!(log.offsets().recovery_point, active.min(Offset(25)));
+    log.append(&values(1, 200, 0), &opts(1)).expect("append");
+    assert!(log.housekeeping(3).expect("hk").sealed_flushed);
+    assert_eq!(log.offsets().recovery_point, Offset(25));
+    log.flush().expect("flush");
+    assert_eq!(log.offsets().recovery_point, Offset(26));
+}
+
+#[test]
 fn truncate_to_drops_the_tail_even_while_a_reader_holds_a_view() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = open(dir.path(), small_config());

@@ -638,7 +638,8 @@ impl LogSegment {
         }
     }
 
-    /// Trims preallocated space and stops growth (roll or clean close).
+    /// Trims preallocated space and stops growth (roll or clean close). Does not flush: the
+    /// log decides when a sealed segment is made durable.
     pub(crate) fn seal(&self) -> Result<()> {
         let files = self.files()?;
         if !self.pending_shrink.load(Ordering::Acquire) {
@@ -646,7 +647,6 @@ impl LogSegment {
         }
         files.index.seal()?;
         files.time_index.seal()?;
-        self.flush()?;
         if self.active.swap(false, Ordering::AcqRel) {
             let me: Weak<dyn Unmappable> = self.me.clone();
             self.budget
