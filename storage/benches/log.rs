@@ -1,5 +1,6 @@
-//! Storage benchmarks: append (no flush, flush per batch) against plain `write(2)` baselines
-//! measured in the same run, warm sequential reads, and random offset lookups.
+//! Storage benchmarks: append (no flush, in the steady state and into a new log; flush per
+//! batch) against plain `write(2)` baselines of the same shape measured in the same run, warm
+//! sequential reads, and random offset lookups.
 //!
 //! Run: `cargo bench -p sluice-storage --bench log`. Figures go in the README.
 
@@ -27,14 +28,18 @@ fn batch() -> Vec<u8> {
 
 fn config(flush_every_batch: bool) -> LogConfig {
     LogConfig {
-        segment_bytes: 256 << 20,
+        segment_bytes: SEGMENT_BYTES as u32,
         flush_messages: if flush_every_batch { 1 } else { i64::MAX },
         ..LogConfig::default()
     }
 }
 
-/// Appends `BATCHES_PER_ITER` copies of `b` to a fresh log per iteration (setup not timed).
-fn log_append(bench: &mut criterion::Bencher<'_>, b: &[u8], flush: bool) {
+/// Segment (and baseline file) size of the benchmarks.
+const SEGMENT_BYTES: usize = 256 << 20;
+
+/// Appends `BATCHES_PER_ITER` copies of `b` to a fresh log per iteration (setup not timed): a
+/// new partition's first 16 MiB.
+fn log_append_new_log(bench: &mut criterion::Bencher<'_>, b: &[u8], flush: bool) {
     bench.iter_batched(
         || {
             let dir = tempfile::tempdir().expect("tmp");
@@ -56,39 +61,135 @@ fn log_append(bench: &mut criterion::Bencher<'_>, b: &[u8], flush: bool) {
     )
 }
 
+/// Appends `BATCHES_PER_ITER` copies of `b` per iteration to one log kept across iterations, as
+/// a partition under sustained load: segments roll at 256 MiB, and between iterations (not
+/// timed) housekeeping flushes the rolled ones and retention keeps two, as the broker's
+/// housekeeping does beside the appends.
+fn log_append_steady(bench: &mut criterion::Bencher<'_>, b: &[u8]) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = Log::open(
+        &dir.path().join("b-0"),
+        TopicPartition::new("b", 0),
+        LogConfig {
+            retention_bytes: 2 * SEGMENT_BYTES as i64,
+            ..config(false)
+        },
+    )
+    .expect("open");
+    bench.iter_batched(
+        || log.housekeeping(i64::MAX / 2).expect("housekeeping"),
+        |_| {
+            for _ in 0..BATCHES_PER_ITER {
+                log.append(b, &AppendOptions::default()).expect("append");
+            }
+        },
+        BatchSize::PerIteration,
+    );
+    log.close().expect("close");
+}
+
+/// `write(2)` of the same bytes to a fresh file per iteration.
+fn write2_new_file(bench: &mut criterion::Bencher<'_>, b: &[u8], sync: bool) {
+    bench.iter_batched(
+        || {
+            let dir = tempfile::tempdir().expect("tmp");
+            let f = File::create(dir.path().join("baseline")).expect("create");
+            (dir, f)
+        },
+        |(dir, mut f)| {
+            for _ in 0..BATCHES_PER_ITER {
+                f.write_all(b).expect("write");
+                if sync {
+                    f.sync_data().expect("fdatasync");
+                }
+            }
+            (dir, f)
+        },
+        BatchSize::PerIteration,
+    )
+}
+
+/// `write(2)` of the same bytes in the steady state's shape: one file written across
+/// iterations, a new one every 256 MiB; between iterations (not timed) the previous file is
+/// fdatasync'd and older ones are deleted.
+fn write2_steady(bench: &mut criterion::Bencher<'_>, b: &[u8]) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = |n: usize| dir.path().join(format!("{n:020}.baseline"));
+    // The setup and the routine both need the file count: criterion holds both closures.
+    let files = std::cell::Cell::new(0usize);
+    let mut file = File::create(path(0)).expect("create");
+    let mut written = 0usize;
+    let mut synced = 0usize;
+    bench.iter_batched(
+        || {
+            let n = files.get();
+            if n > synced {
+                File::open(path(n - 1))
+                    .and_then(|f| f.sync_data())
+                    .expect("fdatasync");
+                synced = n;
+                if n >= 3 {
+                    std::fs::remove_file(path(n - 3)).expect("delete");
+                }
+            }
+        },
+        |_| {
+            for _ in 0..BATCHES_PER_ITER {
+                if written + b.len() > SEGMENT_BYTES {
+                    files.set(files.get() + 1);
+                    file = File::create(path(files.get())).expect("create");
+                    written = 0;
+                }
+                file.write_all(b).expect("write");
+                written += b.len();
+            }
+        },
+        BatchSize::PerIteration,
+    );
+}
+
+/// Writes back what earlier benchmarks left dirty, so their writeback does not land in the
+/// next one's measurement.
+fn settle() {
+    let synced = std::process::Command::new("sync").status();
+    assert!(
+        synced.as_ref().is_ok_and(|s| s.success()),
+        "sync failed: {synced:?}"
+    );
+}
+
 fn append(c: &mut Criterion) {
     let b = batch();
     let bytes = (b.len() * BATCHES_PER_ITER) as u64;
     let mut g = c.benchmark_group("append_16k_batches");
     g.throughput(Throughput::Bytes(bytes));
-    g.sample_size(10);
-    for (name, flush) in [("log_no_flush", false), ("log_flush_every_batch", true)] {
-        g.bench_function(name, |bench| log_append(bench, &b, flush));
-    }
-    for (name, sync) in [
-        ("write2_baseline", false),
-        ("write2_fdatasync_baseline", true),
-    ] {
-        g.bench_function(name, |bench| {
-            bench.iter_batched(
-                || {
-                    let dir = tempfile::tempdir().expect("tmp");
-                    let f = File::create(dir.path().join("baseline")).expect("create");
-                    (dir, f)
-                },
-                |(dir, mut f)| {
-                    for _ in 0..BATCHES_PER_ITER {
-                        f.write_all(&b).expect("write");
-                        if sync {
-                            f.sync_data().expect("fdatasync");
-                        }
-                    }
-                    (dir, f)
-                },
-                BatchSize::PerIteration,
-            )
-        });
-    }
+    g.sample_size(20);
+    // Long enough that the steady state crosses many segment rolls.
+    g.measurement_time(std::time::Duration::from_secs(10));
+    g.bench_function("log_no_flush_steady", |bench| {
+        settle();
+        log_append_steady(bench, &b)
+    });
+    g.bench_function("write2_baseline_steady", |bench| {
+        settle();
+        write2_steady(bench, &b)
+    });
+    g.bench_function("log_no_flush_new_log", |bench| {
+        settle();
+        log_append_new_log(bench, &b, false)
+    });
+    g.bench_function("write2_baseline_new_file", |bench| {
+        settle();
+        write2_new_file(bench, &b, false)
+    });
+    g.bench_function("log_flush_every_batch", |bench| {
+        settle();
+        log_append_new_log(bench, &b, true)
+    });
+    g.bench_function("write2_fdatasync_baseline", |bench| {
+        settle();
+        write2_new_file(bench, &b, true)
+    });
     g.finish();
 }
 
@@ -100,7 +201,10 @@ fn append_records(c: &mut Criterion) {
         (RECORDS_PER_BATCH * BATCHES_PER_ITER) as u64,
     ));
     g.sample_size(10);
-    g.bench_function("log_no_flush", |bench| log_append(bench, &b, false));
+    g.bench_function("log_no_flush_steady", |bench| {
+        settle();
+        log_append_steady(bench, &b)
+    });
     g.finish();
 }
 

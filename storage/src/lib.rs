@@ -49,9 +49,11 @@
 //! # Write path
 //!
 //! Without a flush policy (the default) an append copies the batches into the active
-//! segment's mapping, over space preallocated with `fallocate`; once a partition is written at
-//! 1 MiB/s or more its next stretch of file gets transparent huge pages (one page fault per
-//! 2 MiB instead of per 4 KiB). With `flush.messages` or `flush.ms` set, appends use
+//! segment's mapping, over space preallocated with `fallocate`. Once a partition is written at
+//! 1 MiB/s or more its file grows in whole chunks ahead of the writer and each new stretch gets
+//! transparent huge pages (one page fault per 2 MiB instead of per 4 KiB); the segment a fast
+//! one rolls into starts that way. The unwritten tail of the mapping has read-ahead turned off.
+//! With `flush.messages` or `flush.ms` set, appends use
 //! `pwrite(2)` instead: a mapped write dirties a whole page-cache folio, which every flush
 //! would write back again. Reads are zero-copy views of the mapping either way.
 //!

@@ -98,17 +98,20 @@ impl MappedFile {
         self.published.load(Ordering::Acquire)
     }
 
-    /// Makes sure `[0, end)` is backed by real blocks, growing the file by at least `chunk`.
-    /// Returns the range it allocated, if it had to.
+    /// Makes sure `[0, end)` is backed by real blocks. Returns the range it allocated, if it had
+    /// to.
+    ///
+    /// A slow writer's file grows just in time, geometrically from 64 KiB up to `chunk`, so idle
+    /// partitions hold little disk and busy ones amortize the call. A `fast` writer's file grows
+    /// by `chunk` once the writer is within half a chunk of its end, so the writer never faults
+    /// near the end of the file, where the kernel cannot place a huge page (it would reach past
+    /// end-of-file) and falls back to small ones.
     pub(crate) fn ensure_allocated(
         &self,
         end: usize,
         chunk: usize,
+        fast: bool,
     ) -> Result<Option<Range<usize>>> {
-        let allocated = self.allocated();
-        if end <= allocated {
-            return Ok(None);
-        }
         if end > self.capacity {
             return Err(StorageError::Corrupt {
                 path: self.path.clone(),
@@ -116,18 +119,54 @@ impl MappedFile {
                 reason: format!("write past mapped capacity {}", self.capacity),
             });
         }
-        // Grow geometrically from 64 KiB up to `chunk`, so idle partitions hold little disk
-        // and busy ones amortize the call.
-        let step = allocated.clamp(64 * 1024, chunk.max(64 * 1024));
-        let target = end.max(allocated.saturating_add(step)).min(self.capacity);
-        crate::io::fallocate(
+        let allocated = self.allocated();
+        let chunk = chunk.max(64 * 1024);
+        let (step, wanted) = if fast {
+            (chunk, end.saturating_add(chunk / 2).min(self.capacity))
+        } else {
+            (allocated.clamp(64 * 1024, chunk), end)
+        };
+        if wanted <= allocated {
+            return Ok(None);
+        }
+        let target = wanted
+            .max(allocated.saturating_add(step))
+            .min(self.capacity);
+        if let Err(e) = crate::io::fallocate(
             &self.file,
             &self.path,
             allocated as u64,
             (target - allocated) as u64,
-        )?;
+        ) {
+            if end <= allocated {
+                // Only the growth ahead failed (a full disk, say): this append still fits.
+                tracing::debug!(path = %self.path.display(), error = %e, "could not grow ahead");
+                return Ok(None);
+            }
+            return Err(e);
+        }
         self.allocated.store(target, Ordering::Release);
         Ok(Some(allocated..target))
+    }
+
+    /// Turns read-ahead off for the mapping past `from`, where the writer
+    /// faults in pages that hold no data yet.
+    ///
+    /// Read-ahead there only costs: it zero-fills pages the writer may not reach for a while, and
+    /// its small pages would keep a later stretch from getting huge ones (a huge page cannot be
+    /// made where part of its range is cached already, and the kernel's fallback fills the rest of
+    /// its read-ahead window with small pages, and so on down the file). Bytes below `from` are
+    /// data a reader may want from disk, with read-ahead as usual.
+    pub(crate) fn advise_unwritten_tail(&self, from: usize) {
+        if from >= self.capacity {
+            return;
+        }
+        if let Err(e) = self
+            .map
+            .advise_range(Advice::Random, from, self.capacity - from)
+        {
+            tracing::debug!(path = %self.path.display(), error = %e, "read-ahead advice refused");
+        }
     }
 
     /// Asks the kernel to back `range`, rounded out to whole huge pages, with transparent huge
@@ -239,6 +278,12 @@ impl MappedFile {
     pub(crate) fn seal(&self) -> Result<()> {
         let published = self.published();
         self.allocated.store(published, Ordering::Release);
+        if published > 0 {
+            // All data now: readers catching up from disk want read-ahead back.
+            if let Err(e) = self.map.advise_range(Advice::Normal, 0, published) {
+                tracing::debug!(path = %self.path.display(), error = %e, "read-ahead advice refused");
+            }
+        }
         self.file
             .set_len(published as u64)
             .map_err(|e| StorageError::io(&self.path, e))

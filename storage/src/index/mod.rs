@@ -90,7 +90,8 @@ impl EntryFile {
                 reason: "append to a truncated index".into(),
             });
         }
-        self.file.ensure_allocated(pos + self.entry_size, chunk)?;
+        self.file
+            .ensure_allocated(pos + self.entry_size, chunk, false)?;
         self.file.write(pos, entry)?;
         self.file.publish(pos + self.entry_size);
         self.entries.store(n + 1, Ordering::Release);

@@ -272,6 +272,7 @@ impl Log {
             Arc::clone(&self.budget),
             now,
             min_capacity,
+            old.is_fast(),
         )?;
         self.segments.write().insert(base.0, Arc::clone(&seg));
         self.write_producer_snapshot(w, base)?;

@@ -352,6 +352,7 @@ impl Log {
             Arc::clone(&self.budget),
             now,
             0,
+            false,
         )?;
         self.segments.write().insert(offset.0, seg);
         Ok(())

@@ -137,7 +137,7 @@ pub(crate) fn open(
     match segments.values().next_back() {
         Some(last) => last.activate()?,
         None => {
-            let seg = LogSegment::create(dir, log_start, p, Arc::clone(&budget), now, 0)?;
+            let seg = LogSegment::create(dir, log_start, p, Arc::clone(&budget), now, 0, false)?;
             segments.insert(log_start.0, seg);
         }
     }

@@ -569,21 +569,34 @@ fn offsets_for_times_answer_the_first_record_at_or_after_the_target() {
 
 /// `VmFlags` of the mappings of `file` in this process (one line per VMA).
 fn vm_flags_of(file: &Path) -> Vec<String> {
+    vmas_of(file).into_iter().map(|(_, flags)| flags).collect()
+}
+
+/// The mappings of `file` in this process: each VMA's file offset and `VmFlags`.
+fn vmas_of(file: &Path) -> Vec<(u64, String)> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
     let name = file.to_str().expect("utf-8 path");
-    let mut flags = Vec::new();
-    let mut in_file = false;
+    let mut vmas = Vec::new();
+    let mut in_file = None;
     for line in smaps.lines() {
         if let Some(rest) = line.strip_prefix("VmFlags:") {
-            if in_file {
-                flags.push(rest.trim().to_string());
+            if let Some(offset) = in_file {
+                vmas.push((offset, rest.trim().to_string()));
             }
         } else if line.contains('-') && line.split_whitespace().count() >= 5 {
             // A VMA header: `start-end perms offset dev inode [path]`.
-            in_file = line.ends_with(name);
+            in_file = line
+                .ends_with(name)
+                .then(|| line.split_whitespace().nth(2))
+                .flatten()
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok());
         }
     }
-    flags
+    vmas
+}
+
+fn has_flag(flags: &str, flag: &str) -> bool {
+    flags.split_whitespace().any(|f| f == flag)
 }
 
 #[test]
@@ -595,13 +608,55 @@ fn a_fast_writer_gets_huge_pages_for_the_active_segment() {
     for _ in 0..512 {
         log.append(&b, &AppendOptions::default()).expect("append");
     }
-    let flags = vm_flags_of(&tmp.path().join("t-0").join(file_name(Offset(0), "log")));
+    let file = tmp.path().join("t-0").join(file_name(Offset(0), "log"));
+    let flags = vm_flags_of(&file);
     assert!(!flags.is_empty(), "the active segment is mapped");
     assert!(
-        flags
-            .iter()
-            .any(|f| f.split_whitespace().any(|f| f == "hg")),
+        flags.iter().any(|f| has_flag(f, "hg")),
         "some of the segment is advised huge: {flags:?}"
+    );
+    assert!(
+        flags.iter().any(|f| has_flag(f, "rr")),
+        "no read-ahead over the unwritten tail: {flags:?}"
+    );
+    let len = std::fs::metadata(&file).expect("stat").len();
+    let chunk = u64::from(LogConfig::default().preallocate_chunk_bytes);
+    assert!(
+        len >= (b.len() * 512) as u64 + chunk / 2,
+        "a fast writer's file is allocated half a chunk ahead or more: {len}"
+    );
+}
+
+#[test]
+fn a_segment_rolled_from_a_fast_one_gets_huge_pages_from_its_start() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = LogConfig {
+        segment_bytes: 4 << 20,
+        preallocate_chunk_bytes: 1 << 20,
+        ..LogConfig::default()
+    };
+    let log = open(tmp.path(), config.clone());
+    let b = values(16, 1024, 0);
+    // The append that rolls is the new segment's first.
+    while log.segment_count() < 2 {
+        log.append(&b, &AppendOptions::default()).expect("append");
+    }
+    let active = log.active().expect("active").base_offset();
+    let file = tmp.path().join("t-0").join(file_name(active, "log"));
+    let vmas = vmas_of(&file);
+    assert!(
+        vmas.iter().any(|(at, f)| *at == 0 && has_flag(f, "hg")),
+        "the new segment is advised huge from its first append: {vmas:?}"
+    );
+    let len = std::fs::metadata(&file).expect("stat").len();
+    assert!(
+        len >= u64::from(config.preallocate_chunk_bytes),
+        "and allocated in a whole chunk at once: {len}"
+    );
+    let sealed = vmas_of(&tmp.path().join("t-0").join(file_name(Offset(0), "log")));
+    assert!(
+        sealed.iter().any(|(at, f)| *at == 0 && !has_flag(f, "rr")),
+        "a sealed segment's data is read with read-ahead again: {sealed:?}"
     );
 }
 

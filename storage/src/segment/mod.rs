@@ -62,24 +62,55 @@ impl WriteMode {
     }
 }
 
-/// Appends at or above this rate get transparent huge pages for the segment's next stretch of
-/// file. The kernel writes dirty pages back after 30 s (`vm.dirty_expire_centisecs`) and writes
-/// a huge page whole: at 1 MiB/s, rewriting a partly filled 2 MiB page adds under 7% to what
-/// reaches the disk, while a slow partition on huge pages would rewrite 2 MiB for every few
-/// bytes it appends.
-const HUGE_PAGE_MIN_BYTES_PER_SEC: f64 = (1 << 20) as f64;
+/// Appends at or above this rate are *fast*: the segment's file grows in whole chunks ahead of
+/// the writer and its next stretch gets transparent huge pages (one page fault and one
+/// page-cache allocation per 2 MiB instead of per 4 KiB). The kernel writes dirty pages back
+/// after 30 s (`vm.dirty_expire_centisecs`) and writes a huge page whole: at 1 MiB/s, rewriting
+/// a partly filled 2 MiB page adds under 7% to what reaches the disk, while a slow partition on
+/// huge pages would rewrite 2 MiB for every few bytes it appends.
+const FAST_BYTES_PER_SEC: f64 = (1 << 20) as f64;
 
-/// True when `filled` bytes appended over `elapsed` are fast enough for huge pages.
-fn huge_pages_pay_off(filled: usize, elapsed: Duration) -> bool {
-    filled as f64 >= HUGE_PAGE_MIN_BYTES_PER_SEC * elapsed.as_secs_f64()
+/// True when `filled` bytes appended over `elapsed` are fast.
+fn rate_is_fast(filled: usize, elapsed: Duration) -> bool {
+    filled as f64 >= FAST_BYTES_PER_SEC * elapsed.as_secs_f64()
 }
 
-/// When the active segment's file last grew, and from what size: the append rate between two
-/// growths decides whether the next stretch gets huge pages.
+/// When the active segment's file last grew, and from what size.
 #[derive(Debug, Clone, Copy)]
 struct Growth {
     at: Instant,
     allocated: usize,
+}
+
+/// How fast the writer fills the active segment: the rate between two growths of its file
+/// decides how the next stretch is allocated and mapped.
+#[derive(Debug, Default)]
+struct Pace {
+    /// The last growth of the file seen by this process (none yet after create or open).
+    last: Option<Growth>,
+    fast: bool,
+}
+
+impl Pace {
+    /// A new segment's pace: a roll of a fast segment starts fast (the writer has not changed),
+    /// anything else starts slow.
+    fn starting(fast: bool) -> Pace {
+        Pace { last: None, fast }
+    }
+
+    /// Notes that the file grew from `allocated` bytes at `now` and judges the rate since the
+    /// previous growth. The first growth keeps the starting judgement: there is no rate yet,
+    /// and a reopened segment's size is not what was just appended.
+    fn grew(&mut self, allocated: usize, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            self.fast = rate_is_fast(
+                allocated.saturating_sub(last.allocated),
+                now.saturating_duration_since(last.at),
+            );
+        }
+        self.last = Some(Growth { at: now, allocated });
+        self.fast
+    }
 }
 
 /// The mapped files of a segment.
@@ -130,8 +161,7 @@ pub(crate) struct LogSegment {
     retired: AtomicBool,
     bytes_since_index: AtomicU32,
     flushed: AtomicU32,
-    /// The last growth of the file seen by this process (none yet after create or open).
-    growth: Mutex<Option<Growth>>,
+    pace: Mutex<Pace>,
     generation: AtomicU64,
     files: RwLock<Option<Arc<SegmentFiles>>>,
     map_lock: Mutex<()>,
@@ -172,7 +202,7 @@ impl LogSegment {
             retired: AtomicBool::new(false),
             bytes_since_index: AtomicU32::new(0),
             flushed: AtomicU32::new(0),
-            growth: Mutex::new(None),
+            pace: Mutex::new(Pace::default()),
             generation: AtomicU64::new(0),
             files: RwLock::new(None),
             map_lock: Mutex::new(()),
@@ -189,8 +219,10 @@ impl LogSegment {
         budget: Arc<MapBudget>,
         now_ms: i64,
         min_capacity: usize,
+        fast: bool,
     ) -> Result<Arc<LogSegment>> {
         let seg = LogSegment::new_arc(dir, base, params, budget, now_ms);
+        *seg.pace.lock() = Pace::starting(fast);
         for p in [&seg.log_path, &seg.index_path, &seg.time_path] {
             // A leftover file of a segment that was truncated away is replaced.
             if p.exists() {
@@ -200,6 +232,7 @@ impl LogSegment {
         let log = open_rw(&seg.log_path)?;
         let capacity = (params.segment_bytes as usize).max(min_capacity);
         let log = MappedFile::map(log, &seg.log_path, capacity, 0)?;
+        log.advise_unwritten_tail(0);
         let files = SegmentFiles {
             log: Arc::new(log),
             index: OffsetIndex::open(&seg.index_path, base, params.index_bytes as usize, Some(0))?,
@@ -252,6 +285,7 @@ impl LogSegment {
             (self.params.segment_bytes as usize).max(size),
             size,
         )?;
+        log.advise_unwritten_tail(size);
         let cap = self.params.index_bytes as usize;
         let files = SegmentFiles {
             log: Arc::new(log),
@@ -375,14 +409,14 @@ impl LogSegment {
         let end = start + data.len();
         match mode {
             WriteMode::Mapped => {
-                let grown = files
-                    .log
-                    .ensure_allocated(end, self.params.preallocate_chunk as usize)?;
-                if let Some(grown) = grown {
-                    if self.grew_fast(grown.start) {
+                let mut pace = self.pace.lock();
+                let chunk = self.params.preallocate_chunk as usize;
+                if let Some(grown) = files.log.ensure_allocated(end, chunk, pace.fast)? {
+                    if pace.grew(grown.start, Instant::now()) {
                         files.log.advise_huge_pages(grown);
                     }
                 }
+                drop(pace);
                 files.log.write(start, data)?;
                 for p in placed {
                     files
@@ -433,18 +467,9 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Notes that the log file grew from `allocated` bytes and tells whether what was appended
-    /// since the previous growth came fast enough for huge pages (never at the first growth:
-    /// there is no rate to go by yet).
-    fn grew_fast(&self, allocated: usize) -> bool {
-        let now = Instant::now();
-        let previous = self.growth.lock().replace(Growth { at: now, allocated });
-        previous.is_some_and(|last| {
-            huge_pages_pay_off(
-                allocated.saturating_sub(last.allocated),
-                now.saturating_duration_since(last.at),
-            )
-        })
+    /// True while appends come fast (see [`FAST_BYTES_PER_SEC`]).
+    pub(crate) fn is_fast(&self) -> bool {
+        self.pace.lock().fast
     }
 
     /// The first batch whose last offset is at or after `offset`: its position and header.
@@ -737,11 +762,23 @@ mod tests {
     #[test]
     fn huge_pages_only_for_appends_of_a_mebibyte_a_second_or_more() {
         let mib = 1 << 20;
-        assert!(huge_pages_pay_off(16 * mib, Duration::from_millis(5)));
-        assert!(huge_pages_pay_off(mib, Duration::from_secs(1)));
-        assert!(!huge_pages_pay_off(mib, Duration::from_millis(1001)));
-        assert!(!huge_pages_pay_off(64 * 1024, Duration::from_secs(60)));
-        assert!(!huge_pages_pay_off(0, Duration::from_millis(1)));
+        assert!(rate_is_fast(16 * mib, Duration::from_millis(5)));
+        assert!(rate_is_fast(mib, Duration::from_secs(1)));
+        assert!(!rate_is_fast(mib, Duration::from_millis(1001)));
+        assert!(!rate_is_fast(64 * 1024, Duration::from_secs(60)));
+        assert!(!rate_is_fast(0, Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_segment_keeps_the_pace_it_starts_with_until_a_rate_says_otherwise() {
+        let t0 = Instant::now();
+        let mut rolled_from_fast = Pace::starting(true);
+        assert!(rolled_from_fast.grew(0, t0), "no rate yet: stays fast");
+        assert!(rolled_from_fast.grew(16 << 20, t0 + Duration::from_millis(10)));
+        assert!(!rolled_from_fast.grew(17 << 20, t0 + Duration::from_secs(60)));
+        let mut new = Pace::starting(false);
+        assert!(!new.grew(0, t0), "no rate yet: stays slow");
+        assert!(new.grew(64 << 10, t0 + Duration::from_millis(1)));
     }
 
     #[test]
