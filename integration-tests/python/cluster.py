@@ -33,12 +33,20 @@ FAST = {
 }
 
 
+# Ports handed out in this process. A node binds its ports only when it starts, so without this
+# two nodes of one cluster could draw the same free port.
+_issued = set()
+
+
 def free_port():
     while True:
         port = random.randrange(20000, 32000)
+        if port in _issued:
+            continue
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", port))
+            _issued.add(port)
             return port
         except OSError:
             continue
