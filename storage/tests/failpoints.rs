@@ -125,11 +125,12 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
             ..LogConfig::default()
         },
     );
+    fail::cfg("storage::mmap::flush", "return").expect("cfg");
     while log.offsets().log_end < Offset(100) {
         log.append(&batch(), &AppendOptions::default())
-            .expect("append");
+            .expect("appends that roll segments flush nothing");
     }
-    fail::cfg("storage::mmap::flush", "return").expect("cfg");
+    assert!(log.segment_count() > 1, "the log rolled");
     let result = log.housekeeping(0);
     fail::remove("storage::mmap::flush");
     assert!(matches!(result, Err(StorageError::Io { .. })), "{result:?}");

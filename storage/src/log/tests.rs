@@ -164,7 +164,7 @@ fn segments_sealed_by_a_roll_are_flushed_by_housekeeping_which_moves_the_recover
     assert_eq!(
         log.offsets().recovery_point,
         Offset(0),
-        "rolling flushes nothing on the append path"
+        "the recovery point waits for the sealed segment's flush"
     );
     assert!(log.housekeeping(1).expect("hk").sealed_flushed);
     assert_eq!(log.offsets().recovery_point, active);
