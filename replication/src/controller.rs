@@ -55,6 +55,8 @@ pub mod codes {
     pub const BROKER_NOT_AVAILABLE: i16 = 8;
     /// REQUEST_TIMED_OUT
     pub const REQUEST_TIMED_OUT: i16 = 7;
+    /// DUPLICATE_BROKER_REGISTRATION
+    pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
 }
 
 /// Whether a topic allows electing a leader from outside the ISR (losing records).
@@ -213,8 +215,63 @@ fn shutting_down(image: &MetadataImage, id: i32) -> bool {
     image.brokers.get(&id).is_some_and(|b| b.shutting_down)
 }
 
-/// Fences broker `id` (its lease ran out): it leaves every ISR, and partitions it led get a
-/// new leader from the ISR (or go offline).
+/// What a registration decides: the broker's epoch and the records that make it so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The incarnation epoch the broker is to use.
+    pub epoch: i64,
+    /// The records to commit (none when a retried registration is answered again).
+    pub records: Vec<MetadataRecord>,
+}
+
+/// Registers broker `id` as a new incarnation, as Kafka's ClusterControlManager does. While
+/// the registered incarnation still holds a valid session (`session_valid`: unfenced, lease
+/// not run out) another process may not take the id: DUPLICATE_BROKER_REGISTRATION; the same
+/// process retrying (same `incarnation`) gets its epoch again. The new incarnation starts
+/// fenced, so the old one's leaderships and ISR places go at once (the new process has not
+/// caught up with anything yet).
+pub fn register_broker(
+    image: &MetadataImage,
+    id: i32,
+    incarnation: Option<Uuid>,
+    endpoints: Vec<crate::record::Endpoint>,
+    rack: Option<String>,
+    session_valid: bool,
+) -> Result<Registration, ControllerError> {
+    let existing = image.brokers.get(&id);
+    if let Some(b) = existing.filter(|_| session_valid) {
+        if incarnation.is_some() && b.incarnation == incarnation {
+            return Ok(Registration {
+                epoch: b.epoch,
+                records: Vec::new(),
+            });
+        }
+        return Err(ControllerError::new(
+            codes::DUPLICATE_BROKER_REGISTRATION,
+            format!(
+                "broker {id} is registered as epoch {} with a valid session; another process may not take its id before that session ends",
+                b.epoch
+            ),
+        ));
+    }
+    let epoch = existing.map_or(0, |b| b.epoch) + 1;
+    let mut records = vec![MetadataRecord::RegisterBroker {
+        id,
+        epoch,
+        endpoints,
+        rack,
+        incarnation,
+    }];
+    let mut after = image.clone();
+    after
+        .apply(&records[0])
+        .map_err(|e| ControllerError::new(codes::BROKER_NOT_AVAILABLE, e.to_string()))?;
+    records.extend(move_away(&after, id));
+    Ok(Registration { epoch, records })
+}
+
+/// Fences broker `id` (its lease ran out, or its controlled shutdown is done): it leaves
+/// every ISR, and partitions it led get a new leader from the ISR (or go offline).
 pub fn fence_broker(
     image: &MetadataImage,
     id: i32,
@@ -229,40 +286,76 @@ pub fn fence_broker(
         // Applying our own record to a copy cannot fail: the broker and epoch came from it.
         after.apply(r).expect("fence applies");
     }
-    out.extend(move_away(&after, id, false));
+    out.extend(move_away(&after, id));
     Ok(out)
 }
 
-/// Partition changes that take broker `id` out of ISRs and leaderships. With `keep_isr`
-/// (controlled shutdown) it stays in ISRs it is in but leads nothing.
-fn move_away(image: &MetadataImage, id: i32, keep_isr: bool) -> Vec<MetadataRecord> {
+/// Partition changes that take broker `id` out of ISRs and leaderships (Kafka's
+/// `generateLeaderAndIsrUpdates` with a broker to remove). The last member of an ISR stays
+/// in it, so a partition that goes offline waits for that replica to return rather than
+/// losing track of who holds its committed records.
+fn move_away(image: &MetadataImage, id: i32) -> Vec<MetadataRecord> {
     let mut out = Vec::new();
     for t in image.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
             if p.leader == id {
                 let (leader, isr) = elect(image, t.id, p, id);
-                let isr = if keep_isr && leader != NO_LEADER {
-                    p.isr.clone()
-                } else {
-                    isr
-                };
-                if leader == NO_LEADER && keep_isr {
-                    // A controlled shutdown does not take a partition offline.
-                    continue;
-                }
-                out.push(change(t.id, i, Some(leader), Some(isr)));
-            } else if !keep_isr && p.isr.contains(&id) {
+                out.push(change(t.id, i, p, Some(leader), Some(isr)));
+            } else if p.isr.contains(&id) && p.isr.len() > 1 {
                 let isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != id).collect();
-                out.push(change(t.id, i, None, Some(isr)));
+                out.push(change(t.id, i, p, None, Some(isr)));
             }
         }
     }
     out
 }
 
+/// Broker ids that led something or were in an ISR while fenced: a fence whose partition
+/// changes did not all commit (a controller that failed over in between) is finished by
+/// [`repair`].
+pub fn fenced_with_duties(image: &MetadataImage) -> Vec<i32> {
+    image
+        .brokers
+        .values()
+        .filter(|b| b.fenced)
+        .map(|b| b.id)
+        .filter(|id| !move_away(image, *id).is_empty())
+        .collect()
+}
+
+/// What the active controller does on its own, at every check: finish fences (fenced brokers
+/// still leading or in ISRs), complete reassignments whose target replicas are in sync, and
+/// elect leaders for offline partitions whose topic allows unclean election (Kafka's
+/// periodic unclean election, so turning the setting on or a replica returning is enough).
+/// One batch of records per concern; each is decided over the image the previous left.
+pub fn repair(image: &MetadataImage) -> Vec<Vec<MetadataRecord>> {
+    let mut out = Vec::new();
+    let mut after = image.clone();
+    let mut push = |records: Vec<MetadataRecord>, after: &mut MetadataImage| {
+        if !records.is_empty() {
+            let batch = MetadataRecord::Batch(records.clone());
+            if after.apply(&batch).is_ok() {
+                out.push(records);
+            }
+        }
+    };
+    for id in fenced_with_duties(&after) {
+        let records = move_away(&after, id);
+        push(records, &mut after);
+    }
+    let records = complete_reassignments(&after);
+    push(records, &mut after);
+    let records = elect_unclean_where_allowed(&after);
+    push(records, &mut after);
+    out
+}
+
+/// A change of partition `p` (index `partition` of `topic`), decided at its current
+/// partition epoch.
 fn change(
     topic: Uuid,
     partition: usize,
+    p: &Partition,
     leader: Option<i32>,
     isr: Option<Vec<i32>>,
 ) -> MetadataRecord {
@@ -271,12 +364,14 @@ fn change(
         partition: partition as i32,
         leader,
         isr,
+        partition_epoch: Some(p.partition_epoch),
         ..PartitionChange::default()
     })
 }
 
-/// Unfences broker `id` of incarnation `epoch`: it may lead again, and offline partitions
-/// whose last in-sync replica it is come back with it as leader.
+/// Unfences broker `id` of incarnation `epoch`: it may lead again; offline partitions whose
+/// last in-sync replica it is come back with it as leader, and offline partitions of topics
+/// allowing unclean election take it as leader if it is a replica.
 pub fn unfence_broker(
     image: &MetadataImage,
     id: i32,
@@ -289,16 +384,24 @@ pub fn unfence_broker(
     }
     for t in image.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
-            if p.leader == NO_LEADER && p.isr.contains(&id) {
-                out.push(change(t.id, i, Some(id), None));
+            if p.leader != NO_LEADER || !p.replicas.contains(&id) {
+                continue;
+            }
+            if p.isr.contains(&id) {
+                out.push(change(t.id, i, p, Some(id), None));
+            } else if unclean_allowed(image, t.id) {
+                // Records only the lost ISR had are gone; this replica's log is the truth.
+                out.push(change(t.id, i, p, Some(id), Some(vec![id])));
             }
         }
     }
     Ok(out)
 }
 
-/// Controlled shutdown of broker `id`: leaderships move to other in-sync replicas first, so
-/// clients switch leaders without waiting out a lease.
+/// Controlled shutdown of broker `id`, as Kafka's `handleBrokerInControlledShutdown`: it
+/// leaves every ISR and its leaderships move to other in-sync replicas at once, so acks=all
+/// producers stop waiting for it and clients switch leaders without waiting out a lease.
+/// A partition it is the last in-sync replica of goes offline until it returns.
 pub fn begin_shutdown(
     image: &MetadataImage,
     id: i32,
@@ -308,8 +411,30 @@ pub fn begin_shutdown(
     let mut out = vec![MetadataRecord::BeginShutdown { id, epoch }];
     let mut after = image.clone();
     after.apply(&out[0]).expect("epoch checked above");
-    out.extend(move_away(&after, id, true));
+    out.extend(move_away(&after, id));
     Ok(out)
+}
+
+/// Whether broker `id` leads no partition.
+pub fn leads_nothing(image: &MetadataImage, id: i32) -> bool {
+    image
+        .topics
+        .values()
+        .all(|t| t.partitions.iter().all(|p| p.leader != id))
+}
+
+/// The end of a controlled shutdown: once broker `id` (incarnation `epoch`) leads nothing it
+/// is fenced at once (Kafka's SHUTDOWN_NOW), rather than when its lease runs out.
+pub fn finish_shutdown(
+    image: &MetadataImage,
+    id: i32,
+    epoch: i64,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let b = registered(image, id, Some(epoch))?;
+    if !b.shutting_down || b.fenced || !leads_nothing(image, id) {
+        return Ok(Vec::new());
+    }
+    fence_broker(image, id)
 }
 
 /// An ISR change proposed by a partition's leader (Kafka's AlterPartition), checked as
@@ -365,10 +490,10 @@ pub fn alter_isr(
         ));
     }
     let added: Vec<i32> = set.iter().copied().filter(|r| !p.isr.contains(r)).collect();
-    if let Some(bad) = set
-        .iter()
-        .find(|r| !p.replicas.contains(r) || (added.contains(r) && !image.is_live(**r)))
-    {
+    if let Some(bad) = set.iter().find(|r| {
+        !p.replicas.contains(r)
+            || (added.contains(r) && (!image.is_live(**r) || shutting_down(image, **r)))
+    }) {
         return Err(ControllerError::new(
             codes::INELIGIBLE_REPLICA,
             format!("broker {bad} cannot join the ISR of partition {partition}"),
@@ -377,6 +502,7 @@ pub fn alter_isr(
     Ok(vec![change(
         topic,
         partition as usize,
+        p,
         None,
         Some(new_isr.to_vec()),
     )])
@@ -394,7 +520,7 @@ pub fn elect_preferred(image: &MetadataImage) -> Vec<MetadataRecord> {
                 && image.is_live(preferred)
                 && !shutting_down(image, preferred)
             {
-                out.push(change(t.id, i, Some(preferred), None));
+                out.push(change(t.id, i, p, Some(preferred), None));
             }
         }
     }
@@ -417,11 +543,22 @@ pub fn elect_unclean(image: &MetadataImage) -> Vec<MetadataRecord> {
                 } else {
                     vec![leader]
                 };
-                out.push(change(t.id, i, Some(leader), Some(isr)));
+                out.push(change(t.id, i, p, Some(leader), Some(isr)));
             }
         }
     }
     out
+}
+
+/// [`elect_unclean`] for the topics that allow unclean leader election.
+pub fn elect_unclean_where_allowed(image: &MetadataImage) -> Vec<MetadataRecord> {
+    elect_unclean(image)
+        .into_iter()
+        .filter(|r| match r {
+            MetadataRecord::ChangePartition(c) => unclean_allowed(image, c.topic),
+            _ => false,
+        })
+        .collect()
 }
 
 /// Who an unclean election of `p` would choose: live in-sync replicas first, then any live
@@ -526,6 +663,7 @@ pub fn alter_reassignment(
             replicas: Some(original),
             adding: Some(Vec::new()),
             removing: Some(Vec::new()),
+            partition_epoch: Some(p.partition_epoch),
         })]);
     };
     let distinct: BTreeSet<i32> = target.iter().copied().collect();
@@ -570,6 +708,7 @@ pub fn alter_reassignment(
         replicas: Some(replicas),
         adding: Some(adding),
         removing: Some(removing),
+        partition_epoch: Some(p.partition_epoch),
     })];
     // A reassignment that adds nothing (or whose new replicas are in sync) completes now.
     let mut after = image.clone();
@@ -617,6 +756,7 @@ pub fn complete_reassignments(image: &MetadataImage) -> Vec<MetadataRecord> {
                 replicas: Some(target),
                 adding: Some(Vec::new()),
                 removing: Some(Vec::new()),
+                partition_epoch: Some(p.partition_epoch),
             }));
         }
     }

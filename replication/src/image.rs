@@ -31,6 +31,9 @@ pub struct Broker {
     pub fenced: bool,
     /// Set by a controlled shutdown: leaderships are moving away.
     pub shutting_down: bool,
+    /// The registering process's incarnation id, when it sent one.
+    #[serde(default)]
+    pub incarnation: Option<Uuid>,
 }
 
 /// One partition's replica set and leadership.
@@ -125,6 +128,16 @@ pub enum ApplyError {
     /// The record names a partition the topic does not have.
     #[error("topic {0} has no partition {1}")]
     UnknownPartition(Uuid, i32),
+    /// A partition change decided at another partition epoch than the partition's.
+    #[error(
+        "partition change decided at partition epoch {expected}, but the partition is at {current}"
+    )]
+    StalePartitionEpoch {
+        /// The epoch the change was decided at.
+        expected: i32,
+        /// The partition's epoch.
+        current: i32,
+    },
     /// The change would break an invariant (ISR outside the replicas, leader outside the
     /// ISR, a replica listed twice, ...).
     #[error("invalid change: {0}")]
@@ -163,6 +176,7 @@ impl MetadataImage {
                 epoch,
                 endpoints,
                 rack,
+                incarnation,
             } => {
                 if let Some(b) = self.brokers.get(id) {
                     if *epoch <= b.epoch {
@@ -184,6 +198,7 @@ impl MetadataImage {
                         rack: rack.clone(),
                         fenced: true,
                         shutting_down: false,
+                        incarnation: *incarnation,
                     },
                 );
             }
@@ -258,6 +273,17 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::ChangePartition(change) => self.change_partition(change)?,
+            MetadataRecord::Batch(records) => {
+                // All or nothing: applied to a copy, which replaces the image only whole.
+                let mut next = self.clone();
+                for r in records {
+                    if matches!(r, MetadataRecord::Batch(_)) {
+                        return Err(ApplyError::Invalid("a batch inside a batch".into()));
+                    }
+                    next.apply(r)?;
+                }
+                *self = next;
+            }
             MetadataRecord::AllocateProducerIds { first, count, .. } => {
                 if *first != self.next_producer_id || *count <= 0 {
                     return Err(ApplyError::Invalid(format!(
@@ -295,6 +321,14 @@ impl MetadataImage {
             .ok()
             .and_then(|i| t.partitions.get_mut(i))
             .ok_or(ApplyError::UnknownPartition(c.topic, c.partition))?;
+        if let Some(expected) = c.partition_epoch {
+            if expected != p.partition_epoch {
+                return Err(ApplyError::StalePartitionEpoch {
+                    expected,
+                    current: p.partition_epoch,
+                });
+            }
+        }
         let mut next = p.clone();
         if let Some(r) = &c.replicas {
             next.replicas = r.clone();

@@ -40,9 +40,24 @@ impl Leases {
             .collect()
     }
 
+    /// Whether incarnation `epoch` of broker `id` holds no lease at `now_ms`: it ran out,
+    /// was never taken, or belongs to another incarnation now.
+    pub fn expired_for(&self, id: i32, epoch: i64, now_ms: i64) -> bool {
+        self.last
+            .get(&id)
+            .is_none_or(|(e, at)| *e != epoch || now_ms - at > self.timeout_ms)
+    }
+
     /// Forgets broker `id` (fenced, or gone): it needs a heartbeat to hold a lease again.
     pub fn remove(&mut self, id: i32) {
         self.last.remove(&id);
+    }
+
+    /// Forgets incarnation `epoch` of broker `id`, leaving a newer incarnation's lease alone.
+    pub fn remove_epoch(&mut self, id: i32, epoch: i64) {
+        if self.last.get(&id).is_some_and(|(e, _)| *e == epoch) {
+            self.last.remove(&id);
+        }
     }
 
     /// Starts every known broker's lease afresh at `now_ms`: a newly elected controller does
@@ -76,5 +91,23 @@ mod tests {
         assert!(l.expired(100_000).iter().all(|(id, _)| *id == 2));
         l.restart_all([(3, 7)], 100_000);
         assert_eq!(l.expired(109_001), vec![(3, 7)]);
+        assert!(!l.expired_for(3, 7, 109_000));
+        assert!(l.expired_for(3, 7, 109_001));
+        assert!(
+            l.expired_for(3, 6, 100_000),
+            "another incarnation holds no lease"
+        );
+        assert!(
+            l.expired_for(4, 1, 100_000),
+            "a broker never heard from holds none"
+        );
+        l.remove_epoch(3, 6);
+        assert_eq!(
+            l.expired(109_001),
+            vec![(3, 7)],
+            "a newer incarnation stays"
+        );
+        l.remove_epoch(3, 7);
+        assert!(l.expired(109_001).is_empty());
     }
 }

@@ -37,6 +37,12 @@ pub struct PartitionChange {
     /// Replicas being removed by a reassignment.
     #[serde(default)]
     pub removing: Option<Vec<i32>>,
+    /// The partition epoch the controller decided this change at. Applied to a partition at
+    /// another epoch, the change is refused: it was decided over a state that is gone (a
+    /// proposal that committed late, a controller that had not replayed the whole log).
+    /// `None` (records written before this field existed) applies at any epoch.
+    #[serde(default)]
+    pub partition_epoch: Option<i32>,
 }
 
 /// One entry of the metadata log.
@@ -52,6 +58,10 @@ pub enum MetadataRecord {
         endpoints: Vec<Endpoint>,
         /// `broker.rack`.
         rack: Option<String>,
+        /// The process's incarnation id (Kafka's `incarnationId`): a registration retried by
+        /// the same process is recognised as such.
+        #[serde(default)]
+        incarnation: Option<Uuid>,
     },
     /// The broker's lease ran out (or it shut down).
     FenceBroker {
@@ -112,6 +122,9 @@ pub enum MetadataRecord {
     },
     /// A partition's leader, ISR or replicas changed.
     ChangePartition(PartitionChange),
+    /// Records applied together or not at all: one controller decision (a fence and the
+    /// leaderships it moves, a registration and the ISRs it leaves) is never half applied.
+    Batch(Vec<MetadataRecord>),
     /// A block of producer ids handed to a broker for InitProducerId.
     AllocateProducerIds {
         /// The broker.
@@ -169,6 +182,13 @@ impl std::fmt::Display for MetadataRecord {
                 count,
             } => {
                 write!(f, "producer ids {first}+{count} to broker {broker}")
+            }
+            MetadataRecord::Batch(records) => {
+                write!(f, "batch of {}:", records.len())?;
+                for r in records {
+                    write!(f, " [{r}]")?;
+                }
+                Ok(())
             }
         }
     }

@@ -1,74 +1,15 @@
 //! The controller's rules over the metadata image, without a network: placement, fencing and
 //! clean or unclean election, ISR changes, controlled shutdown, preferred leaders.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::{apply_all, check_invariants, cluster, topic};
 use sluice_replication::controller::{self, codes};
 use sluice_replication::image::{MetadataImage, Partition, NO_LEADER};
-use sluice_replication::record::{Endpoint, MetadataRecord};
+use sluice_replication::record::MetadataRecord;
 use uuid::Uuid;
-
-/// Applies what an expression over the image proposes (evaluated before the image is borrowed
-/// mutably).
-macro_rules! apply {
-    ($image:expr, $records:expr $(,)?) => {{
-        let records = $records;
-        apply_all(&mut $image, records)
-    }};
-}
-
-fn apply_all(image: &mut MetadataImage, records: Vec<MetadataRecord>) {
-    for r in records {
-        image.apply(&r).unwrap_or_else(|e| panic!("{r:?}: {e}"));
-    }
-}
-
-/// A cluster of `n` live brokers (ids 1..=n, epoch 1).
-fn cluster(n: i32) -> MetadataImage {
-    let mut image = MetadataImage::default();
-    for id in 1..=n {
-        apply!(
-            image,
-            vec![MetadataRecord::RegisterBroker {
-                id,
-                epoch: 1,
-                endpoints: vec![Endpoint {
-                    name: "PLAINTEXT".into(),
-                    host: format!("node{id}"),
-                    port: 9092,
-                }],
-                rack: None,
-            }],
-        );
-        let unfence = controller::unfence_broker(&image, id, 1).unwrap();
-        apply!(image, unfence);
-    }
-    image
-}
-
-fn topic(image: &mut MetadataImage, name: &str, partitions: i32, rf: i16, unclean: bool) -> Uuid {
-    let id = Uuid::new_v4();
-    let mut configs = BTreeMap::new();
-    if unclean {
-        configs.insert("unclean.leader.election.enable".into(), "true".into());
-    }
-    let records = controller::create_topic(image, id, name, partitions, rf, configs, 0).unwrap();
-    apply_all(image, records);
-    id
-}
-
-/// Every partition: leader in the ISR, leader live (or none), ISR within the replicas.
-fn check_invariants(image: &MetadataImage) {
-    for t in image.topics.values() {
-        for p in &t.partitions {
-            assert!(p.isr.iter().all(|r| p.replicas.contains(r)), "{p:?}");
-            if p.leader != NO_LEADER {
-                assert!(p.isr.contains(&p.leader), "{p:?}");
-                assert!(image.is_live(p.leader), "fenced leader: {p:?}");
-            }
-        }
-    }
-}
 
 #[test]
 fn a_fenced_leader_is_replaced_from_the_isr_with_a_new_epoch() {
@@ -128,6 +69,7 @@ fn with_every_replica_gone_a_partition_waits_offline_for_its_last_in_sync_replic
             epoch,
             endpoints: Vec::new(),
             rack: None,
+            incarnation: None,
         }],
     );
     apply!(
@@ -143,6 +85,7 @@ fn with_every_replica_gone_a_partition_waits_offline_for_its_last_in_sync_replic
             epoch,
             endpoints: Vec::new(),
             rack: None,
+            incarnation: None,
         }],
     );
     apply!(
@@ -320,31 +263,30 @@ fn controlled_shutdown_moves_leaders_away_and_preferred_election_brings_them_bac
     apply!(image, controller::begin_shutdown(&image, 2, 1).unwrap(),);
     for p in &image.topics[&t].partitions {
         assert_ne!(p.leader, 2, "{p:?}");
-        assert_eq!(p.isr.len(), 3, "a controlled shutdown keeps the ISR");
+        assert!(!p.isr.contains(&2), "it leaves every ISR at once: {p:?}");
     }
-    assert!(
-        image.topics[&single]
-            .partitions
-            .iter()
-            .all(|p| p.leader != NO_LEADER),
-        "a partition with no other replica is not taken offline by a controlled shutdown"
-    );
+    for p in image.topics[&single].partitions.iter() {
+        if p.replicas == [2] {
+            assert_eq!(p.leader, NO_LEADER, "no other replica may lead: offline");
+            assert_eq!(p.isr, vec![2], "its last in-sync replica is remembered");
+        }
+    }
+    assert!(controller::leads_nothing(&image, 2));
     // New topics avoid a broker that is shutting down.
     let records = controller::create_topic(&image, Uuid::new_v4(), "new", 3, 3, BTreeMap::new(), 0);
     assert_eq!(records.unwrap_err().code, codes::INVALID_REPLICATION_FACTOR);
 
-    // It stops, and its next incarnation registers and catches up.
-    apply!(image, controller::fence_broker(&image, 2).unwrap());
-    apply!(
-        image,
-        vec![MetadataRecord::RegisterBroker {
-            id: 2,
-            epoch: 2,
-            endpoints: Vec::new(),
-            rack: None,
-        }],
-    );
+    // Leading nothing, it is fenced at once; its next incarnation registers and catches up,
+    // and takes back the partitions only it had.
+    apply!(image, controller::finish_shutdown(&image, 2, 1).unwrap());
+    assert!(image.brokers[&2].fenced);
+    let reg = controller::register_broker(&image, 2, None, Vec::new(), None, false).unwrap();
+    assert_eq!(reg.epoch, 2);
+    apply!(image, reg.records);
     apply!(image, controller::unfence_broker(&image, 2, 2).unwrap());
+    for p in image.topics[&single].partitions.iter() {
+        assert_ne!(p.leader, NO_LEADER, "{p:?}");
+    }
     // Back in the ISRs (as the leaders would propose once it caught up).
     let t_id = t;
     for i in 0..6 {
@@ -391,6 +333,7 @@ fn records_that_do_not_fit_change_nothing() {
         epoch: 1,
         endpoints: Vec::new(),
         rack: None,
+        incarnation: None,
     };
     assert!(image.apply(&stale).is_err());
     let dup = MetadataRecord::CreateTopic {
@@ -454,6 +397,7 @@ fn random_failures_and_returns_keep_every_invariant() {
                 epoch,
                 endpoints: Vec::new(),
                 rack: None,
+                incarnation: None,
             }];
             let mut after = image.clone();
             after.apply(&r[0]).unwrap();

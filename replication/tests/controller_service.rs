@@ -117,6 +117,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
             id,
             endpoints: Vec::new(),
             rack: None,
+            incarnation: None,
         };
         let ControllerResponse::Registered { epoch, .. } = ask(&mut client, req).await else {
             panic!("registration refused");
@@ -170,6 +171,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
         id: 1,
         endpoints: Vec::new(),
         rack: None,
+        incarnation: None,
     };
     let ControllerResponse::Registered { epoch, .. } = ask(&mut client, req).await else {
         panic!("re-registration refused");

@@ -34,6 +34,7 @@ fn register(id: i32, epoch: i64) -> MetadataRecord {
         epoch,
         endpoints: Vec::new(),
         rack: None,
+        incarnation: None,
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Registration {
 /// shutdown).
 pub async fn run(cluster: Arc<Cluster>, reg: Registration) {
     let backoff = Duration::from_millis(200);
+    // One per process: a registration retried after a lost answer is recognised as ours,
+    // while another process taking this node id is refused until our session ends.
+    let incarnation = uuid::Uuid::new_v4();
     if !cluster.voter {
         loop {
             let req = ControllerRequest::AddLearner {
@@ -47,6 +50,7 @@ pub async fn run(cluster: Arc<Cluster>, reg: Registration) {
             id: cluster.node_id,
             endpoints: reg.endpoints.clone(),
             rack: reg.rack.clone(),
+            incarnation: Some(incarnation),
         };
         let (epoch, caught_up_at) = match cluster.request(req).await {
             Ok(ControllerResponse::Registered {

@@ -180,26 +180,47 @@ impl QuorumNode {
         Some((id, addr))
     }
 
-    /// Commits `records` in order (as the leader) and returns once each is applied here.
-    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<(), ProposeError> {
-        for r in records {
-            match self.raft.client_write(r).await {
-                Ok(resp) => {
-                    if let Some(e) = resp.data.error {
-                        return Err(ProposeError::Rejected(e));
-                    }
-                }
-                Err(openraft::error::RaftError::APIError(
-                    openraft::error::ClientWriteError::ForwardToLeader(f),
-                )) => {
-                    return Err(ProposeError::NotLeader {
-                        leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-                    });
-                }
-                Err(e) => return Err(failed(e)),
-            }
+    /// Commits `records` as one entry (as the leader) and returns once it is applied here and
+    /// the image showing it is published. Several records go as one
+    /// [`MetadataRecord::Batch`]: applied whole or not at all.
+    pub async fn propose(&self, mut records: Vec<MetadataRecord>) -> Result<(), ProposeError> {
+        let entry = match records.len() {
+            0 => return Ok(()),
+            1 => records.remove(0),
+            _ => MetadataRecord::Batch(records),
+        };
+        match self.raft.client_write(entry).await {
+            Ok(resp) => match resp.data.error {
+                Some(e) => Err(ProposeError::Rejected(e)),
+                None => Ok(()),
+            },
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::ForwardToLeader(f),
+            )) => Err(ProposeError::NotLeader {
+                leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+            }),
+            Err(e) => Err(failed(e)),
         }
-        Ok(())
+    }
+
+    /// Confirms with a majority that this node leads now (Raft's ReadIndex) and waits until
+    /// its image holds every record committed before, its own term's first entry included,
+    /// so nothing is decided over a state a newer controller has moved past, nor before the
+    /// previous terms are replayed. Returns the term.
+    pub async fn confirm_leadership(&self) -> Result<u64, ProposeError> {
+        match self
+            .raft
+            .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(read) => Ok(read.committed_leader_id().term),
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::LinearizableReadError::ForwardToLeader(f),
+            )) => Err(ProposeError::NotLeader {
+                leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+            }),
+            Err(e) => Err(failed(e)),
+        }
     }
 
     /// Adds node `id` at `addr` as a learner (a broker that follows the metadata log without

@@ -3,10 +3,22 @@
 //! the committed image and proposing the records to the quorum, and fences brokers whose
 //! lease ran out. Every quorum node runs one; only the leader's acts, the others answer
 //! "not the controller" with the leader's address.
+//!
+//! Ordering rules, each a way an earlier version went wrong:
+//! - Every decision first confirms with a majority that this node leads and waits until its
+//!   image holds every committed record ([`Quorum::confirm_leadership`]): a deposed
+//!   controller answers nothing from its stale image, and a new one decides nothing before it
+//!   has replayed its predecessors' records.
+//! - Decisions are taken one at a time, each over the image its predecessor's commit left
+//!   (the decision lock is held across the commit); a decision's records commit as one batch.
+//! - Leases live outside the decision lock: a heartbeat renews its broker's lease the moment
+//!   it arrives, even while a decision waits for its commit, and a lease is checked again
+//!   right before its broker is fenced.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -14,6 +26,7 @@ use uuid::Uuid;
 
 use super::{ProposeError, QuorumNode};
 use crate::controller::{self, ControllerError};
+use crate::image::MetadataImage;
 use crate::lease::Leases;
 use crate::record::{Endpoint, MetadataRecord};
 
@@ -28,6 +41,10 @@ pub enum ControllerRequest {
         endpoints: Vec<Endpoint>,
         /// `broker.rack`.
         rack: Option<String>,
+        /// The process's incarnation id: a retried registration of the same process gets its
+        /// epoch again instead of DUPLICATE_BROKER_REGISTRATION.
+        #[serde(default)]
+        incarnation: Option<Uuid>,
     },
     /// A broker is alive; once it has caught up with the metadata log it is unfenced. With
     /// `shutting_down`, its leaderships are moved away first.
@@ -175,16 +192,78 @@ pub enum ControllerResponse {
 
 /// How long a proposal may wait for the quorum to commit it.
 const PROPOSE_WITHIN: Duration = Duration::from_secs(8);
+/// How long confirming leadership may take: a leader cut off from its quorum answers
+/// "not the controller" within this, and the broker asks another node.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
 
 /// A request with the channel its answer goes back on.
 pub type Envelope = (ControllerRequest, oneshot::Sender<ControllerResponse>);
+
+/// What the controller needs of the metadata quorum. [`QuorumNode`] is the real one; tests
+/// drive races deterministically with a scripted one.
+pub trait Quorum: Send + Sync + 'static {
+    /// The image as applied on this node.
+    fn image(&self) -> Arc<MetadataImage>;
+    /// Confirms with a majority that this node leads, and waits until the image holds every
+    /// record committed before; returns the term.
+    fn confirm_leadership(&self) -> impl Future<Output = Result<u64, ProposeError>> + Send;
+    /// The current leader's id and address, if known.
+    fn leader(&self) -> impl Future<Output = Option<(u64, String)>> + Send;
+    /// Commits `records` as one batch and returns once the image showing them is published.
+    fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> impl Future<Output = Result<(), ProposeError>> + Send;
+    /// Adds a learner and returns once it has caught up.
+    fn add_learner(
+        &self,
+        id: u64,
+        addr: &str,
+    ) -> impl Future<Output = Result<(), ProposeError>> + Send;
+    /// The index of the last record applied here.
+    fn applied_index(&self) -> u64;
+}
+
+impl Quorum for QuorumNode {
+    fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    fn confirm_leadership(&self) -> impl Future<Output = Result<u64, ProposeError>> + Send {
+        QuorumNode::confirm_leadership(self)
+    }
+
+    fn leader(&self) -> impl Future<Output = Option<(u64, String)>> + Send {
+        QuorumNode::leader(self)
+    }
+
+    fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> impl Future<Output = Result<(), ProposeError>> + Send {
+        QuorumNode::propose(self, records)
+    }
+
+    fn add_learner(
+        &self,
+        id: u64,
+        addr: &str,
+    ) -> impl Future<Output = Result<(), ProposeError>> + Send {
+        QuorumNode::add_learner(self, id, addr)
+    }
+
+    fn applied_index(&self) -> u64 {
+        QuorumNode::applied_index(self)
+    }
+}
 
 /// Timing of the active controller.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
     pub session_timeout: Duration,
-    /// How often leases are checked.
+    /// How often leases are checked (and fences, reassignments and unclean elections
+    /// finished).
     pub check_interval: Duration,
     /// `auto.leader.rebalance.enable` with `leader.imbalance.check.interval.seconds` and
     /// `leader.imbalance.per.broker.percentage`.
@@ -201,8 +280,8 @@ impl Default for ServiceConfig {
     }
 }
 
-struct State {
-    leases: Leases,
+/// What decisions share; held across each decision's commit.
+struct Decisions {
     /// The Raft term in which leases were last (re)started: a new leader starts them afresh.
     term: Option<u64>,
     /// Rotates where new topics' first replicas go.
@@ -210,10 +289,11 @@ struct State {
 }
 
 /// The controller logic of one quorum node.
-pub struct Service {
-    node: Arc<QuorumNode>,
-    state: Mutex<State>,
-    epoch0: Instant,
+pub struct Service<Q: Quorum = QuorumNode> {
+    quorum: Arc<Q>,
+    leases: std::sync::Mutex<Leases>,
+    decisions: Mutex<Decisions>,
+    epoch0: tokio::time::Instant,
 }
 
 fn unknown_topic(name: &str) -> ControllerResponse {
@@ -230,33 +310,21 @@ fn from_controller(e: ControllerError) -> ControllerResponse {
     }
 }
 
-impl Service {
-    /// Runs the controller of `node`: answers what arrives on `inbox` and checks leases, until
-    /// the inbox closes (the node shut down).
-    pub fn spawn(
-        node: Arc<QuorumNode>,
-        mut inbox: mpsc::Receiver<Envelope>,
-        config: ServiceConfig,
-    ) {
-        let service = Arc::new(Service {
-            node,
-            state: Mutex::new(State {
-                leases: Leases::new(config.session_timeout.as_millis() as i64),
-                term: None,
-                placement_start: 0,
-            }),
-            epoch0: Instant::now(),
-        });
+impl<Q: Quorum> Service<Q> {
+    /// Runs the controller of `quorum`: answers what arrives on `inbox` and checks leases,
+    /// until the inbox closes (the node shut down).
+    pub fn spawn(quorum: Arc<Q>, mut inbox: mpsc::Receiver<Envelope>, config: ServiceConfig) {
+        let service = Arc::new(Service::new(quorum, config.session_timeout));
         let checker = Arc::clone(&service);
         let check = tokio::spawn(async move {
             let mut tick = tokio::time::interval(config.check_interval);
-            let mut last_rebalance = Instant::now();
+            let mut last_rebalance = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
-                checker.check_leases().await;
+                checker.check().await;
                 if let Some((every, pct)) = config.leader_rebalance {
                     if last_rebalance.elapsed() >= every {
-                        last_rebalance = Instant::now();
+                        last_rebalance = tokio::time::Instant::now();
                         checker.rebalance_leaders(pct).await;
                     }
                 }
@@ -274,31 +342,55 @@ impl Service {
         });
     }
 
+    /// A controller over `quorum` whose brokers' leases last `session_timeout`; drive it with
+    /// [`Service::handle`] and [`Service::check`] (what [`Service::spawn`] does).
+    pub fn new(quorum: Arc<Q>, session_timeout: Duration) -> Service<Q> {
+        Service {
+            quorum,
+            leases: std::sync::Mutex::new(Leases::new(session_timeout.as_millis() as i64)),
+            decisions: Mutex::new(Decisions {
+                term: None,
+                placement_start: 0,
+            }),
+            epoch0: tokio::time::Instant::now(),
+        }
+    }
+
     fn now_ms(&self) -> i64 {
         self.epoch0.elapsed().as_millis() as i64
     }
 
-    /// Whether this node leads; on the first call in a new term, leases restart in full.
-    fn leading(&self, state: &mut State) -> bool {
-        let metrics = {
-            use openraft::async_runtime::watch::WatchReceiver;
-            self.node.raft.metrics().borrow_watched().clone()
-        };
-        let leads = metrics.current_leader == Some(metrics.id);
-        if leads && state.term != Some(metrics.current_term) {
-            let image = self.node.image.borrow().clone();
-            state
-                .leases
-                .restart_all(image.live_brokers().map(|b| (b.id, b.epoch)), self.now_ms());
-            state.term = Some(metrics.current_term);
-        }
-        leads
+    fn leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        // Leases hold plain data; a panic elsewhere leaves them usable.
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn not_controller(&self) -> ControllerResponse {
-        ControllerResponse::NotController {
-            leader: self.node.leader().await,
+    /// Confirms this node leads with an up-to-date image; on the first decision of a term,
+    /// leases restart in full (the new controller does not know when brokers last
+    /// heartbeated its predecessor).
+    async fn lead(&self, d: &mut Decisions) -> Result<Arc<MetadataImage>, ControllerResponse> {
+        let term =
+            match tokio::time::timeout(CONFIRM_WITHIN, self.quorum.confirm_leadership()).await {
+                Ok(Ok(term)) => term,
+                Ok(Err(ProposeError::NotLeader { leader })) => {
+                    return Err(ControllerResponse::NotController { leader })
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "cannot confirm leadership of the quorum");
+                    return Err(ControllerResponse::NotController { leader: None });
+                }
+                Err(_) => {
+                    tracing::debug!("no majority confirmed this node's leadership in time");
+                    return Err(ControllerResponse::NotController { leader: None });
+                }
+            };
+        let image = self.quorum.image();
+        if d.term != Some(term) {
+            self.leases()
+                .restart_all(image.live_brokers().map(|b| (b.id, b.epoch)), self.now_ms());
+            d.term = Some(term);
         }
+        Ok(image)
     }
 
     async fn propose(&self, records: Vec<MetadataRecord>) -> Result<(), ControllerResponse> {
@@ -307,7 +399,7 @@ impl Service {
         }
         // A leader cut off from its quorum cannot commit; it answers within a bound
         // rather than holding every other request behind this one.
-        let proposed = tokio::time::timeout(PROPOSE_WITHIN, self.node.propose(records)).await;
+        let proposed = tokio::time::timeout(PROPOSE_WITHIN, self.quorum.propose(records)).await;
         let Ok(proposed) = proposed else {
             return Err(ControllerResponse::Error {
                 code: controller::codes::REQUEST_TIMED_OUT,
@@ -330,34 +422,46 @@ impl Service {
         }
     }
 
-    async fn handle(&self, request: ControllerRequest) -> ControllerResponse {
-        // One decision at a time, each over the image its predecessor left.
-        let mut state = self.state.lock().await;
-        if !self.leading(&mut state) {
-            return self.not_controller().await;
+    /// Answers one request.
+    pub async fn handle(&self, request: ControllerRequest) -> ControllerResponse {
+        if let ControllerRequest::Heartbeat { id, epoch, .. } = &request {
+            // Renewed before waiting for the decision lock: a busy controller must not fence
+            // a broker that keeps heartbeating.
+            self.leases().heartbeat(*id, *epoch, self.now_ms());
         }
-        let image = self.node.image.borrow().clone();
+        // One decision at a time, each over the image its predecessor left.
+        let mut d = self.decisions.lock().await;
+        let image = match self.lead(&mut d).await {
+            Ok(image) => image,
+            Err(answer) => return answer,
+        };
         let result = match request {
             ControllerRequest::RegisterBroker {
                 id,
                 endpoints,
                 rack,
+                incarnation,
             } => {
-                let epoch = image.brokers.get(&id).map_or(0, |b| b.epoch) + 1;
-                self.propose(vec![MetadataRecord::RegisterBroker {
+                let session_valid = image.brokers.get(&id).is_some_and(|b| {
+                    !b.fenced && !self.leases().expired_for(id, b.epoch, self.now_ms())
+                });
+                match controller::register_broker(
+                    &image,
                     id,
-                    epoch,
+                    incarnation,
                     endpoints,
                     rack,
-                }])
-                .await
-                .map(|()| {
-                    state.leases.heartbeat(id, epoch, self.now_ms());
-                    ControllerResponse::Registered {
-                        epoch,
-                        metadata_offset: self.applied_index(),
-                    }
-                })
+                    session_valid,
+                ) {
+                    Err(e) => Err(from_controller(e)),
+                    Ok(reg) => self.propose(reg.records).await.map(|()| {
+                        self.leases().heartbeat(id, reg.epoch, self.now_ms());
+                        ControllerResponse::Registered {
+                            epoch: reg.epoch,
+                            metadata_offset: self.quorum.applied_index(),
+                        }
+                    }),
+                }
             }
             ControllerRequest::Heartbeat {
                 id,
@@ -369,10 +473,11 @@ impl Service {
                     Ok(b) => b,
                     Err(e) => return from_controller(e),
                 };
-                state.leases.heartbeat(id, epoch, self.now_ms());
                 let records = if shutting_down && !b.shutting_down {
                     controller::begin_shutdown(&image, id, epoch)
-                } else if !shutting_down && b.fenced && caught_up {
+                } else if shutting_down {
+                    controller::finish_shutdown(&image, id, epoch)
+                } else if b.fenced && caught_up {
                     controller::unfence_broker(&image, id, epoch)
                 } else {
                     Ok(Vec::new())
@@ -380,15 +485,11 @@ impl Service {
                 match records {
                     Err(e) => Err(from_controller(e)),
                     Ok(records) => self.propose(records).await.map(|()| {
-                        let after = self.node.image.borrow().clone();
+                        let after = self.quorum.image();
                         let fenced = after.brokers.get(&id).is_none_or(|b| b.fenced);
-                        let leads_nothing = after
-                            .topics
-                            .values()
-                            .all(|t| t.partitions.iter().all(|p| p.leader != id));
                         ControllerResponse::Heartbeat {
                             fenced,
-                            shutdown_ready: shutting_down && leads_nothing,
+                            shutdown_ready: shutting_down && controller::leads_nothing(&after, id),
                         }
                     }),
                 }
@@ -400,7 +501,7 @@ impl Service {
                 configs,
             } => {
                 let id = Uuid::new_v4();
-                state.placement_start = state.placement_start.wrapping_add(1);
+                d.placement_start = d.placement_start.wrapping_add(1);
                 match controller::create_topic(
                     &image,
                     id,
@@ -408,7 +509,7 @@ impl Service {
                     partitions,
                     replication_factor,
                     configs,
-                    state.placement_start,
+                    d.placement_start,
                 ) {
                     Err(e) => Err(from_controller(e)),
                     Ok(records) => self
@@ -425,8 +526,8 @@ impl Service {
                     .map(|()| ControllerResponse::Done),
             },
             ControllerRequest::CreatePartitions { name, total } => {
-                state.placement_start = state.placement_start.wrapping_add(1);
-                match controller::create_partitions(&image, &name, total, state.placement_start) {
+                d.placement_start = d.placement_start.wrapping_add(1);
+                match controller::create_partitions(&image, &name, total, d.placement_start) {
                     Err(e) => Err(from_controller(e)),
                     Ok(records) => self
                         .propose(records)
@@ -457,10 +558,9 @@ impl Service {
                 .map(|()| ControllerResponse::ProducerIds { first, count })
             }
             ControllerRequest::AddLearner { id, addr } => {
-                let node = Arc::clone(&self.node);
                 // Adding waits for the learner to catch up; other requests must not wait.
-                drop(state);
-                return match node.add_learner(id as u64, &addr).await {
+                drop(d);
+                return match self.quorum.add_learner(id as u64, &addr).await {
                     Ok(()) => ControllerResponse::Done,
                     Err(ProposeError::NotLeader { leader }) => {
                         ControllerResponse::NotController { leader }
@@ -486,7 +586,7 @@ impl Service {
             ControllerRequest::AlterReassignments { partitions } => {
                 let mut results = Vec::with_capacity(partitions.len());
                 for (topic, partition, target) in partitions {
-                    let image = self.node.image.borrow().clone();
+                    let image = self.quorum.image();
                     let decided = controller::alter_reassignment(
                         &image,
                         &topic,
@@ -523,9 +623,9 @@ impl Service {
                 Err(e) => Err(from_controller(e)),
                 Ok(records) => match self.propose(records).await {
                     Ok(()) => {
-                        // A replica joining the ISR may complete a reassignment.
-                        let after = self.node.image.borrow().clone();
-                        let done = controller::complete_reassignments(&after);
+                        // A replica joining the ISR may complete a reassignment now rather
+                        // than at the next check.
+                        let done = controller::complete_reassignments(&self.quorum.image());
                         if let Err(e) = self.propose(done).await {
                             tracing::warn!(answer = ?e, "completing a reassignment did not commit");
                         }
@@ -538,23 +638,12 @@ impl Service {
         result.unwrap_or_else(|e| e)
     }
 
-    fn applied_index(&self) -> u64 {
-        use openraft::async_runtime::watch::WatchReceiver;
-        self.node
-            .raft
-            .metrics()
-            .borrow_watched()
-            .last_applied
-            .map_or(0, |l| l.index)
-    }
-
     /// Moves leadership back to preferred replicas where brokers are out of balance.
     async fn rebalance_leaders(&self, pct: u32) {
-        let mut state = self.state.lock().await;
-        if !self.leading(&mut state) {
+        let mut d = self.decisions.lock().await;
+        let Ok(image) = self.lead(&mut d).await else {
             return;
-        }
-        let image = self.node.image.borrow().clone();
+        };
         let records = controller::rebalance_leaders(&image, pct);
         if !records.is_empty() {
             tracing::info!(changes = records.len(), "rebalancing partition leaders");
@@ -564,17 +653,26 @@ impl Service {
         }
     }
 
-    /// Fences brokers whose lease ran out (as the leader only).
-    async fn check_leases(&self) {
-        let mut state = self.state.lock().await;
-        if !self.leading(&mut state) {
+    /// As the leader: fences brokers whose lease ran out, then finishes what the image asks
+    /// for on its own ([`controller::repair`]).
+    pub async fn check(&self) {
+        let mut d = self.decisions.lock().await;
+        if self.lead(&mut d).await.is_err() {
             return;
         }
-        for (id, epoch) in state.leases.expired(self.now_ms()) {
-            // Each fence moves leaderships: decide the next over the image the last one left.
-            let image = self.node.image.borrow().clone();
-            let current = image.brokers.get(&id);
-            if current.is_some_and(|b| b.epoch == epoch && !b.fenced) {
+        let expired = self.leases().expired(self.now_ms());
+        for (id, epoch) in expired {
+            // A fence before this one may have waited for its commit: the lease is looked at
+            // again now, and the image the last fence left decides the next.
+            if !self.leases().expired_for(id, epoch, self.now_ms()) {
+                continue;
+            }
+            let image = self.quorum.image();
+            if image
+                .brokers
+                .get(&id)
+                .is_some_and(|b| b.epoch == epoch && !b.fenced)
+            {
                 tracing::warn!(broker = id, epoch, "broker lease expired; fencing it");
                 match controller::fence_broker(&image, id) {
                     Ok(records) => {
@@ -586,7 +684,17 @@ impl Service {
                     Err(e) => tracing::warn!(broker = id, error = %e, "cannot fence"),
                 }
             }
-            state.leases.remove(id);
+            self.leases().remove_epoch(id, epoch);
+        }
+        for records in controller::repair(&self.quorum.image()) {
+            tracing::info!(
+                changes = records.len(),
+                "finishing partition changes the image asks for"
+            );
+            if let Err(e) = self.propose(records).await {
+                tracing::warn!(answer = ?e, "a repair did not commit");
+                return;
+            }
         }
     }
 }
@@ -594,7 +702,7 @@ impl Service {
 /// The partition changes among `records` for the `wanted` (topic name, partition) pairs, or
 /// all of them when `None`.
 fn only_wanted(
-    image: &crate::image::MetadataImage,
+    image: &MetadataImage,
     records: Vec<MetadataRecord>,
     wanted: &Option<Vec<(String, i32)>>,
 ) -> Vec<MetadataRecord> {

@@ -127,6 +127,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             + Unpin
             + openraft::OptionalSend,
     {
+        // Answers wait until the image showing their records is published: whoever is
+        // answered reads that image next.
+        let mut answers = Vec::new();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             self.last_applied = Some(entry.log_id);
@@ -147,10 +150,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             if let Some(r) = responder {
-                r.send(applied);
+                answers.push((r, applied));
             }
         }
         self.published.send_replace(Arc::new(self.image.clone()));
+        for (r, applied) in answers {
+            r.send(applied);
+        }
         Ok(())
     }
 
