@@ -74,9 +74,8 @@ async fn wait_for(nodes: &[&QuorumNode], what: &str, ok: impl Fn(&MetadataImage)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn brokers_are_fenced_when_silent_and_leaderships_move() {
-    let dir = tempfile::tempdir().unwrap();
+/// Three quorum nodes, each running the controller service, bootstrapped as one quorum.
+async fn start_quorum(dir: &std::path::Path) -> (Vec<String>, Vec<Option<Arc<QuorumNode>>>) {
     let mut listeners = Vec::new();
     for _ in 0..3 {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -89,7 +88,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
     for (i, l) in listeners.into_iter().enumerate() {
         let (node, inbox) = QuorumNode::start(
             i as u64 + 1,
-            &dir.path().join(format!("n{i}")),
+            &dir.join(format!("n{i}")),
             l,
             &quorum_config(),
         )
@@ -107,6 +106,62 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
     for n in nodes.iter().flatten() {
         n.bootstrap(&members).await.unwrap();
     }
+    (voters, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_cut_off_from_its_quorum_answers_no_heartbeat_from_its_stale_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let (voters, nodes) = start_quorum(dir.path()).await;
+    let mut client = ControllerClient::new(voters.clone(), Duration::from_secs(2));
+    let req = ControllerRequest::RegisterBroker {
+        id: 1,
+        endpoints: Vec::new(),
+        rack: None,
+        incarnation: None,
+    };
+    let ControllerResponse::Registered { epoch, .. } = ask(&mut client, req).await else {
+        panic!("registration refused");
+    };
+    let heartbeat = ControllerRequest::Heartbeat {
+        id: 1,
+        epoch,
+        caught_up: true,
+        shutting_down: false,
+    };
+    let all: Vec<&QuorumNode> = nodes.iter().flatten().map(|n| &**n).collect();
+    assert!(matches!(
+        ask(&mut client, heartbeat.clone()).await,
+        ControllerResponse::Heartbeat { .. }
+    ));
+    wait_for(&all, "broker 1 to be unfenced", |i| {
+        i.live_brokers().count() == 1
+    })
+    .await;
+
+    // The two other voters stop: the leader still believes it leads, but a newer controller
+    // may have fenced broker 1 by now. It must not vouch for what its image says.
+    let (leader, _) = all[0].leader().await.expect("a leader");
+    for (i, n) in nodes.iter().flatten().enumerate() {
+        if i as u64 + 1 != leader {
+            n.shutdown().await;
+        }
+    }
+    let mut only_leader = ControllerClient::new(
+        vec![voters[leader as usize - 1].clone()],
+        Duration::from_secs(3),
+    );
+    let answer = only_leader.send(&heartbeat, Duration::from_secs(4)).await;
+    assert!(
+        !matches!(answer, Ok(ControllerResponse::Heartbeat { .. })),
+        "a controller that cannot reach a majority answered {answer:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_are_fenced_when_silent_and_leaderships_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let (voters, mut nodes) = start_quorum(dir.path()).await;
 
     // Three brokers register (through any node) and heartbeat.
     let mut client = ControllerClient::new(voters.clone(), Duration::from_secs(2));

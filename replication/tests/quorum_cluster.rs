@@ -124,7 +124,10 @@ async fn records_commit_survive_the_leader_and_reach_learners() {
     let dead = nodes[leader_id as usize - 1].take().unwrap();
     dead.shutdown().await;
     let alive: Vec<&QuorumNode> = nodes.iter().flatten().collect();
-    propose(&alive, (4..=40).map(|id| register(id, 1)).collect()).await;
+    // One entry each (records proposed together would commit as one batch entry).
+    for id in 4..=40 {
+        propose(&alive, vec![register(id, 1)]).await;
+    }
     converge(&alive, |i| i.brokers.len() == 40).await;
     // Past `snapshot_after` entries the survivors snapshot their image (and purge the log).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -183,4 +186,36 @@ async fn records_commit_survive_the_leader_and_reach_learners() {
     for n in nodes.into_iter().flatten() {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_proposer_is_answered_only_once_the_image_shows_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let node = Arc::new(
+        QuorumNode::start(1, dir.path(), listener, &config())
+            .await
+            .unwrap()
+            .0,
+    );
+    node.bootstrap(&BTreeMap::from([(1, addr)])).await.unwrap();
+    propose(&[&node], vec![register(1000, 1)]).await;
+    // Many proposers at once, so that several records apply in one batch: each must find its
+    // own record in the image the moment it is answered.
+    let mut tasks = Vec::new();
+    for id in 1..=200 {
+        let node = Arc::clone(&node);
+        tasks.push(tokio::spawn(async move {
+            node.propose(vec![register(id, 1)]).await.unwrap();
+            node.image.borrow().brokers.contains_key(&id)
+        }));
+    }
+    let mut missing = 0;
+    for t in tasks {
+        if !t.await.unwrap() {
+            missing += 1;
+        }
+    }
+    assert_eq!(missing, 0, "answered before the image showed the record");
 }
