@@ -13,6 +13,12 @@ def longest_gap(ack_times, start, end):
     A gap that began before `start` (the last ack before a broker was stopped) or ended
     after `end` counts whole: a stall is felt from the last ack to the next one. With no ack
     at all inside or around the window, the whole window is the gap."""
+    first, last = longest_gap_span(ack_times, start, end)
+    return last - first
+
+
+def longest_gap_span(ack_times, start, end):
+    """Where the longest gap of `longest_gap` lies: (the ack before it, the ack after it)."""
     if end < start:
         raise ValueError(f"the window ends ({end}) before it starts ({start})")
     times = sorted(ack_times)
@@ -21,7 +27,7 @@ def longest_gap(ack_times, start, end):
     after = [t for t in times if t > end]
     # The edges of the window stand in for an ack only where the run had none beyond them.
     points = [before[-1] if before else start] + inside + [after[0] if after else end]
-    return max(b - a for a, b in zip(points, points[1:]))
+    return max(zip(points, points[1:]), key=lambda gap: gap[1] - gap[0])
 
 
 def percentile(values, fraction):
@@ -41,17 +47,22 @@ def window_figures(acks, start, end):
     """Stall figures of one window of a run.
 
     `acks` is a list of (ack time, partition, latency or None). Returns the longest gap
-    between any two consecutive acks, the longest per partition, and the p99 and maximum
-    latency of the records acknowledged inside the window."""
-    overall = longest_gap([t for t, _, _ in acks], start, end)
+    between any two consecutive acks (and where it began), the longest per partition, and
+    the p99 and maximum latency of the records sent inside the window."""
+    gap_from, gap_to = longest_gap_span([t for t, _, _ in acks], start, end)
     by_partition = {}
     for t, p, _ in acks:
         by_partition.setdefault(p, []).append(t)
     per_partition = {p: longest_gap(ts, start, end) for p, ts in sorted(by_partition.items())}
-    latencies = [lat for t, _, lat in acks if start <= t <= end and lat is not None]
+    # Latencies are those of the records sent inside the window, wherever their ack fell:
+    # the records a stall held up are acknowledged together at its end, maybe past the window.
+    latencies = [lat for t, _, lat in acks if lat is not None and start <= t - lat <= end]
     return {
         "acked": sum(1 for t, _, _ in acks if start <= t <= end),
-        "longest_gap_s": round(overall, 3),
+        "sent_with_latency": len(latencies),
+        "longest_gap_s": round(gap_to - gap_from, 3),
+        # Where it lay, from the window's start: negative if it began before the window.
+        "longest_gap_from_s": round(gap_from - start, 3),
         "longest_gap_per_partition_s": {str(p): round(g, 3) for p, g in per_partition.items()},
         "p99_latency_s": _rounded(percentile(latencies, 0.99)),
         "max_latency_s": _rounded(max(latencies) if latencies else None),
