@@ -2,8 +2,8 @@
 each its own host): a network partition that isolates a leader, kill -9 of a leader, kill of
 the active controller, a frozen (paused) follower, a rolling restart with controlled shutdowns
 (its produce stall measured), a coordinator's death. Clients run on the host through the
-published ports 19092/29092/39092, as a user would. The image is built from this repository (the debug binary, to skip a
-release build); nothing is pulled.
+published ports 19092/29092/39092, as a user would. The image is built from this repository
+(the debug binary, to skip a release build); nothing is pulled.
 """
 import json
 import os
@@ -200,8 +200,9 @@ def test_rolling_restart_with_controlled_shutdowns_under_acks_all_load_loses_not
     it hand its leaderships over through the controller before it exits; it is started again
     (after DOWNTIME_S) and the next one waits until every partition of the cluster is back
     in sync. An idempotent acks=all producer (RF 3, min.insync.replicas 2) writes
-    throughout; every acknowledged record must be read back once, in order. How long acknowledgements stalled
-    during each restart is measured and reported, never asserted on."""
+    throughout; every acknowledged record must be read back once, in order. How long
+    acknowledgements stalled during each restart is measured and reported, never asserted
+    on."""
     c = docker_cluster
     create(c, topic_name)
     windows = []
