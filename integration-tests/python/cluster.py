@@ -371,3 +371,48 @@ def consume_while_the_coordinator_dies(cluster, topic, load, kill):
     assert killed, "the coordinator was killed mid-way"
     assert produced <= set(seen), f"missed {len(produced - set(seen))} records"
     return group, killed[0]
+
+
+class TimedLoadGenerator(LoadGenerator):
+    """A LoadGenerator that also remembers when each record was acknowledged (monotonic
+    seconds) and its latency from produce() to the acknowledgement, for stall figures."""
+
+    def __init__(self, cluster, topic, **config):
+        super().__init__(cluster, topic, **config)
+        self.acks = []  # (ack time, partition, latency in seconds or None)
+
+    def _on_delivery(self, err, msg):
+        super()._on_delivery(err, msg)
+        if err is None:
+            self.acks.append((time.monotonic(), msg.partition(), msg.latency()))
+
+
+def out_of_sync_partitions(view):
+    """Every partition, of every topic, without a leader or whose ISR is not all its
+    replicas, as (topic, partition, leader, replicas, isr)."""
+    md = view.admin().list_topics(timeout=10)
+    out = []
+    for name, t in sorted(md.topics.items()):
+        if t.error is not None:
+            out.append((name, None, None, None, str(t.error)))
+            continue
+        for p in sorted(t.partitions.values(), key=lambda p: p.id):
+            if p.leader < 0 or sorted(p.isrs) != sorted(p.replicas):
+                out.append((name, p.id, p.leader, list(p.replicas), list(p.isrs)))
+    return out
+
+
+def wait_cluster_in_sync(view, brokers, timeout=90):
+    """Waits until `brokers` are all registered and every partition of every topic has a
+    leader and all its replicas in sync, as an operator waits between two restarts."""
+    def in_sync():
+        # Raised rather than returned, so a timeout names what was still lagging.
+        live = view.brokers()
+        if live != sorted(brokers):
+            raise AssertionError(f"live brokers {live}")
+        lagging = out_of_sync_partitions(view)
+        if lagging:
+            raise AssertionError(f"not in sync: {lagging[:5]}")
+        return True
+
+    return view.wait_until(f"brokers {sorted(brokers)} up and every ISR full", in_sync, timeout)
