@@ -189,6 +189,10 @@ impl Server {
             Arc::clone(&self.shared.groups),
             shutdown.clone(),
         ));
+        // Connections outlive the shutdown signal until the controlled shutdown has moved
+        // this node's leaderships away: until then it still leads, and its clients and
+        // followers need it (Kafka stops its socket server after the controlled shutdown).
+        let (close_connections, connections_closing) = watch::channel(false);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -206,7 +210,7 @@ impl Server {
                         continue;
                     };
                     let shared = Arc::clone(&self.shared);
-                    let mut stop = shutdown.clone();
+                    let mut stop = connections_closing.clone();
                     conns.spawn(async move {
                         tracing::info!(%peer, "connection opened");
                         metrics::gauge!(crate::observability::names::CONNECTIONS).increment(1.0);
@@ -233,8 +237,11 @@ impl Server {
         }
         if cluster.quorum_peers() > 0 {
             lifecycle::controlled_shutdown(&cluster, Duration::from_secs(10)).await;
+            cluster.resign(Duration::from_secs(2)).await;
         }
         tracing::info!("shutting down: closing connections");
+        // Fails only if no connection is left to tell.
+        let _ = close_connections.send(true);
         while conns.join_next().await.is_some() {}
         // Fails only if every receiver is gone, which means the tasks already stopped.
         let _ = stop_replication.send(true);

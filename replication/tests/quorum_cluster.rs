@@ -219,3 +219,46 @@ async fn a_proposer_is_answered_only_once_the_image_shows_its_record() {
     }
     assert_eq!(missing, 0, "answered before the image showed the record");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_resigns_hands_the_quorum_to_another_voter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let voters: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let id = i as u64 + 1;
+        let node = QuorumNode::start(id, &dir.path().join(format!("node{id}")), l, &config())
+            .await
+            .unwrap()
+            .0;
+        nodes.push(node);
+    }
+    for n in &nodes {
+        n.bootstrap(&voters).await.unwrap();
+    }
+    let all: Vec<&QuorumNode> = nodes.iter().collect();
+    propose(&all, vec![register(1, 1)]).await;
+    converge(&all, |i| i.brokers.len() == 1).await;
+    let (old, _) = all[0].leader().await.expect("a leader");
+    // A healthy leader keeps leading; only resigning moves the quorum.
+    nodes[old as usize - 1].resign(Duration::from_secs(5)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let leaders: Vec<Option<u64>> = nodes.iter().map(|n| n.leader_id()).collect();
+        if leaders.iter().all(|l| l.is_some_and(|l| l != old)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leadership stayed: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    propose(&all, vec![register(2, 1)]).await;
+    converge(&all, |i| i.brokers.len() == 2).await;
+}

@@ -261,6 +261,12 @@ impl Cluster {
             .count()
     }
 
+    /// Hands leadership of the metadata quorum to another voter if this node has it, so the
+    /// cluster has a controller again without waiting out an election timeout.
+    pub async fn resign(&self, within: std::time::Duration) {
+        self.quorum.resign(within).await;
+    }
+
     /// Stops the quorum member.
     pub async fn shutdown(&self) {
         self.quorum.shutdown().await;

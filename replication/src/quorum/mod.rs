@@ -269,6 +269,44 @@ impl QuorumNode {
             .collect()
     }
 
+    /// As the leader, hands leadership to the most caught-up voter and waits (up to
+    /// `within`) until another node leads, so the quorum need not wait out an election
+    /// timeout after this node stops (Kafka's leader resigns with EndQuorumEpoch).
+    pub async fn resign(&self, within: Duration) {
+        use openraft::async_runtime::watch::WatchReceiver;
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        if metrics.current_leader != Some(metrics.id) {
+            return;
+        }
+        let voters = voters(&self.raft);
+        let successor = metrics
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(id, _)| **id != metrics.id && voters.contains(id))
+            .max_by_key(|(_, matched)| matched.map(|l| l.index))
+            .map(|(id, _)| *id);
+        let Some(to) = successor else { return };
+        if let Err(e) = self.raft.trigger().transfer_leader(to).await {
+            tracing::warn!(error = %e, "cannot hand over leadership of the quorum");
+            return;
+        }
+        let mut metrics = self.raft.metrics();
+        let id = metrics.borrow_watched().id;
+        let moved = async {
+            while metrics.borrow_watched().current_leader == Some(id) {
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(within, moved).await.is_err() {
+            tracing::warn!(to, "leadership of the quorum did not move in time");
+        } else {
+            tracing::info!(to, "handed leadership of the quorum over");
+        }
+    }
+
     /// Stops the node: Raft tasks and the RPC listener.
     pub async fn shutdown(&self) {
         // Fails only if the listener is already gone, which is what was asked.

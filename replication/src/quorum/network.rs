@@ -13,7 +13,8 @@ use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::impls::BasicNode;
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,8 @@ const VOTE: u8 = 2;
 const SNAPSHOT: u8 = 3;
 /// A broker's request to the active controller ([`ControllerRequest`]).
 pub(crate) const CONTROLLER: u8 = 4;
+/// A leader stepping down asks a caught-up voter to stand for election at once.
+const TRANSFER: u8 = 5;
 /// Frames beyond this are refused: a snapshot of the metadata image is far smaller.
 const MAX_FRAME: usize = 256 << 20;
 
@@ -145,6 +148,13 @@ async fn serve_connection(
                 };
                 let r = raft
                     .install_full_snapshot(req.vote, snapshot)
+                    .await
+                    .map_err(|e| e.to_string());
+                write_frame(&mut s, kind, &r).await?;
+            }
+            TRANSFER => {
+                let r = raft
+                    .handle_transfer_leader(decode(&body)?)
                     .await
                     .map_err(|e| e.to_string());
                 write_frame(&mut s, kind, &r).await?;
@@ -266,6 +276,16 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(VOTE, &rpc, option.hard_ttl())
+            .await
+            .map_err(RPCError::Unreachable)
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(TRANSFER, &req, option.hard_ttl())
             .await
             .map_err(RPCError::Unreachable)
     }
