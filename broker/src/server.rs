@@ -235,10 +235,10 @@ impl Server {
                 tracing::warn!(error = %e, "broker lifecycle task failed");
             }
         }
-        if cluster.quorum_peers() > 0 {
-            lifecycle::controlled_shutdown(&cluster, Duration::from_secs(10)).await;
-            cluster.resign(Duration::from_secs(2)).await;
-        }
+        // A single node too: its partitions go offline before it stops and it is fenced, so
+        // its next start registers at once instead of waiting out this incarnation's session.
+        lifecycle::controlled_shutdown(&cluster, Duration::from_secs(10)).await;
+        cluster.resign(Duration::from_secs(2)).await;
         tracing::info!("shutting down: closing connections");
         // Fails only if no connection is left to tell.
         let _ = close_connections.send(true);

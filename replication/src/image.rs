@@ -168,6 +168,27 @@ impl MetadataImage {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
+    /// The image as incarnation `epoch` of broker `node` may act on it: leaderships the image
+    /// gives `node` belong to the incarnation it registers, so another one (a process started
+    /// before it registered, or one whose registration the image does not show yet) leads
+    /// none of them. It would otherwise serve as leader from a log that may have lost its
+    /// unflushed tail, before the controller moved those leaderships away.
+    pub fn as_led_by(&self, node: i32, epoch: Option<i64>) -> std::borrow::Cow<'_, MetadataImage> {
+        let current = self.brokers.get(&node).map(|b| b.epoch);
+        if current.is_some() && current == epoch {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut view = self.clone();
+        for t in view.topics.values_mut() {
+            for p in &mut t.partitions {
+                if p.leader == node {
+                    p.leader = NO_LEADER;
+                }
+            }
+        }
+        std::borrow::Cow::Owned(view)
+    }
+
     /// Applies one committed record.
     pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ApplyError> {
         match record {

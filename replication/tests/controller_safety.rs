@@ -310,3 +310,35 @@ fn an_out_of_sync_replica_returning_leads_an_offline_partition_that_allows_uncle
     assert_eq!(image.topics[&t].partitions[0].leader, returning);
     check_invariants(&image);
 }
+
+#[test]
+fn only_the_registered_incarnation_acts_on_the_leaderships_of_its_node() {
+    let mut image = cluster(3);
+    let t = topic(&mut image, "t", 3, 3, false);
+    let led: Vec<usize> = (0..3)
+        .filter(|i| image.topics[&t].partitions[*i].leader == 1)
+        .collect();
+    assert!(!led.is_empty());
+    assert!(matches!(
+        image.as_led_by(1, Some(1)),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    // Broker 1 restarted: until the image shows its new registration it leads nothing.
+    for epoch in [None, Some(2)] {
+        let view = image.as_led_by(1, epoch);
+        for i in &led {
+            assert_eq!(view.topics[&t].partitions[*i].leader, NO_LEADER);
+        }
+        assert_eq!(
+            view.topics[&t].partitions[0].isr,
+            image.topics[&t].partitions[0].isr
+        );
+    }
+    // Other brokers' leaderships are theirs to act on whatever broker 1 does.
+    let view = image.as_led_by(1, None);
+    for (i, p) in view.topics[&t].partitions.iter().enumerate() {
+        if !led.contains(&i) {
+            assert_eq!(p.leader, image.topics[&t].partitions[i].leader);
+        }
+    }
+}

@@ -252,15 +252,6 @@ impl Cluster {
         Ok(id)
     }
 
-    /// How many other nodes the quorum knows (voters and learners).
-    pub fn quorum_peers(&self) -> usize {
-        self.quorum
-            .members()
-            .into_iter()
-            .filter(|id| *id != self.node_id as u64)
-            .count()
-    }
-
     /// Hands leadership of the metadata quorum to another voter if this node has it, so the
     /// cluster has a controller again without waiting out an election timeout.
     pub async fn resign(&self, within: std::time::Duration) {

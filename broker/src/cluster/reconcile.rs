@@ -27,7 +27,11 @@ pub async fn run(
     loop {
         let image = images.borrow_and_update().clone();
         let rm2 = Arc::clone(&rm);
-        let image2 = Arc::clone(&image);
+        // Led here only by the incarnation the image registered.
+        let image2 = match image.as_led_by(rm.node_id(), cluster.broker_epoch()) {
+            std::borrow::Cow::Borrowed(_) => Arc::clone(&image),
+            std::borrow::Cow::Owned(view) => Arc::new(view),
+        };
         let changed = match tokio::task::spawn_blocking(move || rm2.apply_image(&image2)).await {
             Ok(changed) => changed,
             Err(e) => {
