@@ -176,6 +176,56 @@ impl Partition {
         self.replica.lock().pending_isr = None;
     }
 
+    /// ListOffsets as Kafka's `Partition.fetchOffsetForTimestamp` answers it for a client, if
+    /// `node` leads (checking the client's epoch, KIP-320).
+    pub fn offset_for(
+        &self,
+        node: i32,
+        client_epoch: i32,
+        query: OffsetQuery,
+        read_committed: bool,
+    ) -> Result<FoundOffset, BrokerError> {
+        self.leader_epoch_for(node, client_epoch)?;
+        let log = &self.log;
+        let o = log.offsets();
+        let (timestamp, offset) = match query {
+            OffsetQuery::Latest => (
+                -1,
+                if read_committed {
+                    o.last_stable.0
+                } else {
+                    o.high_watermark.0
+                },
+            ),
+            OffsetQuery::Earliest => (-1, o.log_start.0),
+            OffsetQuery::MaxTimestamp => log
+                .max_timestamp()?
+                .map_or((-1, -1), |t| (t.timestamp, t.offset.0)),
+            OffsetQuery::Timestamp(ts) => log
+                .offset_for_timestamp(ts)?
+                .map_or((-1, -1), |t| (t.timestamp, t.offset.0)),
+        };
+        // The epoch of the record found, as Kafka answers it: consumers validate their
+        // position against it after a leader change (KIP-320).
+        let leader_epoch = if offset >= 0 {
+            log.epoch_of(Offset(offset)).map_or(-1, |e| e.0)
+        } else {
+            -1
+        };
+        Ok(FoundOffset {
+            timestamp,
+            offset,
+            leader_epoch,
+        })
+    }
+
+    /// Whether this node leads the partition with fewer in-sync replicas than replicas
+    /// (`sluice_under_replicated_partitions`).
+    pub fn is_under_replicated(&self, node: i32) -> bool {
+        let r = self.replica.lock();
+        r.leader == node && r.isr.len() < r.replicas.len()
+    }
+
     /// As follower: truncate again before fetching (the leader refused our offset).
     pub fn mark_needs_truncation(&self) {
         let mut r = self.replica.lock();
@@ -231,6 +281,30 @@ impl Partition {
         self.appended.notify_waiters();
         true
     }
+}
+
+/// What a ListOffsets lookup asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    /// The log start (-2).
+    Earliest,
+    /// The end a consumer may read to (-1).
+    Latest,
+    /// The record with the largest timestamp (-3, KIP-734).
+    MaxTimestamp,
+    /// The first record whose timestamp is at or after this one.
+    Timestamp(i64),
+}
+
+/// A ListOffsets answer; -1 where there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundOffset {
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// Its offset.
+    pub offset: i64,
+    /// The leader epoch it was written at.
+    pub leader_epoch: i32,
 }
 
 fn check_epoch(client: i32, current: i32) -> Result<(), BrokerError> {
@@ -555,6 +629,16 @@ impl ReplicaManager {
             .get(&self.node_id())
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Partitions led here with fewer in-sync replicas than replicas
+    /// (`sluice_under_replicated_partitions`).
+    pub fn under_replicated_count(&self) -> usize {
+        let node = self.node_id();
+        self.led()
+            .iter()
+            .filter(|p| p.is_under_replicated(node))
+            .count()
     }
 
     /// Rebuilds the index by leader; only `apply_image`, which alone changes leaders, calls it.
