@@ -1,5 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, KIP-734) and by timestamp: the
-//! first record whose timestamp is at or after the target.
+//! first record whose timestamp is at or after the target. Only committed records are
+//! answered (below the high watermark, or the last stable offset for READ_COMMITTED); the
+//! rules are `Partition::offset_for`'s.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -72,6 +74,12 @@ pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsRespo
                             }),
                         Err(BrokerError::InvalidRequest(_)) => r
                             .with_error_code(ResponseError::UnsupportedVersion.code())
+                            .with_timestamp(-1)
+                            .with_offset(-1),
+                        // OFFSET_NOT_AVAILABLE exists from v5; older clients retry on
+                        // LEADER_NOT_AVAILABLE, as Kafka answers them.
+                        Err(BrokerError::OffsetNotAvailable) if ctx.version < 5 => r
+                            .with_error_code(ResponseError::LeaderNotAvailable.code())
                             .with_timestamp(-1)
                             .with_offset(-1),
                         Err(e) => r
