@@ -342,3 +342,23 @@ fn a_partition_being_reassigned_is_under_replicated_only_below_its_original_size
     s.apply(part(2, 2, &[1, 2, 3], &[2]));
     assert_eq!(s.rm.under_replicated_count(), 0, "led elsewhere");
 }
+
+#[test]
+fn a_client_claiming_a_replica_id_does_not_move_the_high_watermark() {
+    let s = Setup::new(1);
+    let p = s.apply(part(1, 0, &[1, 2], &[1, 2]));
+    s.produce(&[1, 2]);
+    // What the fetch handler passes for a Fetch below v15 with replica_id 2: no broker epoch.
+    let claim = FollowerFetch {
+        replica: 2,
+        broker_epoch: -1,
+        fetch_offset: 2,
+        log_start_offset: 0,
+        current_leader_epoch: -1,
+    };
+    assert!(matches!(
+        p.on_follower_fetch(1, &claim, Some(broker(2).epoch), now_ms()),
+        Err(BrokerError::NotLeaderOrFollower)
+    ));
+    assert_eq!(hw(&p), 0, "broker 2 has nothing yet");
+}
