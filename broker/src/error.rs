@@ -32,6 +32,10 @@ pub enum BrokerError {
     /// This broker does not lead the partition (or, for followers' fetches, host it).
     #[error("this broker is not the leader of the partition")]
     NotLeaderOrFollower,
+    /// A new leader's high watermark has not reached the start of its epoch: offsets near
+    /// the end cannot be answered yet (ListOffsets).
+    #[error("the high watermark has not reached the start of the leader's epoch")]
+    OffsetNotAvailable,
     /// The partition has no leader right now.
     #[error("the partition has no leader")]
     LeaderNotAvailable,

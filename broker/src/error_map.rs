@@ -19,6 +19,7 @@ pub fn response_error(e: &BrokerError) -> ResponseError {
         BrokerError::Metadata(_) => ResponseError::UnknownServerError,
         BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
+        BrokerError::OffsetNotAvailable => ResponseError::OffsetNotAvailable,
         BrokerError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         BrokerError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
         BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,

@@ -27,7 +27,9 @@ pub mod names {
     pub const PARTITIONS: &str = "sluice_partitions";
     /// Record bytes appended by producers.
     pub const PRODUCE_BYTES: &str = "sluice_produce_bytes_total";
-    /// Gauge: partitions led here whose ISR is smaller than their replica set.
+    /// Gauge: partitions led here whose committed ISR (the one Metadata shows) is smaller
+    /// than their replication factor: the replica set without replicas a reassignment is
+    /// adding, as Kafka counts it (`Partition.isUnderReplicated`).
     pub const UNDER_REPLICATED: &str = "sluice_under_replicated_partitions";
 }
 

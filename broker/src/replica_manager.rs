@@ -5,6 +5,10 @@
 //! `BrokerError`), never protocol structs. Topics change only through
 //! [`ReplicaManager::apply_image`], from committed metadata; the data path (append, read,
 //! follower progress, the high watermark) is here.
+//!
+//! Over 600 lines because `Partition` (one partition's replica state, leader and follower
+//! sides under one lock) still lives beside the catalogue; it moves to its own file once the
+//! replication fixes being made on both sides of it have merged.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +16,8 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use sluice_replication::image::{self, MetadataImage, NO_LEADER};
-use sluice_replication::isr::{acks_all, AcksAll, IsrTracker};
+use sluice_replication::isr::{self, acks_all, AcksAll, IsrTracker, LeaderLog};
+use sluice_replication::pending_isr::{self, AfterAnswer, AlterIsrAnswer, PendingIsr};
 use sluice_storage::{
     AppendInfo, AppendOptions, AppendOrigin, FetchData, LeaderEpoch, Log, LogConfig, LogManager,
     LogManagerConfig, Offset, ReadOptions, StorageError, TopicPartition,
@@ -41,14 +46,35 @@ pub struct Replica {
     pub partition_epoch: i32,
     /// Assigned replicas, preferred leader first.
     pub replicas: Vec<i32>,
-    /// In-sync replicas.
+    /// In-sync replicas, as committed.
     pub isr: Vec<i32>,
+    /// During a reassignment: replicas joining, not counted in the replication factor.
+    pub adding: Vec<i32>,
     /// While this node leads: its followers' progress.
     pub followers: Option<IsrTracker>,
-    /// An ISR change sent to the controller and not yet committed.
-    pub pending_isr: Option<Vec<i32>>,
+    /// While this node leads: its log end when it became leader, where its epoch starts.
+    pub epoch_start: Option<i64>,
+    /// An ISR change sent to the controller whose outcome is not known yet.
+    pub pending_isr: Option<PendingIsr>,
+    /// Numbers ISR changes, so an answer to an older one is told apart.
+    next_isr_change: u64,
     /// A follower that has not yet truncated its log to the new leader's.
     pub needs_truncation: bool,
+}
+
+/// What a follower's fetch says about it (Fetch v15+ for the broker epoch, KIP-903).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerFetch {
+    /// The follower's broker id.
+    pub replica: i32,
+    /// The broker epoch it registered with, -1 if the fetch carried none.
+    pub broker_epoch: i64,
+    /// Where it fetches from: its log end.
+    pub fetch_offset: i64,
+    /// Its log start.
+    pub log_start_offset: i64,
+    /// The leader epoch it believes current (KIP-320), -1 if none.
+    pub current_leader_epoch: i32,
 }
 
 /// One hosted partition.
@@ -80,33 +106,38 @@ impl Partition {
         Ok(r.leader_epoch)
     }
 
-    /// Records a follower's fetch at `fetch_offset` (its log end) and advances the high
-    /// watermark if it can.
+    /// Records a follower's fetch (its log end and log start) and advances the high
+    /// watermark if it can. `registered_epoch` is the follower's broker epoch in the metadata
+    /// image: a fetch from an older incarnation, or one naming no incarnation, is refused as
+    /// not from a follower.
     pub fn on_follower_fetch(
         &self,
         node: i32,
-        follower: i32,
-        fetch_offset: i64,
-        log_start_offset: i64,
-        client_epoch: i32,
+        fetch: &FollowerFetch,
+        registered_epoch: Option<i64>,
         now_ms: i64,
     ) -> Result<(), BrokerError> {
         let mut r = self.replica.lock();
-        check_epoch(client_epoch, r.leader_epoch)?;
+        check_epoch(fetch.current_leader_epoch, r.leader_epoch)?;
         if r.leader != node {
             return Err(BrokerError::NotLeaderOrFollower);
         }
-        if !r.replicas.contains(&follower) {
+        // Kafka's `followerReplicaOrThrow`: only an assigned replica fetches as a follower.
+        if !r.replicas.contains(&fetch.replica) || fetch.replica == node {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
+        if !isr::follower_fetch_accepted(fetch.broker_epoch, registered_epoch) {
             return Err(BrokerError::NotLeaderOrFollower);
         }
         let end = self.log.offsets().log_end.0;
         // An offset past this log's end is a follower that has not truncated yet: its records
         // there are not ours, so they count for nothing (the read answers OFFSET_OUT_OF_RANGE).
         if let Some(t) = r.followers.as_mut() {
-            if fetch_offset <= end {
-                t.on_fetch(follower, fetch_offset, end, now_ms);
+            if fetch.fetch_offset <= end {
+                t.on_fetch(fetch.replica, fetch.fetch_offset, end, now_ms);
             }
-            t.on_log_start(follower, log_start_offset);
+            t.on_log_start(fetch.replica, fetch.log_start_offset);
+            t.on_broker_epoch(fetch.replica, fetch.broker_epoch);
         }
         self.advance_high_watermark(&r);
         Ok(())
@@ -133,47 +164,131 @@ impl Partition {
         let Some(t) = &r.followers else { return };
         let mut isr = r.isr.clone();
         if let Some(p) = &r.pending_isr {
-            isr.extend(p.iter().filter(|x| !r.isr.contains(x)));
+            isr.extend(p.isr.iter().filter(|x| !r.isr.contains(x)));
         }
         let o = self.log.offsets();
-        let hw = t.high_watermark(&isr, o.log_end.0);
+        // None: an ISR follower has not fetched from this leader yet, so nothing more is
+        // known to be on it.
+        let Some(hw) = t.high_watermark(&isr, o.log_end.0) else {
+            return;
+        };
         if hw > o.high_watermark.0 {
             self.log.set_high_watermark(Offset(hw));
             self.appended.notify_waiters();
         }
     }
 
-    /// As leader: the ISR to propose to the controller, if it should change and no change
-    /// is in flight; marks it in flight.
-    /// Only replicas `eligible` says may join are added (Kafka leaves fenced and
-    /// shutting-down brokers out, KIP-841).
+    /// As leader: the ISR change to propose to the controller, if the ISR should change and
+    /// no change is pending; marks it pending. Only replicas `eligible` says may join are
+    /// added: it is given the replica and the broker epoch its fetches carried (Kafka leaves
+    /// fenced, shutting-down and re-registered brokers out, KIP-841 and KIP-903).
     pub fn isr_change_to_propose(
         &self,
         now_ms: i64,
-        eligible: impl Fn(i32) -> bool,
-    ) -> Option<(i32, i32, Vec<i32>)> {
+        eligible: impl Fn(i32, Option<i64>) -> bool,
+    ) -> Option<PendingIsr> {
         let mut r = self.replica.lock();
         if r.pending_isr.is_some() {
             return None;
         }
-        let end = self.log.offsets().log_end.0;
-        let proposed = r.followers.as_ref()?.proposed_isr(&r.isr, end, now_ms)?;
-        let next: Vec<i32> = proposed
-            .into_iter()
-            .filter(|x| r.isr.contains(x) || eligible(*x))
-            .collect();
-        let mut current = r.isr.clone();
-        current.sort_unstable();
-        if next == current {
-            return None;
-        }
-        r.pending_isr = Some(next.clone());
-        Some((r.leader_epoch, r.partition_epoch, next))
+        let o = self.log.offsets();
+        let leader = LeaderLog {
+            log_end: o.log_end.0,
+            high_watermark: o.high_watermark.0,
+            epoch_start: r.epoch_start?,
+        };
+        let isr = r
+            .followers
+            .as_ref()?
+            .proposed_isr(&r.isr, &leader, now_ms, eligible)?;
+        r.next_isr_change += 1;
+        let change = PendingIsr {
+            id: r.next_isr_change,
+            leader_epoch: r.leader_epoch,
+            partition_epoch: r.partition_epoch,
+            isr,
+        };
+        r.pending_isr = Some(change.clone());
+        Some(change)
     }
 
-    /// The in-flight ISR change ended without effect (refused or lost).
-    pub fn isr_change_failed(&self) {
-        self.replica.lock().pending_isr = None;
+    /// Takes the answer to ISR change `id`; says whether to send it again
+    /// ([`pending_isr::after_answer`]). The change stays pending unless the answer proves
+    /// the controller did not make it.
+    pub fn isr_change_answered(&self, id: u64, answer: AlterIsrAnswer) -> AfterAnswer {
+        let mut r = self.replica.lock();
+        let after = pending_isr::after_answer(r.pending_isr.as_ref(), id, answer);
+        if after == AfterAnswer::Revert {
+            r.pending_isr = None;
+            // The replicas it would have added no longer count for the high watermark.
+        }
+        after
+    }
+
+    /// ListOffsets as Kafka's `Partition.fetchOffsetForTimestamp` answers it for a client, if
+    /// `node` leads (checking the client's epoch, KIP-320).
+    pub fn offset_for(
+        &self,
+        node: i32,
+        client_epoch: i32,
+        query: OffsetQuery,
+        read_committed: bool,
+    ) -> Result<FoundOffset, BrokerError> {
+        let epoch_start = {
+            let r = self.replica.lock();
+            check_epoch(client_epoch, r.leader_epoch)?;
+            if r.leader != node {
+                return Err(BrokerError::NotLeaderOrFollower);
+            }
+            r.epoch_start
+        };
+        let log = &self.log;
+        let o = log.offsets();
+        // A client reads up to here; nothing at or past it is answered.
+        let last_fetchable = if read_committed {
+            o.last_stable.0
+        } else {
+            o.high_watermark.0
+        };
+        // A new leader's high watermark below the start of its epoch: what it ends up
+        // committing is not known yet, so neither is the end (Kafka's OFFSET_NOT_AVAILABLE).
+        let lagging = epoch_start.is_some_and(|start| start > o.high_watermark.0);
+        let found = match query {
+            OffsetQuery::Latest if lagging => return Err(BrokerError::OffsetNotAvailable),
+            OffsetQuery::Latest => Some((-1, last_fetchable)),
+            OffsetQuery::Earliest => Some((-1, o.log_start.0)),
+            OffsetQuery::MaxTimestamp => log.max_timestamp()?.map(|t| (t.timestamp, t.offset.0)),
+            OffsetQuery::Timestamp(ts) => log
+                .offset_for_timestamp(ts)?
+                .map(|t| (t.timestamp, t.offset.0)),
+        };
+        let (timestamp, offset) = match found {
+            Some(found) if matches!(query, OffsetQuery::Earliest | OffsetQuery::Latest) => found,
+            Some((ts, offset)) if offset < last_fetchable => (ts, offset),
+            _ if lagging => return Err(BrokerError::OffsetNotAvailable),
+            _ => (-1, -1),
+        };
+        // The epoch of the record found, as Kafka answers it: consumers validate their
+        // position against it after a leader change (KIP-320).
+        let leader_epoch = if offset >= 0 {
+            log.epoch_of(Offset(offset)).map_or(-1, |e| e.0)
+        } else {
+            -1
+        };
+        Ok(FoundOffset {
+            timestamp,
+            offset,
+            leader_epoch,
+        })
+    }
+
+    /// Whether this node leads the partition with fewer in-sync replicas than replicas
+    /// (`sluice_under_replicated_partitions`).
+    pub fn is_under_replicated(&self, node: i32) -> bool {
+        let r = self.replica.lock();
+        // Kafka's replication factor: a reassignment's joining replicas do not count.
+        let replication_factor = r.replicas.len().saturating_sub(r.adding.len());
+        r.leader == node && r.isr.len() < replication_factor
     }
 
     /// As follower: truncate again before fetching (the leader refused our offset).
@@ -194,12 +309,16 @@ impl Partition {
     fn update(&self, node: i32, p: &image::Partition, lag_max_ms: i64, now_ms: i64) -> bool {
         let mut r = self.replica.lock();
         let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
-        if r.partition_epoch != p.partition_epoch {
+        if r.pending_isr
+            .as_ref()
+            .is_some_and(|c| pending_isr::settled_by_image(c, p.leader_epoch, p.partition_epoch))
+        {
             r.pending_isr = None;
         }
         let replicas_changed = r.replicas != p.replicas;
         r.replicas = p.replicas.clone();
         r.isr = p.isr.clone();
+        r.adding = p.adding.clone();
         r.partition_epoch = p.partition_epoch;
         if !changed {
             if r.leader == node {
@@ -222,15 +341,41 @@ impl Partition {
             if let Err(e) = self.log.assign_epoch(LeaderEpoch(p.leader_epoch)) {
                 tracing::error!(partition = %self.tp, error = %e, "cannot record the new leader epoch");
             }
+            r.epoch_start = Some(self.log.offsets().log_end.0);
             self.advance_high_watermark(&r);
         } else {
             r.followers = None;
+            r.epoch_start = None;
             r.needs_truncation = p.leader != NO_LEADER;
         }
         // Waiters re-check their leadership.
         self.appended.notify_waiters();
         true
     }
+}
+
+/// What a ListOffsets lookup asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    /// The log start (-2).
+    Earliest,
+    /// The end a consumer may read to (-1).
+    Latest,
+    /// The record with the largest timestamp (-3, KIP-734).
+    MaxTimestamp,
+    /// The first record whose timestamp is at or after this one.
+    Timestamp(i64),
+}
+
+/// A ListOffsets answer; -1 where there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundOffset {
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// Its offset.
+    pub offset: i64,
+    /// The leader epoch it was written at.
+    pub leader_epoch: i32,
 }
 
 fn check_epoch(client: i32, current: i32) -> Result<(), BrokerError> {
@@ -557,6 +702,16 @@ impl ReplicaManager {
             .unwrap_or_default()
     }
 
+    /// Partitions led here with fewer in-sync replicas than replicas
+    /// (`sluice_under_replicated_partitions`).
+    pub fn under_replicated_count(&self) -> usize {
+        let node = self.node_id();
+        self.led()
+            .iter()
+            .filter(|p| p.is_under_replicated(node))
+            .count()
+    }
+
     /// Rebuilds the index by leader; only `apply_image`, which alone changes leaders, calls it.
     fn index_by_leader(&self, topics: &BTreeMap<String, Arc<Topic>>) {
         let mut by_leader: BTreeMap<i32, Vec<Arc<Partition>>> = BTreeMap::new();
@@ -720,8 +875,11 @@ impl ReplicaManager {
                 partition_epoch: -1,
                 replicas: Vec::new(),
                 isr: Vec::new(),
+                adding: Vec::new(),
                 followers: None,
+                epoch_start: None,
                 pending_isr: None,
+                next_isr_change: 0,
                 needs_truncation: false,
             }),
         }))
@@ -736,6 +894,7 @@ impl ReplicaManager {
                 let mut r = p.replica.lock();
                 r.leader = NO_LEADER;
                 r.followers = None;
+                r.epoch_start = None;
             }
             p.appended.notify_waiters();
         }
@@ -822,3 +981,6 @@ impl Appended {
             .unwrap_or(Err(BrokerError::ReplicationTimedOut))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -315,10 +315,7 @@ async fn housekeeping_loop(rm: Arc<ReplicaManager>, mut shutdown: watch::Receive
             _ = tick.tick() => {
                 let partitions = rm.partitions().len();
                 metrics::gauge!(crate::observability::names::PARTITIONS).set(partitions as f64);
-                let under = rm.led().iter().filter(|p| {
-                    let r = p.replica();
-                    r.isr.len() < r.replicas.len()
-                }).count();
+                let under = rm.under_replicated_count();
                 metrics::gauge!(crate::observability::names::UNDER_REPLICATED).set(under as f64);
                 let rm = Arc::clone(&rm);
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);

@@ -7,14 +7,71 @@ use std::collections::BTreeMap;
 /// What the leader knows of one follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Follower {
-    /// The follower's log end offset: the offset it last fetched from.
-    log_end_offset: i64,
+    /// The follower's log end offset: the offset it last fetched from. `None` until it
+    /// fetches from this leader (Kafka's -1): a new leader cannot know how far a follower got
+    /// under the previous one, so an unknown end neither holds up nor advances anything.
+    log_end_offset: Option<i64>,
     /// The last time it was known to have everything the leader had.
     caught_up_ms: i64,
     /// The leader's log end offset at the follower's previous fetch, and when that was.
     previous_fetch: Option<(i64, i64)>,
     /// The follower's log start offset as its last fetch said, -1 until it says.
     log_start_offset: i64,
+    /// The broker epoch (registration incarnation) its last fetch carried (Fetch v15+,
+    /// KIP-903), `None` until one does.
+    broker_epoch: Option<i64>,
+}
+
+impl Follower {
+    fn unknown(now_ms: i64) -> Follower {
+        Follower {
+            log_end_offset: None,
+            caught_up_ms: now_ms,
+            previous_fetch: None,
+            log_start_offset: -1,
+            broker_epoch: None,
+        }
+    }
+}
+
+/// The leader's own log, as the ISR rules read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderLog {
+    /// The leader's log end offset.
+    pub log_end: i64,
+    /// The high watermark the leader's log has published: what is known to be replicated,
+    /// never one recomputed from follower ends the leader has not seen.
+    pub high_watermark: i64,
+    /// Where the leader's current epoch starts: its log end when it became leader.
+    pub epoch_start: i64,
+}
+
+/// Kafka's `Partition.isFollowerInSync`: a follower may join the ISR once its log reaches
+/// the leader's high watermark and the start of the leader's current epoch. The second
+/// condition keeps out a replica that has everything committed under the previous leader but
+/// not what this leader may still commit from its own log (records it held above the old
+/// high watermark). An unknown log end never qualifies.
+pub fn may_join_isr(follower_end: Option<i64>, leader: &LeaderLog) -> bool {
+    follower_end.is_some_and(|end| end >= leader.high_watermark && end >= leader.epoch_start)
+}
+
+/// KIP-903 (Kafka's `Partition.isBrokerEpochIsrEligible`): a replica may join the ISR only if
+/// the broker epoch its fetches carried is the broker's current registration. A broker that
+/// restarted with an empty disk registers anew; fetches from its previous incarnation, or a
+/// fetch that carried no epoch at all, say nothing about the log it has now.
+pub fn broker_epoch_eligible(fetched: Option<i64>, registered: Option<i64>) -> bool {
+    matches!((fetched, registered), (Some(f), Some(r)) if f == r)
+}
+
+/// Kafka's `Replica.updateFetchStateOrThrow` (KIP-903), stricter where Kafka keeps
+/// compatibility: a fetch is taken as a follower's only if it names the broker epoch it
+/// registered with (`fetched`, -1 for none) and that epoch is not older than the one the
+/// leader's image holds (`registered`). Kafka accepts -1 from brokers older than 3.5; every
+/// Sluice follower sends its epoch, and with no ACLs to keep clients from claiming a
+/// replica id, a fetch without one could move the high watermark. A newer epoch than the
+/// image's is accepted: the leader's image may lag the registration.
+pub fn follower_fetch_accepted(fetched: i64, registered: Option<i64>) -> bool {
+    fetched >= 0 && registered.is_none_or(|r| fetched >= r)
 }
 
 /// Follower progress for one partition led here.
@@ -28,40 +85,28 @@ pub struct IsrTracker {
 
 impl IsrTracker {
     /// Starts tracking `replicas` (the leader among them) at time `now_ms`. Followers count as
-    /// caught up now, so none is dropped before it had `lag_max_ms` to fetch.
+    /// caught up now, so none is dropped before it had `lag_max_ms` to fetch; their log ends
+    /// are unknown until they fetch.
     pub fn new(leader: i32, replicas: &[i32], lag_max_ms: i64, now_ms: i64) -> IsrTracker {
         IsrTracker {
             leader,
             followers: replicas
                 .iter()
                 .filter(|r| **r != leader)
-                .map(|r| {
-                    (
-                        *r,
-                        Follower {
-                            log_end_offset: 0,
-                            caught_up_ms: now_ms,
-                            previous_fetch: None,
-                            log_start_offset: -1,
-                        },
-                    )
-                })
+                .map(|r| (*r, Follower::unknown(now_ms)))
                 .collect(),
             lag_max_ms,
         }
     }
 
     /// Follows a change of the replica set (a reassignment): new followers start as if
-    /// caught up at `now_ms` with nothing fetched; removed ones are forgotten.
+    /// caught up at `now_ms` with an unknown log end; removed ones are forgotten.
     pub fn set_replicas(&mut self, replicas: &[i32], now_ms: i64) {
         self.followers.retain(|r, _| replicas.contains(r));
         for r in replicas.iter().filter(|r| **r != self.leader) {
-            self.followers.entry(*r).or_insert(Follower {
-                log_end_offset: 0,
-                caught_up_ms: now_ms,
-                previous_fetch: None,
-                log_start_offset: -1,
-            });
+            self.followers
+                .entry(*r)
+                .or_insert_with(|| Follower::unknown(now_ms));
         }
     }
 
@@ -70,6 +115,24 @@ impl IsrTracker {
         if let Some(f) = self.followers.get_mut(&follower) {
             f.log_start_offset = log_start_offset;
         }
+    }
+
+    /// The broker epoch `follower`'s fetch carried (Fetch v15+ `ReplicaState`); a negative
+    /// one (older versions send -1) is no epoch.
+    pub fn on_broker_epoch(&mut self, follower: i32, broker_epoch: i64) {
+        if let Some(f) = self.followers.get_mut(&follower) {
+            f.broker_epoch = (broker_epoch >= 0).then_some(broker_epoch);
+        }
+    }
+
+    /// The broker epoch `follower`'s last fetch carried, if any.
+    pub fn broker_epoch(&self, follower: i32) -> Option<i64> {
+        self.followers.get(&follower).and_then(|f| f.broker_epoch)
+    }
+
+    /// `follower`'s log end offset, if it has fetched from this leader.
+    pub fn log_end_offset(&self, follower: i32) -> Option<i64> {
+        self.followers.get(&follower).and_then(|f| f.log_end_offset)
     }
 
     /// Kafka's low watermark: the lowest log start offset over the leader (`leader_start`) and
@@ -91,7 +154,7 @@ impl IsrTracker {
         let Some(f) = self.followers.get_mut(&follower) else {
             return;
         };
-        f.log_end_offset = fetch_offset;
+        f.log_end_offset = Some(fetch_offset);
         if fetch_offset >= leader_end {
             f.caught_up_ms = now_ms;
         } else if let Some((end_then, at)) = f.previous_fetch {
@@ -102,12 +165,15 @@ impl IsrTracker {
         f.previous_fetch = Some((leader_end, now_ms));
     }
 
-    /// The high watermark: the lowest log end offset in the ISR (the leader's own included).
-    pub fn high_watermark(&self, isr: &[i32], leader_end: i64) -> i64 {
+    /// The high watermark the ISR allows: the lowest log end offset in the ISR (the leader's
+    /// own included). `None` while an ISR follower's log end is unknown (it has not fetched
+    /// from this leader yet): nothing is known to be on it, so nothing may be acknowledged on
+    /// its account (Kafka's -1 log end holds the high watermark where it is).
+    pub fn high_watermark(&self, isr: &[i32], leader_end: i64) -> Option<i64> {
         isr.iter()
             .filter(|r| **r != self.leader)
-            .filter_map(|r| self.followers.get(r).map(|f| f.log_end_offset))
-            .fold(leader_end, i64::min)
+            .filter_map(|r| self.followers.get(r))
+            .try_fold(leader_end, |hw, f| f.log_end_offset.map(|end| hw.min(end)))
     }
 
     /// ISR members that have not been caught up for longer than `replica.lag.time.max.ms`.
@@ -122,27 +188,36 @@ impl IsrTracker {
             .collect()
     }
 
-    /// Replicas outside the ISR that have reached the high watermark and may rejoin.
-    pub fn caught_up(&self, isr: &[i32], high_watermark: i64) -> Vec<i32> {
+    /// Replicas outside the ISR whose logs reach what [`may_join_isr`] asks of them.
+    pub fn caught_up(&self, isr: &[i32], leader: &LeaderLog) -> Vec<i32> {
         self.followers
             .iter()
-            .filter(|(r, f)| !isr.contains(r) && f.log_end_offset >= high_watermark)
+            .filter(|(r, f)| !isr.contains(r) && may_join_isr(f.log_end_offset, leader))
             .map(|(r, _)| *r)
             .collect()
     }
 
     /// The ISR to propose now, if it should change: lagging members out, caught-up replicas
-    /// in. The leader always stays.
-    pub fn proposed_isr(&self, isr: &[i32], leader_end: i64, now_ms: i64) -> Option<Vec<i32>> {
+    /// in where `eligible` (given the replica and the broker epoch its fetches carried) says
+    /// the broker may join. The leader always stays.
+    pub fn proposed_isr(
+        &self,
+        isr: &[i32],
+        leader: &LeaderLog,
+        now_ms: i64,
+        eligible: impl Fn(i32, Option<i64>) -> bool,
+    ) -> Option<Vec<i32>> {
         let lagging = self.lagging(isr, now_ms);
-        let kept: Vec<i32> = isr
+        let mut next: Vec<i32> = isr
             .iter()
             .copied()
             .filter(|r| !lagging.contains(r))
             .collect();
-        let high_watermark = self.high_watermark(&kept, leader_end);
-        let mut next = kept;
-        next.extend(self.caught_up(isr, high_watermark));
+        next.extend(
+            self.caught_up(isr, leader)
+                .into_iter()
+                .filter(|r| eligible(*r, self.broker_epoch(*r))),
+        );
         next.sort_unstable();
         let mut current = isr.to_vec();
         current.sort_unstable();
@@ -185,14 +260,19 @@ mod tests {
 
     const LAG: i64 = 30_000;
 
+    /// Every broker may join (liveness and broker epochs are not what the test is about).
+    fn any(_: i32, _: Option<i64>) -> bool {
+        true
+    }
+
     #[test]
     fn high_watermark_is_the_lowest_isr_end() {
         let mut t = IsrTracker::new(1, &[1, 2, 3], LAG, 0);
         t.on_fetch(2, 80, 100, 10);
         t.on_fetch(3, 60, 100, 10);
-        assert_eq!(t.high_watermark(&[1, 2, 3], 100), 60);
-        assert_eq!(t.high_watermark(&[1, 2], 100), 80);
-        assert_eq!(t.high_watermark(&[1], 100), 100);
+        assert_eq!(t.high_watermark(&[1, 2, 3], 100), Some(60));
+        assert_eq!(t.high_watermark(&[1, 2], 100), Some(80));
+        assert_eq!(t.high_watermark(&[1], 100), Some(100));
         assert_eq!(acks_all(59, 60, 3, 2), AcksAll::Done);
         assert_eq!(acks_all(60, 60, 3, 2), AcksAll::Waiting);
         assert_eq!(acks_all(0, 60, 1, 2), AcksAll::NotEnoughReplicas);
@@ -217,14 +297,26 @@ mod tests {
             "within the lag time"
         );
         assert_eq!(t.lagging(&isr, 40_001), vec![3]);
-        let shrunk = t.proposed_isr(&isr, 5000, 50_000).unwrap();
+        let leader = LeaderLog {
+            log_end: 5000,
+            high_watermark: 1000,
+            epoch_start: 0,
+        };
+        let shrunk = t.proposed_isr(&isr, &leader, 50_000, any).unwrap();
         assert_eq!(shrunk, vec![1, 2]);
         // Out of the ISR it no longer holds the high watermark back.
-        assert_eq!(t.high_watermark(&shrunk, 5000), 5000);
+        assert_eq!(t.high_watermark(&shrunk, 5000), Some(5000));
+        let leader = LeaderLog {
+            high_watermark: 5000,
+            ..leader
+        };
         // It catches up to the high watermark and is proposed back.
         t.on_fetch(3, 5000, 5000, 51_000);
-        assert_eq!(t.proposed_isr(&shrunk, 5000, 51_000), Some(vec![1, 2, 3]));
-        assert_eq!(t.proposed_isr(&[1, 2, 3], 5000, 51_000), None);
+        assert_eq!(
+            t.proposed_isr(&shrunk, &leader, 51_000, any),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(t.proposed_isr(&[1, 2, 3], &leader, 51_000, any), None);
     }
 
     #[test]
@@ -253,5 +345,97 @@ mod tests {
         assert_eq!(t.low_watermark(50, |_| true), 50);
         t.on_log_start(9, 0);
         assert_eq!(t.low_watermark(50, |_| true), 50, "not a replica");
+    }
+
+    #[test]
+    fn a_new_leader_does_not_add_a_replica_whose_log_end_it_has_not_seen() {
+        // Replicas [3, 1, 2], ISR {1, 2}; 2 became leader with its log ending at 100 and its
+        // high watermark at 90, and has heard from nobody yet: 3, far behind, must not look
+        // caught up (it used to, its unknown end taken as 0 against a high watermark of 0).
+        let t = IsrTracker::new(2, &[3, 1, 2], LAG, 0);
+        let leader = LeaderLog {
+            log_end: 100,
+            high_watermark: 90,
+            epoch_start: 100,
+        };
+        assert_eq!(t.proposed_isr(&[1, 2], &leader, 200, any), None);
+        assert_eq!(t.log_end_offset(3), None);
+    }
+
+    #[test]
+    fn the_high_watermark_waits_for_every_isr_followers_first_fetch() {
+        let mut t = IsrTracker::new(2, &[3, 1, 2], LAG, 0);
+        assert_eq!(t.high_watermark(&[1, 2], 100), None, "1 has not fetched");
+        assert_eq!(t.high_watermark(&[2], 100), Some(100));
+        t.on_fetch(1, 95, 100, 10);
+        assert_eq!(t.high_watermark(&[1, 2], 100), Some(95));
+        // A replica being added counts once it is in the set asked about.
+        assert_eq!(t.high_watermark(&[1, 2, 3], 100), None);
+    }
+
+    #[test]
+    fn a_follower_joins_at_the_published_high_watermark_and_the_epoch_start() {
+        let mut t = IsrTracker::new(2, &[3, 1, 2], LAG, 0);
+        let leader = LeaderLog {
+            log_end: 120,
+            high_watermark: 90,
+            epoch_start: 100,
+        };
+        // At the high watermark but below where this leader's epoch starts: the records the
+        // leader kept above the old high watermark are not on it.
+        t.on_fetch(3, 95, 120, 10);
+        assert!(!may_join_isr(t.log_end_offset(3), &leader));
+        assert_eq!(t.proposed_isr(&[1, 2], &leader, 10, any), None);
+        t.on_fetch(3, 100, 120, 20);
+        assert_eq!(
+            t.proposed_isr(&[1, 2], &leader, 20, any),
+            Some(vec![1, 2, 3])
+        );
+        // Past the epoch start but below the published high watermark.
+        let ahead = LeaderLog {
+            high_watermark: 110,
+            ..leader
+        };
+        assert_eq!(t.proposed_isr(&[1, 2], &ahead, 20, any), None);
+    }
+
+    #[test]
+    fn a_replica_joins_only_with_its_brokers_current_registration_epoch() {
+        let mut t = IsrTracker::new(1, &[1, 2], LAG, 0);
+        let leader = LeaderLog {
+            log_end: 50,
+            high_watermark: 50,
+            epoch_start: 0,
+        };
+        let registered = |_: i32, fetched: Option<i64>| broker_epoch_eligible(fetched, Some(7));
+        t.on_fetch(2, 50, 50, 10);
+        assert_eq!(
+            t.proposed_isr(&[1], &leader, 10, registered),
+            None,
+            "no epoch carried"
+        );
+        t.on_broker_epoch(2, 6);
+        assert_eq!(
+            t.proposed_isr(&[1], &leader, 10, registered),
+            None,
+            "an older incarnation"
+        );
+        t.on_broker_epoch(2, 7);
+        assert_eq!(
+            t.proposed_isr(&[1], &leader, 10, registered),
+            Some(vec![1, 2])
+        );
+        t.on_broker_epoch(2, -1);
+        assert_eq!(t.broker_epoch(2), None);
+        assert!(!broker_epoch_eligible(Some(7), None), "not registered");
+    }
+
+    #[test]
+    fn a_fetch_counts_as_a_followers_only_with_a_current_broker_epoch() {
+        assert!(!follower_fetch_accepted(-1, Some(7)), "no epoch: a client");
+        assert!(!follower_fetch_accepted(6, Some(7)), "an older incarnation");
+        assert!(follower_fetch_accepted(7, Some(7)));
+        assert!(follower_fetch_accepted(8, Some(7)), "the image lags");
+        assert!(follower_fetch_accepted(7, None));
     }
 }

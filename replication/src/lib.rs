@@ -8,6 +8,8 @@
 //!   broker is fenced, controlled shutdown, KIP-497 ISR changes, preferred-leader election.
 //! - [`isr`]: a partition leader's tracking of its followers: high watermark, lagging and
 //!   caught-up replicas, acks=all answers.
+//! - [`pending_isr`]: what the answer to an ISR change sent to the controller means for the
+//!   leader's pending change (keep, retry, revert).
 //! - [`lease`]: broker leases as the active controller keeps them.
 //! - [`quorum`]: the controller quorum on openraft: a journaled log store, the image as its
 //!   snapshotting state machine, Raft RPCs over TCP, and the active controller
@@ -23,6 +25,7 @@ pub mod controller;
 pub mod image;
 pub mod isr;
 pub mod lease;
+pub mod pending_isr;
 pub mod placement;
 pub mod quorum;
 pub mod record;

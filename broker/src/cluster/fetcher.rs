@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -23,8 +23,10 @@ use tokio::task::JoinHandle;
 use super::Cluster;
 use crate::replica_manager::{Partition, ReplicaManager};
 
-/// Fetch request version followers send (topic names, replica id in the body).
-const FETCH_VERSION: i16 = 12;
+/// Fetch request version followers send: from v15 the follower names itself and its broker
+/// epoch in ReplicaState (KIP-903), so the leader can tell a follower of this incarnation
+/// from a client claiming a replica id; topics go by id (v13+, KIP-516).
+const FETCH_VERSION: i16 = 15;
 /// OffsetForLeaderEpoch version followers send (with the replica id).
 const EPOCH_VERSION: i16 = 4;
 /// Bytes one fetch response may carry over all partitions (`replica.fetch.response.max.bytes`).
@@ -166,7 +168,10 @@ async fn run(
                 match &conn {
                     None => Err(format!("cannot reach leader {leader}")),
                     Some((_, c)) => {
-                        fetch_once(c, node, &rm, &parts, &settings)
+                        // -1 until registered: the leader refuses such a fetch, and the
+                        // next round carries the epoch.
+                        let follower = (node, cluster.broker_epoch().unwrap_or(-1));
+                        fetch_once(c, follower, &rm, &parts, &settings)
                             .await
                             .map(|refused| {
                                 for (tp, rest) in refused {
@@ -209,7 +214,7 @@ const METADATA_RACE_BACKOFF: Duration = Duration::from_millis(20);
 /// partitions the leader refused, each with how long to rest.
 async fn fetch_once(
     conn: &Connection,
-    node: i32,
+    (node, broker_epoch): (i32, i64),
     rm: &ReplicaManager,
     parts: &[Arc<Partition>],
     settings: &FetchSettings,
@@ -229,12 +234,16 @@ async fn fetch_once(
             .or_default()
             .push((p, p.replica().leader_epoch));
     }
+    let ids: BTreeMap<&str, uuid::Uuid> = by_topic
+        .keys()
+        .filter_map(|name| rm.topic(name).map(|t| (*name, t.meta.id)))
+        .collect();
     let topics = by_topic
         .iter()
-        .map(|(topic, ps)| {
-            FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_string((*topic).to_string())))
-                .with_partitions(
+        .filter_map(|(topic, ps)| {
+            let id = ids.get(topic)?;
+            Some(
+                FetchTopic::default().with_topic_id(*id).with_partitions(
                     ps.iter()
                         .map(|(p, epoch)| {
                             let o = p.log.offsets();
@@ -247,11 +256,16 @@ async fn fetch_once(
                                 .with_partition_max_bytes(settings.partition_max_bytes)
                         })
                         .collect(),
-                )
+                ),
+            )
         })
         .collect();
     let req = FetchRequest::default()
-        .with_replica_id(BrokerId(node))
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(node))
+                .with_replica_epoch(broker_epoch),
+        )
         .with_max_wait_ms(settings.wait_max_ms)
         .with_min_bytes(1)
         .with_max_bytes(RESPONSE_MAX_BYTES)
@@ -267,7 +281,11 @@ async fn fetch_once(
     let mut refused = Vec::new();
     for t in &resp.responses {
         for pd in &t.partitions {
-            let Some((p, epoch)) = by_topic.get(t.topic.as_str()).and_then(|ps| {
+            let name = ids
+                .iter()
+                .find(|(_, id)| **id == t.topic_id)
+                .map(|(name, _)| *name);
+            let Some((p, epoch)) = name.and_then(|n| by_topic.get(n)).and_then(|ps| {
                 ps.iter()
                     .find(|(p, _)| p.tp.partition == pd.partition_index)
             }) else {

@@ -6,13 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_replication::isr;
+use sluice_replication::pending_isr::{codes, AfterAnswer, AlterIsrAnswer, PendingIsr};
 use sluice_replication::quorum::service::{ControllerRequest, ControllerResponse};
 use tokio::sync::watch;
 
 use super::fetcher::Fetchers;
 use super::Cluster;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
-use crate::replica_manager::{now_ms, ReplicaManager};
+use crate::replica_manager::{now_ms, Partition, ReplicaManager};
 
 /// Applies every committed image until `stop`.
 pub async fn run(
@@ -76,7 +78,9 @@ pub async fn run(
 }
 
 /// Proposes ISR changes (shrink after `replica.lag.time.max.ms`, expand when caught up) for
-/// the partitions this node leads, until `stop`.
+/// the partitions this node leads, until `stop`. A change whose outcome is unknown stays
+/// pending and is sent again (Kafka's AlterPartitionManager); what each answer means is
+/// [`sluice_replication::pending_isr::after_answer`]'s.
 pub async fn isr_updates(
     cluster: Arc<Cluster>,
     rm: Arc<ReplicaManager>,
@@ -90,40 +94,87 @@ pub async fn isr_updates(
         }
         let now = now_ms();
         let image = cluster.image();
-        let eligible = |broker: i32| {
-            image
-                .brokers
-                .get(&broker)
-                .is_some_and(|b| !b.fenced && !b.shutting_down)
+        let eligible = |broker: i32, fetched_epoch: Option<i64>| {
+            image.brokers.get(&broker).is_some_and(|b| {
+                !b.fenced
+                    && !b.shutting_down
+                    && isr::broker_epoch_eligible(fetched_epoch, Some(b.epoch))
+            })
         };
         for p in rm.led() {
-            let Some((leader_epoch, partition_epoch, isr)) = p.isr_change_to_propose(now, eligible)
-            else {
+            let Some(change) = p.isr_change_to_propose(now, eligible) else {
                 continue;
             };
-            let Some(topic) = cluster.image().topic_by_name(&p.tp.topic).map(|t| t.id) else {
-                p.isr_change_failed();
+            let Some(topic) = image.topic_by_name(&p.tp.topic).map(|t| t.id) else {
+                // Never sent: nothing can have changed.
+                p.isr_change_answered(
+                    change.id,
+                    AlterIsrAnswer::Refused(codes::OPERATION_NOT_ATTEMPTED),
+                );
                 continue;
             };
-            tracing::info!(partition = %p.tp, ?isr, "proposing an ISR change");
-            let cluster = Arc::clone(&cluster);
-            tokio::spawn(async move {
-                let req = ControllerRequest::AlterIsr {
-                    leader: cluster.node_id,
-                    topic,
-                    partition: p.tp.partition,
-                    leader_epoch,
-                    partition_epoch,
-                    isr,
-                };
-                match cluster.request(req).await {
-                    Ok(ControllerResponse::Altered) => {}
-                    other => {
-                        tracing::info!(partition = %p.tp, answer = ?other, "ISR change not made");
-                        p.isr_change_failed();
-                    }
-                }
-            });
+            tracing::info!(partition = %p.tp, isr = ?change.isr, "proposing an ISR change");
+            let (cluster, stop) = (Arc::clone(&cluster), stop.clone());
+            tokio::spawn(alter_isr(cluster, p, topic, change, stop));
+        }
+    }
+}
+
+/// First wait before sending an unanswered ISR change again; doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Kafka's AlterPartitionManager backs off to at most a few seconds between attempts.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Sends `change` to the controller until an answer settles it, the change is no longer
+/// pending, or `stop`.
+async fn alter_isr(
+    cluster: Arc<Cluster>,
+    p: Arc<Partition>,
+    topic: uuid::Uuid,
+    change: PendingIsr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = RETRY_FIRST;
+    loop {
+        let req = ControllerRequest::AlterIsr {
+            leader: cluster.node_id,
+            topic,
+            partition: p.tp.partition,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch,
+            isr: change.isr.clone(),
+        };
+        let answer = match cluster.request(req).await {
+            Ok(ControllerResponse::Altered) => AlterIsrAnswer::Altered,
+            Ok(ControllerResponse::Error { code, message }) => {
+                tracing::info!(partition = %p.tp, code, %message, "ISR change refused");
+                AlterIsrAnswer::Refused(code)
+            }
+            Ok(other) => {
+                tracing::info!(partition = %p.tp, answer = ?other, "ISR change unanswered");
+                AlterIsrAnswer::Unanswered
+            }
+            Err(e) => {
+                tracing::info!(partition = %p.tp, error = %e, "ISR change unanswered");
+                AlterIsrAnswer::Unanswered
+            }
+        };
+        match p.isr_change_answered(change.id, answer) {
+            AfterAnswer::Retry => {}
+            AfterAnswer::Ignore | AfterAnswer::AwaitImage | AfterAnswer::Revert => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(RETRY_MAX);
+        // The image may have settled it meanwhile.
+        if p.replica()
+            .pending_isr
+            .as_ref()
+            .is_none_or(|c| c.id != change.id)
+        {
+            return;
         }
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! Consumers read from the partition leader up to the high watermark. A follower's fetch
 //! (replica id >= 0) reads up to the log end, and its fetch offset tells the leader how far
-//! the follower's log reaches, which moves the high watermark.
+//! the follower's log reaches, which moves the high watermark. So a fetch is a follower's only
+//! from an assigned replica naming its current broker epoch (Fetch v15+ ReplicaState,
+//! KIP-903); others get NOT_LEADER_OR_FOLLOWER.
 //!
 //! From v12 a fetcher may say which leader epoch its last record had; if this log ended that
 //! epoch before the fetch offset, the answer is the diverging epoch instead of records
@@ -25,7 +27,7 @@ use uuid::Uuid;
 
 use super::{Context, Reply};
 use crate::error_map;
-use crate::replica_manager::{now_ms, Partition};
+use crate::replica_manager::{now_ms, FollowerFetch, Partition};
 
 /// Isolation level READ_COMMITTED.
 const READ_COMMITTED: i8 = 1;
@@ -55,14 +57,28 @@ struct Plan {
 }
 
 fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
-    let replica_id = if ctx.version >= 15 {
-        req.replica_state.replica_id.0
+    // From v15 a follower names itself and its broker epoch in ReplicaState (KIP-903);
+    // before, only its id. A fetch without an epoch is refused as a follower's.
+    let (replica_id, broker_epoch) = if ctx.version >= 15 {
+        (
+            req.replica_state.replica_id.0,
+            req.replica_state.replica_epoch,
+        )
     } else {
-        req.replica_id.0
+        (req.replica_id.0, -1)
     };
     let from_follower = replica_id >= 0;
     let node = ctx.rm.node_id();
     let now = now_ms();
+    let registered_epoch = from_follower
+        .then(|| {
+            ctx.cluster
+                .image()
+                .brokers
+                .get(&replica_id)
+                .map(|b| b.epoch)
+        })
+        .flatten();
     let topics = req
         .topics
         .iter()
@@ -83,14 +99,14 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
                             let tp = TopicPartition::new(topic.meta.name.clone(), p.partition);
                             let checked = ctx.rm.partition(&tp).and_then(|part| {
                                 if from_follower {
-                                    part.on_follower_fetch(
-                                        node,
-                                        replica_id,
-                                        p.fetch_offset,
-                                        p.log_start_offset,
-                                        p.current_leader_epoch,
-                                        now,
-                                    )?;
+                                    let fetch = FollowerFetch {
+                                        replica: replica_id,
+                                        broker_epoch,
+                                        fetch_offset: p.fetch_offset,
+                                        log_start_offset: p.log_start_offset,
+                                        current_leader_epoch: p.current_leader_epoch,
+                                    };
+                                    part.on_follower_fetch(node, &fetch, registered_epoch, now)?;
                                 } else {
                                     part.leader_epoch_for(node, p.current_leader_epoch)?;
                                 }

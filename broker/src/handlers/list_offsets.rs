@@ -1,5 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, KIP-734) and by timestamp: the
-//! first record whose timestamp is at or after the target.
+//! first record whose timestamp is at or after the target. Only committed records are
+//! answered (below the high watermark, or the last stable offset for READ_COMMITTED); the
+//! rules are `Partition::offset_for`'s.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -11,6 +13,7 @@ use sluice_storage::TopicPartition;
 use super::Context;
 use crate::error::BrokerError;
 use crate::error_map;
+use crate::replica_manager::{FoundOffset, OffsetQuery};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -23,41 +26,21 @@ fn lookup(
     client_epoch: i32,
     ts: i64,
     read_committed: bool,
-) -> Result<(i64, i64, i32), BrokerError> {
-    let (partition, _) = ctx.rm.leader_partition(tp, client_epoch)?;
-    let log = partition.log.clone();
-    let o = log.offsets();
-    let (ts, offset) = match ts {
-        LATEST => (
-            -1,
-            if read_committed {
-                o.last_stable.0
-            } else {
-                o.high_watermark.0
-            },
-        ),
-        EARLIEST => (-1, o.log_start.0),
-        MAX_TIMESTAMP => log
-            .max_timestamp()?
-            .map_or((-1, -1), |t| (t.timestamp, t.offset.0)),
-        ts if ts >= 0 => log
-            .offset_for_timestamp(ts)?
-            .map_or((-1, -1), |t| (t.timestamp, t.offset.0)),
+) -> Result<FoundOffset, BrokerError> {
+    let query = match ts {
+        LATEST => OffsetQuery::Latest,
+        EARLIEST => OffsetQuery::Earliest,
+        MAX_TIMESTAMP => OffsetQuery::MaxTimestamp,
+        ts if ts >= 0 => OffsetQuery::Timestamp(ts),
         _ => {
             return Err(BrokerError::InvalidRequest(format!(
                 "unsupported timestamp {ts}"
             )))
         }
     };
-    // The epoch of the record found, as Kafka answers it: consumers validate their position
-    // against it after a leader change (KIP-320).
-    let epoch = if offset >= 0 {
-        log.epoch_of(sluice_storage::Offset(offset))
-            .map_or(-1, |e| e.0)
-    } else {
-        -1
-    };
-    Ok((ts, offset, epoch))
+    ctx.rm
+        .partition(tp)?
+        .offset_for(ctx.rm.node_id(), client_epoch, query, read_committed)
 }
 
 pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -81,12 +64,22 @@ pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsRespo
                         read_committed,
                     ) {
                         // leader_epoch exists from v4 on; setting it earlier fails encoding.
-                        Ok((ts, offset, epoch)) => r
-                            .with_timestamp(ts)
-                            .with_offset(offset)
-                            .with_leader_epoch(if ctx.version >= 4 { epoch } else { -1 }),
+                        Ok(found) => r
+                            .with_timestamp(found.timestamp)
+                            .with_offset(found.offset)
+                            .with_leader_epoch(if ctx.version >= 4 {
+                                found.leader_epoch
+                            } else {
+                                -1
+                            }),
                         Err(BrokerError::InvalidRequest(_)) => r
                             .with_error_code(ResponseError::UnsupportedVersion.code())
+                            .with_timestamp(-1)
+                            .with_offset(-1),
+                        // OFFSET_NOT_AVAILABLE exists from v5; older clients retry on
+                        // LEADER_NOT_AVAILABLE, as Kafka answers them.
+                        Err(BrokerError::OffsetNotAvailable) if ctx.version < 5 => r
+                            .with_error_code(ResponseError::LeaderNotAvailable.code())
                             .with_timestamp(-1)
                             .with_offset(-1),
                         Err(e) => r
