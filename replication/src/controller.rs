@@ -508,6 +508,27 @@ pub fn alter_isr(
     )])
 }
 
+/// KIP-903: each follower named in an ISR change must have fetched as the incarnation now
+/// registered. A replica that fetched as an earlier incarnation may since have restarted with
+/// a shorter log (unflushed bytes lost), so what its fetches showed no longer holds.
+pub fn check_isr_epochs(
+    image: &MetadataImage,
+    broker_epochs: &[(i32, i64)],
+) -> Result<(), ControllerError> {
+    for (id, epoch) in broker_epochs {
+        let registered = image.brokers.get(id).map(|b| b.epoch);
+        if registered != Some(*epoch) {
+            return Err(ControllerError::new(
+                codes::INELIGIBLE_REPLICA,
+                format!(
+                    "broker {id} fetched as epoch {epoch}, but its registered epoch is {registered:?}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Moves leadership back to each partition's preferred (first) replica where it is live and
 /// in sync (Kafka's ElectLeaders with PREFERRED).
 pub fn elect_preferred(image: &MetadataImage) -> Vec<MetadataRecord> {

@@ -342,3 +342,18 @@ fn only_the_registered_incarnation_acts_on_the_leaderships_of_its_node() {
         }
     }
 }
+
+#[test]
+fn a_replica_that_fetched_as_an_earlier_incarnation_cannot_join_an_isr() {
+    let mut image = cluster(3);
+    topic(&mut image, "t", 1, 3, false);
+    assert!(controller::check_isr_epochs(&image, &[(2, 1), (3, 1)]).is_ok());
+    // Broker 3 restarts and registers again: what it fetched as epoch 1 no longer counts.
+    let reg = controller::register_broker(&image, 3, None, Vec::new(), None, false).unwrap();
+    apply!(image, reg.records);
+    let err = controller::check_isr_epochs(&image, &[(2, 1), (3, 1)]).unwrap_err();
+    assert_eq!(err.code, codes::INELIGIBLE_REPLICA);
+    assert!(controller::check_isr_epochs(&image, &[(3, 2)]).is_ok());
+    let unknown = controller::check_isr_epochs(&image, &[(9, 1)]).unwrap_err();
+    assert_eq!(unknown.code, codes::INELIGIBLE_REPLICA);
+}

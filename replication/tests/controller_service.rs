@@ -255,6 +255,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
         isr: isr.clone(),
+        broker_epochs: vec![(1, epoch)],
     };
     assert_eq!(
         ask(&mut client, req.clone()).await,

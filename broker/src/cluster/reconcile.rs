@@ -135,6 +135,18 @@ async fn alter_isr(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = RETRY_FIRST;
+    // The incarnation each proposed follower fetched as, for the controller to check.
+    let broker_epochs: Vec<(i32, i64)> = p
+        .replica()
+        .followers
+        .map(|t| {
+            change
+                .isr
+                .iter()
+                .filter_map(|r| t.broker_epoch(*r).map(|e| (*r, e)))
+                .collect()
+        })
+        .unwrap_or_default();
     loop {
         let req = ControllerRequest::AlterIsr {
             leader: cluster.node_id,
@@ -143,6 +155,7 @@ async fn alter_isr(
             leader_epoch: change.leader_epoch,
             partition_epoch: change.partition_epoch,
             isr: change.isr.clone(),
+            broker_epochs: broker_epochs.clone(),
         };
         let answer = match cluster.request(req).await {
             Ok(ControllerResponse::Altered) => AlterIsrAnswer::Altered,

@@ -134,6 +134,10 @@ pub enum ControllerRequest {
         partition_epoch: i32,
         /// The ISR it proposes.
         isr: Vec<i32>,
+        /// The broker epoch each follower in `isr` last fetched with, where the leader knows
+        /// it (KIP-903: AlterPartition's `NewIsrWithEpochs`).
+        #[serde(default)]
+        broker_epochs: Vec<(i32, i64)>,
     },
 }
 
@@ -611,15 +615,18 @@ impl<Q: Quorum> Service<Q> {
                 leader_epoch,
                 partition_epoch,
                 isr,
-            } => match controller::alter_isr(
-                &image,
-                leader,
-                topic,
-                partition,
-                leader_epoch,
-                partition_epoch,
-                &isr,
-            ) {
+                broker_epochs,
+            } => match controller::check_isr_epochs(&image, &broker_epochs).and_then(|()| {
+                controller::alter_isr(
+                    &image,
+                    leader,
+                    topic,
+                    partition,
+                    leader_epoch,
+                    partition_epoch,
+                    &isr,
+                )
+            }) {
                 Err(e) => Err(from_controller(e)),
                 Ok(records) => match self.propose(records).await {
                     Ok(()) => {
