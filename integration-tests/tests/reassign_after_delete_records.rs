@@ -134,7 +134,9 @@ fn batch(n: i64, tag: &str) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i,
-            sequence: -1,
+            // The encoder puts records in one batch while offset - sequence stays the same;
+            // the batch's base sequence is then -1, no idempotent producer's.
+            sequence: i as i32 - 1,
             timestamp: 1,
             key: None,
             value: Some(Bytes::from(format!("{tag}{i}"))),
@@ -166,6 +168,18 @@ async fn produce(conn: &Connection, records: Bytes) {
     let resp = conn.call_at(&req, 9).await.unwrap();
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 0, "{p:?}");
+}
+
+/// The base offset of each batch in `records`.
+fn batch_bases(records: &Bytes) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 61 <= records.len() {
+        let b = &records[at..];
+        out.push(i64::from_be_bytes(b[0..8].try_into().unwrap()));
+        at += 12 + i32::from_be_bytes(b[8..12].try_into().unwrap()) as usize;
+    }
+    out
 }
 
 /// A consumer's fetch of partition 0 from `offset`.
@@ -238,6 +252,11 @@ async fn a_replica_added_after_delete_records_inside_a_batch_catches_up() {
     assert_eq!((p.error_code, p.low_watermark), (0, 5), "{p:?}");
     let before = fetch(&leader, 5).await;
     assert_eq!((before.error_code, before.log_start_offset), (0, 5));
+    assert_eq!(
+        batch_bases(before.records.as_ref().unwrap()),
+        vec![0, 8],
+        "the fetch at the log start gets the whole batch that holds it"
+    );
 
     // Move the partition to another node: it must catch up from the log start first.
     let new = nodes.iter().map(|n| n.id).find(|id| *id != old).unwrap();
