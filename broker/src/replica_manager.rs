@@ -305,6 +305,44 @@ impl Partition {
         }
     }
 
+    /// As follower still truncating at `leader_epoch`: truncates the log to `offset` (which
+    /// trims the epoch cache even when no record goes) and, when `done`, lets fetching
+    /// start. Returns false, changing nothing, if the partition has moved on: an answer to
+    /// an older epoch's OffsetForLeaderEpoch must not cut records fetched since. The replica
+    /// state stays locked throughout, so no leader change interleaves.
+    pub fn truncate_as_follower(
+        &self,
+        leader_epoch: i32,
+        offset: Offset,
+        done: bool,
+    ) -> Result<bool, StorageError> {
+        let mut r = self.replica.lock();
+        if r.leader_epoch != leader_epoch || !r.needs_truncation || r.followers.is_some() {
+            return Ok(false);
+        }
+        self.log.truncate_to(offset)?;
+        if done {
+            r.needs_truncation = false;
+        }
+        Ok(true)
+    }
+
+    /// As follower at `leader_epoch`: empties the log and restarts it at `offset`, the
+    /// leader's log start beyond this log's end. False, changing nothing, if the partition
+    /// has moved on since the fetch that found it.
+    pub fn restart_as_follower(
+        &self,
+        leader_epoch: i32,
+        offset: Offset,
+    ) -> Result<bool, StorageError> {
+        let r = self.replica.lock();
+        if r.leader_epoch != leader_epoch || r.needs_truncation || r.followers.is_some() {
+            return Ok(false);
+        }
+        self.log.truncate_fully_and_start_at(offset)?;
+        Ok(true)
+    }
+
     /// Takes the image's view of the partition; returns whether leadership changed.
     fn update(&self, node: i32, p: &image::Partition, lag_max_ms: i64, now_ms: i64) -> bool {
         let mut r = self.replica.lock();
@@ -636,15 +674,24 @@ impl ReplicaManager {
         })
     }
 
-    /// Appends records fetched from the leader (offsets and epochs as the leader wrote them)
-    /// and takes the leader's high watermark and log start as far as this log reaches.
+    /// Appends records fetched from the leader at `fetched_at_epoch` (offsets and epochs as
+    /// the leader wrote them) and takes the leader's high watermark and log start as far as
+    /// this log reaches. Returns false, appending nothing, when the partition has moved on
+    /// since the fetch was sent: another leader epoch, or a truncation still to do. The check
+    /// and the append hold the replica state's lock, so a leader change applied meanwhile
+    /// comes wholly before (the fetch is dropped) or after (the new epoch truncates it away).
     pub fn append_replicated(
         &self,
         partition: &Partition,
+        fetched_at_epoch: i32,
         records: &[u8],
         leader_high_watermark: i64,
         leader_log_start: i64,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<bool, BrokerError> {
+        let r = partition.replica.lock();
+        if r.leader_epoch != fetched_at_epoch || r.needs_truncation || r.followers.is_some() {
+            return Ok(false);
+        }
         if !records.is_empty() {
             partition.log.append(
                 records,
@@ -666,7 +713,8 @@ impl ReplicaManager {
                 .log
                 .delete_records_before(Offset(leader_log_start))?;
         }
-        Ok(())
+        drop(r);
+        Ok(true)
     }
 
     /// Reads from `tp`.
@@ -982,5 +1030,7 @@ impl Appended {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod follower_tests;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 //! - [`controller`]: what the active controller proposes: topic creation with
 //!   [`placement`], clean (and, where a topic allows it, unclean) leader election when a
 //!   broker is fenced, controlled shutdown, KIP-497 ISR changes, preferred-leader election.
+//! - [`follower`]: a follower's truncation to its new leader's log (OffsetForLeaderEpoch).
 //! - [`isr`]: a partition leader's tracking of its followers: high watermark, lagging and
 //!   caught-up replicas, acks=all answers.
 //! - [`pending_isr`]: what the answer to an ISR change sent to the controller means for the
@@ -22,6 +23,7 @@
 //! watermark, acks=all over the ISR), so `sluice broker` still runs a single node.
 
 pub mod controller;
+pub mod follower;
 pub mod image;
 pub mod isr;
 pub mod lease;

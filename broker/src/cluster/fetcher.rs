@@ -1,7 +1,14 @@
 //! Followers copy their leaders' logs with the Kafka protocol: one task per leader broker
 //! sends Fetch requests with this node's replica id for every partition it follows there.
 //! A follower of a new leader epoch first truncates with OffsetForLeaderEpoch, so it never
-//! keeps records the new leader lacks.
+//! keeps records the new leader lacks; where to cut is `sluice_replication::follower`'s
+//! decision.
+//!
+//! Concurrency: each round works from one snapshot of every partition's replica state, and
+//! the log changes it makes (append, truncate, restart) recheck that state's leader epoch
+//! under the partition's lock, so a leader change applied meanwhile voids them. A task
+//! leaves [`FetcherTasks`] in the same step as it finds nothing to follow, so a leader that
+//! is followed again just then gets a new task.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,12 +23,13 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochReque
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
 use sluice_client::connection::Connection;
+use sluice_replication::follower::{self, EpochEndOffset, Truncation};
 use sluice_storage::{LeaderEpoch, Offset, TopicPartition};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Cluster;
-use crate::replica_manager::{Partition, ReplicaManager};
+use crate::replica_manager::{Partition, Replica, ReplicaManager};
 
 /// Fetch request version followers send: from v15 the follower names itself and its broker
 /// epoch in ReplicaState (KIP-903), so the leader can tell a follower of this incarnation
@@ -50,8 +58,60 @@ pub struct Fetchers {
     cluster: Arc<Cluster>,
     rm: Arc<ReplicaManager>,
     settings: FetchSettings,
-    tasks: Mutex<HashMap<i32, JoinHandle<()>>>,
+    tasks: Arc<FetcherTasks>,
     stop: watch::Receiver<bool>,
+}
+
+/// The fetcher task of each leader. A task counts here until it leaves through
+/// [`FetcherTasks::leave_unless_followed`]: the check that it has nothing left to follow and
+/// its removal happen under the lock [`FetcherTasks::start_missing`] takes, so a leader
+/// followed again just as its task ends gets a new one instead of a task about to return.
+#[derive(Default)]
+pub struct FetcherTasks {
+    tasks: Mutex<HashMap<i32, JoinHandle<()>>>,
+}
+
+impl FetcherTasks {
+    /// Starts, with `spawn`, a task for each of `leaders` that has none. A task that ended
+    /// otherwise (aborted, panicked, stopped) no longer counts.
+    pub fn start_missing(
+        &self,
+        leaders: impl IntoIterator<Item = i32>,
+        mut spawn: impl FnMut(i32) -> JoinHandle<()>,
+    ) {
+        let mut tasks = self.tasks.lock();
+        tasks.retain(|_, t| !t.is_finished());
+        for leader in leaders {
+            tasks.entry(leader).or_insert_with(|| spawn(leader));
+        }
+    }
+
+    /// For the task of `leader`: what `followed` finds, or `None` after removing the task,
+    /// which must then end. `followed` is asked under the lock when it first finds nothing.
+    pub fn leave_unless_followed<T>(
+        &self,
+        leader: i32,
+        followed: impl Fn() -> Option<T>,
+    ) -> Option<T> {
+        if let Some(found) = followed() {
+            return Some(found);
+        }
+        let mut tasks = self.tasks.lock();
+        let found = followed();
+        if found.is_none() {
+            tasks.remove(&leader);
+        }
+        found
+    }
+
+    /// Whether `leader` has a task.
+    pub fn has(&self, leader: i32) -> bool {
+        self.tasks.lock().contains_key(&leader)
+    }
+
+    fn drain(&self) -> Vec<JoinHandle<()>> {
+        self.tasks.lock().drain().map(|(_, t)| t).collect()
+    }
 }
 
 impl Fetchers {
@@ -66,7 +126,7 @@ impl Fetchers {
             cluster,
             rm,
             settings,
-            tasks: Mutex::new(HashMap::new()),
+            tasks: Arc::new(FetcherTasks::default()),
             stop,
         }
     }
@@ -74,25 +134,22 @@ impl Fetchers {
     /// Starts a fetcher for every leader this node follows a partition of and has none.
     /// Fetchers end by themselves when they have nothing left to follow.
     pub fn update(&self) {
-        let mut tasks = self.tasks.lock();
-        tasks.retain(|_, t| !t.is_finished());
-        for leader in self.rm.leaders_followed() {
-            tasks.entry(leader).or_insert_with(|| {
+        self.tasks
+            .start_missing(self.rm.leaders_followed(), |leader| {
                 tokio::spawn(run(
                     leader,
                     Arc::clone(&self.cluster),
                     Arc::clone(&self.rm),
+                    Arc::clone(&self.tasks),
                     self.settings.clone(),
                     self.stop.clone(),
                 ))
             });
-        }
     }
 
     /// Stops every fetcher. Aborting is safe: an append happens between awaits, whole.
     pub async fn join(&self) {
-        let tasks: Vec<_> = self.tasks.lock().drain().map(|(_, t)| t).collect();
-        for t in tasks {
+        for t in self.tasks.drain() {
             t.abort();
             if let Err(e) = t.await {
                 if !e.is_cancelled() {
@@ -107,6 +164,7 @@ async fn run(
     leader: i32,
     cluster: Arc<Cluster>,
     rm: Arc<ReplicaManager>,
+    tasks: Arc<FetcherTasks>,
     settings: FetchSettings,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -119,7 +177,8 @@ async fn run(
         if *stop.borrow() {
             return;
         }
-        let Some(mut parts) = rm.followed_from(leader) else {
+        let Some(mut parts) = tasks.leave_unless_followed(leader, || rm.followed_from(leader))
+        else {
             tracing::info!(leader, "replica fetcher has nothing left to follow");
             return;
         };
@@ -219,20 +278,25 @@ async fn fetch_once(
     parts: &[Arc<Partition>],
     settings: &FetchSettings,
 ) -> Result<Vec<(TopicPartition, Duration)>, String> {
-    let (to_truncate, ready): (Vec<_>, Vec<_>) =
-        parts.iter().partition(|p| p.replica().needs_truncation);
+    // One read of each replica state for the round: the epoch a partition is fetched at
+    // is the one it was found not to need truncation at.
+    let (to_truncate, ready): (Vec<_>, Vec<_>) = parts
+        .iter()
+        .map(|p| (p, p.replica()))
+        .partition(|(_, r)| r.needs_truncation);
+    let mut refused = Vec::new();
     if !to_truncate.is_empty() {
-        truncate(conn, node, &to_truncate).await?;
+        refused = truncate(conn, node, &to_truncate, settings.backoff).await?;
     }
     if ready.is_empty() {
-        return Ok(Vec::new());
+        return Ok(refused);
     }
     let mut by_topic: BTreeMap<&str, Vec<(&Arc<Partition>, i32)>> = BTreeMap::new();
-    for p in &ready {
+    for (p, r) in &ready {
         by_topic
             .entry(p.tp.topic.as_str())
             .or_default()
-            .push((p, p.replica().leader_epoch));
+            .push((p, r.leader_epoch));
     }
     let ids: BTreeMap<&str, uuid::Uuid> = by_topic
         .keys()
@@ -278,7 +342,6 @@ async fn fetch_once(
     if resp.error_code != 0 {
         return Err(format!("fetch refused with error {}", resp.error_code));
     }
-    let mut refused = Vec::new();
     for t in &resp.responses {
         for pd in &t.partitions {
             let name = ids
@@ -294,13 +357,14 @@ async fn fetch_once(
             match ResponseError::try_from_code(pd.error_code) {
                 None => {
                     let records = pd.records.as_deref().unwrap_or_default();
-                    // Leadership may have moved while the fetch was out: those bytes are stale.
-                    if p.replica().leader_epoch != *epoch {
-                        continue;
-                    }
-                    if let Err(e) =
-                        rm.append_replicated(p, records, pd.high_watermark, pd.log_start_offset)
-                    {
+                    // False when leadership moved while the fetch was out: the bytes are stale.
+                    if let Err(e) = rm.append_replicated(
+                        p,
+                        *epoch,
+                        records,
+                        pd.high_watermark,
+                        pd.log_start_offset,
+                    ) {
                         tracing::error!(partition = %p.tp, error = %e, "cannot append replicated records");
                         refused.push((p.tp.clone(), settings.backoff));
                     }
@@ -311,10 +375,7 @@ async fn fetch_once(
                         // Retention on the leader removed everything this replica would fetch next.
                         tracing::warn!(partition = %p.tp, from = end, to = pd.log_start_offset,
                             "the leader's log starts past this replica's end; starting over there");
-                        if let Err(e) = p
-                            .log
-                            .truncate_fully_and_start_at(Offset(pd.log_start_offset))
-                        {
+                        if let Err(e) = p.restart_as_follower(*epoch, Offset(pd.log_start_offset)) {
                             tracing::error!(partition = %p.tp, error = %e, "cannot restart the log");
                             refused.push((p.tp.clone(), settings.backoff));
                         }
@@ -335,24 +396,32 @@ async fn fetch_once(
     Ok(refused)
 }
 
-/// Truncates each partition to where its log and its new leader's agree (KIP-101/279).
-async fn truncate(conn: &Connection, node: i32, parts: &[&Arc<Partition>]) -> Result<(), String> {
+/// Truncates each partition to where its log and its new leader's agree (KIP-101/279), at
+/// the leader epoch of the round's snapshot. Returns the partitions to rest: those the
+/// leader refused or left unanswered, or whose truncation failed, as fetch errors rest.
+async fn truncate(
+    conn: &Connection,
+    node: i32,
+    parts: &[(&Arc<Partition>, Replica)],
+    backoff: Duration,
+) -> Result<Vec<(TopicPartition, Duration)>, String> {
     // (partition, the epoch it follows at, the latest epoch in its log) by topic
-    type Asking<'a> = Vec<(&'a Arc<Partition>, i32, Option<LeaderEpoch>)>;
+    type Asking<'a> = Vec<(&'a Arc<Partition>, i32, LeaderEpoch)>;
     let mut by_topic: BTreeMap<&str, Asking> = BTreeMap::new();
-    for p in parts {
-        let epoch = p.replica().leader_epoch;
+    for (p, r) in parts {
         match p.log.latest_epoch() {
             // Nothing written under any epoch: nothing to disagree about.
-            None => p.truncated(epoch),
-            latest => by_topic
-                .entry(p.tp.topic.as_str())
-                .or_default()
-                .push((p, epoch, latest)),
+            None => p.truncated(r.leader_epoch),
+            Some(latest) => {
+                by_topic
+                    .entry(p.tp.topic.as_str())
+                    .or_default()
+                    .push((p, r.leader_epoch, latest))
+            }
         }
     }
     if by_topic.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let topics = by_topic
         .iter()
@@ -365,7 +434,7 @@ async fn truncate(conn: &Connection, node: i32, parts: &[&Arc<Partition>]) -> Re
                             OffsetForLeaderPartition::default()
                                 .with_partition(p.tp.partition)
                                 .with_current_leader_epoch(*current)
-                                .with_leader_epoch(latest.map_or(-1, |e| e.0))
+                                .with_leader_epoch(latest.0)
                         })
                         .collect(),
                 )
@@ -378,6 +447,9 @@ async fn truncate(conn: &Connection, node: i32, parts: &[&Arc<Partition>]) -> Re
         .call_at(&req, EPOCH_VERSION)
         .await
         .map_err(|e| e.to_string())?;
+    let mut unanswered: Vec<&Arc<Partition>> =
+        by_topic.values().flatten().map(|(p, ..)| *p).collect();
+    let mut rest = Vec::new();
     for t in &resp.topics {
         for r in &t.partitions {
             let Some((p, epoch, _)) = by_topic
@@ -386,36 +458,69 @@ async fn truncate(conn: &Connection, node: i32, parts: &[&Arc<Partition>]) -> Re
             else {
                 continue;
             };
-            if r.error_code != 0 {
-                tracing::debug!(partition = %p.tp, error = r.error_code, "OffsetForLeaderEpoch refused");
-                continue;
-            }
-            let o = p.log.offsets();
-            let (target, done) = if r.leader_epoch < 0 {
-                // The leader knows no epoch as old as ours: keep only what was committed.
-                (o.high_watermark.0, true)
-            } else {
-                // Where the last epoch both logs know ends, in each log (KIP-279).
-                match p.log.end_offset_for_epoch(LeaderEpoch(r.leader_epoch)) {
-                    Some((e, end)) if e.0 == r.leader_epoch => (r.end_offset.min(end.0), true),
-                    // Our nearest older epoch may be one the leader never had: cut back to
-                    // where it ends and ask again with it, then our latest. (Cutting nothing,
-                    // as when only an empty epoch follows it, would ask the same again.)
-                    Some((_, end)) if end.0 < o.log_end.0 => (end.0, false),
-                    _ => (r.end_offset.min(o.log_end.0), true),
-                }
+            unanswered.retain(|u| !Arc::ptr_eq(u, p));
+            let answer = EpochEndOffset {
+                leader_epoch: LeaderEpoch(r.leader_epoch),
+                end_offset: Offset(r.end_offset),
             };
-            if target < o.log_end.0 {
-                tracing::info!(partition = %p.tp, from = o.log_end.0, to = target, "truncating to the leader's log");
-                if let Err(e) = p.log.truncate_to(Offset(target)) {
-                    tracing::error!(partition = %p.tp, error = %e, "truncation failed");
-                    continue;
-                }
-            }
-            if done {
-                p.truncated(*epoch);
+            if let Some(wait) = on_epoch_answer(p, *epoch, r.error_code, answer, backoff) {
+                rest.push((p.tp.clone(), wait));
             }
         }
     }
-    Ok(())
+    rest.extend(unanswered.into_iter().map(|p| (p.tp.clone(), backoff)));
+    Ok(rest)
 }
+
+/// Truncates `p`, followed at `epoch`, as the leader's OffsetForLeaderEpoch answer says.
+/// Returns how long the partition rests before it is tried again, if it must: a refusal
+/// rests as a refused fetch does, so a leader that keeps refusing is not asked in a loop.
+fn on_epoch_answer(
+    p: &Partition,
+    epoch: i32,
+    error_code: i16,
+    answer: EpochEndOffset,
+    backoff: Duration,
+) -> Option<Duration> {
+    if error_code != 0 {
+        tracing::debug!(partition = %p.tp, error = error_code, "OffsetForLeaderEpoch refused");
+        return Some(
+            ResponseError::try_from_code(error_code).map_or(backoff, |e| rest_after(e, backoff)),
+        );
+    }
+    let o = p.log.offsets();
+    let (target, done) = match follower::truncation(
+        o.log_end,
+        o.high_watermark,
+        |e| p.log.end_offset_for_epoch(e),
+        answer,
+    ) {
+        Truncation::Done { truncate_to } => (truncate_to, true),
+        Truncation::Again {
+            truncate_to,
+            ask_with,
+        } => {
+            tracing::debug!(partition = %p.tp, to = truncate_to.0, epoch = ask_with.0,
+                "the leader never had this replica's epoch; asking again with an older one");
+            (truncate_to, false)
+        }
+    };
+    if target < o.log_end {
+        tracing::info!(partition = %p.tp, from = o.log_end.0, to = target.0, "truncating to the leader's log");
+    }
+    // Truncating at the log end too: it drops epochs this log never wrote in.
+    match p.truncate_as_follower(epoch, target, done) {
+        Ok(true) => None,
+        Ok(false) => {
+            tracing::debug!(partition = %p.tp, "leadership moved during truncation; asking again");
+            None
+        }
+        Err(e) => {
+            tracing::error!(partition = %p.tp, error = %e, "truncation failed");
+            Some(backoff)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -86,6 +86,7 @@ fn broker(id: i32) -> Broker {
         rack: None,
         fenced: false,
         shutting_down: false,
+        incarnation: None,
     }
 }
 

@@ -84,8 +84,18 @@ impl Log {
         let append_time = (config.message_timestamp_type == TimestampType::LogAppendTime
             && opts.origin != AppendOrigin::Replication)
             .then_some(now);
+        let restart_at = if opts.origin == AppendOrigin::Replication {
+            restart_below_log_start(&offsets, &headers)
+        } else {
+            None
+        };
+        if let Some(base) = restart_at {
+            tracing::info!(partition = %self.tp, log_start = %offsets.log_start, from = base.0,
+                "the first replicated batch starts below this empty log's start; starting the log at its base");
+            self.start_over_locked(&mut w, base, now)?;
+        }
         let mut placed = Vec::with_capacity(headers.len());
-        let mut next = offsets.log_end;
+        let mut next = restart_at.unwrap_or(offsets.log_end);
         let mut records = 0u32;
         for (at, h) in &headers {
             let base = match opts.origin {
@@ -152,7 +162,17 @@ impl Log {
             };
             w.epochs.assign(batch_epoch, p.base_offset);
         }
-        self.publish(|o| o.log_end = next);
+        self.publish(|o| {
+            o.log_end = next;
+            if let Some(base) = restart_at {
+                // The log start stays where the leader put it, inside the first batch.
+                o.recovery_point = o.recovery_point.min(base);
+            }
+        });
+        if restart_at.is_some() {
+            // Recovery must scan the restarted segment from its base after a crash.
+            self.write_checkpoints(&mut w, now)?;
+        }
 
         w.unflushed_records += records as i64;
         let since = *w.first_unflushed_ms.get_or_insert(now);
@@ -323,4 +343,21 @@ fn require_keys(batches: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// Where an empty follower log must start over so it can take its leader's first batch:
+/// the batch's base offset, when the log holds no record (log start == log end) and the
+/// batch starts below the log end but reaches it. DeleteRecords may have put the leader's
+/// log start inside a batch; a follower that started at that offset is then sent the whole
+/// batch. Kafka does the same (`Partition.appendRecordsToFollowerOrFutureReplica` catching
+/// `UnexpectedAppendOffsetException`): the log restarts at the batch's base and keeps the
+/// log start the leader gave it.
+fn restart_below_log_start(
+    offsets: &super::LogOffsets,
+    headers: &[(usize, BatchHeader)],
+) -> Option<Offset> {
+    let (_, first) = headers.first()?;
+    let end = offsets.log_end.0;
+    (offsets.log_start == offsets.log_end && first.base_offset < end && first.last_offset() >= end)
+        .then_some(Offset(first.base_offset))
 }

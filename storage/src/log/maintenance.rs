@@ -268,6 +268,14 @@ impl Log {
         self.check_writable()?;
         let o = self.offsets();
         if offset >= o.log_end {
+            // No record to remove, but the epoch cache may still end with an epoch this
+            // broker assigned as leader and never wrote in. Kept, it would be the latest epoch
+            // the next OffsetForLeaderEpoch asks with, and the truncation would stop before
+            // the records that diverge from the new leader (Kafka's `UnifiedLog.truncateTo`
+            // truncates the cache from the log end in this case too).
+            if w.epochs.truncate_from_end(o.log_end) {
+                self.write_checkpoints(&mut w, now_ms())?;
+            }
             return Ok(());
         }
         let now = now_ms();
@@ -321,6 +329,21 @@ impl Log {
         let mut w = self.writer.lock();
         self.check_writable()?;
         let now = now_ms();
+        self.start_over_locked(&mut w, offset, now)?;
+        self.publish(|o| {
+            o.log_start = offset;
+            o.log_end = offset;
+            o.high_watermark = offset;
+            o.last_stable = offset;
+            o.recovery_point = offset;
+        });
+        self.write_checkpoints(&mut w, now)
+    }
+
+    /// Deletes every segment and starts an empty one at `offset`, with the epoch cache and
+    /// producer state cleared. Publishes nothing: the caller publishes the offsets that
+    /// follow, once they hold the `LogOffsets` invariant again, and checkpoints them.
+    pub(crate) fn start_over_locked(&self, w: &mut Writer, offset: Offset, now: i64) -> Result<()> {
         let doomed: Vec<Arc<LogSegment>> = std::mem::take(&mut *self.segments.write())
             .into_values()
             .collect();
@@ -331,16 +354,9 @@ impl Log {
         w.epochs.truncate_from_end(Offset(i64::MIN));
         w.producers = crate::producer_state::ProducerStateManager::default();
         self.remove_snapshots_from(Offset(i64::MIN))?;
-        self.publish(|o| {
-            o.log_start = offset;
-            o.log_end = offset;
-            o.high_watermark = offset;
-            o.last_stable = offset;
-            o.recovery_point = offset;
-        });
         w.truncations += 1;
         w.sealed_unflushed_upto = None;
-        self.write_checkpoints(&mut w, now)
+        Ok(())
     }
 
     /// A new, empty active segment at `offset`.

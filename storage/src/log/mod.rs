@@ -13,6 +13,8 @@ mod append;
 mod compaction;
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod follower_tests;
 mod maintenance;
 mod open;
 mod read;
