@@ -325,8 +325,9 @@ pub fn fenced_with_duties(image: &MetadataImage) -> Vec<i32> {
 
 /// What the active controller does on its own, at every check: finish fences (fenced brokers
 /// still leading or in ISRs), complete reassignments whose target replicas are in sync, and
-/// elect leaders for offline partitions whose topic allows unclean election (Kafka's
-/// periodic unclean election, so turning the setting on or a replica returning is enough).
+/// elect leaders for offline partitions with a live in-sync replica or whose topic allows
+/// unclean election (Kafka's periodic unclean election, so turning the setting on or a
+/// replica returning is enough).
 /// One batch of records per concern; each is decided over the image the previous left.
 pub fn repair(image: &MetadataImage) -> Vec<Vec<MetadataRecord>> {
     let mut out = Vec::new();
@@ -345,7 +346,7 @@ pub fn repair(image: &MetadataImage) -> Vec<Vec<MetadataRecord>> {
     }
     let records = complete_reassignments(&after);
     push(records, &mut after);
-    let records = elect_unclean_where_allowed(&after);
+    let records = elect_offline_where_allowed(&after);
     push(records, &mut after);
     out
 }
@@ -571,12 +572,19 @@ pub fn elect_unclean(image: &MetadataImage) -> Vec<MetadataRecord> {
     out
 }
 
-/// [`elect_unclean`] for the topics that allow unclean leader election.
-pub fn elect_unclean_where_allowed(image: &MetadataImage) -> Vec<MetadataRecord> {
+/// A leader for each offline partition that may have one now: a live in-sync replica, or
+/// where the topic allows unclean election any live replica.
+pub fn elect_offline_where_allowed(image: &MetadataImage) -> Vec<MetadataRecord> {
     elect_unclean(image)
         .into_iter()
         .filter(|r| match r {
-            MetadataRecord::ChangePartition(c) => unclean_allowed(image, c.topic),
+            MetadataRecord::ChangePartition(c) => {
+                let clean = image
+                    .partition(c.topic, c.partition)
+                    .zip(c.leader)
+                    .is_some_and(|(p, l)| p.isr.contains(&l));
+                clean || unclean_allowed(image, c.topic)
+            }
             _ => false,
         })
         .collect()

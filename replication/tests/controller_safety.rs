@@ -357,3 +357,21 @@ fn a_replica_that_fetched_as_an_earlier_incarnation_cannot_join_an_isr() {
     let unknown = controller::check_isr_epochs(&image, &[(9, 1)]).unwrap_err();
     assert_eq!(unknown.code, codes::INELIGIBLE_REPLICA);
 }
+
+#[test]
+fn an_offline_partition_whose_in_sync_replica_is_live_gets_it_as_leader_at_the_next_check() {
+    let (mut image, t) = offline_partition();
+    let p = image.topics[&t].partitions[0].clone();
+    let last = p.isr[0];
+    // Unfenced by a record alone (an older controller's decision, cut short).
+    let epoch = image.brokers[&last].epoch;
+    image
+        .apply(&MetadataRecord::UnfenceBroker { id: last, epoch })
+        .unwrap();
+    assert_eq!(image.topics[&t].partitions[0].leader, NO_LEADER);
+    for records in controller::repair(&image) {
+        apply!(image, records);
+    }
+    assert_eq!(image.topics[&t].partitions[0].leader, last);
+    every_partition_with_a_live_isr_member_leads(&image);
+}
