@@ -335,8 +335,10 @@ pub fn repair(image: &MetadataImage) -> Vec<Vec<MetadataRecord>> {
     let mut push = |records: Vec<MetadataRecord>, after: &mut MetadataImage| {
         if !records.is_empty() {
             let batch = MetadataRecord::Batch(records.clone());
-            if after.apply(&batch).is_ok() {
-                out.push(records);
+            match after.apply(&batch) {
+                Ok(()) => out.push(records),
+                // Decided over this very image, so it should always apply: say so if not.
+                Err(e) => tracing::warn!(error = %e, "a repair does not fit the image; skipped"),
             }
         }
     };
