@@ -3,7 +3,8 @@
 //! must start at that batch's base (as Kafka's follower does) instead of refusing the batch
 //! forever, so the reassignment completes and the new replica holds the leader's records.
 
-use std::path::Path;
+mod cluster;
+
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -24,103 +25,11 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use sluice_broker::config::BrokerConfig;
-use sluice_broker::server::Server;
 use sluice_client::admin::NewTopic;
 use sluice_client::connection::Connection;
 use sluice_client::{Admin, ClientConfig, Cluster};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 const TOPIC: &str = "r";
-
-/// Fast failure detection, as in the Python cluster tests.
-const FAST: [(&str, &str); 4] = [
-    ("broker.session.timeout.ms", "3000"),
-    ("broker.heartbeat.interval.ms", "300"),
-    ("replica.lag.time.max.ms", "4000"),
-    ("replica.fetch.backoff.ms", "200"),
-];
-
-/// `n` distinct ports below Linux's ephemeral range, free right now.
-fn free_ports(n: usize) -> Vec<u16> {
-    let first = 20000 + (std::process::id() % 5000) as u16;
-    // Held until all are found, so the same port is not handed out twice.
-    let held: Vec<std::net::TcpListener> = (first..32000)
-        .filter_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
-        .take(n)
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-struct Node {
-    id: i32,
-    port: u16,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-/// Starts nodes 1..=3 (every one a voter and a broker) and returns once all serve.
-async fn cluster(dir: &Path) -> Vec<Node> {
-    let free = free_ports(6);
-    let ports: Vec<(u16, u16)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
-    let voters = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, raft))| format!("{}@127.0.0.1:{raft}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes = Vec::new();
-    let mut ready = Vec::new();
-    for (i, (port, raft)) in ports.into_iter().enumerate() {
-        let id = i as i32 + 1;
-        let mut c = BrokerConfig::default();
-        c.set("node.id", &id.to_string()).unwrap();
-        c.set(
-            "listeners",
-            &format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{raft}"),
-        )
-        .unwrap();
-        c.set("controller.quorum.voters", &voters).unwrap();
-        c.set(
-            "log.dirs",
-            &dir.join(format!("node{id}")).display().to_string(),
-        )
-        .unwrap();
-        c.set("sluice.metrics.listener", "").unwrap();
-        for (k, v) in FAST {
-            c.set(k, v).unwrap();
-        }
-        let (stop, rx) = watch::channel(false);
-        let (up, is_up) = tokio::sync::oneshot::channel();
-        // All bind at once: a node serves only once a quorum of voters has formed.
-        let task = tokio::spawn(async move {
-            let server = Server::bind(c).await.expect("bind");
-            let _ = up.send(());
-            server.run(rx).await.expect("broker runs");
-        });
-        ready.push(is_up);
-        nodes.push(Node {
-            id,
-            port,
-            stop,
-            task,
-        });
-    }
-    for r in ready {
-        r.await.expect("node up");
-    }
-    nodes
-}
-
-impl Node {
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap();
-    }
-}
 
 /// One batch of `n` records, as a producer sends it (offsets from 0).
 fn batch(n: i64, tag: &str) -> Bytes {
@@ -205,7 +114,7 @@ async fn a_replica_added_after_delete_records_inside_a_batch_catches_up() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let nodes = cluster(dir.path()).await;
+    let nodes = cluster::cluster(dir.path()).await;
     let bootstrap = nodes
         .iter()
         .map(|n| format!("127.0.0.1:{}", n.port))

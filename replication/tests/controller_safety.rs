@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{check_invariants, cluster, topic};
+use common::{check_invariants, cluster, leader_alters_isr, topic};
 use sluice_replication::controller::{self, codes};
 use sluice_replication::image::{MetadataImage, NO_LEADER};
 use sluice_replication::record::{MetadataRecord, PartitionChange};
@@ -131,15 +131,7 @@ fn a_controlled_shutdown_leaves_every_isr_and_fences_once_it_leads_nothing() {
     let p = image.topics[&t].partitions[0].clone();
     let mut isr = p.isr.clone();
     isr.push(2);
-    let rejoin = controller::alter_isr(
-        &image,
-        p.leader,
-        t,
-        0,
-        p.leader_epoch,
-        p.partition_epoch,
-        &isr,
-    );
+    let rejoin = leader_alters_isr(&image, t, 0, &isr);
     assert_eq!(rejoin.unwrap_err().code, codes::INELIGIBLE_REPLICA);
     apply!(image, controller::finish_shutdown(&image, 2, 1).unwrap(),);
     assert!(
@@ -158,16 +150,7 @@ fn a_change_decided_over_an_older_partition_epoch_is_refused_whole() {
     let t = topic(&mut image, "t", 1, 3, false);
     let p = image.topics[&t].partitions[0].clone();
     // The leader drops 3 from the ISR...
-    let shrink = controller::alter_isr(
-        &image,
-        p.leader,
-        t,
-        0,
-        p.leader_epoch,
-        p.partition_epoch,
-        &[1, 2],
-    )
-    .unwrap();
+    let shrink = leader_alters_isr(&image, t, 0, &[1, 2]).unwrap();
     // ...while a decision taken before (a preferred-leader move, say) is still in flight.
     let late = vec![
         MetadataRecord::FenceBroker { id: 3, epoch: 1 },
@@ -207,19 +190,7 @@ fn a_reassignment_whose_targets_are_in_sync_completes_at_the_next_check() {
     let p = image.topics[&t].partitions[0].clone();
     let mut isr = p.isr.clone();
     isr.push(joining);
-    apply!(
-        image,
-        controller::alter_isr(
-            &image,
-            p.leader,
-            t,
-            0,
-            p.leader_epoch,
-            p.partition_epoch,
-            &isr,
-        )
-        .unwrap(),
-    );
+    apply!(image, leader_alters_isr(&image, t, 0, &isr).unwrap(),);
     assert!(image.topics[&t].partitions[0].replicas.contains(&leaving));
     for records in controller::repair(&image) {
         apply!(image, records);
@@ -236,19 +207,7 @@ fn offline_partition() -> (MetadataImage, Uuid) {
     let t = topic(&mut image, "t", 1, 3, false);
     let p = image.topics[&t].partitions[0].clone();
     let isr: Vec<i32> = vec![p.leader];
-    apply!(
-        image,
-        controller::alter_isr(
-            &image,
-            p.leader,
-            t,
-            0,
-            p.leader_epoch,
-            p.partition_epoch,
-            &isr,
-        )
-        .unwrap(),
-    );
+    apply!(image, leader_alters_isr(&image, t, 0, &isr).unwrap(),);
     let others: Vec<i32> = p
         .replicas
         .iter()

@@ -382,7 +382,7 @@ async fn fetch_once(
                     } else {
                         tracing::warn!(partition = %p.tp, offset = end,
                             "the leader has no records at this replica's log end; truncating again");
-                        p.mark_needs_truncation();
+                        p.mark_needs_truncation(*epoch);
                         refused.push((p.tp.clone(), settings.backoff));
                     }
                 }
@@ -408,10 +408,14 @@ async fn truncate(
     // (partition, the epoch it follows at, the latest epoch in its log) by topic
     type Asking<'a> = Vec<(&'a Arc<Partition>, i32, LeaderEpoch)>;
     let mut by_topic: BTreeMap<&str, Asking> = BTreeMap::new();
+    let mut rest = Vec::new();
     for (p, r) in parts {
         match p.log.latest_epoch() {
-            // Nothing written under any epoch: nothing to disagree about.
-            None => p.truncated(r.leader_epoch),
+            None => {
+                if let Some(wait) = truncate_to_high_watermark(p, r.leader_epoch, backoff) {
+                    rest.push((p.tp.clone(), wait));
+                }
+            }
             Some(latest) => {
                 by_topic
                     .entry(p.tp.topic.as_str())
@@ -421,7 +425,7 @@ async fn truncate(
         }
     }
     if by_topic.is_empty() {
-        return Ok(Vec::new());
+        return Ok(rest);
     }
     let topics = by_topic
         .iter()
@@ -449,7 +453,6 @@ async fn truncate(
         .map_err(|e| e.to_string())?;
     let mut unanswered: Vec<&Arc<Partition>> =
         by_topic.values().flatten().map(|(p, ..)| *p).collect();
-    let mut rest = Vec::new();
     for t in &resp.topics {
         for r in &t.partitions {
             let Some((p, epoch, _)) = by_topic
@@ -470,6 +473,25 @@ async fn truncate(
     }
     rest.extend(unanswered.into_iter().map(|p| (p.tp.clone(), backoff)));
     Ok(rest)
+}
+
+/// Kafka's `truncateToHighWatermark` for a log that knows no leader epoch (records written
+/// without one, or none at all): with no epoch to compare, only what was committed is known
+/// to be the leader's too. Returns how long the partition rests if the truncation failed.
+fn truncate_to_high_watermark(p: &Partition, epoch: i32, backoff: Duration) -> Option<Duration> {
+    let o = p.log.offsets();
+    let target = o.high_watermark.min(o.log_end);
+    if target < o.log_end {
+        tracing::info!(partition = %p.tp, from = o.log_end.0, to = target.0,
+            "no leader epoch to compare; truncating to the high watermark");
+    }
+    match p.truncate_as_follower(epoch, target, true) {
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(partition = %p.tp, error = %e, "truncation failed");
+            Some(backoff)
+        }
+    }
 }
 
 /// Truncates `p`, followed at `epoch`, as the leader's OffsetForLeaderEpoch answer says.

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use sluice_replication::image::{self, Broker, MetadataImage, Topic};
+use sluice_replication::isr;
+use sluice_replication::pending_isr::{AfterAnswer, AlterIsrAnswer, PendingIsr};
 use sluice_storage::record::BatchBuilder;
 use uuid::Uuid;
 
@@ -327,6 +329,26 @@ fn list_offsets_is_not_available_while_the_high_watermark_is_below_the_epoch_sta
     assert_eq!(code(OffsetQuery::Timestamp(300)), Err(78));
     assert_eq!(code(OffsetQuery::Timestamp(50)).map(|f| f.offset), Ok(0));
     assert_eq!(code(OffsetQuery::Earliest).map(|f| f.offset), Ok(0));
+}
+
+#[test]
+fn list_offsets_answers_the_latest_offset_with_the_current_leader_epoch() {
+    let s = Setup::new(1);
+    let p = s.apply(part(1, 0, &[1, 2], &[1, 2]));
+    s.produce(&[100, 200]);
+    fetch(&p, 1, 2, 2).expect("fetch");
+    // Re-elected at epoch 3 with nothing written in it yet; the follower has everything.
+    let p = s.apply(part(1, 3, &[1, 2], &[1, 2]));
+    fetch(&p, 1, 2, 2).expect("fetch");
+    let find = |q| p.offset_for(1, -1, q, false).expect("lookup");
+    let latest = find(OffsetQuery::Latest);
+    assert_eq!((latest.offset, latest.leader_epoch), (2, 3));
+    let earliest = find(OffsetQuery::Earliest);
+    assert_eq!(
+        (earliest.offset, earliest.leader_epoch),
+        (0, 0),
+        "the record's own epoch"
+    );
 }
 
 #[test]

@@ -82,3 +82,23 @@ pub fn check_invariants(image: &MetadataImage) {
         }
     }
 }
+
+/// The ISR change partition `partition` of `topic`'s current leader asks for, at the
+/// partition's current epochs.
+pub fn leader_alters_isr(
+    image: &MetadataImage,
+    topic: Uuid,
+    partition: i32,
+    isr: &[i32],
+) -> Result<Vec<MetadataRecord>, controller::ControllerError> {
+    let p = image.partition(topic, partition).expect("partition exists");
+    controller::alter_isr(
+        image,
+        p.leader,
+        topic,
+        partition,
+        p.leader_epoch,
+        p.partition_epoch,
+        isr,
+    )
+}

@@ -126,3 +126,48 @@ async fn a_task_that_found_nothing_to_follow_is_replaced_when_its_leader_is_foll
         t.abort();
     }
 }
+
+#[test]
+fn a_follower_whose_log_knows_no_epoch_keeps_only_what_was_committed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rm = replica_manager(dir.path());
+    let id = Uuid::new_v4();
+    rm.apply_image(&image(id, LEADER, 1));
+    let p = rm.partition(&TopicPartition::new("t", 0)).expect("hosted");
+    // Records written without a leader epoch (-1): nothing to ask the new leader about.
+    p.log
+        .append(
+            &leader_batches(-1, 0, 5),
+            &AppendOptions {
+                leader_epoch: LeaderEpoch(1),
+                origin: sluice_storage::AppendOrigin::Replication,
+                now_ms: 1,
+            },
+        )
+        .expect("append");
+    assert_eq!(p.log.latest_epoch(), None);
+    p.log.set_high_watermark(Offset(2));
+    rm.apply_image(&image(id, LEADER, 4));
+    assert!(p.replica().needs_truncation);
+
+    assert_eq!(truncate_to_high_watermark(&p, 4, BACKOFF), None);
+    assert_eq!(
+        p.log.offsets().log_end,
+        Offset(2),
+        "cut to the high watermark"
+    );
+    assert!(!p.replica().needs_truncation, "fetching may start");
+}
+
+#[test]
+fn an_out_of_range_answer_to_an_older_epoch_does_not_truncate_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (rm, p, id) = diverged_follower(dir.path(), 10, 4);
+    rm.apply_image(&image(id, LEADER, 5));
+    p.truncated(5);
+    // The answer to a fetch sent at epoch 4 arrives now.
+    p.mark_needs_truncation(4);
+    assert!(!p.replica().needs_truncation, "epoch 5 already truncated");
+    p.mark_needs_truncation(5);
+    assert!(p.replica().needs_truncation);
+}
