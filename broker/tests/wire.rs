@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -100,4 +101,37 @@ async fn garbage_closes_only_its_connection_and_pipelined_requests_answer_in_ord
         assert_eq!(m.brokers.len(), 1);
         assert!(!resp.has_remaining());
     }
+}
+
+/// A Fetch naming no partition has nothing to wait on: like Kafka, it waits out
+/// `max_wait_ms` and answers (an empty incremental session fetch is this request).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_naming_no_partition_waits_out_max_wait_and_answers() {
+    let (addr, _dir, _stop) = common::start(&[]).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let started = std::time::Instant::now();
+    s.write_all(&frame(ApiKey::Fetch, 12, 3, |b| {
+        FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_wait_ms(300)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .encode(b, 12)
+            .expect("fetch")
+    }))
+    .await
+    .expect("send");
+    let mut resp = read_frame(&mut s)
+        .await
+        .expect("an answer, not a dropped reply");
+    let h = ResponseHeader::decode(&mut resp, 1).expect("header");
+    assert_eq!(h.correlation_id, 3);
+    let f = FetchResponse::decode(&mut resp, 12).expect("fetch response");
+    assert_eq!(f.error_code, 0);
+    assert!(f.responses.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "answered only once max_wait_ms passed"
+    );
 }

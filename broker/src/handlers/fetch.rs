@@ -294,6 +294,12 @@ pub(super) fn handle(ctx: Context, req: FetchRequest) -> Reply {
             if bytes >= plan.min_bytes || tokio::time::Instant::now() >= deadline {
                 return ResponseKind::Fetch(resp);
             }
+            if notified.is_empty() {
+                // Nothing that could fill the response (no partition named, or none readable
+                // here): Kafka waits out max_wait_ms all the same.
+                tokio::time::sleep_until(deadline).await;
+                return ResponseKind::Fetch(read(&plan).0);
+            }
             let any = futures::future::select_all(notified.iter_mut().map(|n| n.as_mut()));
             if tokio::time::timeout_at(deadline, any).await.is_err() {
                 return ResponseKind::Fetch(read(&plan).0);
