@@ -142,6 +142,8 @@ async fn wait_for_signal() {
 }
 
 fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal;
+
     let cli = Cli::parse();
     // The broker logs its life at info; a tool's stderr is for the user, so only warnings.
     let default_level = if matches!(cli.command, Command::Broker(_)) {
@@ -154,6 +156,8 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -181,3 +181,12 @@ def test_a_record_too_large_is_skipped_and_the_rest_delivered(broker, topic_name
     # A topic that cannot exist stops the run with a sentence naming it.
     bad = sluice(broker, "produce", "bad name!", stdin=b"a\nb\n")
     assert bad.returncode == 1 and b"bad name!" in bad.stderr and b"line 1" in bad.stderr, bad.stderr
+
+
+def test_a_broker_logging_to_a_file_writes_no_colour_codes(broker):
+    """The broker's log goes to a file here (stderr redirected): plain text, as an operator's
+    log shipper or grep expects; colour is for a terminal only."""
+    with open(f"{broker.data}/broker.log", "rb") as f:
+        log = f.read()
+    assert b"listening on" in log or b"INFO" in log, log[:200]
+    assert b"\x1b[" not in log, log[:200]
