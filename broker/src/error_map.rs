@@ -41,7 +41,8 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         | StorageError::Corrupt { .. }
         | StorageError::Poisoned { .. }
         | StorageError::Closed(_) => ResponseError::KafkaStorageError,
-        StorageError::InvalidRecord(_) => ResponseError::CorruptMessage,
+        StorageError::CorruptRecord(_) => ResponseError::CorruptMessage,
+        StorageError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         StorageError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
         StorageError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
         StorageError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,

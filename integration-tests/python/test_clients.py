@@ -126,6 +126,24 @@ def test_message_near_and_over_max_message_bytes(broker, topic_name):
     assert [len(m.value()) for m in got] == [190_000]
 
 
+def test_a_keyless_record_on_a_compacted_topic_fails_at_once_with_invalid_record(broker, topic_name):
+    """Kafka refuses it as INVALID_RECORD (not retriable, KIP-467), so the producer fails that
+    record at once instead of retrying it until message.timeout.ms; keyed records pass."""
+    create(broker, topic_name, config={"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 60_000, "linger.ms": 0})
+    results = []
+    started = time.monotonic()
+    p.produce(topic_name, value=b"no key", on_delivery=lambda e, m: results.append(e))
+    p.flush(30)
+    p.produce(topic_name, key=b"k", value=b"keyed", on_delivery=lambda e, m: results.append(e))
+    p.flush(15)
+    assert results[0] is not None and results[0].code() == KafkaError.INVALID_RECORD, results
+    assert not results[0].retriable()
+    assert time.monotonic() - started < 30, "failed at once, not after message.timeout.ms"
+    assert results[1] is None
+    assert [m.value() for m in consume_all(broker, topic_name)] == [b"keyed"]
+
+
 def test_consume_from_offset_inside_a_batch_and_by_timestamp(broker, topic_name):
     p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 50})
     for i in range(10):

@@ -223,7 +223,7 @@ pub fn check_batch(buf: &[u8], max_len: usize) -> std::result::Result<BatchHeade
 pub fn validate_client_batch(buf: &[u8], max_message_bytes: u32) -> Result<BatchHeader> {
     let h = check_batch(buf, usize::MAX).map_err(|d| match d {
         BatchDefect::Magic(m) => StorageError::UnsupportedMagic(m),
-        other => StorageError::InvalidRecord(other.to_string()),
+        other => StorageError::CorruptRecord(other.to_string()),
     })?;
     if h.size() > max_message_bytes as usize {
         return Err(StorageError::RecordTooLarge {
@@ -232,26 +232,31 @@ pub fn validate_client_batch(buf: &[u8], max_message_bytes: u32) -> Result<Batch
         });
     }
     if h.record_count == 0 {
-        return Err(StorageError::InvalidRecord("batch holds no records".into()));
+        return Err(invalid("batch holds no records".into()));
     }
     if h.last_offset_delta != h.record_count - 1 {
-        return Err(StorageError::InvalidRecord(format!(
+        return Err(invalid(format!(
             "last offset delta {} does not match record count {}",
             h.last_offset_delta, h.record_count
         )));
     }
     if h.is_control() {
-        return Err(StorageError::InvalidRecord(
-            "clients may not write control batches".into(),
-        ));
+        return Err(invalid("clients may not write control batches".into()));
     }
     if h.compression() > 4 {
-        return Err(StorageError::InvalidRecord(format!(
+        return Err(invalid(format!(
             "unknown compression codec {}",
             h.compression()
         )));
     }
     Ok(h)
+}
+
+fn invalid(reason: String) -> StorageError {
+    StorageError::InvalidRecord {
+        reason,
+        records: Vec::new(),
+    }
 }
 
 /// Writes `baseOffset` and `partitionLeaderEpoch` into a batch (neither is covered by the CRC).

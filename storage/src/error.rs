@@ -29,9 +29,19 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
-    /// A record batch offered for append is malformed (bad framing, CRC, counts).
-    #[error("invalid record batch: {0}")]
-    InvalidRecord(String),
+    /// A record batch offered for append is malformed (bad framing, CRC, negative counts):
+    /// the bytes may have been damaged on the way (Kafka's CorruptRecordException).
+    #[error("corrupt record batch: {0}")]
+    CorruptRecord(String),
+    /// A well-formed batch Kafka refuses for what it holds (Kafka's InvalidRecordException,
+    /// KIP-467): sending it again cannot succeed.
+    #[error("invalid record batch: {reason}")]
+    InvalidRecord {
+        /// Why the batch is refused.
+        reason: String,
+        /// The records at fault: index in the batch and why, when particular records are.
+        records: Vec<(i32, String)>,
+    },
     /// A message set in the legacy v0/v1 format, which Sluice does not store.
     #[error("unsupported record batch magic {0}: only v2 record batches are accepted")]
     UnsupportedMagic(i8),

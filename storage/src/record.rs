@@ -119,6 +119,12 @@ impl<'a> RecordIter<'a> {
         }
     }
 
+    /// Bytes of the records section after the records iterated so far: none once a
+    /// well-formed section's declared records are all read.
+    pub fn remaining_bytes(&self) -> usize {
+        self.cur.buf.len()
+    }
+
     fn decode(&mut self) -> Result<Record<'a>, RecordError> {
         let len = self.cur.varint()?;
         if len < 0 {

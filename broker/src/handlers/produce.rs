@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
-use sluice_storage::{AppendOrigin, TopicPartition};
+use sluice_storage::{AppendOrigin, StorageError, TopicPartition};
 
 use super::{str_bytes, Context, Reply};
 use crate::error::BrokerError;
@@ -76,6 +78,7 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
                         .map_err(|e| {
                             tracing::debug!(partition = %tp, error = %e, "produce refused");
                             r.error_message = Some(str_bytes(e.to_string()));
+                            r.record_errors = record_errors(&e);
                             error_map::code(&e)
                         }),
                 }
@@ -131,4 +134,19 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
         }
         ResponseKind::Produce(resp)
     }))
+}
+
+/// The records a refusal names (KIP-467): clients fail exactly those and say why.
+fn record_errors(e: &BrokerError) -> Vec<BatchIndexAndErrorMessage> {
+    match e {
+        BrokerError::Storage(StorageError::InvalidRecord { records, .. }) => records
+            .iter()
+            .map(|(index, why)| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(*index)
+                    .with_batch_index_error_message(Some(str_bytes(why.clone())))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }

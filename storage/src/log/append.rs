@@ -68,8 +68,9 @@ impl Log {
         };
         let config = self.config();
         let headers = parse_all(batches, opts.origin, config.max_message_bytes)?;
-        if config.cleanup_policy.compacts() && opts.origin == AppendOrigin::Client {
-            require_keys(batches, &headers)?;
+        if opts.origin == AppendOrigin::Client {
+            let compacted = config.cleanup_policy.compacts();
+            super::validation::check_client_records(batches, &headers, compacted, &self.tp)?;
         }
         let mut w = self.writer.lock();
         self.check_writable()?;
@@ -101,7 +102,7 @@ impl Log {
             let base = match opts.origin {
                 AppendOrigin::Replication => {
                     if h.base_offset < next.0 {
-                        return Err(StorageError::InvalidRecord(format!(
+                        return Err(StorageError::CorruptRecord(format!(
                             "replicated batch at offset {} is below the log end {next}",
                             h.base_offset
                         )));
@@ -122,7 +123,7 @@ impl Log {
             records += h.record_count.max(0) as u32;
         }
         let (Some(first), Some(last)) = (placed.first().copied(), placed.last().copied()) else {
-            return Err(StorageError::InvalidRecord(
+            return Err(StorageError::CorruptRecord(
                 "no record batch in append".into(),
             ));
         };
@@ -222,7 +223,7 @@ impl Log {
                     }));
                 }
                 SequenceCheck::Duplicate { .. } => {
-                    return Err(StorageError::InvalidRecord(
+                    return Err(StorageError::CorruptRecord(
                         "duplicate batch inside a multi-batch append".into(),
                     ));
                 }
@@ -315,7 +316,7 @@ fn parse_all(
             AppendOrigin::Coordinator | AppendOrigin::Replication => {
                 batch::check_batch(rest, usize::MAX).map_err(|d| match d {
                     batch::BatchDefect::Magic(m) => StorageError::UnsupportedMagic(m),
-                    d => StorageError::InvalidRecord(d.to_string()),
+                    d => StorageError::CorruptRecord(d.to_string()),
                 })?
             }
         };
@@ -323,26 +324,9 @@ fn parse_all(
         at += h.size();
     }
     if out.is_empty() {
-        return Err(StorageError::InvalidRecord("empty record set".into()));
+        return Err(StorageError::CorruptRecord("empty record set".into()));
     }
     Ok(out)
-}
-
-/// Kafka refuses records without a key on compacted topics: compaction could never remove them.
-fn require_keys(batches: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
-    for (at, h) in headers {
-        let (_, records) = crate::record::records_section(&batches[*at..*at + h.size()], 64 << 20)
-            .map_err(|e| StorageError::InvalidRecord(e.to_string()))?;
-        for r in crate::record::RecordIter::new(&records, h.record_count.max(0) as usize) {
-            let r = r.map_err(|e| StorageError::InvalidRecord(e.to_string()))?;
-            if r.key.is_none() {
-                return Err(StorageError::InvalidRecord(
-                    "compacted topic cannot accept a record without a key".into(),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Where an empty follower log must start over so it can take its leader's first batch:

@@ -93,7 +93,7 @@ fn a_log_with_records_still_refuses_a_batch_below_its_end() {
         .expect("append");
     assert!(matches!(
         follower.append(&fetch(&leader, Offset(0)), &REPLICATED),
-        Err(StorageError::InvalidRecord(_))
+        Err(StorageError::CorruptRecord(_))
     ));
     // Empty but the batch ends before the log end: it holds nothing this log lacks.
     let empty = open(&dir.path().join("empty"), small_config());
@@ -102,7 +102,7 @@ fn a_log_with_records_still_refuses_a_batch_below_its_end() {
         .expect("restart");
     assert!(matches!(
         empty.append(&fetch(&leader, Offset(0)), &REPLICATED),
-        Err(StorageError::InvalidRecord(_))
+        Err(StorageError::CorruptRecord(_))
     ));
     assert_eq!(empty.offsets().log_end, Offset(8));
 }

@@ -20,6 +20,7 @@ mod open;
 mod read;
 #[cfg(test)]
 mod tests;
+mod validation;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

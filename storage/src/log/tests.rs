@@ -426,7 +426,7 @@ fn bad_input_is_refused_and_loses_nothing() {
     bad[last] ^= 1;
     assert!(matches!(
         log.append(&bad, &opts(1)),
-        Err(StorageError::InvalidRecord(_))
+        Err(StorageError::CorruptRecord(_))
     ));
     let mut two = values(1, 5, 0);
     two.extend_from_slice(&values(1, 5, 0)[..30]);
@@ -439,6 +439,47 @@ fn bad_input_is_refused_and_loses_nothing() {
         "bigger than a segment still fits an empty one"
     );
     assert_eq!(read_all(&log, Offset(0)).len(), 2);
+}
+
+/// `batch` with its header's record count and last offset delta replaced, CRC recomputed: a
+/// producer's batch that says it holds other records than it does.
+fn with_counts(mut batch: Vec<u8>, record_count: i32, last_offset_delta: i32) -> Vec<u8> {
+    batch[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+    batch[57..61].copy_from_slice(&record_count.to_be_bytes());
+    let crc = crate::batch::compute_crc(&batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+#[test]
+fn a_batch_whose_header_counts_other_records_than_it_holds_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), small_config());
+    log.append(&values(1, 5, 0), &opts(1)).expect("append");
+    let invalid = |b: &[u8]| {
+        matches!(
+            log.append(b, &opts(1)),
+            Err(StorageError::InvalidRecord { .. })
+        )
+    };
+    // The example: a bare 61-byte header claiming 2^31 - 1 records.
+    let mut bare = values(1, 5, 0);
+    bare.truncate(crate::batch::HEADER_LEN);
+    bare[8..12].copy_from_slice(&(crate::batch::HEADER_LEN as i32 - 12).to_be_bytes());
+    assert!(invalid(&with_counts(bare, i32::MAX, i32::MAX - 1)));
+    // Three records declared, one carried.
+    assert!(invalid(&with_counts(values(1, 5, 0), 3, 2)));
+    // One declared, three carried.
+    assert!(invalid(&with_counts(values(3, 5, 0), 1, 0)));
+    // Offset deltas that are not 0, 1, 2...
+    let gaps = crate::record::BatchBuilder::new()
+        .record_at(0, None, Some(b"a"), &[], 1)
+        .record_at(5, None, Some(b"b"), &[], 1)
+        .last_offset_delta(1)
+        .build();
+    assert!(invalid(&gaps));
+    assert_eq!(log.offsets().log_end, Offset(1), "nothing appended");
+    assert_eq!(read_all(&log, Offset(0)), vec![(0, 1)]);
 }
 
 #[test]
