@@ -212,7 +212,7 @@ impl Log {
     pub fn assign_epoch(&self, epoch: LeaderEpoch) -> Result<()> {
         self.check_writable()?;
         let mut w = self.writer.lock();
-        if w.epochs.assign(epoch, self.offsets().log_end) {
+        if w.epochs.begin_epoch(epoch, self.offsets().log_end) {
             self.write_checkpoints(&mut w, open::now_ms())?;
         }
         Ok(())
