@@ -278,20 +278,60 @@ impl Log {
             }
             return Ok(());
         }
-        let now = now_ms();
+        // Nothing changes until the cut is known to fall between batches (Kafka truncates to
+        // batch boundaries only): a truncation refused here leaves the log as it was.
+        let cut_in = if offset < o.log_start {
+            None
+        } else {
+            self.segments
+                .read()
+                .range(..offset.0)
+                .next_back()
+                .map(|(_, s)| Arc::clone(s))
+        };
+        if let Some(seg) = &cut_in {
+            seg.cut_position(offset)?;
+        }
+        // From here on files change. Readers stop at the new end first, so whatever fails
+        // below, no reader is ever served a hole: the published log is a prefix of the old one.
+        self.publish(|o| {
+            if offset < o.log_start {
+                o.log_start = offset;
+            }
+            o.log_end = offset;
+            o.high_watermark = o.high_watermark.min(offset);
+            o.last_stable = o.last_stable.min(offset);
+            o.recovery_point = o.recovery_point.min(offset);
+        });
+        w.truncations += 1;
+        // A failure now leaves the files neither before nor after the cut; as Kafka takes the
+        // log directory offline, the log refuses writes until it is reopened (and recovered).
+        self.cut_files_locked(&mut w, offset, cut_in.as_ref(), now_ms())
+            .map_err(|e| self.poison_with(e))
+    }
+
+    /// The file work of [`Log::truncate_to`], after its offsets were published: deletes the
+    /// segments at or after `offset` (all of them when `cut_in` is `None`), cuts `cut_in`,
+    /// starts the new active segment at `offset`, and rebuilds the state derived from batches.
+    fn cut_files_locked(
+        &self,
+        w: &mut Writer,
+        offset: Offset,
+        cut_in: Option<&Arc<LogSegment>>,
+        now: i64,
+    ) -> Result<()> {
         let doomed: Vec<Arc<LogSegment>> = {
             let mut segs = self.segments.write();
-            let cut = if offset < o.log_start {
-                std::mem::take(&mut *segs)
-            } else {
-                segs.split_off(&offset.0)
+            let cut = match cut_in {
+                None => std::mem::take(&mut *segs),
+                Some(_) => segs.split_off(&offset.0),
             };
             cut.into_values().collect()
         };
         for seg in &doomed {
             seg.delete()?;
         }
-        if let Some(seg) = self.segments.read().values().next_back() {
+        if let Some(seg) = cut_in {
             seg.truncate_to(offset)?;
         }
         self.start_segment_at(offset, now)?;
@@ -306,20 +346,10 @@ impl Log {
         }
         w.producers = producers;
         self.remove_snapshots_from(offset)?;
-        self.publish(|o| {
-            if offset < o.log_start {
-                o.log_start = offset;
-            }
-            o.log_end = offset;
-            o.high_watermark = o.high_watermark.min(offset);
-            o.last_stable = o.last_stable.min(offset);
-            o.recovery_point = o.recovery_point.min(offset);
-        });
-        w.truncations += 1;
         // The segment cut (now sealed) and any sealed before it may still be unflushed.
         w.sealed_unflushed_upto = Some(offset);
         // A crash before the truncated file shrinks must rescan it: persist the lower point now.
-        self.write_checkpoints(&mut w, now)
+        self.write_checkpoints(w, now)
     }
 
     /// Empties the log and restarts it at `offset`, which may lie beyond its end: a follower

@@ -20,6 +20,8 @@ mod open;
 mod read;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod truncation_tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -238,9 +240,10 @@ impl Log {
         Ok(())
     }
 
-    /// Marks the log unwritable after a failed flush: what reached the disk is unknown.
+    /// Marks the log unwritable after a failed flush or a truncation that failed half way:
+    /// what reached the disk is unknown.
     fn poison_with(&self, e: StorageError) -> StorageError {
-        tracing::error!(partition = %self.tp, error = %e, "flush failed; log refuses further writes");
+        tracing::error!(partition = %self.tp, error = %e, "flush or truncation failed; log refuses further writes");
         *self.poison.write() = Some(e.to_string());
         e
     }

@@ -577,23 +577,29 @@ impl LogSegment {
         Ok(mmap::view(&files.log, 0..self.size() as usize).unwrap_or_default())
     }
 
+    /// Where a cut at `offset` falls: the position of the first batch at or after it, or
+    /// `None` when the segment holds nothing there. An error when `offset` lies inside a batch.
+    pub(crate) fn cut_position(&self, offset: Offset) -> Result<Option<usize>> {
+        match self.find(offset)? {
+            Some((pos, h)) if h.base_offset < offset.0 => Err(self.corrupt(
+                pos,
+                &format!(
+                    "cannot truncate to {offset} inside batch {}..={}",
+                    h.base_offset,
+                    h.last_offset()
+                ),
+            )),
+            Some((pos, _)) => Ok(Some(pos)),
+            None => Ok(None),
+        }
+    }
+
     /// Logically drops every batch at or after `offset` and seals the segment. The file is
     /// shrunk later, once no reader holds a view of the dropped bytes.
     pub(crate) fn truncate_to(&self, offset: Offset) -> Result<()> {
         let files = self.files()?;
-        let cut = match self.find(offset)? {
-            Some((pos, h)) if h.base_offset < offset.0 => {
-                return Err(self.corrupt(
-                    pos,
-                    &format!(
-                        "cannot truncate to {offset} inside batch {}..={}",
-                        h.base_offset,
-                        h.last_offset()
-                    ),
-                ));
-            }
-            Some((pos, _)) => pos,
-            None => return Ok(()),
+        let Some(cut) = self.cut_position(offset)? else {
+            return Ok(());
         };
         files.index.truncate_to(offset);
         files.time_index.truncate_to(offset);
@@ -710,6 +716,11 @@ impl LogSegment {
 
     /// Unmaps and deletes the segment's files. Readers' views keep the unlinked data alive.
     pub(crate) fn delete(&self) -> Result<()> {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("storage::segment::delete", |_| Err(StorageError::io(
+            &self.log_path,
+            std::io::Error::other("injected failure to delete a segment")
+        )));
         *self.files.write() = None;
         for p in [&self.log_path, &self.index_path, &self.time_path] {
             match fs::remove_file(p) {
