@@ -88,6 +88,7 @@ impl Log {
             Arc::clone(&self.budget),
             true,
             super::open::now_ms(),
+            &mut || Ok(()),
         )?;
         self.segments.write().insert(base.0, seg);
         Ok(())

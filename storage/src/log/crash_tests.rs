@@ -214,3 +214,69 @@ proptest! {
         }
     }
 }
+
+/// The `.log` files in a partition directory, by base offset.
+fn log_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn zeros_where_a_sealed_segment_had_batches_cut_it_and_delete_every_later_segment() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (part, _, _) = crashed_log(tmp.path(), 90, small_config());
+    let full = read_all(&open(tmp.path(), small_config()), Offset(0));
+    assert!(log_files(&part).len() > 2, "{:?}", log_files(&part));
+    // The pages holding the first segment's last batch never reached the disk (its length
+    // did): zeros where the batch was.
+    let first = part.join(file_name(Offset(0), "log"));
+    let mut bytes = std::fs::read(&first).expect("read");
+    let batches: Vec<_> = crate::batch::BatchIter::new(&bytes).collect();
+    let (last_at, _) = *batches.last().expect("batches");
+    bytes[last_at..].fill(0);
+    std::fs::write(&first, &bytes).expect("write");
+
+    let log = open(tmp.path(), small_config());
+    let kept = batches.len() - 1;
+    assert_eq!(
+        read_all(&log, Offset(0)),
+        full[..kept].to_vec(),
+        "exactly the prefix before the zeros, with no hole after it"
+    );
+    let (b, n) = full[kept - 1];
+    assert_eq!(log.offsets().log_end, Offset(b + n as i64));
+    assert_eq!(log_files(&part), vec![file_name(Offset(0), "log")]);
+    log.append(&values(1, 3, 0), &AppendOptions::default())
+        .expect("append after recovery");
+}
+
+#[test]
+fn records_appended_after_a_truncation_survive_a_crash_before_the_cut_file_shrank() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let log = open(tmp.path(), small_config());
+    for i in 0..6 {
+        log.append(&values(1, 40, i), &AppendOptions::default())
+            .expect("append");
+    }
+    // A reader's view keeps the truncated (active, preallocated) segment from shrinking.
+    let view = log
+        .read(&crate::ReadOptions::from(Offset(0)))
+        .expect("read")
+        .records;
+    log.truncate_to(Offset(3)).expect("truncate");
+    for i in 0..4 {
+        log.append(&values(2, 40, i), &AppendOptions::default())
+            .expect("append");
+    }
+    let expected = read_all(&log, Offset(0));
+    drop(log); // a crash: the cut file still holds its dropped batches
+    drop(view);
+    let log = open(tmp.path(), small_config());
+    assert_eq!(read_all(&log, Offset(0)), expected);
+    assert_eq!(log.offsets().log_end, Offset(11));
+}

@@ -134,11 +134,16 @@ pub(crate) struct PlacedBatch {
 /// What recovery found in a segment.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RecoveryReport {
+    /// Bytes cut off the end of the `.log`: preallocated zeros of an active segment, or a
+    /// torn or corrupt tail.
     pub(crate) truncated_bytes: u64,
-    /// True when the cut removed something other than preallocated zeros.
-    pub(crate) corrupt: bool,
+    /// Why the cut was made, unless it removed only zeros.
     pub(crate) reason: Option<String>,
 }
+
+/// Called by recovery once it knows the `.log` must be cut, before cutting it (see
+/// [`LogSegment::open`]).
+pub(crate) type BeforeCut<'a> = &'a mut dyn FnMut() -> Result<()>;
 
 /// A segment of a partition log.
 #[derive(Debug)]
@@ -251,6 +256,11 @@ impl LogSegment {
 
     /// Opens an existing segment. With `recover`, every batch is validated (CRC-32C included),
     /// the file is cut at the first bad one, and both indexes are rebuilt.
+    ///
+    /// `before_cut` runs once the scan found bytes to cut and before the file is cut: the log
+    /// deletes the segments after this one there (Kafka's rule: whatever the cut removes,
+    /// the later segments would start past a hole), so a crash in between leaves this file
+    /// uncut and the next open repeats both steps, never a cut file followed by a hole.
     pub(crate) fn open(
         dir: &Path,
         base: Offset,
@@ -258,9 +268,14 @@ impl LogSegment {
         budget: Arc<MapBudget>,
         recover: bool,
         now_ms: i64,
+        before_cut: BeforeCut<'_>,
     ) -> Result<(Arc<LogSegment>, RecoveryReport)> {
         let seg = LogSegment::new_arc(dir, base, params, budget, now_ms);
-        let report = if recover { seg.recover()? } else { seg.load()? };
+        let report = if recover {
+            seg.recover(before_cut)?
+        } else {
+            seg.load(before_cut)?
+        };
         Ok((seg, report))
     }
 
@@ -601,6 +616,12 @@ impl LogSegment {
         let Some(cut) = self.cut_position(offset)? else {
             return Ok(());
         };
+        if self.active.load(Ordering::Acquire) {
+            // Trim the preallocated space past the data now (always safe: no view reaches
+            // past `published`). Once this segment is no longer the last, zeros after its
+            // batches would read, after a crash, as lost data and cost every later segment.
+            files.log.seal()?;
+        }
         files.index.truncate_to(offset);
         files.time_index.truncate_to(offset);
         let data = files.log.slice(0..cut).unwrap_or(&[]);
