@@ -194,5 +194,38 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
         "with no hole"
     );
 
+    // Segments recovered at open are not known to be on disk (a killed process leaves them
+    // in the page cache): the first flush makes each of them durable before the recovery
+    // point passes them. Counted at the fail point every msync/fdatasync of a file passes.
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = LogConfig {
+        segment_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config.clone());
+    while log.offsets().log_end < Offset(150) {
+        log.append(&batch(), &AppendOptions::default())
+            .expect("append");
+    }
+    drop(log); // unclean: nothing flushed, the recovery point is 0
+    let log = open(dir.path(), config);
+    let segments = log.segment_count();
+    assert!(segments > 2, "the log rolled");
+    assert_eq!(log.offsets().recovery_point, Offset(0));
+    let flushes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&flushes);
+    fail::cfg_callback("storage::mmap::flush", move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    })
+    .expect("cfg");
+    log.flush().expect("flush");
+    fail::remove("storage::mmap::flush");
+    assert_eq!(log.offsets().recovery_point, Offset(150));
+    assert_eq!(
+        flushes.load(std::sync::atomic::Ordering::SeqCst),
+        3 * segments,
+        "the .log, .index and .timeindex of every segment, recovered ones included"
+    );
+
     scenario.teardown();
 }

@@ -149,6 +149,15 @@ pub(crate) fn open(
 
     let (producers, epochs) = rebuild_state(dir, &tp, &segments, &snapshots, log_start, log_end)?;
     let recovery_point = recovery_point.min(log_end);
+    // Sealed segments past the recovery point were recovered, not flushed: the next flush
+    // makes them durable before the recovery point passes them (Kafka flushes every segment
+    // between the recovery point and the new one).
+    let active_base = segments.keys().next_back().copied().map(Offset);
+    let sealed_unflushed_upto = active_base.filter(|base| {
+        segments
+            .range(..base.0)
+            .any(|(_, s)| s.next_offset() > recovery_point)
+    });
     let offsets = LogOffsets {
         log_start,
         high_watermark: log_end,
@@ -170,7 +179,7 @@ pub(crate) fn open(
             last_checkpoint_ms: now,
             checkpointed_hw: (recovered_hw.unwrap_or(Offset(-1)), now),
             cleaned_upto: Offset(0),
-            sealed_unflushed_upto: None,
+            sealed_unflushed_upto,
             truncations: 0,
         }),
         offsets: ArcSwap::from_pointee(offsets),

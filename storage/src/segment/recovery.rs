@@ -35,7 +35,11 @@ impl LogSegment {
         let zero_tail = data.get(valid..).is_some_and(|t| t.iter().all(|b| *b == 0));
         drop(map);
         let reason = if zero_tail { None } else { reason };
-        self.cut_and_index(valid, file_len, reason, true, before_cut)
+        let report = self.cut_and_index(valid, file_len, reason, true, before_cut)?;
+        // Read back whole is not on disk: a killed process leaves its writes in the page
+        // cache, where recovery reads them. Only a flush makes them durable.
+        self.flushed.store(0, Ordering::Release);
+        Ok(report)
     }
 
     /// Opens a segment written before the recovery point: trusts its indexes when they are
