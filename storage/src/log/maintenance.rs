@@ -1,5 +1,6 @@
 //! Flushing, checkpoints, retention, DeleteRecords, truncation and close.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -37,7 +38,50 @@ pub struct HousekeepingReport {
     pub records_compacted: u64,
 }
 
+/// The renamed files of a deleted segment, waiting for `file.delete.delay.ms` (Kafka's
+/// asynchronous delete; the next open removes any left by a stop).
+#[derive(Debug)]
+pub(crate) struct PendingDelete {
+    files: Vec<PathBuf>,
+    /// When they may be unlinked, on the embedder's clock. Deletions happen on paths without
+    /// that clock (truncation, DeleteRecords), so the first housekeeping pass after one sets it.
+    due: Option<i64>,
+}
+
 impl Log {
+    /// Deletes `seg`'s files Kafka's way (renamed `.deleted`, unlinked by housekeeping after
+    /// `file.delete.delay.ms`). The caller has removed it from the segment map.
+    pub(crate) fn delete_segment(&self, w: &mut Writer, seg: &LogSegment) -> Result<()> {
+        let files = seg.delete()?;
+        if !files.is_empty() {
+            w.pending_deletes.push(PendingDelete { files, due: None });
+        }
+        Ok(())
+    }
+
+    /// Unlinks the files of segments deleted at least `file.delete.delay.ms` ago. A failure is
+    /// logged and left to the next open, which removes every `.deleted` file.
+    fn unlink_deleted(&self, w: &mut Writer, now: i64, delay_ms: i64) {
+        for p in &mut w.pending_deletes {
+            p.due.get_or_insert(now.saturating_add(delay_ms));
+        }
+        w.pending_deletes.retain(|p| {
+            if p.due.is_some_and(|due| due > now) {
+                return true;
+            }
+            for f in &p.files {
+                match std::fs::remove_file(f) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(file = %f.display(), error = %e, "could not remove a deleted segment's file")
+                    }
+                }
+            }
+            false
+        });
+    }
+
     /// Makes everything appended so far durable and advances the recovery point.
     pub fn flush(&self) -> Result<()> {
         let mut w = self.writer.lock();
@@ -124,7 +168,8 @@ impl Log {
     }
 
     /// Periodic work, driven by the embedder's clock: `flush.ms`, `segment.ms`, retention by
-    /// time and size, compaction, deferred file shrinking and checkpoints.
+    /// time and size, compaction, unlinking deleted segments' files after
+    /// `file.delete.delay.ms`, deferred file shrinking and checkpoints.
     pub fn housekeeping(&self, now: i64) -> Result<HousekeepingReport> {
         let mut report = HousekeepingReport {
             sealed_flushed: self.flush_rolled()?,
@@ -156,6 +201,7 @@ impl Log {
             report.records_compacted += self.compact(&mut w, now)?;
         }
         report.segments_deleted += self.delete_below_log_start(&mut w)?;
+        self.unlink_deleted(&mut w, now, config.file_delete_delay_ms);
         for seg in self.segments.read().values() {
             seg.maybe_shrink();
         }
@@ -230,7 +276,7 @@ impl Log {
             victims.iter().filter_map(|b| segs.remove(b)).collect()
         };
         for seg in &doomed {
-            seg.delete()?;
+            self.delete_segment(w, seg)?;
         }
         if !doomed.is_empty() {
             w.epochs.truncate_from_start(start);
@@ -329,7 +375,7 @@ impl Log {
             cut.into_values().collect()
         };
         for seg in &doomed {
-            seg.delete()?;
+            self.delete_segment(w, seg)?;
         }
         if let Some(seg) = cut_in {
             seg.truncate_to(offset)?;
@@ -378,7 +424,7 @@ impl Log {
             .into_values()
             .collect();
         for seg in &doomed {
-            seg.delete()?;
+            self.delete_segment(w, seg)?;
         }
         self.start_segment_at(offset, now)?;
         w.epochs.truncate_from_end(Offset(i64::MIN));

@@ -14,6 +14,8 @@ mod compaction;
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
+mod deletion_tests;
+#[cfg(test)]
 mod follower_tests;
 mod maintenance;
 mod open;
@@ -79,6 +81,8 @@ pub(crate) struct Writer {
     /// Bumped by every truncation, so a flush that ran without the writer lock can tell that
     /// what it flushed may no longer be the log.
     pub(crate) truncations: u64,
+    /// Deleted segments' files not yet unlinked (see `Log::delete_segment`).
+    pub(crate) pending_deletes: Vec<maintenance::PendingDelete>,
 }
 
 /// A partition log. Share it as `Arc<Log>`: every method takes `&self`.

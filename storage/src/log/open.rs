@@ -67,8 +67,9 @@ pub(crate) fn open(
         match (base, ext) {
             (Some(b), "log") => bases.push(b),
             (Some(b), SNAPSHOT_EXT) => snapshots.push(b),
-            (_, "tmp" | "cleaned" | "swap") => {
-                // Leftovers of an interrupted atomic write or compaction: never valid data.
+            (_, "tmp" | "cleaned" | "swap" | crate::segment::DELETED_SUFFIX) => {
+                // Leftovers of an interrupted atomic write or compaction, and deleted segments'
+                // files waiting for `file.delete.delay.ms` at the last stop: never valid data.
                 let p = entry.path();
                 fs::remove_file(&p).map_err(|e| StorageError::io(&p, e))?;
             }
@@ -181,6 +182,7 @@ pub(crate) fn open(
             cleaned_upto: Offset(0),
             sealed_unflushed_upto,
             truncations: 0,
+            pending_deletes: Vec::new(),
         }),
         offsets: ArcSwap::from_pointee(offsets),
         poison: RwLock::new(None),

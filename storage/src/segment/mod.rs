@@ -5,6 +5,15 @@
 //! then read until retention deletes it. Sealed segments map their files lazily and may be
 //! unmapped again under the [`MapBudget`].
 //!
+//! Deletion (retention, truncation, compaction) is Kafka's: the files are renamed
+//! `<name>.deleted` and unlinked by the log after `file.delete.delay.ms`. A segment never
+//! reopens its files by name once deletion began: its mapping is pinned first, so a reader
+//! that took the segment before it left the log keeps reading it, and no reader can create
+//! an empty file where a deleted segment was (an empty `.log` above the active segment would
+//! be taken for the log's end at the next open). While a segment is live its paths name its
+//! files (only deletion renames them; compaction replaces a file only after pinning the old
+//! segment's mapping with `retire`), and remapping opens them without `O_CREAT`.
+//!
 //! Concurrency: readers load `size`/`next_offset` (Acquire) and read below them without locks;
 //! the writer publishes bytes in the mapping before raising `size` (Release). Truncation is
 //! logical: `size` shrinks, the segment is sealed, and the file is shrunk only when no view of
@@ -164,6 +173,8 @@ pub(crate) struct LogSegment {
     pending_shrink: AtomicBool,
     /// Replaced by compaction: keep the old mapping for readers still holding this segment.
     retired: AtomicBool,
+    /// Deleted: the mapping is pinned and the files are never opened by name again.
+    deleted: AtomicBool,
     bytes_since_index: AtomicU32,
     flushed: AtomicU32,
     pace: Mutex<Pace>,
@@ -205,6 +216,7 @@ impl LogSegment {
             active: AtomicBool::new(false),
             pending_shrink: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
             bytes_since_index: AtomicU32::new(0),
             flushed: AtomicU32::new(0),
             pace: Mutex::new(Pace::default()),
@@ -234,7 +246,7 @@ impl LogSegment {
                 fs::remove_file(p).map_err(|e| StorageError::io(p, e))?;
             }
         }
-        let log = open_rw(&seg.log_path)?;
+        let log = open_new(&seg.log_path)?;
         let capacity = (params.segment_bytes as usize).max(min_capacity);
         let log = MappedFile::map(log, &seg.log_path, capacity, 0)?;
         log.advise_unwritten_tail(0);
@@ -295,7 +307,7 @@ impl LogSegment {
         let size = self.size() as usize;
         *self.files.write() = None;
         let log = MappedFile::map(
-            open_rw(&self.log_path)?,
+            open_existing(&self.log_path)?,
             &self.log_path,
             (self.params.segment_bytes as usize).max(size),
             size,
@@ -322,18 +334,14 @@ impl LogSegment {
         if let Some(f) = self.files.read().as_ref() {
             return Ok(Arc::clone(f));
         }
-        let size = self.size() as usize;
-        let log = MappedFile::map(open_rw(&self.log_path)?, &self.log_path, size, size)?;
-        let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
-        let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
-        // A logically truncated segment's files may still hold entries past its end.
-        index.truncate_to(self.next_offset());
-        time_index.truncate_to(self.next_offset());
-        let files = Arc::new(SegmentFiles {
-            log: Arc::new(log),
-            index,
-            time_index,
-        });
+        if self.deleted.load(Ordering::Acquire) {
+            // Only when pinning the mapping failed at deletion: never reopen by name.
+            return Err(StorageError::io(
+                &self.log_path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "segment was deleted"),
+            ));
+        }
+        let files = self.map_existing()?;
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         *self.files.write() = Some(Arc::clone(&files));
         // Register after releasing `map_lock`: eviction may call `unmap` on this very segment.
@@ -341,6 +349,23 @@ impl LogSegment {
         let me: Weak<dyn Unmappable> = self.me.clone();
         self.budget.mapped(me, generation);
         Ok(files)
+    }
+
+    /// Maps a live sealed segment's files by name (see the module doc for why the names are
+    /// its own), creating none. The caller holds `map_lock`.
+    fn map_existing(&self) -> Result<Arc<SegmentFiles>> {
+        let size = self.size() as usize;
+        let log = MappedFile::map(open_existing(&self.log_path)?, &self.log_path, size, size)?;
+        let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
+        let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
+        // A logically truncated segment's files may still hold entries past its end.
+        index.truncate_to(self.next_offset());
+        time_index.truncate_to(self.next_offset());
+        Ok(Arc::new(SegmentFiles {
+            log: Arc::new(log),
+            index,
+            time_index,
+        }))
     }
 
     /// True while the segment's files are mapped.
@@ -643,7 +668,7 @@ impl LogSegment {
 
     /// Shrinks a logically truncated segment's file once nobody maps the dropped bytes.
     pub(crate) fn maybe_shrink(&self) {
-        if !self.pending_shrink.load(Ordering::Acquire) {
+        if !self.pending_shrink.load(Ordering::Acquire) || self.deleted.load(Ordering::Acquire) {
             return;
         }
         let _g = self.map_lock.lock();
@@ -682,7 +707,7 @@ impl LogSegment {
     }
 
     fn shrink_unmapped(&self) {
-        let Ok(f) = open_rw(&self.log_path) else {
+        let Ok(f) = open_existing(&self.log_path) else {
             return;
         };
         if f.set_len(self.size() as u64).is_ok() {
@@ -735,22 +760,43 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Unmaps and deletes the segment's files. Readers' views keep the unlinked data alive.
-    pub(crate) fn delete(&self) -> Result<()> {
+    /// Deletes the segment as Kafka does: renames its files `<name>.deleted` and returns the
+    /// new names, for the log to unlink after `file.delete.delay.ms`.
+    ///
+    /// The mapping is pinned first (mapped now if the budget had unmapped it), under
+    /// `map_lock` so no reader is halfway through mapping by name: a reader that took this
+    /// segment before it left the log reads it from the mapping, whatever happens to the files.
+    pub(crate) fn delete(&self) -> Result<Vec<PathBuf>> {
         #[cfg(feature = "failpoints")]
         fail::fail_point!("storage::segment::delete", |_| Err(StorageError::io(
             &self.log_path,
             std::io::Error::other("injected failure to delete a segment")
         )));
-        *self.files.write() = None;
+        {
+            let _g = self.map_lock.lock();
+            if self.files.read().is_none() {
+                match self.map_existing() {
+                    Ok(files) => {
+                        self.generation.fetch_add(1, Ordering::AcqRel);
+                        *self.files.write() = Some(files);
+                    }
+                    Err(e) => {
+                        tracing::warn!(segment = %self.log_path.display(), error = %e, "could not map a segment being deleted; its readers will get this error");
+                    }
+                }
+            }
+            self.deleted.store(true, Ordering::Release);
+        }
+        let mut renamed = Vec::with_capacity(3);
         for p in [&self.log_path, &self.index_path, &self.time_path] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
+            let to = deleted_path(p);
+            match fs::rename(p, &to) {
+                Ok(()) => renamed.push(to),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StorageError::io(p, e)),
             }
         }
-        Ok(())
+        Ok(renamed)
     }
 
     fn corrupt(&self, at: usize, why: &str) -> StorageError {
@@ -767,6 +813,7 @@ impl Unmappable for LogSegment {
         if self.active.load(Ordering::Acquire)
             || self.pending_shrink.load(Ordering::Acquire)
             || self.retired.load(Ordering::Acquire)
+            || self.deleted.load(Ordering::Acquire)
         {
             return;
         }
@@ -777,7 +824,28 @@ impl Unmappable for LogSegment {
     }
 }
 
-fn open_rw(path: &Path) -> Result<fs::File> {
+/// The suffix of a deleted segment's files until they are unlinked (Kafka's).
+pub(crate) const DELETED_SUFFIX: &str = "deleted";
+
+/// Where a deleted segment's file waits for `file.delete.delay.ms`.
+fn deleted_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(DELETED_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Opens an existing file read-write; a missing file is an error, never created.
+pub(crate) fn open_existing(path: &Path) -> Result<fs::File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| StorageError::io(path, e))
+}
+
+/// Creates (or opens) a new segment's `.log`.
+fn open_new(path: &Path) -> Result<fs::File> {
     OpenOptions::new()
         .read(true)
         .write(true)

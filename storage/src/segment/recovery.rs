@@ -5,7 +5,7 @@ use std::fs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{open_rw, BeforeCut, LogSegment, RecoveryReport, SegmentFiles, INDEX_GROWTH};
+use super::{open_existing, BeforeCut, LogSegment, RecoveryReport, SegmentFiles, INDEX_GROWTH};
 use crate::batch::BatchIter;
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
@@ -15,7 +15,7 @@ use crate::types::{FilePosition, Offset};
 impl LogSegment {
     /// Maps the whole `.log` file read-only for a scan, with its length.
     fn map_whole_file(&self) -> Result<(Arc<MappedFile>, usize)> {
-        let file = open_rw(&self.log_path)?;
+        let file = open_existing(&self.log_path)?;
         let file_len = file
             .metadata()
             .map_err(|e| StorageError::io(&self.log_path, e))?
@@ -103,7 +103,7 @@ impl LogSegment {
     ) -> Result<RecoveryReport> {
         if valid < file_len {
             before_cut()?;
-            let f = open_rw(&self.log_path)?;
+            let f = open_existing(&self.log_path)?;
             f.set_len(valid as u64)
                 .map_err(|e| StorageError::io(&self.log_path, e))?;
             f.sync_all()
@@ -116,7 +116,7 @@ impl LogSegment {
                 }
             }
         }
-        let file = open_rw(&self.log_path)?;
+        let file = open_existing(&self.log_path)?;
         let log = Arc::new(MappedFile::map(file, &self.log_path, valid, valid)?);
         let cap = if rebuild {
             self.params.index_bytes as usize
