@@ -34,7 +34,7 @@ use crate::batch::{self, BatchHeader, BatchIter};
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::map_budget::{MapBudget, Unmappable};
-use crate::mmap::{self, MappedFile};
+use crate::mmap::{self, FileMappings, MappedFile};
 use crate::types::{FilePosition, Offset};
 
 /// Sizes that shape a segment's files, from the log's config.
@@ -180,6 +180,8 @@ pub(crate) struct LogSegment {
     pace: Mutex<Pace>,
     generation: AtomicU64,
     files: RwLock<Option<Arc<SegmentFiles>>>,
+    /// Every mapping of the `.log` made by this segment: a shrink waits for all of them.
+    log_maps: FileMappings,
     map_lock: Mutex<()>,
     budget: Arc<MapBudget>,
     me: Weak<LogSegment>,
@@ -222,6 +224,7 @@ impl LogSegment {
             pace: Mutex::new(Pace::default()),
             generation: AtomicU64::new(0),
             files: RwLock::new(None),
+            log_maps: FileMappings::default(),
             map_lock: Mutex::new(()),
             budget,
             me: me.clone(),
@@ -248,10 +251,10 @@ impl LogSegment {
         }
         let log = open_new(&seg.log_path)?;
         let capacity = (params.segment_bytes as usize).max(min_capacity);
-        let log = MappedFile::map(log, &seg.log_path, capacity, 0)?;
+        let log = seg.log_maps.map(log, &seg.log_path, capacity, 0)?;
         log.advise_unwritten_tail(0);
         let files = SegmentFiles {
-            log: Arc::new(log),
+            log,
             index: OffsetIndex::open(&seg.index_path, base, params.index_bytes as usize, Some(0))?,
             time_index: TimeIndex::open(
                 &seg.time_path,
@@ -306,7 +309,7 @@ impl LogSegment {
         let _g = self.map_lock.lock();
         let size = self.size() as usize;
         *self.files.write() = None;
-        let log = MappedFile::map(
+        let log = self.log_maps.map(
             open_existing(&self.log_path)?,
             &self.log_path,
             (self.params.segment_bytes as usize).max(size),
@@ -315,7 +318,7 @@ impl LogSegment {
         log.advise_unwritten_tail(size);
         let cap = self.params.index_bytes as usize;
         let files = SegmentFiles {
-            log: Arc::new(log),
+            log,
             index: OffsetIndex::open(&self.index_path, self.base, cap, None)?,
             time_index: TimeIndex::open(&self.time_path, self.base, cap, None)?,
         };
@@ -355,14 +358,16 @@ impl LogSegment {
     /// its own), creating none. The caller holds `map_lock`.
     fn map_existing(&self) -> Result<Arc<SegmentFiles>> {
         let size = self.size() as usize;
-        let log = MappedFile::map(open_existing(&self.log_path)?, &self.log_path, size, size)?;
+        let log = self
+            .log_maps
+            .map(open_existing(&self.log_path)?, &self.log_path, size, size)?;
         let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
         let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
         // A logically truncated segment's files may still hold entries past its end.
         index.truncate_to(self.next_offset());
         time_index.truncate_to(self.next_offset());
         Ok(Arc::new(SegmentFiles {
-            log: Arc::new(log),
+            log,
             index,
             time_index,
         }))
@@ -666,52 +671,38 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Shrinks a logically truncated segment's file once nobody maps the dropped bytes.
+    /// Shrinks a logically truncated segment's file to its size once no mapping of it is
+    /// alive, so no view can touch a page past the new end (SIGBUS).
+    ///
+    /// The segment's own mapping is released first when nothing else holds it (no reader is
+    /// inside a call with it, no view was made from it; both need the `SegmentFiles` that the
+    /// write lock keeps to ourselves), and the next read maps the file again. Whether the file
+    /// may shrink is then [`FileMappings::shrink`]'s decision, over every mapping this segment
+    /// ever made: a view of one the budget unmapped earlier keeps the file whole until dropped.
     pub(crate) fn maybe_shrink(&self) {
         if !self.pending_shrink.load(Ordering::Acquire) || self.deleted.load(Ordering::Acquire) {
             return;
         }
         let _g = self.map_lock.lock();
-        let mut slot = self.files.write();
-        let Some(files) = slot.take() else {
-            self.shrink_unmapped();
-            return;
-        };
-        match Arc::try_unwrap(files) {
-            Ok(SegmentFiles {
-                log,
-                index,
-                time_index,
-            }) => {
-                drop((index, time_index));
-                match mmap::unmap_and_truncate(log, self.size() as u64) {
-                    Ok(()) => self.pending_shrink.store(false, Ordering::Release),
-                    Err(log) => {
-                        // A reader's view still maps the file; keep the mapping and try later.
-                        let index = OffsetIndex::open(&self.index_path, self.base, 0, None);
-                        let time_index = TimeIndex::open(&self.time_path, self.base, 0, None);
-                        if let (Ok(index), Ok(time_index)) = (index, time_index) {
-                            index.truncate_to(self.next_offset());
-                            time_index.truncate_to(self.next_offset());
-                            *slot = Some(Arc::new(SegmentFiles {
-                                log,
-                                index,
-                                time_index,
-                            }));
-                        }
-                    }
+        {
+            let mut slot = self.files.write();
+            if let Some(files) = slot.as_ref() {
+                if Arc::strong_count(files) > 1 || Arc::strong_count(&files.log) > 1 {
+                    return; // read now; housekeeping tries again
                 }
+                *slot = None;
             }
-            Err(files) => *slot = Some(files),
         }
-    }
-
-    fn shrink_unmapped(&self) {
-        let Ok(f) = open_existing(&self.log_path) else {
-            return;
-        };
-        if f.set_len(self.size() as u64).is_ok() {
-            self.pending_shrink.store(false, Ordering::Release);
+        let shrunk = open_existing(&self.log_path).and_then(|f| {
+            self.log_maps
+                .shrink(&f, &self.log_path, u64::from(self.size()))
+        });
+        match shrunk {
+            Ok(true) => self.pending_shrink.store(false, Ordering::Release),
+            Ok(false) => {} // an older mapping is still read
+            Err(e) => {
+                tracing::warn!(segment = %self.log_path.display(), error = %e, "could not trim a truncated segment; will retry");
+            }
         }
     }
 

@@ -21,7 +21,8 @@ impl LogSegment {
             .map_err(|e| StorageError::io(&self.log_path, e))?
             .len() as usize;
         Ok((
-            Arc::new(MappedFile::map(file, &self.log_path, file_len, file_len)?),
+            self.log_maps
+                .map(file, &self.log_path, file_len, file_len)?,
             file_len,
         ))
     }
@@ -104,8 +105,10 @@ impl LogSegment {
         if valid < file_len {
             before_cut()?;
             let f = open_existing(&self.log_path)?;
-            f.set_len(valid as u64)
-                .map_err(|e| StorageError::io(&self.log_path, e))?;
+            // The scan's mapping was dropped before: none of this file can be alive.
+            if !self.log_maps.shrink(&f, &self.log_path, valid as u64)? {
+                return Err(self.corrupt(valid, "file still mapped when recovery cuts it"));
+            }
             f.sync_all()
                 .map_err(|e| StorageError::io(&self.log_path, e))?;
         }
@@ -117,7 +120,7 @@ impl LogSegment {
             }
         }
         let file = open_existing(&self.log_path)?;
-        let log = Arc::new(MappedFile::map(file, &self.log_path, valid, valid)?);
+        let log = self.log_maps.map(file, &self.log_path, valid, valid)?;
         let cap = if rebuild {
             self.params.index_bytes as usize
         } else {
