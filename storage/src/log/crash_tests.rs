@@ -145,10 +145,45 @@ enum Op {
         clean: bool,
         flush_policy: bool,
     },
+    /// A reader keeps the view of a read (a fetch response on a slow socket) from here on.
+    HoldView(u8),
+    /// Retention by size (the byte limit in KiB), in a housekeeping pass that also unlinks
+    /// deleted segments' files and shrinks truncated ones.
+    Retention(u8),
 }
 
 fn config_with(flush_policy: bool) -> LogConfig {
-    configs()[usize::from(flush_policy)].clone()
+    LogConfig {
+        // Deleted segments' files go at the next housekeeping, while views of them live on.
+        file_delete_delay_ms: 0,
+        ..configs()[usize::from(flush_policy)].clone()
+    }
+}
+
+/// A log whose budget keeps a single sealed segment mapped: reads unmap and remap segments
+/// all the time, so views outlive the mapping generation they were made from.
+fn open_churning(dir: &Path, config: LogConfig) -> crate::Log {
+    crate::Log::open_with_budget(
+        &dir.join("t-0"),
+        crate::TopicPartition::new("t", 0),
+        config,
+        crate::MapBudget::new(1),
+    )
+    .expect("open")
+}
+
+/// The `.log` files of `log`'s directory that are not one of its segments.
+fn stray_log_files(log: &crate::Log) -> Vec<String> {
+    let live: Vec<String> = log
+        .segments
+        .read()
+        .keys()
+        .map(|b| file_name(Offset(*b), "log"))
+        .collect();
+    log_files(log.dir())
+        .into_iter()
+        .filter(|n| !live.contains(n))
+        .collect()
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -158,24 +193,30 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::DeleteRecords),
         1 => (any::<bool>(), any::<bool>())
             .prop_map(|(clean, flush_policy)| Op::Reopen { clean, flush_policy }),
+        2 => any::<u8>().prop_map(Op::HoldView),
+        1 => any::<u8>().prop_map(Op::Retention),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// Any sequence of appends, truncations, DeleteRecords, rolls (small segments) and clean or
-    /// unclean reopens reads back exactly like a list of batches.
+    /// Any sequence of appends, truncations, DeleteRecords, retention, rolls (small segments)
+    /// and clean or unclean reopens reads back exactly like a list of batches, while readers
+    /// hold views across all of it: every view keeps reading what it read (a file shrunk under
+    /// one would kill the test with SIGBUS), and no `.log` file exists but the log's segments.
     #[test]
     fn log_matches_a_list_of_batches(
         flush_policy in any::<bool>(),
         ops in proptest::collection::vec(op(), 1..40),
     ) {
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut log = open(tmp.path(), config_with(flush_policy));
+        let mut log = open_churning(tmp.path(), config_with(flush_policy));
         let mut model: Vec<(i64, i32)> = Vec::new();
         let mut log_start = 0i64;
         let mut log_end = 0i64;
+        let mut views: Vec<(bytes::Bytes, Vec<u8>)> = Vec::new();
+        let mut now = 0i64;
         for op in ops {
             match op {
                 Op::Append { records, size } => {
@@ -202,10 +243,33 @@ proptest! {
                 }
                 Op::Reopen { clean, flush_policy } => {
                     if clean { log.close().expect("close"); }
+                    views.clear(); // a stop ends its readers too
                     drop(log);
-                    log = open(tmp.path(), config_with(flush_policy));
+                    log = open_churning(tmp.path(), config_with(flush_policy));
+                }
+                Op::HoldView(x) => {
+                    let from = log_start.max(log_end.saturating_sub(1 + x as i64 % 64));
+                    if from >= log_end { continue; }
+                    let view = log.read(&crate::ReadOptions::from(Offset(from))).expect("read").records;
+                    let copy = view.to_vec();
+                    views.push((view, copy));
+                    if views.len() > 8 { views.remove(0); }
+                }
+                Op::Retention(kib) => {
+                    let config = log.config();
+                    log.update_config(LogConfig { retention_bytes: i64::from(kib % 16) * 1024, ..config.clone() });
+                    now += 1;
+                    log.housekeeping(now).expect("housekeeping");
+                    log.update_config(config);
+                    let start = log.offsets().log_start.0;
+                    prop_assert!(start >= log_start);
+                    log_start = start;
                 }
             }
+            for (view, copy) in &views {
+                prop_assert_eq!(&view[..], &copy[..]);
+            }
+            prop_assert_eq!(stray_log_files(&log), Vec::<String>::new());
             let visible: Vec<(i64, i32)> = model.iter().copied().filter(|(b, n)| b + *n as i64 > log_start).collect();
             let first = visible.first().map_or(log_end, |b| b.0.max(log_start));
             prop_assert_eq!(log.offsets().log_end.0, log_end);
@@ -279,4 +343,72 @@ fn records_appended_after_a_truncation_survive_a_crash_before_the_cut_file_shran
     let log = open(tmp.path(), small_config());
     assert_eq!(read_all(&log, Offset(0)), expected);
     assert_eq!(log.offsets().log_end, Offset(11));
+}
+
+#[test]
+fn views_held_across_compaction_and_truncation_keep_reading_and_leave_no_stray_file() {
+    use crate::config::CleanupPolicy;
+    use crate::record::BatchBuilder;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        delete_retention_ms: 1000,
+        file_delete_delay_ms: 0,
+        ..small_config()
+    };
+    let log = open_churning(tmp.path(), config.clone());
+    for i in 0..200i64 {
+        let key = format!("k{}", i % 7).into_bytes();
+        let value = (i % 11 != 0).then(|| vec![b'v'; 100 + i as usize % 50]);
+        let b = BatchBuilder::new()
+            .record(Some(&key), value.as_deref(), 5_000 + i)
+            .build();
+        log.append(&b, &AppendOptions::default()).expect("append");
+    }
+    // A reader holds a view of every segment, each from its own mapping generation.
+    let bases: Vec<i64> = log.segments.read().keys().copied().collect();
+    let views: Vec<(bytes::Bytes, Vec<u8>)> = bases
+        .iter()
+        .map(|b| {
+            let v = log
+                .read(&crate::ReadOptions::from(Offset(*b)))
+                .expect("read")
+                .records;
+            let copy = v.to_vec();
+            (v, copy)
+        })
+        .collect();
+    let unchanged = |views: &[(bytes::Bytes, Vec<u8>)]| {
+        for (v, copy) in views {
+            assert_eq!(&v[..], &copy[..]);
+        }
+    };
+
+    assert!(log.housekeeping(6_000).expect("hk").records_compacted > 0);
+    unchanged(&views);
+    assert_eq!(stray_log_files(&log), Vec::<String>::new());
+
+    // A follower truncation into the compacted segments, with the views still held.
+    let batches = read_all(&log, Offset(0));
+    let cut = Offset(batches[batches.len() / 3].0);
+    log.truncate_to(cut).expect("truncate");
+    log.housekeeping(7_000).expect("hk");
+    unchanged(&views);
+    assert_eq!(stray_log_files(&log), Vec::<String>::new());
+    let expected = read_all(&log, Offset(0));
+    assert_eq!(expected, batches[..batches.len() / 3].to_vec());
+
+    drop(views);
+    drop(log); // a crash
+    let log = open_churning(tmp.path(), config);
+    // Compaction emptied the first segments, so the log now starts at the first one left.
+    let start = log.offsets().log_start;
+    assert_eq!(read_all(&log, start), expected, "the valid prefix kept");
+    assert_eq!(log.offsets().log_end, cut);
+    assert_eq!(stray_log_files(&log), Vec::<String>::new());
+    assert!(std::fs::read_dir(log.dir()).expect("read_dir").all(|e| !e
+        .expect("entry")
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".deleted")));
 }
