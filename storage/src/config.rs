@@ -71,8 +71,9 @@ pub struct LogConfig {
     /// `flush.ms`: flush when unflushed data is this old. Default: never (`i64::MAX`). See
     /// [`LogConfig::flush_messages`] for its effect on the write path.
     pub flush_ms: i64,
-    /// `file.delete.delay.ms`: kept for compatibility; Sluice unlinks deleted segments at once
-    /// because open mappings keep their pages alive. Default 60000.
+    /// `file.delete.delay.ms`: how long a deleted segment's files stay renamed `.deleted`
+    /// before housekeeping unlinks them (readers never need them: they read the mapping a
+    /// segment pins when deleted). Default 60000, as Kafka.
     pub file_delete_delay_ms: i64,
     /// `preallocate`: Kafka's flag. Sluice always preallocates the active segment in chunks
     /// (see [`LogConfig::preallocate_chunk_bytes`]); this is accepted and reported only.

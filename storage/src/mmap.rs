@@ -13,8 +13,12 @@
 //!
 //! Truncation is therefore logical (the owner keeps its own, smaller valid length and rolls
 //! to a new file), and a file is only shrunk with `ftruncate` once no view of the shrunk
-//! range can exist: either the range was never published, or the caller holds the only
-//! reference to the mapping (see [`unmap_and_truncate`]).
+//! range can exist: either the range was never published ([`MappedFile::seal`], to this
+//! mapping's own published length, on a file that has no other mapping), or no mapping of
+//! the file is alive at all ([`FileMappings::shrink`]). The last reference to *one* mapping
+//! proves nothing: a file may be mapped several times over its life (a sealed segment is
+//! unmapped under the map budget while views of it live on, then mapped again by a later
+//! read), so every mapping of a file that may shrink is registered in its [`FileMappings`].
 //!
 //! Bytes reach the file one of two ways (the caller picks per append, see
 //! [`crate::segment::WriteMode`]): copied into the mapping ([`MappedFile::write`]), or written
@@ -269,8 +273,9 @@ impl MappedFile {
         }
         // SAFETY: published bytes are inside the mapping and over allocated blocks, and are never
         // written again (writes start at or above `published`, which never decreases). The file
-        // is only shrunk below `published` by `unmap_and_truncate`, which needs the last `Arc`,
-        // so no borrow of `self` can outlive it; `seal` shrinks only down to `published`.
+        // is only shrunk below `published` by `FileMappings::shrink`, which requires every
+        // mapping of the file to be dropped, `self` included, so no borrow of `self` can
+        // outlive it; `seal` shrinks only down to `published`.
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(range.start), range.len()) })
     }
 
@@ -330,22 +335,46 @@ impl MappedFile {
     }
 }
 
-/// Shrinks the file behind an unshared mapping to `len` bytes and returns the file.
+/// Every mapping of one file that may still be read, so the file is shrunk only when none is.
 ///
-/// Consuming the only `Arc` unmaps first, so no page past the new end can be touched.
-pub(crate) fn unmap_and_truncate(
-    map: Arc<MappedFile>,
-    len: u64,
-) -> std::result::Result<(), Arc<MappedFile>> {
-    let inner = Arc::try_unwrap(map)?;
-    let MappedFile {
-        map, file, path, ..
-    } = inner;
-    drop(map);
-    if let Err(e) = file.set_len(len) {
-        tracing::warn!(path = %path.display(), error = %e, "could not trim segment file");
+/// A mapping is read through an `Arc<MappedFile>` (the owner's, or a [`Bytes`] view's). Once
+/// its strong count is zero no reference can read it again (a `Weak` cannot be upgraded back),
+/// even if the `munmap` itself is still running in the thread dropping it. The lock is held
+/// from the check to the `ftruncate`, and every mapping registers under it, so none can appear
+/// in between; a mapping made after the shrink sees the new length (and [`MappedFile::map`]
+/// refuses a published length beyond it).
+#[derive(Debug, Default)]
+pub(crate) struct FileMappings {
+    live: parking_lot::Mutex<Vec<std::sync::Weak<MappedFile>>>,
+}
+
+impl FileMappings {
+    /// Maps `file` as [`MappedFile::map`] does and registers the mapping.
+    pub(crate) fn map(
+        &self,
+        file: File,
+        path: &Path,
+        capacity: usize,
+        published: usize,
+    ) -> Result<Arc<MappedFile>> {
+        let mut live = self.live.lock();
+        live.retain(|m| m.strong_count() > 0);
+        let map = Arc::new(MappedFile::map(file, path, capacity, published)?);
+        live.push(Arc::downgrade(&map));
+        Ok(map)
     }
-    Ok(())
+
+    /// Shrinks `file` to `len` bytes if no registered mapping of it is alive. Returns whether
+    /// it did; `false` means try again once the views are dropped.
+    pub(crate) fn shrink(&self, file: &File, path: &Path, len: u64) -> Result<bool> {
+        let mut live = self.live.lock();
+        live.retain(|m| m.strong_count() > 0);
+        if !live.is_empty() {
+            return Ok(false);
+        }
+        file.set_len(len).map_err(|e| StorageError::io(path, e))?;
+        Ok(true)
+    }
 }
 
 /// The owner a [`Bytes`] view holds: keeps the mapping alive and exposes one published range.

@@ -2,6 +2,7 @@
 //!
 //! Fail points are process-global, so every scenario runs inside one test, in sequence.
 
+use sluice_storage::batch::BatchIter;
 use sluice_storage::record::BatchBuilder;
 use sluice_storage::{
     AppendOptions, Log, LogConfig, Offset, ReadOptions, StorageError, TopicPartition,
@@ -11,6 +12,22 @@ fn batch() -> Vec<u8> {
     BatchBuilder::new()
         .record(Some(b"k"), Some(b"value"), 1_700_000_000_000)
         .build()
+}
+
+/// The base offset of every batch readable from the log start, following next offsets.
+fn read_bases(log: &Log) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut at = log.offsets().log_start;
+    loop {
+        let data = log.read(&ReadOptions::from(at)).expect("read").records;
+        if data.is_empty() {
+            return out;
+        }
+        for (_, h) in BatchIter::new(&data) {
+            out.push(h.base_offset);
+            at = Offset(h.next_offset());
+        }
+    }
 }
 
 fn open(dir: &std::path::Path, config: LogConfig) -> Log {
@@ -139,6 +156,76 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
         Err(StorageError::Poisoned { .. })
     ));
     assert_eq!(log.offsets().recovery_point, Offset(0));
+
+    // A truncation that fails half way (here deleting a segment above the cut) refuses further
+    // writes, and readers see the records below the cut: never a log end past a hole.
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = LogConfig {
+        segment_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config.clone());
+    while log.offsets().log_end < Offset(150) {
+        log.append(&batch(), &AppendOptions::default())
+            .expect("append");
+    }
+    assert!(log.segment_count() > 2, "the log rolled");
+    fail::cfg("storage::segment::delete", "return").expect("cfg");
+    let result = log.truncate_to(Offset(10));
+    fail::remove("storage::segment::delete");
+    assert!(matches!(result, Err(StorageError::Io { .. })), "{result:?}");
+    assert_eq!(log.offsets().log_end, Offset(10));
+    assert_eq!(read_bases(&log), (0..10).collect::<Vec<_>>());
+    assert!(matches!(
+        log.append(&batch(), &AppendOptions::default()),
+        Err(StorageError::Poisoned { .. })
+    ));
+    drop(log);
+    let log = open(dir.path(), config);
+    let bases = read_bases(&log);
+    assert_eq!(
+        bases[..10],
+        (0..10).collect::<Vec<_>>(),
+        "the prefix below the cut survives reopen"
+    );
+    assert_eq!(
+        bases,
+        (0..log.offsets().log_end.0).collect::<Vec<_>>(),
+        "with no hole"
+    );
+
+    // Segments recovered at open are not known to be on disk (a killed process leaves them
+    // in the page cache): the first flush makes each of them durable before the recovery
+    // point passes them. Counted at the fail point every msync/fdatasync of a file passes.
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = LogConfig {
+        segment_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config.clone());
+    while log.offsets().log_end < Offset(150) {
+        log.append(&batch(), &AppendOptions::default())
+            .expect("append");
+    }
+    drop(log); // unclean: nothing flushed, the recovery point is 0
+    let log = open(dir.path(), config);
+    let segments = log.segment_count();
+    assert!(segments > 2, "the log rolled");
+    assert_eq!(log.offsets().recovery_point, Offset(0));
+    let flushes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&flushes);
+    fail::cfg_callback("storage::mmap::flush", move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    })
+    .expect("cfg");
+    log.flush().expect("flush");
+    fail::remove("storage::mmap::flush");
+    assert_eq!(log.offsets().recovery_point, Offset(150));
+    assert_eq!(
+        flushes.load(std::sync::atomic::Ordering::SeqCst),
+        3 * segments,
+        "the .log, .index and .timeindex of every segment, recovered ones included"
+    );
 
     scenario.teardown();
 }

@@ -279,7 +279,7 @@ impl Log {
         let old = self.active()?;
         if old.is_empty() {
             self.segments.write().remove(&old.base_offset().0);
-            old.delete()?;
+            self.delete_segment(w, &old)?;
         } else {
             // Made durable later, off the append path (see `flush_rolled`): flushing a whole
             // segment here would stall the partition's producers for as long as it takes.

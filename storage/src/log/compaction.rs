@@ -51,7 +51,7 @@ impl Log {
             if stats.removed == 0 {
                 continue;
             }
-            self.swap_in(seg, &cleaned)?;
+            self.swap_in(w, seg, &cleaned)?;
             removed += stats.removed;
         }
         w.cleaned_upto = last.next_offset();
@@ -61,12 +61,12 @@ impl Log {
         Ok(removed)
     }
 
-    fn swap_in(&self, old: &Arc<LogSegment>, cleaned: &[u8]) -> Result<()> {
+    fn swap_in(&self, w: &mut Writer, old: &Arc<LogSegment>, cleaned: &[u8]) -> Result<()> {
         let base = old.base_offset();
         old.retire()?;
         if cleaned.is_empty() {
             self.segments.write().remove(&base.0);
-            return old.delete();
+            return self.delete_segment(w, old);
         }
         let tmp = self.dir.join(format!("{}.cleaned", file_name(base, "log")));
         crate::io::write_atomic(&tmp, cleaned)?;
@@ -88,6 +88,7 @@ impl Log {
             Arc::clone(&self.budget),
             true,
             super::open::now_ms(),
+            &mut || Ok(()),
         )?;
         self.segments.write().insert(base.0, seg);
         Ok(())

@@ -130,3 +130,43 @@ fn truncating_at_the_log_end_still_drops_an_empty_trailing_epoch() {
     let log = open(dir.path(), small_config());
     assert_eq!(log.latest_epoch(), Some(LeaderEpoch(1)), "and checkpointed");
 }
+
+#[test]
+fn a_follower_copying_an_older_epoch_where_it_began_one_it_never_wrote_drops_that_epoch() {
+    use crate::LeaderEpoch as E;
+    let dir = tempfile::tempdir().expect("tmp");
+    // The leader of epoch 4: records of epochs 1 (0..3), 2 (3..5) and 4 (5..6).
+    let leader = open(&dir.path().join("leader"), small_config());
+    for epoch in [1, 1, 1, 2, 2, 4] {
+        leader
+            .append(&values(1, 5, 0), &as_leader(epoch))
+            .expect("append");
+    }
+    // This replica has the epoch-1 records, then led epoch 3 from offset 3 without writing.
+    let follower = open(&dir.path().join("follower"), small_config());
+    for _ in 0..3 {
+        follower
+            .append(&values(1, 5, 0), &as_leader(1))
+            .expect("append");
+    }
+    follower.assign_epoch(E(3)).expect("assign");
+    // Following the epoch-4 leader again, it copies the rest as the leader wrote it.
+    follower
+        .append(&fetch(&leader, Offset(3)), &REPLICATED)
+        .expect("append");
+    for epoch in 0..=5 {
+        assert_eq!(
+            follower.end_offset_for_epoch(E(epoch)),
+            leader.end_offset_for_epoch(E(epoch)),
+            "OffsetForLeaderEpoch({epoch}) answered as the leader does: epoch 3 has no record"
+        );
+    }
+    follower.close().expect("close");
+    drop(follower);
+    let follower = open(&dir.path().join("follower"), small_config());
+    assert_eq!(
+        follower.end_offset_for_epoch(E(3)),
+        Some((E(2), Offset(5))),
+        "and checkpointed"
+    );
+}

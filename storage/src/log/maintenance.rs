@@ -1,5 +1,6 @@
 //! Flushing, checkpoints, retention, DeleteRecords, truncation and close.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -37,7 +38,50 @@ pub struct HousekeepingReport {
     pub records_compacted: u64,
 }
 
+/// The renamed files of a deleted segment, waiting for `file.delete.delay.ms` (Kafka's
+/// asynchronous delete; the next open removes any left by a stop).
+#[derive(Debug)]
+pub(crate) struct PendingDelete {
+    files: Vec<PathBuf>,
+    /// When they may be unlinked, on the embedder's clock. Deletions happen on paths without
+    /// that clock (truncation, DeleteRecords), so the first housekeeping pass after one sets it.
+    due: Option<i64>,
+}
+
 impl Log {
+    /// Deletes `seg`'s files Kafka's way (renamed `.deleted`, unlinked by housekeeping after
+    /// `file.delete.delay.ms`). The caller has removed it from the segment map.
+    pub(crate) fn delete_segment(&self, w: &mut Writer, seg: &LogSegment) -> Result<()> {
+        let files = seg.delete()?;
+        if !files.is_empty() {
+            w.pending_deletes.push(PendingDelete { files, due: None });
+        }
+        Ok(())
+    }
+
+    /// Unlinks the files of segments deleted at least `file.delete.delay.ms` ago. A failure is
+    /// logged and left to the next open, which removes every `.deleted` file.
+    fn unlink_deleted(&self, w: &mut Writer, now: i64, delay_ms: i64) {
+        for p in &mut w.pending_deletes {
+            p.due.get_or_insert(now.saturating_add(delay_ms));
+        }
+        w.pending_deletes.retain(|p| {
+            if p.due.is_some_and(|due| due > now) {
+                return true;
+            }
+            for f in &p.files {
+                match std::fs::remove_file(f) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(file = %f.display(), error = %e, "could not remove a deleted segment's file")
+                    }
+                }
+            }
+            false
+        });
+    }
+
     /// Makes everything appended so far durable and advances the recovery point.
     pub fn flush(&self) -> Result<()> {
         let mut w = self.writer.lock();
@@ -124,7 +168,8 @@ impl Log {
     }
 
     /// Periodic work, driven by the embedder's clock: `flush.ms`, `segment.ms`, retention by
-    /// time and size, compaction, deferred file shrinking and checkpoints.
+    /// time and size, compaction, unlinking deleted segments' files after
+    /// `file.delete.delay.ms`, deferred file shrinking and checkpoints.
     pub fn housekeeping(&self, now: i64) -> Result<HousekeepingReport> {
         let mut report = HousekeepingReport {
             sealed_flushed: self.flush_rolled()?,
@@ -156,6 +201,7 @@ impl Log {
             report.records_compacted += self.compact(&mut w, now)?;
         }
         report.segments_deleted += self.delete_below_log_start(&mut w)?;
+        self.unlink_deleted(&mut w, now, config.file_delete_delay_ms);
         for seg in self.segments.read().values() {
             seg.maybe_shrink();
         }
@@ -230,7 +276,7 @@ impl Log {
             victims.iter().filter_map(|b| segs.remove(b)).collect()
         };
         for seg in &doomed {
-            seg.delete()?;
+            self.delete_segment(w, seg)?;
         }
         if !doomed.is_empty() {
             w.epochs.truncate_from_start(start);
@@ -278,20 +324,60 @@ impl Log {
             }
             return Ok(());
         }
-        let now = now_ms();
+        // Nothing changes until the cut is known to fall between batches (Kafka truncates to
+        // batch boundaries only): a truncation refused here leaves the log as it was.
+        let cut_in = if offset < o.log_start {
+            None
+        } else {
+            self.segments
+                .read()
+                .range(..offset.0)
+                .next_back()
+                .map(|(_, s)| Arc::clone(s))
+        };
+        if let Some(seg) = &cut_in {
+            seg.cut_position(offset)?;
+        }
+        // From here on files change. Readers stop at the new end first, so whatever fails
+        // below, no reader is ever served a hole: the published log is a prefix of the old one.
+        self.publish(|o| {
+            if offset < o.log_start {
+                o.log_start = offset;
+            }
+            o.log_end = offset;
+            o.high_watermark = o.high_watermark.min(offset);
+            o.last_stable = o.last_stable.min(offset);
+            o.recovery_point = o.recovery_point.min(offset);
+        });
+        w.truncations += 1;
+        // A failure now leaves the files neither before nor after the cut; as Kafka takes the
+        // log directory offline, the log refuses writes until it is reopened (and recovered).
+        self.cut_files_locked(&mut w, offset, cut_in.as_ref(), now_ms())
+            .map_err(|e| self.poison_with(e))
+    }
+
+    /// The file work of [`Log::truncate_to`], after its offsets were published: deletes the
+    /// segments at or after `offset` (all of them when `cut_in` is `None`), cuts `cut_in`,
+    /// starts the new active segment at `offset`, and rebuilds the state derived from batches.
+    fn cut_files_locked(
+        &self,
+        w: &mut Writer,
+        offset: Offset,
+        cut_in: Option<&Arc<LogSegment>>,
+        now: i64,
+    ) -> Result<()> {
         let doomed: Vec<Arc<LogSegment>> = {
             let mut segs = self.segments.write();
-            let cut = if offset < o.log_start {
-                std::mem::take(&mut *segs)
-            } else {
-                segs.split_off(&offset.0)
+            let cut = match cut_in {
+                None => std::mem::take(&mut *segs),
+                Some(_) => segs.split_off(&offset.0),
             };
             cut.into_values().collect()
         };
         for seg in &doomed {
-            seg.delete()?;
+            self.delete_segment(w, seg)?;
         }
-        if let Some(seg) = self.segments.read().values().next_back() {
+        if let Some(seg) = cut_in {
             seg.truncate_to(offset)?;
         }
         self.start_segment_at(offset, now)?;
@@ -306,20 +392,10 @@ impl Log {
         }
         w.producers = producers;
         self.remove_snapshots_from(offset)?;
-        self.publish(|o| {
-            if offset < o.log_start {
-                o.log_start = offset;
-            }
-            o.log_end = offset;
-            o.high_watermark = o.high_watermark.min(offset);
-            o.last_stable = o.last_stable.min(offset);
-            o.recovery_point = o.recovery_point.min(offset);
-        });
-        w.truncations += 1;
         // The segment cut (now sealed) and any sealed before it may still be unflushed.
         w.sealed_unflushed_upto = Some(offset);
         // A crash before the truncated file shrinks must rescan it: persist the lower point now.
-        self.write_checkpoints(&mut w, now)
+        self.write_checkpoints(w, now)
     }
 
     /// Empties the log and restarts it at `offset`, which may lie beyond its end: a follower
@@ -348,7 +424,7 @@ impl Log {
             .into_values()
             .collect();
         for seg in &doomed {
-            seg.delete()?;
+            self.delete_segment(w, seg)?;
         }
         self.start_segment_at(offset, now)?;
         w.epochs.truncate_from_end(Offset(i64::MIN));

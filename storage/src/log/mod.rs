@@ -14,12 +14,16 @@ mod compaction;
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
+mod deletion_tests;
+#[cfg(test)]
 mod follower_tests;
 mod maintenance;
 mod open;
 mod read;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod truncation_tests;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -78,6 +82,8 @@ pub(crate) struct Writer {
     /// Bumped by every truncation, so a flush that ran without the writer lock can tell that
     /// what it flushed may no longer be the log.
     pub(crate) truncations: u64,
+    /// Deleted segments' files not yet unlinked (see `Log::delete_segment`).
+    pub(crate) pending_deletes: Vec<maintenance::PendingDelete>,
 }
 
 /// A partition log. Share it as `Arc<Log>`: every method takes `&self`.
@@ -213,7 +219,7 @@ impl Log {
     pub fn assign_epoch(&self, epoch: LeaderEpoch) -> Result<()> {
         self.check_writable()?;
         let mut w = self.writer.lock();
-        if w.epochs.assign(epoch, self.offsets().log_end) {
+        if w.epochs.begin_epoch(epoch, self.offsets().log_end) {
             self.write_checkpoints(&mut w, open::now_ms())?;
         }
         Ok(())
@@ -239,9 +245,10 @@ impl Log {
         Ok(())
     }
 
-    /// Marks the log unwritable after a failed flush: what reached the disk is unknown.
+    /// Marks the log unwritable after a failed flush or a truncation that failed half way:
+    /// what reached the disk is unknown.
     fn poison_with(&self, e: StorageError) -> StorageError {
-        tracing::error!(partition = %self.tp, error = %e, "flush failed; log refuses further writes");
+        tracing::error!(partition = %self.tp, error = %e, "flush or truncation failed; log refuses further writes");
         *self.poison.write() = Some(e.to_string());
         e
     }

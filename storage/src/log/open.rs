@@ -67,8 +67,9 @@ pub(crate) fn open(
         match (base, ext) {
             (Some(b), "log") => bases.push(b),
             (Some(b), SNAPSHOT_EXT) => snapshots.push(b),
-            (_, "tmp" | "cleaned" | "swap") => {
-                // Leftovers of an interrupted atomic write or compaction: never valid data.
+            (_, "tmp" | "cleaned" | "swap" | crate::segment::DELETED_SUFFIX) => {
+                // Leftovers of an interrupted atomic write or compaction, and deleted segments'
+                // files waiting for `file.delete.delay.ms` at the last stop: never valid data.
                 let p = entry.path();
                 fs::remove_file(&p).map_err(|e| StorageError::io(&p, e))?;
             }
@@ -100,12 +101,19 @@ pub(crate) fn open(
     let recovered_hw = read_offset_checkpoint(&dir.join(HIGH_WATERMARK_FILE), &tp);
     let p = params(&config);
     let mut segments: BTreeMap<i64, Arc<LogSegment>> = BTreeMap::new();
-    let mut corrupt_from: Option<usize> = None;
     for (i, base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
         let recover = next_base > recovery_point.0;
-        let (seg, report) =
-            LogSegment::open(dir, Offset(*base), p, Arc::clone(&budget), recover, now)?;
+        let later = &bases[i + 1..];
+        let (seg, report) = LogSegment::open(
+            dir,
+            Offset(*base),
+            p,
+            Arc::clone(&budget),
+            recover,
+            now,
+            &mut || delete_segments_at_open(dir, &tp, later),
+        )?;
         if let Some(reason) = &report.reason {
             tracing::warn!(partition = %tp, segment = %seg.log_path().display(), truncated = report.truncated_bytes, %reason, "recovery truncated a segment");
         }
@@ -116,17 +124,10 @@ pub(crate) fn open(
             seg.maybe_shrink();
         }
         segments.insert(*base, seg);
-        if report.corrupt && next_base != i64::MAX {
-            corrupt_from = Some(i + 1);
+        if report.truncated_bytes > 0 && !later.is_empty() {
+            // Kafka's rule (`LogLoader.recoverLog`): once recovery truncated a segment, the
+            // segments after it are gone (`before_cut` deleted them): they would follow a hole.
             break;
-        }
-    }
-    if let Some(from) = corrupt_from {
-        for base in &bases[from..] {
-            tracing::warn!(partition = %tp, base, "deleting segment after a corrupt one");
-            let (seg, _) =
-                LogSegment::open(dir, Offset(*base), p, Arc::clone(&budget), false, now)?;
-            seg.delete()?;
         }
     }
 
@@ -149,6 +150,15 @@ pub(crate) fn open(
 
     let (producers, epochs) = rebuild_state(dir, &tp, &segments, &snapshots, log_start, log_end)?;
     let recovery_point = recovery_point.min(log_end);
+    // Sealed segments past the recovery point were recovered, not flushed: the next flush
+    // makes them durable before the recovery point passes them (Kafka flushes every segment
+    // between the recovery point and the new one).
+    let active_base = segments.keys().next_back().copied().map(Offset);
+    let sealed_unflushed_upto = active_base.filter(|base| {
+        segments
+            .range(..base.0)
+            .any(|(_, s)| s.next_offset() > recovery_point)
+    });
     let offsets = LogOffsets {
         log_start,
         high_watermark: log_end,
@@ -170,8 +180,9 @@ pub(crate) fn open(
             last_checkpoint_ms: now,
             checkpointed_hw: (recovered_hw.unwrap_or(Offset(-1)), now),
             cleaned_upto: Offset(0),
-            sealed_unflushed_upto: None,
+            sealed_unflushed_upto,
             truncations: 0,
+            pending_deletes: Vec::new(),
         }),
         offsets: ArcSwap::from_pointee(offsets),
         poison: RwLock::new(None),
@@ -180,6 +191,27 @@ pub(crate) fn open(
         recovered_hw,
         budget,
     })
+}
+
+/// Deletes the files of the segments at `bases` (at open, when recovery is about to cut the
+/// segment before them), the highest first and then the directory entry made durable: a crash
+/// half way leaves a log whose last segments are gone, never one with a hole in the middle.
+fn delete_segments_at_open(dir: &Path, tp: &TopicPartition, bases: &[i64]) -> Result<()> {
+    for base in bases.iter().rev() {
+        tracing::warn!(partition = %tp, base, "deleting a segment after one that recovery cuts");
+        for ext in ["log", "index", "timeindex"] {
+            let p = dir.join(crate::segment::file_name(Offset(*base), ext));
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(&p, e)),
+            }
+        }
+    }
+    if bases.is_empty() {
+        return Ok(());
+    }
+    crate::io::fsync_dir(dir)
 }
 
 /// Loads the newest usable producer snapshot and leader-epoch checkpoint, then replays batch

@@ -5,6 +5,15 @@
 //! then read until retention deletes it. Sealed segments map their files lazily and may be
 //! unmapped again under the [`MapBudget`].
 //!
+//! Deletion (retention, truncation, compaction) is Kafka's: the files are renamed
+//! `<name>.deleted` and unlinked by the log after `file.delete.delay.ms`. A segment never
+//! reopens its files by name once deletion began: its mapping is pinned first, so a reader
+//! that took the segment before it left the log keeps reading it, and no reader can create
+//! an empty file where a deleted segment was (an empty `.log` above the active segment would
+//! be taken for the log's end at the next open). While a segment is live its paths name its
+//! files (only deletion renames them; compaction replaces a file only after pinning the old
+//! segment's mapping with `retire`), and remapping opens them without `O_CREAT`.
+//!
 //! Concurrency: readers load `size`/`next_offset` (Acquire) and read below them without locks;
 //! the writer publishes bytes in the mapping before raising `size` (Release). Truncation is
 //! logical: `size` shrinks, the segment is sealed, and the file is shrunk only when no view of
@@ -25,7 +34,7 @@ use crate::batch::{self, BatchHeader, BatchIter};
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::map_budget::{MapBudget, Unmappable};
-use crate::mmap::{self, MappedFile};
+use crate::mmap::{self, FileMappings, MappedFile};
 use crate::types::{FilePosition, Offset};
 
 /// Sizes that shape a segment's files, from the log's config.
@@ -134,11 +143,16 @@ pub(crate) struct PlacedBatch {
 /// What recovery found in a segment.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RecoveryReport {
+    /// Bytes cut off the end of the `.log`: preallocated zeros of an active segment, or a
+    /// torn or corrupt tail.
     pub(crate) truncated_bytes: u64,
-    /// True when the cut removed something other than preallocated zeros.
-    pub(crate) corrupt: bool,
+    /// Why the cut was made, unless it removed only zeros.
     pub(crate) reason: Option<String>,
 }
+
+/// Called by recovery once it knows the `.log` must be cut, before cutting it (see
+/// [`LogSegment::open`]).
+pub(crate) type BeforeCut<'a> = &'a mut dyn FnMut() -> Result<()>;
 
 /// A segment of a partition log.
 #[derive(Debug)]
@@ -159,11 +173,15 @@ pub(crate) struct LogSegment {
     pending_shrink: AtomicBool,
     /// Replaced by compaction: keep the old mapping for readers still holding this segment.
     retired: AtomicBool,
+    /// Deleted: the mapping is pinned and the files are never opened by name again.
+    deleted: AtomicBool,
     bytes_since_index: AtomicU32,
     flushed: AtomicU32,
     pace: Mutex<Pace>,
     generation: AtomicU64,
     files: RwLock<Option<Arc<SegmentFiles>>>,
+    /// Every mapping of the `.log` made by this segment: a shrink waits for all of them.
+    log_maps: FileMappings,
     map_lock: Mutex<()>,
     budget: Arc<MapBudget>,
     me: Weak<LogSegment>,
@@ -200,11 +218,13 @@ impl LogSegment {
             active: AtomicBool::new(false),
             pending_shrink: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
             bytes_since_index: AtomicU32::new(0),
             flushed: AtomicU32::new(0),
             pace: Mutex::new(Pace::default()),
             generation: AtomicU64::new(0),
             files: RwLock::new(None),
+            log_maps: FileMappings::default(),
             map_lock: Mutex::new(()),
             budget,
             me: me.clone(),
@@ -229,12 +249,12 @@ impl LogSegment {
                 fs::remove_file(p).map_err(|e| StorageError::io(p, e))?;
             }
         }
-        let log = open_rw(&seg.log_path)?;
+        let log = open_new(&seg.log_path)?;
         let capacity = (params.segment_bytes as usize).max(min_capacity);
-        let log = MappedFile::map(log, &seg.log_path, capacity, 0)?;
+        let log = seg.log_maps.map(log, &seg.log_path, capacity, 0)?;
         log.advise_unwritten_tail(0);
         let files = SegmentFiles {
-            log: Arc::new(log),
+            log,
             index: OffsetIndex::open(&seg.index_path, base, params.index_bytes as usize, Some(0))?,
             time_index: TimeIndex::open(
                 &seg.time_path,
@@ -251,6 +271,11 @@ impl LogSegment {
 
     /// Opens an existing segment. With `recover`, every batch is validated (CRC-32C included),
     /// the file is cut at the first bad one, and both indexes are rebuilt.
+    ///
+    /// `before_cut` runs once the scan found bytes to cut and before the file is cut: the log
+    /// deletes the segments after this one there (Kafka's rule: whatever the cut removes,
+    /// the later segments would start past a hole), so a crash in between leaves this file
+    /// uncut and the next open repeats both steps, never a cut file followed by a hole.
     pub(crate) fn open(
         dir: &Path,
         base: Offset,
@@ -258,9 +283,14 @@ impl LogSegment {
         budget: Arc<MapBudget>,
         recover: bool,
         now_ms: i64,
+        before_cut: BeforeCut<'_>,
     ) -> Result<(Arc<LogSegment>, RecoveryReport)> {
         let seg = LogSegment::new_arc(dir, base, params, budget, now_ms);
-        let report = if recover { seg.recover()? } else { seg.load()? };
+        let report = if recover {
+            seg.recover(before_cut)?
+        } else {
+            seg.load(before_cut)?
+        };
         Ok((seg, report))
     }
 
@@ -279,8 +309,8 @@ impl LogSegment {
         let _g = self.map_lock.lock();
         let size = self.size() as usize;
         *self.files.write() = None;
-        let log = MappedFile::map(
-            open_rw(&self.log_path)?,
+        let log = self.log_maps.map(
+            open_existing(&self.log_path)?,
             &self.log_path,
             (self.params.segment_bytes as usize).max(size),
             size,
@@ -288,7 +318,7 @@ impl LogSegment {
         log.advise_unwritten_tail(size);
         let cap = self.params.index_bytes as usize;
         let files = SegmentFiles {
-            log: Arc::new(log),
+            log,
             index: OffsetIndex::open(&self.index_path, self.base, cap, None)?,
             time_index: TimeIndex::open(&self.time_path, self.base, cap, None)?,
         };
@@ -307,18 +337,14 @@ impl LogSegment {
         if let Some(f) = self.files.read().as_ref() {
             return Ok(Arc::clone(f));
         }
-        let size = self.size() as usize;
-        let log = MappedFile::map(open_rw(&self.log_path)?, &self.log_path, size, size)?;
-        let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
-        let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
-        // A logically truncated segment's files may still hold entries past its end.
-        index.truncate_to(self.next_offset());
-        time_index.truncate_to(self.next_offset());
-        let files = Arc::new(SegmentFiles {
-            log: Arc::new(log),
-            index,
-            time_index,
-        });
+        if self.deleted.load(Ordering::Acquire) {
+            // Only when pinning the mapping failed at deletion: never reopen by name.
+            return Err(StorageError::io(
+                &self.log_path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "segment was deleted"),
+            ));
+        }
+        let files = self.map_existing()?;
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         *self.files.write() = Some(Arc::clone(&files));
         // Register after releasing `map_lock`: eviction may call `unmap` on this very segment.
@@ -326,6 +352,25 @@ impl LogSegment {
         let me: Weak<dyn Unmappable> = self.me.clone();
         self.budget.mapped(me, generation);
         Ok(files)
+    }
+
+    /// Maps a live sealed segment's files by name (see the module doc for why the names are
+    /// its own), creating none. The caller holds `map_lock`.
+    fn map_existing(&self) -> Result<Arc<SegmentFiles>> {
+        let size = self.size() as usize;
+        let log = self
+            .log_maps
+            .map(open_existing(&self.log_path)?, &self.log_path, size, size)?;
+        let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
+        let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
+        // A logically truncated segment's files may still hold entries past its end.
+        index.truncate_to(self.next_offset());
+        time_index.truncate_to(self.next_offset());
+        Ok(Arc::new(SegmentFiles {
+            log,
+            index,
+            time_index,
+        }))
     }
 
     /// True while the segment's files are mapped.
@@ -577,24 +622,36 @@ impl LogSegment {
         Ok(mmap::view(&files.log, 0..self.size() as usize).unwrap_or_default())
     }
 
+    /// Where a cut at `offset` falls: the position of the first batch at or after it, or
+    /// `None` when the segment holds nothing there. An error when `offset` lies inside a batch.
+    pub(crate) fn cut_position(&self, offset: Offset) -> Result<Option<usize>> {
+        match self.find(offset)? {
+            Some((pos, h)) if h.base_offset < offset.0 => Err(self.corrupt(
+                pos,
+                &format!(
+                    "cannot truncate to {offset} inside batch {}..={}",
+                    h.base_offset,
+                    h.last_offset()
+                ),
+            )),
+            Some((pos, _)) => Ok(Some(pos)),
+            None => Ok(None),
+        }
+    }
+
     /// Logically drops every batch at or after `offset` and seals the segment. The file is
     /// shrunk later, once no reader holds a view of the dropped bytes.
     pub(crate) fn truncate_to(&self, offset: Offset) -> Result<()> {
         let files = self.files()?;
-        let cut = match self.find(offset)? {
-            Some((pos, h)) if h.base_offset < offset.0 => {
-                return Err(self.corrupt(
-                    pos,
-                    &format!(
-                        "cannot truncate to {offset} inside batch {}..={}",
-                        h.base_offset,
-                        h.last_offset()
-                    ),
-                ));
-            }
-            Some((pos, _)) => pos,
-            None => return Ok(()),
+        let Some(cut) = self.cut_position(offset)? else {
+            return Ok(());
         };
+        if self.active.load(Ordering::Acquire) {
+            // Trim the preallocated space past the data now (always safe: no view reaches
+            // past `published`). Once this segment is no longer the last, zeros after its
+            // batches would read, after a crash, as lost data and cost every later segment.
+            files.log.seal()?;
+        }
         files.index.truncate_to(offset);
         files.time_index.truncate_to(offset);
         let data = files.log.slice(0..cut).unwrap_or(&[]);
@@ -614,52 +671,38 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Shrinks a logically truncated segment's file once nobody maps the dropped bytes.
+    /// Shrinks a logically truncated segment's file to its size once no mapping of it is
+    /// alive, so no view can touch a page past the new end (SIGBUS).
+    ///
+    /// The segment's own mapping is released first when nothing else holds it (no reader is
+    /// inside a call with it, no view was made from it; both need the `SegmentFiles` that the
+    /// write lock keeps to ourselves), and the next read maps the file again. Whether the file
+    /// may shrink is then [`FileMappings::shrink`]'s decision, over every mapping this segment
+    /// ever made: a view of one the budget unmapped earlier keeps the file whole until dropped.
     pub(crate) fn maybe_shrink(&self) {
-        if !self.pending_shrink.load(Ordering::Acquire) {
+        if !self.pending_shrink.load(Ordering::Acquire) || self.deleted.load(Ordering::Acquire) {
             return;
         }
         let _g = self.map_lock.lock();
-        let mut slot = self.files.write();
-        let Some(files) = slot.take() else {
-            self.shrink_unmapped();
-            return;
-        };
-        match Arc::try_unwrap(files) {
-            Ok(SegmentFiles {
-                log,
-                index,
-                time_index,
-            }) => {
-                drop((index, time_index));
-                match mmap::unmap_and_truncate(log, self.size() as u64) {
-                    Ok(()) => self.pending_shrink.store(false, Ordering::Release),
-                    Err(log) => {
-                        // A reader's view still maps the file; keep the mapping and try later.
-                        let index = OffsetIndex::open(&self.index_path, self.base, 0, None);
-                        let time_index = TimeIndex::open(&self.time_path, self.base, 0, None);
-                        if let (Ok(index), Ok(time_index)) = (index, time_index) {
-                            index.truncate_to(self.next_offset());
-                            time_index.truncate_to(self.next_offset());
-                            *slot = Some(Arc::new(SegmentFiles {
-                                log,
-                                index,
-                                time_index,
-                            }));
-                        }
-                    }
+        {
+            let mut slot = self.files.write();
+            if let Some(files) = slot.as_ref() {
+                if Arc::strong_count(files) > 1 || Arc::strong_count(&files.log) > 1 {
+                    return; // read now; housekeeping tries again
                 }
+                *slot = None;
             }
-            Err(files) => *slot = Some(files),
         }
-    }
-
-    fn shrink_unmapped(&self) {
-        let Ok(f) = open_rw(&self.log_path) else {
-            return;
-        };
-        if f.set_len(self.size() as u64).is_ok() {
-            self.pending_shrink.store(false, Ordering::Release);
+        let shrunk = open_existing(&self.log_path).and_then(|f| {
+            self.log_maps
+                .shrink(&f, &self.log_path, u64::from(self.size()))
+        });
+        match shrunk {
+            Ok(true) => self.pending_shrink.store(false, Ordering::Release),
+            Ok(false) => {} // an older mapping is still read
+            Err(e) => {
+                tracing::warn!(segment = %self.log_path.display(), error = %e, "could not trim a truncated segment; will retry");
+            }
         }
     }
 
@@ -708,17 +751,43 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Unmaps and deletes the segment's files. Readers' views keep the unlinked data alive.
-    pub(crate) fn delete(&self) -> Result<()> {
-        *self.files.write() = None;
+    /// Deletes the segment as Kafka does: renames its files `<name>.deleted` and returns the
+    /// new names, for the log to unlink after `file.delete.delay.ms`.
+    ///
+    /// The mapping is pinned first (mapped now if the budget had unmapped it), under
+    /// `map_lock` so no reader is halfway through mapping by name: a reader that took this
+    /// segment before it left the log reads it from the mapping, whatever happens to the files.
+    pub(crate) fn delete(&self) -> Result<Vec<PathBuf>> {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("storage::segment::delete", |_| Err(StorageError::io(
+            &self.log_path,
+            std::io::Error::other("injected failure to delete a segment")
+        )));
+        {
+            let _g = self.map_lock.lock();
+            if self.files.read().is_none() {
+                match self.map_existing() {
+                    Ok(files) => {
+                        self.generation.fetch_add(1, Ordering::AcqRel);
+                        *self.files.write() = Some(files);
+                    }
+                    Err(e) => {
+                        tracing::warn!(segment = %self.log_path.display(), error = %e, "could not map a segment being deleted; its readers will get this error");
+                    }
+                }
+            }
+            self.deleted.store(true, Ordering::Release);
+        }
+        let mut renamed = Vec::with_capacity(3);
         for p in [&self.log_path, &self.index_path, &self.time_path] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
+            let to = deleted_path(p);
+            match fs::rename(p, &to) {
+                Ok(()) => renamed.push(to),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StorageError::io(p, e)),
             }
         }
-        Ok(())
+        Ok(renamed)
     }
 
     fn corrupt(&self, at: usize, why: &str) -> StorageError {
@@ -735,6 +804,7 @@ impl Unmappable for LogSegment {
         if self.active.load(Ordering::Acquire)
             || self.pending_shrink.load(Ordering::Acquire)
             || self.retired.load(Ordering::Acquire)
+            || self.deleted.load(Ordering::Acquire)
         {
             return;
         }
@@ -745,7 +815,28 @@ impl Unmappable for LogSegment {
     }
 }
 
-fn open_rw(path: &Path) -> Result<fs::File> {
+/// The suffix of a deleted segment's files until they are unlinked (Kafka's).
+pub(crate) const DELETED_SUFFIX: &str = "deleted";
+
+/// Where a deleted segment's file waits for `file.delete.delay.ms`.
+fn deleted_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(DELETED_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Opens an existing file read-write; a missing file is an error, never created.
+pub(crate) fn open_existing(path: &Path) -> Result<fs::File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| StorageError::io(path, e))
+}
+
+/// Creates (or opens) a new segment's `.log`.
+fn open_new(path: &Path) -> Result<fs::File> {
     OpenOptions::new()
         .read(true)
         .write(true)

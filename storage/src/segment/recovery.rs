@@ -5,7 +5,7 @@ use std::fs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{open_rw, LogSegment, RecoveryReport, SegmentFiles, INDEX_GROWTH};
+use super::{open_existing, BeforeCut, LogSegment, RecoveryReport, SegmentFiles, INDEX_GROWTH};
 use crate::batch::BatchIter;
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
@@ -15,19 +15,20 @@ use crate::types::{FilePosition, Offset};
 impl LogSegment {
     /// Maps the whole `.log` file read-only for a scan, with its length.
     fn map_whole_file(&self) -> Result<(Arc<MappedFile>, usize)> {
-        let file = open_rw(&self.log_path)?;
+        let file = open_existing(&self.log_path)?;
         let file_len = file
             .metadata()
             .map_err(|e| StorageError::io(&self.log_path, e))?
             .len() as usize;
         Ok((
-            Arc::new(MappedFile::map(file, &self.log_path, file_len, file_len)?),
+            self.log_maps
+                .map(file, &self.log_path, file_len, file_len)?,
             file_len,
         ))
     }
 
     /// Scans the whole file, cuts it at the first invalid batch, rebuilds indexes.
-    pub(super) fn recover(&self) -> Result<RecoveryReport> {
+    pub(super) fn recover(&self, before_cut: BeforeCut<'_>) -> Result<RecoveryReport> {
         let (map, file_len) = self.map_whole_file()?;
         let data = map.slice(0..file_len).unwrap_or(&[]);
         let (valid, reason) = self.scan_valid_prefix(data, 0);
@@ -35,12 +36,16 @@ impl LogSegment {
         let zero_tail = data.get(valid..).is_some_and(|t| t.iter().all(|b| *b == 0));
         drop(map);
         let reason = if zero_tail { None } else { reason };
-        self.cut_and_index(valid, file_len, reason, true)
+        let report = self.cut_and_index(valid, file_len, reason, true, before_cut)?;
+        // Read back whole is not on disk: a killed process leaves its writes in the page
+        // cache, where recovery reads them. Only a flush makes them durable.
+        self.flushed.store(0, Ordering::Release);
+        Ok(report)
     }
 
     /// Opens a segment written before the recovery point: trusts its indexes when they are
     /// consistent and scans only the tail after the last index entry.
-    pub(super) fn load(&self) -> Result<RecoveryReport> {
+    pub(super) fn load(&self, before_cut: BeforeCut<'_>) -> Result<RecoveryReport> {
         let (map, file_len) = self.map_whole_file()?;
         let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
         let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
@@ -57,9 +62,9 @@ impl LogSegment {
             if let Some(r) = &reason {
                 tracing::warn!(segment = %self.log_path.display(), valid, file_len, reason = %r, "segment before the recovery point is damaged; truncating");
             }
-            return self.cut_and_index(valid, file_len, reason, true);
+            return self.cut_and_index(valid, file_len, reason, true, before_cut);
         }
-        self.cut_and_index(valid, file_len, None, false)
+        self.cut_and_index(valid, file_len, None, false, before_cut)
     }
 
     /// Finds the longest valid prefix from `start` (offsets must also increase).
@@ -95,11 +100,15 @@ impl LogSegment {
         file_len: usize,
         reason: Option<String>,
         rebuild: bool,
+        before_cut: BeforeCut<'_>,
     ) -> Result<RecoveryReport> {
         if valid < file_len {
-            let f = open_rw(&self.log_path)?;
-            f.set_len(valid as u64)
-                .map_err(|e| StorageError::io(&self.log_path, e))?;
+            before_cut()?;
+            let f = open_existing(&self.log_path)?;
+            // The scan's mapping was dropped before: none of this file can be alive.
+            if !self.log_maps.shrink(&f, &self.log_path, valid as u64)? {
+                return Err(self.corrupt(valid, "file still mapped when recovery cuts it"));
+            }
             f.sync_all()
                 .map_err(|e| StorageError::io(&self.log_path, e))?;
         }
@@ -110,8 +119,8 @@ impl LogSegment {
                 }
             }
         }
-        let file = open_rw(&self.log_path)?;
-        let log = Arc::new(MappedFile::map(file, &self.log_path, valid, valid)?);
+        let file = open_existing(&self.log_path)?;
+        let log = self.log_maps.map(file, &self.log_path, valid, valid)?;
         let cap = if rebuild {
             self.params.index_bytes as usize
         } else {
@@ -182,7 +191,6 @@ impl LogSegment {
         });
         Ok(RecoveryReport {
             truncated_bytes: (file_len - valid) as u64,
-            corrupt: reason.is_some(),
             reason: if valid < file_len { reason } else { None },
         })
     }
