@@ -134,6 +134,7 @@ async fn read_loop(
         let (otx, orx) = oneshot::channel();
         match reply {
             Reply::Nothing => continue,
+            Reply::Refused(reason) => return Err(ConnectionError::Malformed(reason)),
             Reply::Now(resp) => {
                 let frame = encode.frame(*resp)?;
                 metrics::histogram!(names::REQUEST_SECONDS, "api" => api)
@@ -180,8 +181,10 @@ struct Encode {
 }
 
 impl Encode {
+    /// The API's name from the registry, as metrics label it (static: labels must not
+    /// allocate per request).
     fn api_name(&self) -> &'static str {
-        api_name(self.api_key)
+        handlers::registry::api(self.api_key).map_or("unserved", |a| a.name)
     }
 
     fn frame(&self, resp: ResponseKind) -> Result<BytesMut, ConnectionError> {
@@ -245,44 +248,11 @@ fn handle_frame(
         peer: peer.to_string(),
     };
     Ok((
-        handlers::dispatch(ctx, *req),
+        handlers::dispatch(ctx, api_key, *req),
         Encode {
             api_key,
             version,
             correlation_id,
         },
     ))
-}
-
-/// A static label for an API (metrics labels must not allocate per request).
-fn api_name(key: ApiKey) -> &'static str {
-    match key {
-        ApiKey::Produce => "Produce",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::CreateTopics => "CreateTopics",
-        ApiKey::DeleteTopics => "DeleteTopics",
-        ApiKey::InitProducerId => "InitProducerId",
-        ApiKey::CreatePartitions => "CreatePartitions",
-        ApiKey::DescribeConfigs => "DescribeConfigs",
-        ApiKey::AlterConfigs => "AlterConfigs",
-        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
-        ApiKey::DescribeCluster => "DescribeCluster",
-        ApiKey::DeleteRecords => "DeleteRecords",
-        ApiKey::DescribeLogDirs => "DescribeLogDirs",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::JoinGroup => "JoinGroup",
-        ApiKey::SyncGroup => "SyncGroup",
-        ApiKey::Heartbeat => "Heartbeat",
-        ApiKey::LeaveGroup => "LeaveGroup",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::DeleteGroups => "DeleteGroups",
-        ApiKey::OffsetDelete => "OffsetDelete",
-        _ => "other",
-    }
 }

@@ -135,3 +135,43 @@ async fn a_fetch_naming_no_partition_waits_out_max_wait_and_answers() {
         "answered only once max_wait_ms passed"
     );
 }
+
+/// Whether the broker closed `s` (end of stream or reset) within 5 s, rather than answering
+/// or leaving it silent.
+async fn closed_by_broker(s: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// An API the protocol knows but the registry does not serve (transactions, here) is not
+/// advertised, and a client sending it anyway has its connection closed, as Kafka closes it
+/// for an API it has not enabled; other connections go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_the_registry_lacks_is_not_advertised_and_closes_its_connection() {
+    let (addr, _dir, _stop) = common::start(&[]).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&frame(ApiKey::ApiVersions, 3, 1, |b| {
+        kafka_protocol::messages::ApiVersionsRequest::default()
+            .encode(b, 3)
+            .expect("encode")
+    }))
+    .await
+    .expect("send");
+    let mut resp = read_frame(&mut s).await.expect("api versions");
+    ResponseHeader::decode(&mut resp, 0).expect("header");
+    let versions = ApiVersionsResponse::decode(&mut resp, 3).expect("body");
+    let unserved = ApiKey::AddPartitionsToTxn as i16;
+    assert!(versions.api_keys.iter().all(|k| k.api_key != unserved));
+
+    s.write_all(&frame(ApiKey::AddPartitionsToTxn, 3, 2, |b| {
+        kafka_protocol::messages::AddPartitionsToTxnRequest::default()
+            .encode(b, 3)
+            .expect("encode")
+    }))
+    .await
+    .expect("send");
+    assert!(closed_by_broker(&mut s).await, "closed, not left waiting");
+}

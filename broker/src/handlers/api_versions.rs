@@ -4,14 +4,15 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
-use super::{versions, Context, APIS};
+use super::registry::{versions, APIS};
+use super::Context;
 
 fn api_keys() -> Vec<ApiVersion> {
     APIS.iter()
-        .filter_map(|(k, _, _)| {
-            versions(*k).map(|(lo, hi)| {
+        .filter_map(|a| {
+            versions(a.key).map(|(lo, hi)| {
                 ApiVersion::default()
-                    .with_api_key(*k as i16)
+                    .with_api_key(a.key as i16)
                     .with_min_version(lo)
                     .with_max_version(hi)
             })

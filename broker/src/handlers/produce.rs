@@ -36,7 +36,7 @@ pub(super) fn handle(ctx: Context, req: ProduceRequest) -> Reply {
         match produce(ctx, req) {
             Reply::Now(r) => Some(*r),
             Reply::Later(f) => Some(f.await),
-            Reply::Nothing => None,
+            Reply::Nothing | Reply::Refused(_) => None,
         }
     };
     if req_acks_zero {
