@@ -5,7 +5,7 @@
 # as it goes (throughput). Latency first: the throughput run leaves gigabytes of dirty pages
 # whose writeback would otherwise be measured too.
 #
-#   cargo build --release -p sluice-broker
+#   cargo build --release -p sluice-cli
 #   bench/cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,7 @@
 # Each broker starts fresh for each workload: Sluice on a new data dir, Tansu with its
 # in-memory storage (so nothing accumulates in its memory between runs).
 #
-#   cargo build --release -p sluice-broker
+#   cargo build --release -p sluice-cli
 #   cargo install tansu --version 0.6.0 --features dynostore --root /opt/tansu
 #   TANSU=/opt/tansu/bin/tansu bench/side_by_side.sh
 set -euo pipefail

@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 profile=${SLUICE_PROFILE:-release}
 case "$profile" in
-  release) cargo build --release -p sluice-broker --bin sluice ;;
-  debug) cargo build -p sluice-broker --bin sluice ;;
+  release) cargo build --release -p sluice-cli --bin sluice ;;
+  debug) cargo build -p sluice-cli --bin sluice ;;
   *) echo "SLUICE_PROFILE must be release or debug" >&2; exit 1 ;;
 esac
 ctx=docker/context

@@ -16,5 +16,5 @@ if [ ! -x .venv/bin/python ] || ! cmp -s "$req" "$stamp"; then
   .venv/bin/pip install -q -r "$req"
   cp "$req" "$stamp"
 fi
-cargo build -q -p sluice-broker --bin sluice
+cargo build -q -p sluice-cli --bin sluice
 exec .venv/bin/python -m pytest -q -p no:cacheprovider integration-tests/python "$@"

@@ -32,6 +32,11 @@ if cargo tree -p sluice-storage -e normal --prefix none | grep -E '^(tokio|kafka
   fail "sluice-storage must not depend on the crates listed above"
 fi
 
+step "dependency rule: the broker library leaves the tools' crates to sluice-cli"
+if cargo tree -p sluice-broker -e normal --prefix none | grep -E '^(indicatif|hdrhistogram|clap_complete|sluice-client) '; then
+  fail "sluice-broker must not depend on the crates listed above"
+fi
+
 step "Rust tests (cargo nextest)"
 cargo nextest run --workspace --no-fail-fast || fail "Rust tests"
 cargo nextest run -p sluice-storage --features failpoints --test failpoints || fail "fail-point tests"

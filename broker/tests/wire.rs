@@ -175,3 +175,39 @@ async fn an_api_the_registry_lacks_is_not_advertised_and_closes_its_connection()
     .expect("send");
     assert!(closed_by_broker(&mut s).await, "closed, not left waiting");
 }
+
+/// The replication fetcher's connection to another broker: a call is answered, and a peer
+/// that stops answering fails the call within the timeout and closes the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_connection_calls_and_gives_up_on_a_silent_peer() {
+    use sluice_broker::cluster::peer::Peer;
+    let (addr, _dir, _stop) = common::start(&[]).await;
+    let peer = Peer::connect(&addr.to_string(), "wire-test", Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let versions = peer
+        .call_at(&kafka_protocol::messages::ApiVersionsRequest::default(), 3)
+        .await
+        .expect("answered");
+    assert!(versions
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Fetch as i16));
+    assert!(!peer.is_closed());
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("addr").to_string();
+    let held = tokio::spawn(async move { silent.accept().await });
+    let peer = Peer::connect(&silent_addr, "wire-test", Duration::from_millis(200))
+        .await
+        .expect("connect");
+    let err = peer
+        .call_at(&kafka_protocol::messages::ApiVersionsRequest::default(), 3)
+        .await
+        .expect_err("no answer");
+    assert!(err.to_string().contains("no answer in time"), "{err}");
+    assert!(peer.is_closed());
+    held.abort();
+}

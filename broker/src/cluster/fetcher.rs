@@ -22,12 +22,12 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
-use sluice_client::connection::Connection;
 use sluice_replication::follower::{self, EpochEndOffset, Truncation};
 use sluice_storage::{LeaderEpoch, Offset, TopicPartition};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::peer::Peer;
 use super::Cluster;
 use crate::replica_manager::{Partition, Replica, ReplicaManager};
 
@@ -169,7 +169,7 @@ async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let node = rm.node_id();
-    let mut conn: Option<(String, Connection)> = None;
+    let mut conn: Option<(String, Peer)> = None;
     // Partitions the leader refused, resting until then while the others are fetched.
     let mut delayed: HashMap<TopicPartition, Instant> = HashMap::new();
     tracing::info!(leader, "replica fetcher started");
@@ -210,7 +210,7 @@ async fn run(
                     .as_ref()
                     .is_none_or(|(a, c)| *a != addr || c.is_closed())
                 {
-                    conn = match Connection::connect(
+                    conn = match Peer::connect(
                         &addr,
                         &format!("sluice-replica-{node}"),
                         Duration::from_secs(10),
@@ -272,7 +272,7 @@ const METADATA_RACE_BACKOFF: Duration = Duration::from_millis(20);
 /// One round: truncate partitions of a new epoch, then fetch the others once. Returns the
 /// partitions the leader refused, each with how long to rest.
 async fn fetch_once(
-    conn: &Connection,
+    conn: &Peer,
     (node, broker_epoch): (i32, i64),
     rm: &ReplicaManager,
     parts: &[Arc<Partition>],
@@ -400,7 +400,7 @@ async fn fetch_once(
 /// the leader epoch of the round's snapshot. Returns the partitions to rest: those the
 /// leader refused or left unanswered, or whose truncation failed, as fetch errors rest.
 async fn truncate(
-    conn: &Connection,
+    conn: &Peer,
     node: i32,
     parts: &[(&Arc<Partition>, Replica)],
     backoff: Duration,

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod fetcher;
 pub mod lifecycle;
+pub mod peer;
 pub mod reconcile;
 
 use std::collections::BTreeMap;

@@ -1,11 +1,14 @@
 //! A Sluice broker in this process, on a free port, for the tests in this directory.
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
 use sluice_broker::config::BrokerConfig;
 use sluice_broker::server::Server;
 
 pub struct Broker {
     pub addr: String,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -30,7 +33,7 @@ pub async fn broker() -> Broker {
     tokio::spawn(server.run(rx));
     Broker {
         addr,
-        _dir: dir,
+        dir,
         _stop: tx,
     }
 }

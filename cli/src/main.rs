@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use sluice_broker::config::BrokerConfig;
 use sluice_broker::server::Server;
-use sluice_broker::tools;
+use sluice_cli::tools;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
