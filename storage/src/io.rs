@@ -15,6 +15,11 @@ pub(crate) fn fallocate(file: &File, path: &Path, offset: u64, len: u64) -> Resu
         path,
         std::io::Error::from_raw_os_error(28)
     )));
+    // A nearly full disk: room for 8 KiB more, not for a preallocation chunk.
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("storage::io::fallocate_over_8k", len > 8 * 1024, |_| Err(
+        StorageError::io(path, std::io::Error::from_raw_os_error(28))
+    ));
     rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), offset, len)
         .map_err(|e| StorageError::io(path, e.into()))
 }

@@ -147,6 +147,19 @@ impl MappedFile {
                 tracing::debug!(path = %self.path.display(), error = %e, "could not grow ahead");
                 return Ok(None);
             }
+            if target > end {
+                // A nearly full disk may lack room for the chunk ahead but not for this
+                // append: take only what it needs, so appends go on until the disk is full.
+                tracing::debug!(path = %self.path.display(), error = %e, "could not grow ahead; growing by this append only");
+                crate::io::fallocate(
+                    &self.file,
+                    &self.path,
+                    allocated as u64,
+                    (end - allocated) as u64,
+                )?;
+                self.allocated.store(end, Ordering::Release);
+                return Ok(Some(allocated..end));
+            }
             return Err(e);
         }
         self.allocated.store(target, Ordering::Release);

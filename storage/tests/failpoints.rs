@@ -114,6 +114,19 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
         .expect("append once space is back");
     assert_eq!(log.offsets().log_end, Offset(2));
 
+    // A nearly full disk with room for the append but not for the chunk ahead: the append
+    // takes only what it needs, so a disk fills up before producers are refused.
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), LogConfig::default());
+    fail::cfg("storage::io::fallocate_over_8k", "return").expect("cfg");
+    for _ in 0..3 {
+        log.append(&batch(), &AppendOptions::default())
+            .expect("room for this append");
+    }
+    fail::remove("storage::io::fallocate_over_8k");
+    assert_eq!(read_bases(&log), vec![0, 1, 2]);
+    drop(dir);
+
     // With a flush policy appends go through pwrite(2), where a full disk is that call's error.
     let (dir, log) = flushed_log_with_one_record();
     append_fails_at(&log, "storage::mmap::write_through");
