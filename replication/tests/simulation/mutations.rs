@@ -1,0 +1,85 @@
+//! The checker can fail: each test breaks the simulation's glue on purpose (a switch in
+//! [`Mutations`], never in `replication/src`) and expects some seed of a small range to be
+//! caught by the invariant that guards against that bug.
+
+use crate::config::Mutations;
+use crate::run_seed;
+
+/// Runs seeds until one violates something; returns (seed, invariant) of the first.
+fn first_caught(mutations: Mutations, seeds: std::ops::Range<u64>) -> Option<(u64, &'static str)> {
+    seeds.into_iter().find_map(|seed| {
+        let o = run_seed(seed, mutations, false);
+        o.violation.map(|v| (seed, v.invariant))
+    })
+}
+
+fn expect_caught(mutations: Mutations, seeds: std::ops::Range<u64>, expected: &[&str]) {
+    let caught = first_caught(mutations, seeds.clone());
+    match caught {
+        Some((seed, invariant)) => assert!(
+            expected.contains(&invariant),
+            "seed {seed} was caught by {invariant}, expected one of {expected:?}"
+        ),
+        None => panic!("no seed in {seeds:?} caught {mutations:?}"),
+    }
+}
+
+#[test]
+fn counting_an_unknown_follower_end_as_caught_up_is_caught() {
+    expect_caught(
+        Mutations {
+            unknown_follower_counts_as_caught_up: true,
+            ..Mutations::default()
+        },
+        0..300,
+        &["high_watermark", "acked_writes"],
+    );
+}
+
+#[test]
+fn skipping_truncation_is_caught() {
+    expect_caught(
+        Mutations {
+            skip_truncation: true,
+            ..Mutations::default()
+        },
+        0..300,
+        &["committed_prefix"],
+    );
+}
+
+#[test]
+fn forgetting_a_pending_isr_change_on_timeout_is_caught() {
+    expect_caught(
+        Mutations {
+            forget_pending_isr_on_timeout: true,
+            ..Mutations::default()
+        },
+        0..300,
+        &["high_watermark", "acked_writes"],
+    );
+}
+
+#[test]
+fn brokers_that_never_catch_up_leave_partitions_leaderless() {
+    expect_caught(
+        Mutations {
+            never_caught_up: true,
+            ..Mutations::default()
+        },
+        0..300,
+        &["leader_elected"],
+    );
+}
+
+#[test]
+fn a_follower_that_does_not_truncate_again_is_stuck() {
+    expect_caught(
+        Mutations {
+            no_truncation_on_out_of_range: true,
+            ..Mutations::default()
+        },
+        0..300,
+        &["followers_catch_up"],
+    );
+}
