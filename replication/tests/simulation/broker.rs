@@ -199,7 +199,9 @@ impl Broker {
                 .entry(i)
                 .or_insert_with(|| Partition::host(SimLog::default()));
             if part.update(self.id, p, cfg.lag_max_ms, now, &cfg.mutations) {
-                self.fetch.remove(&i);
+                if !cfg.mutations.fetch_at_first_epoch {
+                    self.fetch.remove(&i);
+                }
                 if p.leader == self.id {
                     h.push(
                         now,

@@ -18,9 +18,9 @@ pub struct Mutations {
     pub forget_pending_isr_on_timeout: bool,
     /// Restarted brokers never say they caught up with the metadata log: they stay fenced.
     pub never_caught_up: bool,
-    /// A follower told OFFSET_OUT_OF_RANGE (its log is longer than the leader's) rests and
-    /// fetches again instead of truncating again.
-    pub no_truncation_on_out_of_range: bool,
+    /// A follower keeps fetching (and asking OffsetForLeaderEpoch) at the leader epoch it
+    /// first followed a partition at, as a fetcher that read the epoch once would.
+    pub fetch_at_first_epoch: bool,
 }
 
 /// Probabilities (per 10 ms step, over the fault phase) and bounds of each fault.
@@ -139,5 +139,12 @@ impl Config {
             fetch_backoff_ms: 50,
             produce_timeout_ms: 800,
         }
+    }
+
+    /// The stress profile (`SIM_STRESS`): 15% message loss and frequent slow disks, so
+    /// requests go unanswered and followers fall behind often.
+    pub fn stress(&mut self) {
+        self.faults.loss = 0.15;
+        self.faults.slow_disk = 0.01;
     }
 }

@@ -72,6 +72,12 @@ impl Controller {
         }
     }
 
+    /// Whether incarnation `epoch` of broker `id` holds a lease lasting at least until
+    /// `until`.
+    pub fn lease_holds(&self, id: i32, epoch: i64, until: i64) -> bool {
+        !self.leases.expired_for(id, epoch, until)
+    }
+
     /// Whether decisions are paused at `now`.
     pub fn paused(&self, now: i64) -> bool {
         now < self.paused_until

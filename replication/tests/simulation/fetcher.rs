@@ -26,6 +26,8 @@ pub struct FetchState {
     pub waiting: Option<(u64, i64, i32)>,
     /// Resting (after a refusal or an empty answer) until then.
     pub rest_until: i64,
+    /// The epoch of the first request (for `Mutations::fetch_at_first_epoch`).
+    pub first_epoch: Option<i32>,
 }
 
 /// fetcher.rs `rest_after`.
@@ -63,7 +65,10 @@ impl Broker {
                 continue;
             }
             let p = &mut self.parts.get_mut(&i).expect("followed partition");
-            let (leader, epoch) = (p.r.leader, p.r.leader_epoch);
+            let (leader, mut epoch) = (p.r.leader, p.r.leader_epoch);
+            if cfg.mutations.fetch_at_first_epoch {
+                epoch = *st.first_epoch.get_or_insert(epoch);
+            }
             let msg = if p.r.needs_truncation {
                 match p.log.latest_epoch() {
                     // Nothing written under any epoch: nothing to disagree about.
@@ -154,7 +159,7 @@ impl Broker {
                 let end = p.log.log_end();
                 if leader_log_start > end {
                     p.restart_as_follower(epoch, leader_log_start);
-                } else if !cfg.mutations.no_truncation_on_out_of_range {
+                } else {
                     p.mark_needs_truncation();
                 }
                 self.rest(i, now + cfg.fetch_backoff_ms);

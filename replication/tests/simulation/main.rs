@@ -39,9 +39,17 @@ use world::{Outcome, World};
 /// Seeds of the default run.
 const DEFAULT_SEEDS: u64 = 1_000;
 
-/// Runs one seed.
+/// Runs one seed; with `SIM_STRESS` set, on a lossy network with frequent slow disks.
 pub fn run_seed(seed: u64, mutations: Mutations, echo: bool) -> Outcome {
-    let cfg = Config::for_seed(seed, mutations);
+    let mut cfg = Config::for_seed(seed, mutations);
+    if std::env::var_os("SIM_STRESS").is_some() {
+        cfg.stress();
+    }
+    run_config(seed, cfg, echo)
+}
+
+/// Runs one seed with a configuration of the caller's.
+pub fn run_config(seed: u64, cfg: Config, echo: bool) -> Outcome {
     World::new(seed, cfg, echo).run()
 }
 
@@ -62,7 +70,7 @@ fn env_u64(name: &str) -> Option<u64> {
 fn simulation() {
     if let Some(seed) = env_u64("SIM_SEED") {
         let cfg = Config::for_seed(seed, Mutations::default());
-        println!("seed {seed}: {cfg:?}");
+        println!("seed {seed}: {cfg:?} (SIM_STRESS adds loss and slow disks)");
         let o = run_seed(seed, Mutations::default(), true);
         println!(
             "seed {seed}: {} events, {} records acknowledged, trace hash {:016x}",

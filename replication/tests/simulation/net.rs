@@ -140,6 +140,8 @@ pub struct Net {
     cuts: BTreeSet<(i32, i32)>,
     /// Probability a message is lost.
     pub loss: f64,
+    /// No message is lost by chance while set (cut links still lose them).
+    pub lossless: bool,
     /// Largest delay, ms.
     pub max_delay_ms: i64,
     rng: Rng,
@@ -157,6 +159,7 @@ impl Net {
             seq: 0,
             cuts: BTreeSet::new(),
             loss,
+            lossless: false,
             max_delay_ms,
             rng,
         }
@@ -189,7 +192,8 @@ impl Net {
 
     /// Sends `env` at `now`; false if it is lost on the way (a cut link or bad luck).
     pub fn send(&mut self, now: i64, env: Envelope) -> bool {
-        if self.is_cut(env.from, env.to) || self.rng.chance(self.loss) {
+        let lost = !self.lossless && self.rng.chance(self.loss);
+        if self.is_cut(env.from, env.to) || lost {
             return false;
         }
         let at = now + self.rng.range(1, self.max_delay_ms.max(1));

@@ -205,6 +205,7 @@ impl World {
             }
         }
         self.clear_dirty();
+        self.net.lossless = !self.dirty.is_empty();
     }
 
     fn send_all(&mut self, out: Vec<Envelope>) {
@@ -324,17 +325,24 @@ impl World {
     /// Whether a crash of `b` may lose unflushed records without making an acknowledged
     /// write's loss legitimate: as in Kafka, acks=all does not wait for fsync, so the ISR
     /// must keep another member holding every acknowledged record until `b` is back in
-    /// sync. So: no other fault in progress, every broker up and unfenced, and every ISR of
-    /// `b`'s partitions has another member. While `b` is dirty no other fault starts.
+    /// sync. So: no other fault in progress, every broker up, unfenced and holding a lease
+    /// for a while yet, and every ISR of `b`'s partitions has another member. While `b` is
+    /// dirty no other fault starts and no message is lost by chance (a lost heartbeat could
+    /// fence the member holding the records, leaving `b` the last in-sync replica: the
+    /// loss Kafka's KIP-966 addresses, not one of ours).
     pub fn lossy_crash_allowed(&self, b: i32) -> bool {
-        if !self.dirty.is_empty() || !self.net.cuts().is_empty() {
+        if !self.dirty.is_empty() || !self.net.cuts().is_empty() || self.controller.paused(self.now)
+        {
             return false;
         }
         let image = &self.controller.image;
+        let until = self.now + self.cfg.session_timeout_ms / 2;
         let all_up = self.brokers.iter().all(|x| {
             x.alive
                 && !x.shutting_down()
-                && image.brokers.get(&x.id).is_some_and(|r| !r.fenced)
+                && image.brokers.get(&x.id).is_some_and(|r| {
+                    !r.fenced && self.controller.lease_holds(x.id, r.epoch, until)
+                })
         });
         all_up
             && image.topic_by_name(TOPIC).is_some_and(|t| {
