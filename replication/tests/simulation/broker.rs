@@ -86,6 +86,8 @@ pub struct Broker {
     pub next_isr_check: i64,
     /// A slow disk: appends wait this long, until then.
     pub slow_disk: Option<(i64, i64)>,
+    /// A slow metadata learner: images reach it this much later, until then.
+    pub metadata_lag: Option<(i64, i64)>,
     /// When a stopped broker is to start again.
     pub restart_at: Option<i64>,
 }
@@ -111,6 +113,7 @@ impl Broker {
             next_req: 0,
             next_isr_check: 0,
             slow_disk: None,
+            metadata_lag: None,
             restart_at: None,
         }
     }
@@ -140,7 +143,8 @@ impl Broker {
     pub fn start(&mut self, now: i64, cfg: &Config, h: &mut History, seed_bits: u64) {
         self.alive = true;
         self.incarnation += 1;
-        self.incarnation_id = Uuid::from_u64_pair(((self.id as u64) << 32) | self.incarnation, seed_bits);
+        self.incarnation_id =
+            Uuid::from_u64_pair(((self.id as u64) << 32) | self.incarnation, seed_bits);
         self.broker_epoch = None;
         self.life = Life::Registering;
         self.life_waiting = None;
@@ -156,7 +160,10 @@ impl Broker {
             .collect();
         h.push(
             now,
-            Event::Fault(format!("broker {} starts (incarnation {})", self.id, self.incarnation)),
+            Event::Fault(format!(
+                "broker {} starts (incarnation {})",
+                self.id, self.incarnation
+            )),
         );
         let image = Arc::clone(&self.image);
         self.reconcile(now, cfg, image, h);
@@ -183,7 +190,13 @@ impl Broker {
     /// `reconcile::run` for one image: applied as led by this incarnation
     /// (`MetadataImage::as_led_by`) to every hosted replica (`ReplicaManager::apply_image`,
     /// `Partition::update`); partitions whose role changed restart their fetch state.
-    pub fn reconcile(&mut self, now: i64, cfg: &Config, image: Arc<MetadataImage>, h: &mut History) {
+    pub fn reconcile(
+        &mut self,
+        now: i64,
+        cfg: &Config,
+        image: Arc<MetadataImage>,
+        h: &mut History,
+    ) {
         self.image = image;
         let view = self.image.as_led_by(self.id, self.broker_epoch);
         let Some(topic) = view.topic_by_name(crate::controller::TOPIC) else {
@@ -473,7 +486,13 @@ impl Broker {
 
     /// The periodic work of a running broker: lifecycle, fetchers, ISR checks, AlterIsr
     /// retries, produce completions. Returns true when the process is to stop.
-    pub fn tick(&mut self, now: i64, cfg: &Config, h: &mut History, out: &mut Vec<Envelope>) -> bool {
+    pub fn tick(
+        &mut self,
+        now: i64,
+        cfg: &Config,
+        h: &mut History,
+        out: &mut Vec<Envelope>,
+    ) -> bool {
         if self.lifecycle_tick(now, cfg, out) {
             return true;
         }

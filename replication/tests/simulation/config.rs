@@ -23,6 +23,22 @@ pub struct Mutations {
     pub fetch_at_first_epoch: bool,
 }
 
+impl Mutations {
+    /// The mutation named `name` (a field name), for `SIM_MUTATION` replays.
+    pub fn named(name: &str) -> Option<Mutations> {
+        let mut m = Mutations::default();
+        match name {
+            "unknown_follower_counts_as_caught_up" => m.unknown_follower_counts_as_caught_up = true,
+            "skip_truncation" => m.skip_truncation = true,
+            "forget_pending_isr_on_timeout" => m.forget_pending_isr_on_timeout = true,
+            "never_caught_up" => m.never_caught_up = true,
+            "fetch_at_first_epoch" => m.fetch_at_first_epoch = true,
+            _ => return None,
+        }
+        Some(m)
+    }
+}
+
 /// Probabilities (per 10 ms step, over the fault phase) and bounds of each fault.
 #[derive(Debug, Clone)]
 pub struct Faults {
@@ -41,6 +57,9 @@ pub struct Faults {
     pub slow_disk: f64,
     /// The controller stops deciding for a while (a quorum failover).
     pub controller_pause: f64,
+    /// A broker's metadata replay falls behind (a slow learner): committed images reach it
+    /// late for a while.
+    pub metadata_lag: f64,
     /// The controller moves leadership back to preferred replicas.
     pub preferred_election: f64,
     /// Unclean election (the topic allows it); only with `Config::unclean`.
@@ -112,6 +131,7 @@ impl Config {
             isolate: rng.range(0, 10) as f64 / 10_000.0,
             slow_disk: rng.range(0, 20) as f64 / 10_000.0,
             controller_pause: rng.range(0, 10) as f64 / 10_000.0,
+            metadata_lag: rng.range(0, 10) as f64 / 10_000.0,
             preferred_election: rng.range(0, 20) as f64 / 10_000.0,
             unclean_election: 0.0,
             loss: rng.range(0, 50) as f64 / 1000.0,
@@ -141,10 +161,12 @@ impl Config {
         }
     }
 
-    /// The stress profile (`SIM_STRESS`): 15% message loss and frequent slow disks, so
-    /// requests go unanswered and followers fall behind often.
+    /// The stress profile (`SIM_STRESS`): 15% message loss, frequent slow disks and slow
+    /// metadata learners, so requests go unanswered, followers fall behind and leaders act
+    /// on old images often.
     pub fn stress(&mut self) {
         self.faults.loss = 0.15;
         self.faults.slow_disk = 0.01;
+        self.faults.metadata_lag = 0.005;
     }
 }

@@ -96,10 +96,8 @@ impl Controller {
             return false;
         }
         if self.leases_term != Some(self.term) {
-            self.leases.restart_all(
-                self.image.live_brokers().map(|b| (b.id, b.epoch)),
-                now,
-            );
+            self.leases
+                .restart_all(self.image.live_brokers().map(|b| (b.id, b.epoch)), now);
             self.leases_term = Some(self.term);
         }
         true
@@ -183,9 +181,11 @@ impl Controller {
                 rack,
                 incarnation,
             } => {
-                let session_valid = self.image.brokers.get(&id).is_some_and(|b| {
-                    !b.fenced && !self.leases.expired_for(id, b.epoch, now)
-                });
+                let session_valid = self
+                    .image
+                    .brokers
+                    .get(&id)
+                    .is_some_and(|b| !b.fenced && !self.leases.expired_for(id, b.epoch, now));
                 match controller::register_broker(
                     &self.image,
                     id,
@@ -246,8 +246,8 @@ impl Controller {
                 isr,
                 broker_epochs,
             } => {
-                let decided = controller::check_isr_epochs(&self.image, &broker_epochs)
-                    .and_then(|()| {
+                let decided =
+                    controller::check_isr_epochs(&self.image, &broker_epochs).and_then(|()| {
                         controller::alter_isr(
                             &self.image,
                             leader,
@@ -308,7 +308,10 @@ impl Controller {
                 .get(&id)
                 .is_some_and(|b| b.epoch == epoch && !b.fenced)
             {
-                h.push(now, Event::Fault(format!("lease of broker {id} epoch {epoch} expired")));
+                h.push(
+                    now,
+                    Event::Fault(format!("lease of broker {id} epoch {epoch} expired")),
+                );
                 if let Ok(records) = controller::fence_broker(&self.image, id) {
                     if !self.commit(now, records, h, out, cfg.nodes) {
                         return;
@@ -355,7 +358,13 @@ impl Controller {
     }
 
     /// ElectLeaders (PREFERRED) for every partition.
-    pub fn elect_preferred(&mut self, now: i64, cfg: &Config, h: &mut History, out: &mut Vec<Envelope>) {
+    pub fn elect_preferred(
+        &mut self,
+        now: i64,
+        cfg: &Config,
+        h: &mut History,
+        out: &mut Vec<Envelope>,
+    ) {
         if self.lead(now) {
             let records = controller::elect_preferred(&self.image);
             self.commit(now, records, h, out, cfg.nodes);
@@ -363,7 +372,13 @@ impl Controller {
     }
 
     /// ElectLeaders (UNCLEAN) for every partition.
-    pub fn elect_unclean(&mut self, now: i64, cfg: &Config, h: &mut History, out: &mut Vec<Envelope>) {
+    pub fn elect_unclean(
+        &mut self,
+        now: i64,
+        cfg: &Config,
+        h: &mut History,
+        out: &mut Vec<Envelope>,
+    ) {
         if self.lead(now) {
             let records = controller::elect_unclean(&self.image);
             self.commit(now, records, h, out, cfg.nodes);

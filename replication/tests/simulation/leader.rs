@@ -281,18 +281,17 @@ impl Broker {
             let Some(change) = p.isr_change_to_propose(now, eligible) else {
                 continue;
             };
-            let broker_epochs = p
-                .r
-                .followers
-                .as_ref()
-                .map(|t| {
-                    change
-                        .isr
-                        .iter()
-                        .filter_map(|r| t.broker_epoch(*r).map(|e| (*r, e)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let broker_epochs =
+                p.r.followers
+                    .as_ref()
+                    .map(|t| {
+                        change
+                            .isr
+                            .iter()
+                            .filter_map(|r| t.broker_epoch(*r).map(|e| (*r, e)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
             h.push(
                 now,
                 Event::IsrProposed {
@@ -324,9 +323,18 @@ impl Broker {
             .filter_map(|t| t.waiting.filter(|(_, d)| now >= *d).map(|(r, _)| r))
             .collect();
         for req in timed_out {
-            self.on_alter_isr_answer(now, cfg, req, ControllerResponse::NotController { leader: None }, h);
+            self.on_alter_isr_answer(
+                now,
+                cfg,
+                req,
+                ControllerResponse::NotController { leader: None },
+                h,
+            );
         }
-        let topic = self.image.topic_by_name(crate::controller::TOPIC).map(|t| t.id);
+        let topic = self
+            .image
+            .topic_by_name(crate::controller::TOPIC)
+            .map(|t| t.id);
         let mut k = 0;
         while k < self.alters.len() {
             let t = &self.alters[k];
@@ -335,7 +343,9 @@ impl Broker {
                 continue;
             }
             let still_pending = self.parts.get(&t.partition).is_some_and(|p| {
-                p.r.pending_isr.as_ref().is_some_and(|c| c.id == t.change.id)
+                p.r.pending_isr
+                    .as_ref()
+                    .is_some_and(|c| c.id == t.change.id)
             });
             let Some(topic) = topic.filter(|_| !t.sent || still_pending) else {
                 self.alters.remove(k);

@@ -236,8 +236,6 @@ impl SimLog {
     /// The log opened by a new process (`ReplicaManager::host`): the high watermark resumes
     /// from its checkpoint, or from the log start.
     pub fn reopen(&mut self) {
-        self.high_watermark = self
-            .checkpointed_high_watermark()
-            .unwrap_or(self.log_start);
+        self.high_watermark = self.checkpointed_high_watermark().unwrap_or(self.log_start);
     }
 }

@@ -37,7 +37,7 @@ use config::{Config, Mutations};
 use world::{Outcome, World};
 
 /// Seeds of the default run.
-const DEFAULT_SEEDS: u64 = 1_000;
+const DEFAULT_SEEDS: u64 = 1_500;
 
 /// Runs one seed; with `SIM_STRESS` set, on a lossy network with frequent slow disks.
 pub fn run_seed(seed: u64, mutations: Mutations, echo: bool) -> Outcome {
@@ -66,12 +66,20 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// The mutation `SIM_MUTATION` names (a field of [`Mutations`]), or none.
+fn env_mutations() -> Mutations {
+    std::env::var("SIM_MUTATION").map_or(Mutations::default(), |name| {
+        Mutations::named(&name).unwrap_or_else(|| panic!("no mutation named {name:?}"))
+    })
+}
+
 #[test]
 fn simulation() {
+    let mutations = env_mutations();
     if let Some(seed) = env_u64("SIM_SEED") {
-        let cfg = Config::for_seed(seed, Mutations::default());
+        let cfg = Config::for_seed(seed, mutations);
         println!("seed {seed}: {cfg:?} (SIM_STRESS adds loss and slow disks)");
-        let o = run_seed(seed, Mutations::default(), true);
+        let o = run_seed(seed, mutations, true);
         println!(
             "seed {seed}: {} events, {} records acknowledged, trace hash {:016x}",
             o.events, o.acks, o.trace_hash
@@ -87,7 +95,7 @@ fn simulation() {
     let mut failures = Vec::new();
     let mut acks = 0;
     for seed in first..first + count {
-        let o = run_seed(seed, Mutations::default(), false);
+        let o = run_seed(seed, mutations, false);
         acks += o.acks;
         if o.violation.is_some() {
             eprintln!("{}", report(seed, &o));
@@ -114,5 +122,8 @@ fn a_seed_replays_exactly() {
         assert!(a.events > 100, "seed {seed} did something");
     }
     let other = run_seed(4, Mutations::default(), false);
-    assert_ne!(other.trace_hash, run_seed(3, Mutations::default(), false).trace_hash);
+    assert_ne!(
+        other.trace_hash,
+        run_seed(3, Mutations::default(), false).trace_hash
+    );
 }

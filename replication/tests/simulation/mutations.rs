@@ -9,7 +9,7 @@ use crate::run_config;
 fn first_caught(
     mutations: Mutations,
     seeds: std::ops::Range<u64>,
-    tweak: impl Fn(&mut Config),
+    tweak: &impl Fn(&mut Config),
 ) -> Option<(u64, &'static str)> {
     seeds.into_iter().find_map(|seed| {
         let mut cfg = Config::for_seed(seed, mutations);
@@ -29,15 +29,24 @@ fn expect_caught_with(
     expected: &[&str],
     tweak: impl Fn(&mut Config),
 ) {
-    let caught = first_caught(mutations, seeds.clone(), tweak);
+    let caught = first_caught(mutations, seeds.clone(), &tweak);
     eprintln!("{mutations:?}: first caught by {caught:?}");
-    match caught {
-        Some((seed, invariant)) => assert!(
-            expected.contains(&invariant),
-            "seed {seed} was caught by {invariant}, expected one of {expected:?}"
-        ),
-        None => panic!("no seed in {seeds:?} caught {mutations:?}"),
-    }
+    let Some((seed, invariant)) = caught else {
+        panic!("no seed in {seeds:?} caught {mutations:?}");
+    };
+    assert!(
+        expected.contains(&invariant),
+        "seed {seed} was caught by {invariant}, expected one of {expected:?}"
+    );
+    // The mutation, not the configuration, is what fails: unmutated, the seed passes.
+    let mut cfg = Config::for_seed(seed, Mutations::default());
+    tweak(&mut cfg);
+    let clean = run_config(seed, cfg, false);
+    assert!(
+        clean.violation.is_none(),
+        "seed {seed} fails without {mutations:?} too: {}",
+        crate::report(seed, &clean)
+    );
 }
 
 #[test]
@@ -66,8 +75,9 @@ fn skipping_truncation_is_caught() {
 
 #[test]
 fn forgetting_a_pending_isr_change_on_timeout_is_caught() {
-    // The bug needs a committed change whose answer is lost while the follower falls
-    // behind: a lossy network with slow disks makes that common.
+    // The bug needs a committed change whose answer comes too late while the leader's
+    // image lags and the joining follower falls behind: answers timing out after 20 ms on
+    // a network delaying up to 40 ms, with slow disks and slow learners, make that common.
     expect_caught_with(
         Mutations {
             forget_pending_isr_on_timeout: true,
@@ -75,7 +85,12 @@ fn forgetting_a_pending_isr_change_on_timeout_is_caught() {
         },
         0..300,
         &["high_watermark", "acked_writes"],
-        Config::stress,
+        |cfg| {
+            cfg.stress();
+            cfg.faults.loss = 0.02;
+            cfg.faults.max_delay_ms = 40;
+            cfg.request_timeout_ms = 20;
+        },
     );
 }
 

@@ -190,13 +190,14 @@ impl Net {
         self.cuts.iter().copied().collect()
     }
 
-    /// Sends `env` at `now`; false if it is lost on the way (a cut link or bad luck).
-    pub fn send(&mut self, now: i64, env: Envelope) -> bool {
+    /// Sends `env` at `now` to arrive `extra_ms` later than the network alone would take;
+    /// false if it is lost on the way (a cut link or bad luck).
+    pub fn send_late(&mut self, now: i64, env: Envelope, extra_ms: i64) -> bool {
         let lost = !self.lossless && self.rng.chance(self.loss);
         if self.is_cut(env.from, env.to) || lost {
             return false;
         }
-        let at = now + self.rng.range(1, self.max_delay_ms.max(1));
+        let at = now + extra_ms + self.rng.range(1, self.max_delay_ms.max(1));
         self.enqueue(at, env);
         true
     }

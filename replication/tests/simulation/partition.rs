@@ -196,11 +196,11 @@ impl Partition {
             high_watermark: self.log.high_watermark(),
             epoch_start: self.r.epoch_start?,
         };
-        let isr = self
-            .r
-            .followers
-            .as_ref()?
-            .proposed_isr(&self.r.isr, &leader, now_ms, eligible)?;
+        let isr =
+            self.r
+                .followers
+                .as_ref()?
+                .proposed_isr(&self.r.isr, &leader, now_ms, eligible)?;
         self.r.next_isr_change += 1;
         let change = PendingIsr {
             id: self.r.next_isr_change,
@@ -284,8 +284,7 @@ impl Partition {
         }
         self.log.append_replicated(records)?;
         let end = self.log.log_end();
-        self.log
-            .set_high_watermark(leader_high_watermark.min(end));
+        self.log.set_high_watermark(leader_high_watermark.min(end));
         // DeleteRecords / retention on the leader: not simulated, the log start stays.
         let _ = leader_log_start;
         Ok(true)
@@ -322,9 +321,10 @@ impl Partition {
     ) -> bool {
         let r = &mut self.r;
         let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
-        if r.pending_isr.as_ref().is_some_and(|c| {
-            pending_isr::settled_by_image(c, p.leader_epoch, p.partition_epoch)
-        }) {
+        if r.pending_isr
+            .as_ref()
+            .is_some_and(|c| pending_isr::settled_by_image(c, p.leader_epoch, p.partition_epoch))
+        {
             r.pending_isr = None;
         }
         let replicas_changed = r.replicas != p.replicas;

@@ -25,8 +25,10 @@ pub fn inject(w: &mut World) {
             .collect();
         if let Some(b) = w.rng.pick(&up) {
             if w.brokers[(b - 1) as usize].begin_shutdown(now) {
-                w.history
-                    .push(now, Event::Fault(format!("broker {b} begins a controlled shutdown")));
+                w.history.push(
+                    now,
+                    Event::Fault(format!("broker {b} begins a controlled shutdown")),
+                );
             }
         }
     }
@@ -48,8 +50,10 @@ pub fn inject(w: &mut World) {
             w.net.cut(b, other);
             w.schedule(until, Action::Heal(b, other));
         }
-        w.history
-            .push(now, Event::Fault(format!("broker {b} isolated until {until}")));
+        w.history.push(
+            now,
+            Event::Fault(format!("broker {b} isolated until {until}")),
+        );
     }
     if w.rng.chance(f.slow_disk) {
         let b = w.rng.range(1, n as i64) as i32;
@@ -61,11 +65,25 @@ pub fn inject(w: &mut World) {
             Event::Fault(format!("broker {b} disk slow ({delay} ms) until {until}")),
         );
     }
+    if w.rng.chance(f.metadata_lag) {
+        let b = w.rng.range(1, n as i64) as i32;
+        let until = now + w.rng.range(200, 2_000);
+        let lag = w.rng.range(100, 1_000);
+        w.brokers[(b - 1) as usize].metadata_lag = Some((until, lag));
+        w.history.push(
+            now,
+            Event::Fault(format!(
+                "broker {b} replays metadata {lag} ms late until {until}"
+            )),
+        );
+    }
     if w.rng.chance(f.controller_pause) {
         let until = now + w.rng.range(100, 1_500);
         w.controller.pause(until);
-        w.history
-            .push(now, Event::Fault(format!("controller fails over until {until}")));
+        w.history.push(
+            now,
+            Event::Fault(format!("controller fails over until {until}")),
+        );
     }
     let mut out = Vec::new();
     if w.rng.chance(f.preferred_election) {
@@ -80,7 +98,5 @@ pub fn inject(w: &mut World) {
         w.controller
             .elect_unclean(now, &w.cfg, &mut w.history, &mut out);
     }
-    for env in out {
-        w.net.send(now, env);
-    }
+    w.send_all(out);
 }

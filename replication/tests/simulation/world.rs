@@ -134,8 +134,10 @@ impl World {
             violation = checker.at_end(&self).err();
         }
         if let Some(v) = &violation {
-            self.history
-                .push(self.now, Event::Violation(format!("{}: {}", v.invariant, v.detail)));
+            self.history.push(
+                self.now,
+                Event::Violation(format!("{}: {}", v.invariant, v.detail)),
+            );
         }
         Outcome {
             violation,
@@ -208,9 +210,18 @@ impl World {
         self.net.lossless = !self.dirty.is_empty();
     }
 
-    fn send_all(&mut self, out: Vec<Envelope>) {
+    /// Sends what nodes produced, metadata late to slow learners.
+    pub fn send_all(&mut self, out: Vec<Envelope>) {
         for env in out {
-            self.net.send(self.now, env);
+            let lag = match env.msg {
+                Msg::Metadata { .. } => self
+                    .broker(env.to)
+                    .metadata_lag
+                    .filter(|(until, _)| self.now < *until)
+                    .map_or(0, |(_, lag)| lag),
+                _ => 0,
+            };
+            self.net.send_late(self.now, env, lag);
         }
     }
 
@@ -220,9 +231,13 @@ impl World {
         match env.to {
             CONTROLLER => {
                 if let Msg::ToController(request) = env.msg {
-                    let answer =
-                        self.controller
-                            .handle(now, &self.cfg, request, &mut self.history, &mut out);
+                    let answer = self.controller.handle(
+                        now,
+                        &self.cfg,
+                        request,
+                        &mut self.history,
+                        &mut out,
+                    );
                     out.push(Envelope {
                         from: CONTROLLER,
                         from_incarnation: 0,
@@ -280,13 +295,19 @@ impl World {
     /// again later.
     fn stop_broker(&mut self, b: i32) {
         let now = self.now;
-        let downtime = if self.healed { 20 } else { self.rng.range(100, 1500) };
+        let downtime = if self.healed {
+            20
+        } else {
+            self.rng.range(100, 1500)
+        };
         let br = self.broker_mut(b);
         br.stop();
         br.restart_at = Some(now + downtime);
         self.last_down.insert(b, now);
-        self.history
-            .push(now, Event::Fault(format!("broker {b} stopped after controlled shutdown")));
+        self.history.push(
+            now,
+            Event::Fault(format!("broker {b} stopped after controlled shutdown")),
+        );
     }
 
     /// Kills broker `b`; a lossy crash drops a random part of each log's unflushed tail.
@@ -296,18 +317,17 @@ impl World {
         let mut lost = Vec::new();
         for (i, p) in &self.brokers[(b - 1) as usize].parts {
             let (flushed, end) = p.log.unflushed();
-            let k = if lossy { self.rng.range(flushed, end) } else { end };
+            let k = if lossy {
+                self.rng.range(flushed, end)
+            } else {
+                end
+            };
             if k < end {
                 lost.push(format!("p{i} {k}..{end}"));
             }
             keep.insert(*i, k);
         }
-        let epoch = self
-            .controller
-            .image
-            .brokers
-            .get(&b)
-            .map_or(0, |x| x.epoch);
+        let epoch = self.controller.image.brokers.get(&b).map_or(0, |x| x.epoch);
         let downtime = self.rng.range(50, 1500);
         let br = self.broker_mut(b);
         br.crash(|i, log| keep.get(&i).copied().unwrap_or(log.log_end()));
@@ -340,9 +360,10 @@ impl World {
         let all_up = self.brokers.iter().all(|x| {
             x.alive
                 && !x.shutting_down()
-                && image.brokers.get(&x.id).is_some_and(|r| {
-                    !r.fenced && self.controller.lease_holds(x.id, r.epoch, until)
-                })
+                && image
+                    .brokers
+                    .get(&x.id)
+                    .is_some_and(|r| !r.fenced && self.controller.lease_holds(x.id, r.epoch, until))
         });
         all_up
             && image.topic_by_name(TOPIC).is_some_and(|t| {
@@ -387,10 +408,12 @@ impl World {
         self.client.producing = false;
         for br in &mut self.brokers {
             br.slow_disk = None;
+            br.metadata_lag = None;
             if !br.alive {
                 br.restart_at = Some(now);
             }
         }
-        self.history.push(now, Event::Fault("all faults heal".into()));
+        self.history
+            .push(now, Event::Fault("all faults heal".into()));
     }
 }

@@ -44,7 +44,9 @@ impl HighWatermark {
                     return Err(Violation::new(
                         "high_watermark",
                         w.now,
-                        format!("a consumer read {r:?} from partition {i}, but {c:?} is committed there"),
+                        format!(
+                        "a consumer read {r:?} from partition {i}, but {c:?} is committed there"
+                    ),
                     ))
                 }
                 None => still.push((i, r)),

@@ -58,7 +58,10 @@ impl LeaderElected {
                 return Err(Violation::new(
                     "leader_elected",
                     w.now,
-                    format!("partition {i} ends without an acting leader: {}", describe(w, i)),
+                    format!(
+                        "partition {i} ends without an acting leader: {}",
+                        describe(w, i)
+                    ),
                 ));
             }
         }
