@@ -169,4 +169,12 @@ impl Config {
         self.faults.slow_disk = 0.01;
         self.faults.metadata_lag = 0.005;
     }
+
+    /// `SIM_UNCLEAN`: the topic allows unclean election and the controller is asked for
+    /// one now and then. Acknowledged writes may then be lost by design, so only leader
+    /// election and catching up are checked.
+    pub fn allow_unclean(&mut self) {
+        self.unclean = true;
+        self.faults.unclean_election = 0.002;
+    }
 }

@@ -39,11 +39,15 @@ use world::{Outcome, World};
 /// Seeds of the default run.
 const DEFAULT_SEEDS: u64 = 1_500;
 
-/// Runs one seed; with `SIM_STRESS` set, on a lossy network with frequent slow disks.
+/// Runs one seed; with `SIM_STRESS` set, on a lossy network with frequent slow disks and
+/// slow learners; with `SIM_UNCLEAN` set, with unclean election allowed and triggered.
 pub fn run_seed(seed: u64, mutations: Mutations, echo: bool) -> Outcome {
     let mut cfg = Config::for_seed(seed, mutations);
     if std::env::var_os("SIM_STRESS").is_some() {
         cfg.stress();
+    }
+    if std::env::var_os("SIM_UNCLEAN").is_some() {
+        cfg.allow_unclean();
     }
     run_config(seed, cfg, echo)
 }
