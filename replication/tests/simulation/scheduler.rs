@@ -11,15 +11,14 @@ pub fn inject(w: &mut World) {
     let now = w.now;
     let f = w.cfg.faults.clone();
     let n = w.cfg.nodes;
-    let quiet = w.dirty.is_empty();
-    if w.rng.chance(f.crash) && quiet {
+    if w.rng.chance(f.crash) && w.dirty.is_empty() {
         let up: Vec<i32> = (1..=n).filter(|b| w.broker(*b).alive).collect();
         if let Some(b) = w.rng.pick(&up) {
             let lossy = w.rng.chance(f.lossy) && w.lossy_crash_allowed(b);
             w.crash(b, lossy);
         }
     }
-    if w.rng.chance(f.shutdown) && quiet {
+    if w.rng.chance(f.shutdown) && w.dirty.is_empty() {
         let up: Vec<i32> = (1..=n)
             .filter(|b| w.broker(*b).alive && !w.broker(*b).shutting_down())
             .collect();
@@ -32,7 +31,7 @@ pub fn inject(w: &mut World) {
             }
         }
     }
-    if w.rng.chance(f.partition) && quiet {
+    if w.rng.chance(f.partition) && w.dirty.is_empty() {
         let a = w.rng.range(0, n as i64) as i32;
         let b = w.rng.range(0, n as i64) as i32;
         if a != b {
@@ -43,7 +42,7 @@ pub fn inject(w: &mut World) {
                 .push(now, Event::Fault(format!("link {a}-{b} cut until {until}")));
         }
     }
-    if w.rng.chance(f.isolate) && quiet {
+    if w.rng.chance(f.isolate) && w.dirty.is_empty() {
         let b = w.rng.range(1, n as i64) as i32;
         let until = now + w.rng.range(100, 2_000);
         for other in (0..=n).filter(|o| *o != b) {
