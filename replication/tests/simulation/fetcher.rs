@@ -71,9 +71,11 @@ impl Broker {
             }
             let msg = if p.r.needs_truncation {
                 match p.log.latest_epoch() {
-                    // Nothing written under any epoch: nothing to disagree about.
+                    // `fetcher::truncate_to_high_watermark`: no epoch to compare, so only
+                    // what was committed is known to be the leader's too.
                     None => {
-                        p.truncated(epoch);
+                        let target = p.log.high_watermark().min(p.log.log_end());
+                        p.truncate_as_follower(epoch, target, true);
                         continue;
                     }
                     Some(latest) => Msg::EpochQuery {
@@ -160,7 +162,7 @@ impl Broker {
                 if leader_log_start > end {
                     p.restart_as_follower(epoch, leader_log_start);
                 } else {
-                    p.mark_needs_truncation();
+                    p.mark_needs_truncation(epoch);
                 }
                 self.rest(i, now + cfg.fetch_backoff_ms);
             }

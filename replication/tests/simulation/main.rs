@@ -37,7 +37,7 @@ use config::{Config, Mutations};
 use world::{Outcome, World};
 
 /// Seeds of the default run.
-const DEFAULT_SEEDS: u64 = 1_500;
+const DEFAULT_SEEDS: u64 = 2_500;
 
 /// Runs one seed; with `SIM_STRESS` set, on a lossy network with frequent slow disks and
 /// slow learners; with `SIM_UNCLEAN` set, with unclean election allowed and triggered.

@@ -230,8 +230,10 @@ impl Partition {
     }
 
     /// `Partition::mark_needs_truncation`.
-    pub fn mark_needs_truncation(&mut self) {
-        self.r.needs_truncation = self.r.followers.is_none();
+    pub fn mark_needs_truncation(&mut self, leader_epoch: i32) {
+        if self.r.leader_epoch == leader_epoch && self.r.followers.is_none() {
+            self.r.needs_truncation = true;
+        }
     }
 
     /// `Partition::truncated`.
