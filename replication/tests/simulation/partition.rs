@@ -236,13 +236,6 @@ impl Partition {
         }
     }
 
-    /// `Partition::truncated`.
-    pub fn truncated(&mut self, leader_epoch: i32) {
-        if self.r.leader_epoch == leader_epoch {
-            self.r.needs_truncation = false;
-        }
-    }
-
     /// `Partition::truncate_as_follower`.
     pub fn truncate_as_follower(&mut self, leader_epoch: i32, offset: i64, done: bool) -> bool {
         if self.r.leader_epoch != leader_epoch
