@@ -16,6 +16,7 @@
 //! - `cluster`: membership of the metadata quorum, requests to the active controller,
 //!   applying committed metadata, follower fetching (over its own peer connections).
 //! - `observability`: Prometheus `/metrics` and `/health`.
+//! - `log_dirs`: each log directory's health (failing writes, free space), logged and measured.
 //! - `error`, `error_map`: domain errors and the one mapping to Kafka error codes.
 
 pub mod cluster;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod error_map;
 pub mod group;
 pub mod handlers;
+pub mod log_dirs;
 pub mod observability;
 pub mod replica_manager;
 pub mod server;

@@ -31,6 +31,11 @@ pub mod names {
     /// than their replication factor: the replica set without replicas a reassignment is
     /// adding, as Kafka counts it (`Partition.isUnderReplicated`).
     pub const UNDER_REPLICATED: &str = "sluice_under_replicated_partitions";
+    /// Gauge per log directory (`dir` label): 1 while writes to it fail (a full disk, an I/O
+    /// error), 0 otherwise.
+    pub const LOG_DIR_OFFLINE: &str = "sluice_log_dir_offline";
+    /// Gauge per log directory (`dir` label): bytes available to the broker.
+    pub const LOG_DIR_FREE_BYTES: &str = "sluice_log_dir_free_bytes";
 }
 
 /// Installs the global recorder (once per process) and returns the handle to render it.

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::log_dirs::LogDirHealth;
 
 mod partition;
 
@@ -95,6 +96,8 @@ pub struct ReplicaManager {
     /// Hosted partitions by leader (`NO_LEADER` included), rebuilt with each image: replica
     /// fetchers and the ISR check ask every round, which must not walk every partition.
     by_leader: RwLock<Arc<BTreeMap<i32, Vec<Arc<Partition>>>>>,
+    /// Which log directories fail to be written.
+    dir_health: LogDirHealth,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -121,6 +124,7 @@ impl ReplicaManager {
             max_mapped_segments: sluice_storage::MapBudget::DEFAULT_MAX_MAPPED,
         })?;
         Ok(ReplicaManager {
+            dir_health: LogDirHealth::new(&config.log_dirs),
             config,
             logs,
             applying: Mutex::new(()),
@@ -132,6 +136,24 @@ impl ReplicaManager {
     /// The broker configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// The health of the log directories.
+    pub fn log_dir_health(&self) -> &LogDirHealth {
+        &self.dir_health
+    }
+
+    /// Tells the log directories' health how a write to `partition` went.
+    fn note_write<T>(
+        &self,
+        partition: &Partition,
+        result: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        match &result {
+            Ok(_) => self.dir_health.write_succeeded(partition.log.dir()),
+            Err(e) => self.dir_health.write_failed(partition.log.dir(), e),
+        };
+        result
     }
 
     /// This node's id.
@@ -261,7 +283,8 @@ impl ReplicaManager {
                 origin,
                 now_ms: 0,
             },
-        )?;
+        );
+        let info = self.note_write(&partition, info)?;
         {
             let r = partition.replica.lock();
             partition.advance_high_watermark(&r);
@@ -295,14 +318,15 @@ impl ReplicaManager {
             return Ok(false);
         }
         if !records.is_empty() {
-            partition.log.append(
+            let appended = partition.log.append(
                 records,
                 &AppendOptions {
                     leader_epoch: LeaderEpoch(-1),
                     origin: AppendOrigin::Replication,
                     now_ms: 0,
                 },
-            )?;
+            );
+            self.note_write(partition, appended)?;
         }
         let o = partition.log.offsets();
         partition
@@ -575,6 +599,7 @@ impl ReplicaManager {
 
     /// Periodic storage work (retention, compaction, flush.ms, segment.ms).
     pub fn housekeeping(&self, now_ms: i64) -> Result<(), StorageError> {
+        self.dir_health.measure_free_space();
         self.logs.housekeeping(now_ms)
     }
 

@@ -1,12 +1,17 @@
 """Restarts, kill -9 and hostile input against a real broker."""
 import os
 import random
+import shutil
 import socket
 import struct
+import subprocess
+import tempfile
 import threading
 import time
+import urllib.request
 
-from confluent_kafka import Producer
+import pytest
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from test_clients import consume_all
@@ -132,3 +137,61 @@ def test_saturated_broker_slows_producers_down_and_loses_nothing(broker_factory,
     assert len(results) == 9000 and all(e is None for e in results)
     assert b.proc.poll() is None
     assert len(consume_all(b, topic_name, n=9000, timeout=30)) == 9000
+
+
+@pytest.fixture
+def small_disk():
+    """An 8 MiB tmpfs with 3 MiB of ballast, to fill up and then free (root only, as CI runs)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    path = tempfile.mkdtemp(prefix="sluice-small-disk-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", path], check=True)
+    ballast = os.path.join(path, "ballast")
+    with open(ballast, "wb") as f:
+        f.write(b"\0" * (3 << 20))
+    yield path, ballast
+    subprocess.run(["umount", "-l", path], check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def metric(b, name):
+    body = urllib.request.urlopen(f"http://127.0.0.1:{b.metrics_port}/metrics", timeout=5).read().decode()
+    return [line for line in body.splitlines() if line.startswith(name + "{")]
+
+
+def test_a_full_disk_is_logged_once_measured_and_recovered_from(broker_factory, topic_name, small_disk):
+    path, ballast = small_disk
+    b = broker_factory(**{"log.dirs": os.path.join(path, "data")})
+    a = AdminClient({"bootstrap.servers": b.bootstrap})  # outlives its future
+    a.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(10)
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "retries": 0, "linger.ms": 0,
+                  "message.timeout.ms": 10000})
+    results = []
+
+    def send(n):
+        for i in range(n):
+            p.produce(topic_name, value=bytes([i % 256]) * 50_000,
+                      on_delivery=lambda e, m: results.append((e, m.offset())))
+            p.flush(10)
+
+    send(200)  # 10 MB into what is left of 8 MiB
+    failed = [e for e, _ in results if e is not None]
+    assert failed and {e.code() for e in failed} == {KafkaError.KAFKA_STORAGE_ERROR}, failed[:3]
+    acked_before = sum(1 for e, _ in results if e is None)
+    assert acked_before >= 60, "the disk took appends until it was full"
+    assert any(line.endswith(" 1") for line in metric(b, "sluice_log_dir_offline")), \
+        metric(b, "sluice_log_dir_offline")
+    time.sleep(1.5)  # a housekeeping pass measures the space
+    free = [float(line.rsplit(" ", 1)[1]) for line in metric(b, "sluice_log_dir_free_bytes")]
+    assert free and free[0] < 1 << 20, free
+
+    os.remove(ballast)  # space returns
+    results.clear()
+    send(5)
+    assert [e for e, _ in results] == [None] * 5, "writable again without a restart"
+    assert all(line.endswith(" 0") for line in metric(b, "sluice_log_dir_offline"))
+    with open(os.path.join(b.data, "broker.log"), encoding="utf-8", errors="replace") as f:
+        log = f.read()
+    assert log.count("log directory cannot be written") == 1, "logged once, not per request"
+    assert log.count("log directory writable again") == 1
+    assert len(consume_all(b, topic_name)) == acked_before + 5, "every acknowledged record is there"

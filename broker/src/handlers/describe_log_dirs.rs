@@ -1,4 +1,5 @@
-//! DescribeLogDirs: partition sizes per data directory.
+//! DescribeLogDirs: partition sizes per data directory, each directory's space (KIP-827) and
+//! KAFKA_STORAGE_ERROR for one whose writes fail.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,10 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 
+use kafka_protocol::error::ResponseError;
+
 use super::{str_bytes, Context};
+use crate::log_dirs;
 
 pub(super) fn handle(ctx: &Context, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let wanted = |topic: &str, p: i32| {
@@ -47,11 +51,21 @@ pub(super) fn handle(ctx: &Context, req: DescribeLogDirsRequest) -> DescribeLogD
                         .with_partitions(partitions)
                 })
                 .collect();
+            let path = std::path::Path::new(&dir);
+            // A directory whose writes fail is offline, as Kafka reports one (its partitions
+            // are still listed: they remain readable here).
+            let error = match ctx.rm.log_dir_health().failure(path) {
+                Some(_) => ResponseError::KafkaStorageError.code(),
+                None => 0,
+            };
+            let (total, usable) =
+                log_dirs::space(path).map_or((-1, -1), |(t, u)| (t as i64, u as i64));
             DescribeLogDirsResult::default()
+                .with_error_code(error)
                 .with_log_dir(str_bytes(dir))
                 .with_topics(topics)
-                .with_total_bytes(-1)
-                .with_usable_bytes(-1)
+                .with_total_bytes(total)
+                .with_usable_bytes(usable)
         })
         .collect();
     DescribeLogDirsResponse::default().with_results(results)
