@@ -83,4 +83,34 @@ pub enum BrokerError {
     /// The storage engine refused or failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A request naming a topic by an id no topic has (KIP-516).
+    #[error("unknown topic id")]
+    UnknownTopicId,
+    /// Produce with an `acks` other than -1, 0 or 1.
+    #[error("acks={0} is not -1, 0 or 1")]
+    InvalidRequiredAcks(i16),
+    /// A request this version of the API cannot express.
+    #[error("{0}")]
+    UnsupportedVersion(String),
+    /// An offset outside the log, or an epoch the log does not know.
+    #[error("{0}")]
+    OffsetOutOfRange(String),
+    /// An election asked for where the wanted leader already leads.
+    #[error("{0}")]
+    ElectionNotNeeded(String),
+    /// An unclean election with no live replica to elect.
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
+    /// A preferred election whose preferred replica cannot lead now.
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    /// The coordinator for the request is not available (yet).
+    #[error("{0}")]
+    CoordinatorNotAvailable(String),
+    /// What the request waited for did not happen within its timeout.
+    #[error("{0}")]
+    TimedOut(String),
+    /// A log directory whose writes fail.
+    #[error("log directory {0} cannot be written")]
+    LogDirOffline(String),
 }

@@ -31,7 +31,24 @@ pub fn response_error(e: &BrokerError) -> ResponseError {
             ResponseError::try_from_code(*code).unwrap_or(ResponseError::UnknownServerError)
         }
         BrokerError::Storage(s) => storage_error(s),
+        BrokerError::UnknownTopicId => ResponseError::UnknownTopicId,
+        BrokerError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
+        BrokerError::UnsupportedVersion(_) => ResponseError::UnsupportedVersion,
+        BrokerError::OffsetOutOfRange(_) => ResponseError::OffsetOutOfRange,
+        BrokerError::ElectionNotNeeded(_) => ResponseError::ElectionNotNeeded,
+        BrokerError::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
+        BrokerError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
+        BrokerError::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
+        BrokerError::TimedOut(_) => ResponseError::RequestTimedOut,
+        BrokerError::LogDirOffline(_) => ResponseError::KafkaStorageError,
     }
+}
+
+/// Whether a client may retry what failed with `e` and succeed (Kafka's retriable errors:
+/// a leader moved, a replica caught up, a disk freed), as the protocol defines it for the
+/// code `e` maps to.
+pub fn retriable(e: &BrokerError) -> bool {
+    response_error(e).is_retriable()
 }
 
 /// The Kafka error for a storage error.
@@ -56,4 +73,33 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
 /// The numeric code of a broker error.
 pub fn code(e: &BrokerError) -> i16 {
     response_error(e).code()
+}
+
+#[cfg(test)]
+mod retriable_tests {
+    use super::*;
+
+    #[test]
+    fn what_a_client_may_retry_follows_the_protocol() {
+        for e in [
+            BrokerError::NotLeaderOrFollower,
+            BrokerError::LogDirOffline("/data".into()),
+            BrokerError::NotEnoughReplicas { isr: 1, min: 2 },
+            BrokerError::Storage(StorageError::CorruptRecord("crc".into())),
+            BrokerError::TimedOut("election".into()),
+        ] {
+            assert!(retriable(&e), "{e}");
+        }
+        for e in [
+            BrokerError::InvalidRequiredAcks(2),
+            BrokerError::Storage(StorageError::InvalidRecord {
+                reason: "keyless".into(),
+                records: Vec::new(),
+            }),
+            BrokerError::InvalidConfig("retention.ms=-5".into()),
+            BrokerError::UnknownTopicId,
+        ] {
+            assert!(!retriable(&e), "{e}");
+        }
+    }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{alter_configs_response, incremental_alter_configs_response};
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest,
@@ -30,7 +29,7 @@ async fn apply(
 ) -> (i16, Option<StrBytes>) {
     if resource_type != TOPIC {
         return (
-            ResponseError::InvalidRequest.code(),
+            error_map::code(&BrokerError::InvalidRequest(String::new())),
             Some(str_bytes(
                 "only topic configs can be altered; broker configs are static",
             )),

@@ -1,6 +1,5 @@
 //! ApiVersions (KIP-35, KIP-511): the served versions, straight from the registry.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
@@ -28,7 +27,9 @@ pub(super) fn handle(_ctx: &Context, _req: ApiVersionsRequest) -> ApiVersionsRes
 /// our ranges, to be encoded as v0 so any client can read it (KIP-511).
 pub fn unsupported_version_response() -> ApiVersionsResponse {
     ApiVersionsResponse::default()
-        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_error_code(crate::error_map::code(
+            &crate::error::BrokerError::UnsupportedVersion("ApiVersions version too new".into()),
+        ))
         .with_api_keys(api_keys())
 }
 

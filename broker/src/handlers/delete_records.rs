@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -71,7 +70,8 @@ pub(super) async fn handle(ctx: Context, req: DeleteRecordsRequest) -> DeleteRec
                 };
                 match part.low_watermark(node, alive) {
                     None => {
-                        *state = State::Done(Err(ResponseError::NotLeaderOrFollower.code()));
+                        *state =
+                            State::Done(Err(error_map::code(&BrokerError::NotLeaderOrFollower)));
                     }
                     Some(low) if low >= *start => *state = State::Done(Ok(low)),
                     Some(_) => waiting = true,
@@ -97,7 +97,10 @@ pub(super) async fn handle(ctx: Context, req: DeleteRecordsRequest) -> DeleteRec
                         State::Done(Ok(low)) => r.with_low_watermark(low),
                         State::Done(Err(code)) => r.with_error_code(code),
                         State::Waiting(..) => {
-                            r.with_error_code(ResponseError::RequestTimedOut.code())
+                            let e = BrokerError::TimedOut(
+                                "followers did not reach the new log start in time".into(),
+                            );
+                            r.with_error_code(error_map::code(&e))
                         }
                     }
                 })

@@ -1,10 +1,10 @@
 //! DeleteTopics: by name (all versions) or by topic id (v6+).
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::{str_bytes, Context};
+use crate::error::BrokerError;
 use crate::error_map;
 
 pub(super) async fn handle(ctx: Context, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -25,12 +25,12 @@ pub(super) async fn handle(ctx: Context, req: DeleteTopicsRequest) -> DeleteTopi
                 .with_name(name.clone())
                 .with_topic_id(id);
             let Some(topic) = topic else {
-                let code = if name.is_none() {
-                    ResponseError::UnknownTopicId
+                let e = if name.is_none() {
+                    BrokerError::UnknownTopicId
                 } else {
-                    ResponseError::UnknownTopicOrPartition
+                    BrokerError::UnknownTopicOrPartition
                 };
-                responses.push(r.with_error_code(code.code()));
+                responses.push(r.with_error_code(error_map::code(&e)));
                 continue;
             };
             let r = r

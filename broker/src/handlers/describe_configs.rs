@@ -1,12 +1,13 @@
 //! DescribeConfigs: every config of a topic (value, source, sensitivity), or of this broker.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{str_bytes, Context};
+use crate::error::BrokerError;
+use crate::error_map;
 
 /// Kafka's ConfigResource types.
 pub(super) const TOPIC: i8 = 2;
@@ -70,7 +71,9 @@ pub(super) fn handle(ctx: &Context, req: DescribeConfigsRequest) -> DescribeConf
                             .collect()
                     }
                     None => {
-                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        return base.with_error_code(error_map::code(
+                            &BrokerError::UnknownTopicOrPartition,
+                        ))
                     }
                 },
                 BROKER
@@ -85,14 +88,16 @@ pub(super) fn handle(ctx: &Context, req: DescribeConfigsRequest) -> DescribeConf
                         .collect()
                 }
                 BROKER => {
+                    let e = BrokerError::InvalidRequest("unknown broker id".into());
                     return base
-                        .with_error_code(ResponseError::InvalidRequest.code())
-                        .with_error_message(Some(str_bytes("unknown broker id")))
+                        .with_error_code(error_map::code(&e))
+                        .with_error_message(Some(str_bytes(e.to_string())));
                 }
                 _ => {
+                    let e = BrokerError::InvalidRequest("unsupported resource type".into());
                     return base
-                        .with_error_code(ResponseError::InvalidRequest.code())
-                        .with_error_message(Some(str_bytes("unsupported resource type")))
+                        .with_error_code(error_map::code(&e))
+                        .with_error_message(Some(str_bytes(e.to_string())));
                 }
             };
             let configs = entries

@@ -8,10 +8,9 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 
-use kafka_protocol::error::ResponseError;
-
 use super::{str_bytes, Context};
-use crate::log_dirs;
+use crate::error::BrokerError;
+use crate::{error_map, log_dirs};
 
 pub(super) fn handle(ctx: &Context, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let wanted = |topic: &str, p: i32| {
@@ -55,7 +54,7 @@ pub(super) fn handle(ctx: &Context, req: DescribeLogDirsRequest) -> DescribeLogD
             // A directory whose writes fail is offline, as Kafka reports one (its partitions
             // are still listed: they remain readable here).
             let error = match ctx.rm.log_dir_health().failure(path) {
-                Some(_) => ResponseError::KafkaStorageError.code(),
+                Some(_) => error_map::code(&BrokerError::LogDirOffline(dir.clone())),
                 None => 0,
             };
             let (total, usable) =

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use sluice_replication::controller;
 use sluice_replication::image::{MetadataImage, Partition, NO_LEADER};
 
 use super::{str_bytes, Context};
+use crate::error::BrokerError;
 use crate::error_map;
 
 const PREFERRED: i8 = 0;
@@ -26,27 +26,23 @@ fn partition<'a>(image: &'a MetadataImage, topic: &str, p: i32) -> Option<&'a Pa
         .and_then(|t| t.partitions.get(usize::try_from(p).ok()?))
 }
 
-fn unknown(topic: &str, p: i32) -> (ResponseError, String) {
-    (
-        ResponseError::UnknownTopicOrPartition,
-        format!("no partition {topic}-{p}"),
-    )
+fn unknown() -> BrokerError {
+    BrokerError::UnknownTopicOrPartition
 }
 
 /// Why partition `p` of `topic` cannot (or need not) get an unclean election, if so.
-fn precheck_unclean(image: &MetadataImage, topic: &str, p: i32) -> Option<(ResponseError, String)> {
+fn precheck_unclean(image: &MetadataImage, topic: &str, p: i32) -> Option<BrokerError> {
     let Some(part) = partition(image, topic, p) else {
-        return Some(unknown(topic, p));
+        return Some(unknown());
     };
     if part.leader != NO_LEADER {
-        return Some((
-            ResponseError::ElectionNotNeeded,
-            format!("broker {} leads", part.leader),
-        ));
+        return Some(BrokerError::ElectionNotNeeded(format!(
+            "broker {} leads",
+            part.leader
+        )));
     }
     if controller::unclean_candidate(image, part).is_none() {
-        return Some((
-            ResponseError::EligibleLeadersNotAvailable,
+        return Some(BrokerError::EligibleLeadersNotAvailable(
             "no replica is live".to_string(),
         ));
     }
@@ -54,26 +50,24 @@ fn precheck_unclean(image: &MetadataImage, topic: &str, p: i32) -> Option<(Respo
 }
 
 /// Why partition `p` of `topic` cannot (or need not) move to its preferred leader, if so.
-fn precheck(image: &MetadataImage, topic: &str, p: i32) -> Option<(ResponseError, String)> {
+fn precheck(image: &MetadataImage, topic: &str, p: i32) -> Option<BrokerError> {
     let Some(part) = partition(image, topic, p) else {
-        return Some(unknown(topic, p));
+        return Some(unknown());
     };
     let preferred = part.replicas[0];
     if part.leader == preferred {
-        return Some((
-            ResponseError::ElectionNotNeeded,
-            format!("broker {preferred} already leads"),
-        ));
+        return Some(BrokerError::ElectionNotNeeded(format!(
+            "broker {preferred} already leads"
+        )));
     }
     let shutting_down = image
         .brokers
         .get(&preferred)
         .is_some_and(|b| b.shutting_down);
     if !part.isr.contains(&preferred) || !image.is_live(preferred) || shutting_down {
-        return Some((
-            ResponseError::PreferredLeaderNotAvailable,
-            format!("preferred leader {preferred} is not a live in-sync replica"),
-        ));
+        return Some(BrokerError::PreferredLeaderNotAvailable(format!(
+            "preferred leader {preferred} is not a live in-sync replica"
+        )));
     }
     None
 }
@@ -99,13 +93,12 @@ pub(super) async fn handle(ctx: Context, req: ElectLeadersRequest) -> ElectLeade
             let refusal = match req.election_type {
                 PREFERRED => precheck(&image, topic, *p),
                 UNCLEAN => precheck_unclean(&image, topic, *p),
-                other => Some((
-                    ResponseError::InvalidRequest,
-                    format!("unknown election type {other}"),
-                )),
+                other => Some(BrokerError::InvalidRequest(format!(
+                    "unknown election type {other}"
+                ))),
             };
             match refusal {
-                Some((e, why)) => rs.push((*p, e.code(), Some(why))),
+                Some(e) => rs.push((*p, error_map::code(&e), Some(e.to_string()))),
                 None => {
                     to_elect.push((topic.clone(), *p));
                     rs.push((*p, 0, None));
@@ -141,10 +134,8 @@ pub(super) async fn handle(ctx: Context, req: ElectLeadersRequest) -> ElectLeade
                 if done {
                     Ok(())
                 } else {
-                    Err((
-                        ResponseError::RequestTimedOut.code(),
-                        "the election did not happen in time".to_string(),
-                    ))
+                    let e = BrokerError::TimedOut("the election did not happen in time".into());
+                    Err((error_map::code(&e), e.to_string()))
                 }
             }
             Err(e) => Err((error_map::code(&e), e.to_string())),

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
@@ -26,6 +25,7 @@ use sluice_storage::{LeaderEpoch, Log, Offset, ReadOptions, TopicPartition};
 use uuid::Uuid;
 
 use super::{Context, Reply};
+use crate::error::BrokerError;
 use crate::error_map;
 use crate::replica_manager::{now_ms, FollowerFetch, Partition};
 
@@ -93,8 +93,10 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
                 .iter()
                 .map(|p| {
                     let part = match &topic {
-                        None if ctx.version >= 13 => Err(ResponseError::UnknownTopicId.code()),
-                        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                        None if ctx.version >= 13 => {
+                            Err(error_map::code(&BrokerError::UnknownTopicId))
+                        }
+                        None => Err(error_map::code(&BrokerError::UnknownTopicOrPartition)),
                         Some(topic) => {
                             let tp = TopicPartition::new(topic.meta.name.clone(), p.partition);
                             let checked = ctx.rm.partition(&tp).and_then(|part| {
@@ -183,7 +185,7 @@ fn read(plan: &Plan) -> (FetchResponse, usize) {
                 }
                 Err(e) => {
                     partitions.push(
-                        pd.with_error_code(e.code())
+                        pd.with_error_code(error_map::code(&e))
                             .with_records(Some(Bytes::new())),
                     );
                     continue;
@@ -242,13 +244,17 @@ fn diverging_epoch(
     log: &Log,
     last_fetched_epoch: i32,
     fetch_offset: i64,
-) -> Result<Option<EpochEndOffset>, ResponseError> {
+) -> Result<Option<EpochEndOffset>, BrokerError> {
     if last_fetched_epoch < 0 {
         return Ok(None);
     }
     let (epoch, end) = log
         .end_offset_for_epoch(LeaderEpoch(last_fetched_epoch))
-        .ok_or(ResponseError::OffsetOutOfRange)?;
+        .ok_or_else(|| {
+            BrokerError::OffsetOutOfRange(format!(
+                "no leader epoch {last_fetched_epoch} or older in this log"
+            ))
+        })?;
     Ok(
         (epoch.0 < last_fetched_epoch || end.0 < fetch_offset).then(|| {
             EpochEndOffset::default()

@@ -2,10 +2,10 @@
 //! allocates, unique over the cluster), epoch 0. Transactional ids
 //! need a transaction coordinator, which Sluice does not have yet: refused, not faked.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::Context;
+use crate::error::BrokerError;
 use crate::error_map;
 
 pub(super) async fn handle(ctx: Context, req: InitProducerIdRequest) -> InitProducerIdResponse {
@@ -13,7 +13,9 @@ pub(super) async fn handle(ctx: Context, req: InitProducerIdRequest) -> InitProd
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
-        return resp.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        let e =
+            BrokerError::CoordinatorNotAvailable("transactional ids are not supported yet".into());
+        return resp.with_error_code(error_map::code(&e));
     }
     match ctx.cluster.next_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

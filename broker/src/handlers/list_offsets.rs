@@ -3,7 +3,6 @@
 //! answered (below the high watermark, or the last stable offset for READ_COMMITTED); the
 //! rules are `Partition::offset_for`'s.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -33,7 +32,7 @@ fn lookup(
         MAX_TIMESTAMP => OffsetQuery::MaxTimestamp,
         ts if ts >= 0 => OffsetQuery::Timestamp(ts),
         _ => {
-            return Err(BrokerError::InvalidRequest(format!(
+            return Err(BrokerError::UnsupportedVersion(format!(
                 "unsupported timestamp {ts}"
             )))
         }
@@ -72,14 +71,10 @@ pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsRespo
                             } else {
                                 -1
                             }),
-                        Err(BrokerError::InvalidRequest(_)) => r
-                            .with_error_code(ResponseError::UnsupportedVersion.code())
-                            .with_timestamp(-1)
-                            .with_offset(-1),
                         // OFFSET_NOT_AVAILABLE exists from v5; older clients retry on
                         // LEADER_NOT_AVAILABLE, as Kafka answers them.
                         Err(BrokerError::OffsetNotAvailable) if ctx.version < 5 => r
-                            .with_error_code(ResponseError::LeaderNotAvailable.code())
+                            .with_error_code(error_map::code(&BrokerError::LeaderNotAvailable))
                             .with_timestamp(-1)
                             .with_offset(-1),
                         Err(e) => r

@@ -2,7 +2,6 @@
 //! replicas and ISR, from the committed metadata image. Auto-creates topics (through the
 //! controller) only when the request allows it and `auto.create.topics.enable` is on.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -13,6 +12,7 @@ use sluice_replication::image::{MetadataImage, Topic, NO_LEADER};
 use uuid::Uuid;
 
 use super::{str_bytes, Context, Reply};
+use crate::error::BrokerError;
 use crate::error_map;
 use crate::replica_manager::validate_topic_name;
 
@@ -40,7 +40,7 @@ fn topic_response(image: &MetadataImage, t: &Topic) -> MetadataResponseTopic {
                 .with_isr_nodes(ids(&p.isr))
                 .with_offline_replicas(ids(&offline));
             if p.leader == NO_LEADER {
-                r.with_error_code(ResponseError::LeaderNotAvailable.code())
+                r.with_error_code(error_map::code(&BrokerError::LeaderNotAvailable))
             } else {
                 r
             }
@@ -53,11 +53,11 @@ fn topic_response(image: &MetadataImage, t: &Topic) -> MetadataResponseTopic {
         .with_partitions(partitions)
 }
 
-fn error_topic(name: Option<TopicName>, id: Uuid, error: ResponseError) -> MetadataResponseTopic {
+fn error_topic(name: Option<TopicName>, id: Uuid, error: BrokerError) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(name)
         .with_topic_id(id)
-        .with_error_code(error.code())
+        .with_error_code(error_map::code(&error))
 }
 
 fn respond(ctx: &Context, req: &MetadataRequest) -> MetadataResponse {
@@ -78,16 +78,15 @@ fn respond(ctx: &Context, req: &MetadataRequest) -> MetadataResponse {
                 Some(name) => match image.topic_by_name(name.as_str()) {
                     Some(t) => topic_response(&image, t),
                     None => {
-                        let e = match validate_topic_name(name.as_str()) {
-                            Err(e) => error_map::response_error(&e),
-                            Ok(()) => ResponseError::UnknownTopicOrPartition,
-                        };
+                        let e = validate_topic_name(name.as_str())
+                            .err()
+                            .unwrap_or(BrokerError::UnknownTopicOrPartition);
                         error_topic(Some(name.clone()), Uuid::nil(), e)
                     }
                 },
                 None => match image.topics.get(&rt.topic_id) {
                     Some(t) => topic_response(&image, t),
-                    None => error_topic(None, rt.topic_id, ResponseError::UnknownTopicId),
+                    None => error_topic(None, rt.topic_id, BrokerError::UnknownTopicId),
                 },
             })
             .collect()

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -66,12 +65,14 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
                 .with_base_offset(-1);
             let tp = TopicPartition::new(name.clone(), pd.index);
             let result = if !acks_ok {
-                Err(ResponseError::InvalidRequiredAcks.code())
+                Err(error_map::code(&BrokerError::InvalidRequiredAcks(req.acks)))
             } else if topic.is_none() {
-                Err(ResponseError::UnknownTopicOrPartition.code())
+                Err(error_map::code(&BrokerError::UnknownTopicOrPartition))
             } else {
                 match pd.records.as_deref() {
-                    None | Some([]) => Err(ResponseError::CorruptMessage.code()),
+                    None | Some([]) => Err(error_map::code(&BrokerError::Storage(
+                        StorageError::CorruptRecord("no records".into()),
+                    ))),
                     Some(records) => ctx
                         .rm
                         .append(&tp, records, AppendOrigin::Client, acks_all)
