@@ -97,7 +97,7 @@ mod retriable_tests {
                 records: Vec::new(),
             }),
             BrokerError::InvalidConfig("retention.ms=-5".into()),
-            BrokerError::UnknownTopicId,
+            BrokerError::InvalidTopic("a/b".into()),
         ] {
             assert!(!retriable(&e), "{e}");
         }
