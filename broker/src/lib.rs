@@ -8,6 +8,7 @@
 //! - `server`: [`server::Server`], joining the cluster, listeners, connection limit,
 //!   housekeeping, ordered shutdown.
 //! - `connection`: frames, decoding, in-order responses, back-pressure.
+//! - `delayed`: requests that wait on partitions (acks=all, Fetch long poll, DeleteRecords).
 //! - `wire`: request decoding (pure, fuzzed).
 //! - `handlers`: the API registry (`handlers::registry`) and one module per API.
 //! - `group`: the consumer-group coordinator and its `__consumer_offsets` records.
@@ -22,6 +23,7 @@
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod delayed;
 pub mod error;
 pub mod error_map;
 pub mod group;

@@ -629,31 +629,21 @@ impl Appended {
     pub async fn replicated(&self, timeout: Duration) -> Result<(), BrokerError> {
         let (partition, node, leader_epoch) = (&self.partition, self.node, self.leader_epoch);
         let (end, min_insync) = (self.info.last_offset.0 + 1, self.min_insync);
-        let wait = async {
-            loop {
-                let notified = partition.appended.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                {
-                    let r = partition.replica.lock();
-                    if r.leader != node || r.leader_epoch != leader_epoch {
-                        return Err(BrokerError::NotLeaderOrFollower);
-                    }
-                    let hw = partition.log.offsets().high_watermark.0;
-                    match acks_all(end - 1, hw, r.isr.len(), min_insync) {
-                        AcksAll::Done => return Ok(()),
-                        AcksAll::NotEnoughReplicas => {
-                            return Err(BrokerError::NotEnoughReplicasAfterAppend)
-                        }
-                        AcksAll::Waiting => {}
-                    }
-                }
-                notified.await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let settled = crate::delayed::wait_on(std::slice::from_ref(partition), deadline, || {
+            let r = partition.replica.lock();
+            if r.leader != node || r.leader_epoch != leader_epoch {
+                return Some(Err(BrokerError::NotLeaderOrFollower));
             }
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .unwrap_or(Err(BrokerError::ReplicationTimedOut))
+            let hw = partition.log.offsets().high_watermark.0;
+            match acks_all(end - 1, hw, r.isr.len(), min_insync) {
+                AcksAll::Done => Some(Ok(())),
+                AcksAll::NotEnoughReplicas => Some(Err(BrokerError::NotEnoughReplicasAfterAppend)),
+                AcksAll::Waiting => None,
+            }
+        })
+        .await;
+        settled.unwrap_or(Err(BrokerError::ReplicationTimedOut))
     }
 }
 

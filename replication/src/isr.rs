@@ -125,6 +125,13 @@ impl IsrTracker {
         }
     }
 
+    /// The log start offset `follower`'s last fetch reported, -1 until one did.
+    pub fn log_start_offset(&self, follower: i32) -> i64 {
+        self.followers
+            .get(&follower)
+            .map_or(-1, |f| f.log_start_offset)
+    }
+
     /// The broker epoch `follower`'s last fetch carried, if any.
     pub fn broker_epoch(&self, follower: i32) -> Option<i64> {
         self.followers.get(&follower).and_then(|f| f.broker_epoch)

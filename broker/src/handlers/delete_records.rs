@@ -14,12 +14,10 @@ use sluice_storage::{Offset, TopicPartition};
 use tokio::time::Instant;
 
 use super::Context;
+use crate::delayed;
 use crate::error::BrokerError;
 use crate::error_map;
 use crate::replica_manager::Partition;
-
-/// How often a waiting request looks at the replicas' log starts again.
-const POLL: Duration = Duration::from_millis(20);
 
 /// One partition of the request: waiting for the low watermark to reach a log start, or done.
 enum State {
@@ -59,7 +57,17 @@ pub(super) async fn handle(ctx: Context, req: DeleteRecordsRequest) -> DeleteRec
 
     let node = ctx.rm.node_id();
     let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
-    loop {
+    let waiting_on: Vec<Arc<Partition>> = topics
+        .iter()
+        .flat_map(|(_, ps)| ps.iter())
+        .filter_map(|(_, state)| match state {
+            State::Waiting(part, _) => Some(Arc::clone(part)),
+            State::Done(_) => None,
+        })
+        .collect();
+    // Woken when a follower reports a new log start, a leadership moves or the image changes
+    // (a fenced follower no longer counts).
+    delayed::wait_on(&waiting_on, deadline, || {
         let image = ctx.cluster.image();
         let alive = |id: i32| image.brokers.get(&id).is_some_and(|b| !b.fenced);
         let mut waiting = false;
@@ -78,11 +86,9 @@ pub(super) async fn handle(ctx: Context, req: DeleteRecordsRequest) -> DeleteRec
                 }
             }
         }
-        if !waiting || Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
-    }
+        (!waiting).then_some(())
+    })
+    .await;
 
     let topics = topics
         .into_iter()

@@ -25,6 +25,7 @@ use sluice_storage::{LeaderEpoch, Log, Offset, ReadOptions, TopicPartition};
 use uuid::Uuid;
 
 use super::{Context, Reply};
+use crate::delayed;
 use crate::error::BrokerError;
 use crate::error_map;
 use crate::replica_manager::{now_ms, FollowerFetch, Partition};
@@ -283,33 +284,12 @@ pub(super) fn handle(ctx: Context, req: FetchRequest) -> Reply {
             .iter()
             .flat_map(|t| t.partitions.iter().filter_map(|p| p.part.clone().ok()))
             .collect();
-        loop {
-            // Register for wake-ups before re-reading, so an append in between is not missed.
-            let notified: Vec<_> = parts
-                .iter()
-                .map(|p| Box::pin(p.appended.notified()))
-                .collect();
-            let mut notified: Vec<_> = notified
-                .into_iter()
-                .map(|mut n| {
-                    n.as_mut().enable();
-                    n
-                })
-                .collect();
+        // Enough bytes, or whatever there is at the deadline.
+        let filled = delayed::wait_on(&parts, deadline, || {
             let (resp, bytes) = read(&plan);
-            if bytes >= plan.min_bytes || tokio::time::Instant::now() >= deadline {
-                return ResponseKind::Fetch(resp);
-            }
-            if notified.is_empty() {
-                // Nothing that could fill the response (no partition named, or none readable
-                // here): Kafka waits out max_wait_ms all the same.
-                tokio::time::sleep_until(deadline).await;
-                return ResponseKind::Fetch(read(&plan).0);
-            }
-            let any = futures::future::select_all(notified.iter_mut().map(|n| n.as_mut()));
-            if tokio::time::timeout_at(deadline, any).await.is_err() {
-                return ResponseKind::Fetch(read(&plan).0);
-            }
-        }
+            (bytes >= plan.min_bytes).then_some(resp)
+        })
+        .await;
+        ResponseKind::Fetch(filled.unwrap_or_else(|| read(&plan).0))
     }))
 }

@@ -110,14 +110,20 @@ impl Partition {
         let end = self.log.offsets().log_end.0;
         // An offset past this log's end is a follower that has not truncated yet: its records
         // there are not ours, so they count for nothing (the read answers OFFSET_OUT_OF_RANGE).
+        let mut log_start_moved = false;
         if let Some(t) = r.followers.as_mut() {
             if fetch.fetch_offset <= end {
                 t.on_fetch(fetch.replica, fetch.fetch_offset, end, now_ms);
             }
+            log_start_moved = t.log_start_offset(fetch.replica) != fetch.log_start_offset;
             t.on_log_start(fetch.replica, fetch.log_start_offset);
             t.on_broker_epoch(fetch.replica, fetch.broker_epoch);
         }
         self.advance_high_watermark(&r);
+        if log_start_moved {
+            // DeleteRecords waits for the low watermark.
+            self.appended.notify_waiters();
+        }
         Ok(())
     }
 
@@ -345,6 +351,7 @@ impl Partition {
             r.pending_isr = None;
         }
         let replicas_changed = r.replicas != p.replicas;
+        let partition_changed = r.partition_epoch != p.partition_epoch;
         r.replicas = p.replicas.clone();
         r.isr = p.isr.clone();
         r.adding = p.adding.clone();
@@ -357,6 +364,11 @@ impl Partition {
                     }
                 }
                 self.advance_high_watermark(&r);
+            }
+            if partition_changed {
+                // A new ISR: acks=all may now be done or short of min.insync.replicas, and
+                // DeleteRecords may no longer wait for a replica that left.
+                self.appended.notify_waiters();
             }
             return false;
         }

@@ -385,3 +385,59 @@ fn a_client_claiming_a_replica_id_does_not_move_the_high_watermark() {
     ));
     assert_eq!(hw(&p), 0, "broker 2 has nothing yet");
 }
+
+/// A request waiting on a partition (DeleteRecords here) is woken by the follower fetch that
+/// completes it, not by a timer: the clock is paused, so only the wake-up can end the wait.
+#[tokio::test(start_paused = true)]
+async fn a_delayed_request_completes_on_the_follower_fetch_that_moves_the_low_watermark() {
+    let s = Setup::new(1);
+    let p = s.apply(part(1, 0, &[1, 2], &[1, 2]));
+    s.produce(&[1, 2, 3]);
+    fetch(&p, 1, 2, 3).expect("fetch");
+    p.log.delete_records_before(Offset(2)).expect("delete");
+    let waiting = {
+        let p = Arc::clone(&p);
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+            crate::delayed::wait_on(std::slice::from_ref(&p), deadline, || {
+                let low = p.low_watermark(1, |_| true).expect("leads");
+                (low >= 2).then_some(low)
+            })
+            .await
+        })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished(), "the follower still starts at 0");
+    // The follower reports its new log start.
+    let moved = FollowerFetch {
+        replica: 2,
+        broker_epoch: broker(2).epoch,
+        fetch_offset: 3,
+        log_start_offset: 2,
+        current_leader_epoch: -1,
+    };
+    let woken_at = tokio::time::Instant::now();
+    p.on_follower_fetch(1, &moved, Some(broker(2).epoch), now_ms())
+        .expect("follower");
+    assert_eq!(waiting.await.expect("task"), Some(2));
+    assert_eq!(
+        woken_at.elapsed(),
+        Duration::ZERO,
+        "woken by the fetch, not found at the deadline"
+    );
+}
+
+/// With nothing to wait on, a delayed request waits out its deadline and is checked once more.
+#[tokio::test(start_paused = true)]
+async fn a_delayed_request_on_no_partition_waits_out_its_deadline() {
+    let started = tokio::time::Instant::now();
+    let mut checks = 0;
+    let done = crate::delayed::wait_on(&[], started + Duration::from_millis(500), || {
+        checks += 1;
+        None::<()>
+    })
+    .await;
+    assert_eq!(done, None);
+    assert_eq!(checks, 2, "once at the start, once at the deadline");
+    assert_eq!(started.elapsed(), Duration::from_millis(500));
+}
