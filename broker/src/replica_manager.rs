@@ -8,14 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use sluice_replication::image::{MetadataImage, NO_LEADER};
-use sluice_replication::isr::{acks_all, AcksAll};
 use sluice_storage::{
-    AppendInfo, AppendOptions, AppendOrigin, FetchData, LeaderEpoch, LogConfig, LogManager,
-    LogManagerConfig, Offset, ReadOptions, StorageError, TopicPartition,
+    AppendOptions, AppendOrigin, FetchData, LeaderEpoch, LogConfig, LogManager, LogManagerConfig,
+    Offset, ReadOptions, StorageError, TopicPartition,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -24,8 +22,10 @@ use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::log_dirs::LogDirHealth;
 
+mod appended;
 mod partition;
 
+pub use appended::Appended;
 pub use partition::{FollowerFetch, FoundOffset, OffsetQuery, Partition, Replica};
 
 /// Largest topic name Kafka accepts.
@@ -606,44 +606,6 @@ impl ReplicaManager {
     /// Flushes and closes every log.
     pub fn close(&self) -> Result<(), StorageError> {
         self.logs.close()
-    }
-}
-
-/// Records appended as leader, to wait on until the ISR has them (acks=all).
-pub struct Appended {
-    node: i32,
-    /// The partition.
-    pub partition: Arc<Partition>,
-    /// The leader epoch they were appended at.
-    pub leader_epoch: i32,
-    /// The topic's `min.insync.replicas`.
-    pub min_insync: usize,
-    /// What the append did.
-    pub info: AppendInfo,
-}
-
-impl Appended {
-    /// Waits until the records are replicated to the ISR: the high watermark passes them.
-    /// Fails if leadership moves, the ISR shrinks below `min.insync.replicas`, or `timeout`
-    /// passes.
-    pub async fn replicated(&self, timeout: Duration) -> Result<(), BrokerError> {
-        let (partition, node, leader_epoch) = (&self.partition, self.node, self.leader_epoch);
-        let (end, min_insync) = (self.info.last_offset.0 + 1, self.min_insync);
-        let deadline = tokio::time::Instant::now() + timeout;
-        let settled = crate::delayed::wait_on(std::slice::from_ref(partition), deadline, || {
-            let r = partition.replica.lock();
-            if r.leader != node || r.leader_epoch != leader_epoch {
-                return Some(Err(BrokerError::NotLeaderOrFollower));
-            }
-            let hw = partition.log.offsets().high_watermark.0;
-            match acks_all(end - 1, hw, r.isr.len(), min_insync) {
-                AcksAll::Done => Some(Ok(())),
-                AcksAll::NotEnoughReplicas => Some(Err(BrokerError::NotEnoughReplicasAfterAppend)),
-                AcksAll::Waiting => None,
-            }
-        })
-        .await;
-        settled.unwrap_or(Err(BrokerError::ReplicationTimedOut))
     }
 }
 

@@ -3,6 +3,7 @@
 //! metadata images and follower fetches (no network, no timers).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use sluice_replication::image::{self, Broker, MetadataImage, Topic};
 use sluice_replication::isr;

@@ -1,0 +1,87 @@
+use super::*;
+
+#[test]
+fn kafka_keys_layer_and_unknown_keys_are_refused_naming_them() {
+    let mut c = BrokerConfig::default();
+    c.set("listeners", "PLAINTEXT://127.0.0.1:0")
+        .expect("listeners");
+    c.set("log.retention.hours", "2").expect("hours");
+    assert_eq!(c.log_defaults.retention_ms, 7_200_000);
+    c.set("message.max.bytes", "2000").expect("max");
+    assert_eq!(c.log_defaults.max_message_bytes, 2000);
+    c.apply_env(
+        [
+            ("SLUICE_NUM_PARTITIONS".to_string(), "3".to_string()),
+            ("OTHER".into(), "x".into()),
+        ]
+        .into_iter(),
+    )
+    .expect("env");
+    assert_eq!(c.num_partitions, 3);
+    let e = c.set("log.retention.hourz", "1").expect_err("unknown");
+    assert!(e.to_string().contains("log.retention.hourz"));
+    let e = c.set("num.partitions", "zero").expect_err("bad value");
+    assert!(e.to_string().contains("num.partitions"));
+    assert!(c.set("listeners", "SSL://h:1").is_err());
+}
+
+#[test]
+fn cluster_keys_parse_and_are_checked_together() {
+    let mut c = BrokerConfig::default();
+    c.set("node.id", "2").expect("id");
+    c.set("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093")
+        .expect("listeners");
+    assert_eq!(c.listener.port, 9092);
+    assert_eq!(
+        c.cluster.controller_listener.as_ref().map(|l| l.port),
+        Some(9093)
+    );
+    c.set("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093")
+        .expect("voters");
+    assert_eq!(c.cluster.voters[1], (2, "b:9093".to_string()));
+    assert_eq!(c.cluster.offsets_rf(), 3, "Kafka's default in a cluster");
+    c.set("offsets.topic.replication.factor", "2").expect("rf");
+    assert_eq!(c.cluster.offsets_rf(), 2, "as set");
+    assert_eq!(
+        BrokerConfig::default().cluster.offsets_rf(),
+        1,
+        "a single node"
+    );
+    c.set("process.roles", "broker,controller").expect("roles");
+    c.validate().expect("a voter with a controller listener");
+    c.set("node.id", "4").expect("id");
+    let e = c.validate().expect_err("not a voter");
+    assert!(e.to_string().contains("process.roles"), "{e}");
+    assert!(c
+        .set("controller.quorum.voters", "1@a:9093,1@b:9093")
+        .is_err());
+    assert!(c.set("controller.quorum.voters", "x@a:9093").is_err());
+    assert!(c.set("controller.quorum.voters", "1@a").is_err());
+    assert!(c.set("process.roles", "controller").is_err());
+    assert!(c.set("listeners", "PLAINTEXT://:1,PLAINTEXT://:2").is_err());
+}
+
+#[test]
+fn properties_and_toml_files_are_read() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("server.properties");
+    std::fs::write(
+        &p,
+        "# comment\nnode.id=7\nlog.dirs = /tmp/a,/tmp/b\nauto.create.topics.enable: false\n",
+    )
+    .expect("write");
+    let mut c = BrokerConfig::default();
+    c.apply_file(&p).expect("properties");
+    assert_eq!(
+        (c.node_id, c.log_dirs.len(), c.auto_create_topics),
+        (7, 2, false)
+    );
+    let t = dir.path().join("sluice.toml");
+    std::fs::write(
+        &t,
+        "\"num.partitions\" = 4\n\"log.cleanup.policy\" = \"compact\"\n",
+    )
+    .expect("write");
+    c.apply_file(&t).expect("toml");
+    assert_eq!(c.num_partitions, 4);
+}
