@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - `config`: [`config::BrokerConfig`], Kafka key names, file/env/flag layering.
+//! - `clock`: the one wall clock (deadlines use tokio's, which tests pause).
 //! - `server`: [`server::Server`], joining the cluster, listeners, connection limit,
 //!   housekeeping, ordered shutdown.
 //! - `connection`: frames, decoding, in-order responses, back-pressure.
@@ -20,6 +21,7 @@
 //! - `log_dirs`: each log directory's health (failing writes, free space), logged and measured.
 //! - `error`, `error_map`: domain errors and the one mapping to Kafka error codes.
 
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connection;

@@ -108,12 +108,7 @@ impl std::fmt::Debug for ReplicaManager {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::now_ms;
 
 impl ReplicaManager {
     /// Opens the log directories. Topics appear as metadata is applied.

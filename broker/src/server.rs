@@ -318,7 +318,7 @@ async fn housekeeping_loop(rm: Arc<ReplicaManager>, mut shutdown: watch::Receive
                 let under = rm.under_replicated_count();
                 metrics::gauge!(crate::observability::names::UNDER_REPLICATED).set(under as f64);
                 let rm = Arc::clone(&rm);
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                let now = crate::clock::now_ms();
                 match tokio::task::spawn_blocking(move || rm.housekeeping(now)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "storage housekeeping failed"),

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 
 use super::fetcher::Fetchers;
 use super::Cluster;
+use crate::clock::now_ms;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
-use crate::replica_manager::{now_ms, Partition, ReplicaManager};
+use crate::replica_manager::{Partition, ReplicaManager};
 
 /// Applies every committed image until `stop`.
 pub async fn run(

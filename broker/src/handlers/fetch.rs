@@ -25,10 +25,11 @@ use sluice_storage::{LeaderEpoch, Log, Offset, ReadOptions, TopicPartition};
 use uuid::Uuid;
 
 use super::{Context, Reply};
+use crate::clock::now_ms;
 use crate::delayed;
 use crate::error::BrokerError;
 use crate::error_map;
-use crate::replica_manager::{now_ms, FollowerFetch, Partition};
+use crate::replica_manager::{FollowerFetch, Partition};
 
 /// Isolation level READ_COMMITTED.
 const READ_COMMITTED: i8 = 1;
