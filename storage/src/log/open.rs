@@ -180,6 +180,7 @@ pub(crate) fn open(
             last_checkpoint_ms: now,
             checkpointed_hw: (recovered_hw.unwrap_or(Offset(-1)), now),
             cleaned_upto: Offset(0),
+            next_delete_horizon: None,
             sealed_unflushed_upto,
             truncations: 0,
             pending_deletes: Vec::new(),
