@@ -9,7 +9,7 @@
 //! batch losing some is rebuilt with its original base offset, offset deltas, last offset,
 //! producer fields, flags and codec; a batch losing all is dropped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::batch::{BatchHeader, BatchIter};
 use crate::compression::Compression;
@@ -85,13 +85,18 @@ impl CleanStats {
     }
 }
 
-/// The clock and settings one cleaning pass runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The clock, settings and producer state one cleaning pass runs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleanParams {
     /// The cleaner's current time (the embedder's clock).
     pub now_ms: i64,
     /// `delete.retention.ms`: how long a tombstone is kept after the first clean that saw it.
     pub delete_retention_ms: i64,
+    /// Producer id -> last offset of that producer's latest batch. Such a batch is kept even
+    /// when none of its records is (as an empty batch, Kafka's `RETAIN_EMPTY`): a producer
+    /// state rebuilt from the log must still end at the producer's last sequence, or its
+    /// next batch is refused as out of order.
+    pub last_batch_of_producer: BTreeMap<i64, i64>,
 }
 
 /// Cleans the batches in `data` against `map`.
@@ -158,9 +163,26 @@ pub fn clean(
             out.extend_from_slice(batch);
         } else if !kept.is_empty() {
             out.extend_from_slice(&rebuild(&h, &kept, horizon)?);
+        } else if h.has_producer_id()
+            && params.last_batch_of_producer.get(&h.producer_id) == Some(&h.last_offset())
+        {
+            out.extend_from_slice(&empty(&h)?);
         }
     }
     Ok((out, stats))
+}
+
+/// The header of `h` with no records (Kafka's `writeEmptyHeader`): same offsets, producer
+/// id, epoch and base sequence, so replaying it restores the producer's last sequence.
+fn empty(h: &BatchHeader) -> Result<Vec<u8>, RecordError> {
+    Ok(BatchBuilder::new()
+        .base_offset(h.base_offset)
+        .leader_epoch(h.partition_leader_epoch)
+        .producer(h.producer_id, h.producer_epoch, h.base_sequence)
+        .flags(h.attributes & !crate::batch::DELETE_HORIZON_BIT)
+        .last_offset_delta(h.last_offset_delta)
+        .max_timestamp(h.max_timestamp)
+        .try_build()?)
 }
 
 /// The batch `h` with only the `kept` records, its offsets, producer fields, flags and codec
@@ -253,10 +275,10 @@ mod tests {
             let data = log_of(&records, codec);
             let map = OffsetMap::build([&data[..]]).expect("map");
             // A first clean stamps horizons; a second one after them removes the tombstones.
-            let params = CleanParams { now_ms: 1000, delete_retention_ms: 10 };
+            let params = CleanParams { now_ms: 1000, delete_retention_ms: 10, ..CleanParams::default() };
             let (mut cleaned, mut stats) = clean(&data, &map, &params).expect("clean");
             if drop_tombstones {
-                let later = CleanParams { now_ms: 1010, ..params };
+                let later = CleanParams { now_ms: 1010, ..params.clone() };
                 let (again, more) = clean(&cleaned, &map, &later).expect("clean");
                 prop_assert_eq!(more.next_delete_horizon, None);
                 stats.kept = more.kept;

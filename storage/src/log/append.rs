@@ -154,7 +154,8 @@ impl Log {
 
         for ((_, h), p) in headers.iter().zip(&placed) {
             if !h.is_control() {
-                w.producers.update(h, p.base_offset, p.last_offset);
+                w.producers
+                    .update(h, p.base_offset, p.last_offset, p.max_timestamp);
             }
             let batch_epoch = if origin == AppendOrigin::Replication {
                 LeaderEpoch(h.partition_leader_epoch)

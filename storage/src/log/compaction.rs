@@ -52,6 +52,7 @@ impl Log {
         let clean_params = CleanParams {
             now_ms: now,
             delete_retention_ms: config.delete_retention_ms,
+            last_batch_of_producer: w.producers.last_batch_offsets(),
         };
         let mut removed = 0;
         let mut next_horizon: Option<i64> = None;

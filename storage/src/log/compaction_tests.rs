@@ -114,3 +114,44 @@ fn a_tombstone_with_an_old_or_missing_timestamp_outlives_the_first_clean_by_dele
         );
     }
 }
+
+#[test]
+fn compaction_keeps_a_producers_emptied_last_batch_so_its_next_sequence_is_accepted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), compacted_config(1000));
+    let idempotent = |key: &[u8], seq: i32| {
+        BatchBuilder::new()
+            .producer(9, 0, seq)
+            .record(Some(key), Some(b"v"), 1000)
+            .build()
+    };
+    log.append(&idempotent(b"a", 0), &opts()).expect("append");
+    log.append(&idempotent(b"b", 1), &opts()).expect("append");
+    // Another writer supersedes the producer's last record.
+    let plain = BatchBuilder::new()
+        .record(Some(b"b"), Some(b"w"), 1000)
+        .build();
+    log.append(&plain, &opts()).expect("append");
+    roll(&log);
+    log.housekeeping(10_000).expect("clean");
+    let (records, headers) = served(&log);
+    assert_eq!(
+        records.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![0, 2],
+        "offset 1 is superseded"
+    );
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.base_offset == 1 && h.record_count == 0 && h.base_sequence == 1),
+        "the producer's last batch is kept empty: {headers:?}"
+    );
+    // A follower's truncation rebuilds producer state from the batches in the log.
+    log.append(&plain, &opts()).expect("append");
+    log.truncate_to(Offset(3)).expect("truncate");
+    let next = log.append(&idempotent(b"c", 2), &opts());
+    assert!(
+        next.is_ok(),
+        "the producer's next sequence is refused: {next:?}"
+    );
+}

@@ -21,6 +21,8 @@ mod deletion_tests;
 mod follower_tests;
 mod maintenance;
 mod open;
+#[cfg(test)]
+mod producer_tests;
 mod read;
 #[cfg(test)]
 mod tests;
