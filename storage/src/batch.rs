@@ -98,14 +98,16 @@ impl BatchHeader {
         LOG_OVERHEAD + self.batch_length.max(0) as usize
     }
 
-    /// Offset of the last record.
+    /// Offset of the last record (saturating: a header read from damaged bytes may put it
+    /// past `i64::MAX`; recovery refuses such a batch, see `segment::recovery`).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
     }
 
     /// Offset after the last record.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// The compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).

@@ -61,6 +61,11 @@ impl EntryFile {
         })
     }
 
+    /// The index file's path (for errors).
+    pub(crate) fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.load(Ordering::Acquire)
     }

@@ -20,6 +20,8 @@ mod deletion_tests;
 #[cfg(test)]
 mod follower_tests;
 mod maintenance;
+#[cfg(test)]
+mod offset_range_tests;
 mod open;
 #[cfg(test)]
 mod producer_tests;

@@ -12,6 +12,12 @@ use crate::index::{OffsetIndex, TimeIndex};
 use crate::mmap::MappedFile;
 use crate::types::{FilePosition, Offset};
 
+/// The largest offset past its base a segment found on disk may hold: what an index entry's
+/// 4-byte relative offset can represent. Appends stop at `i32::MAX` as Kafka does (they roll
+/// first); recovery accepts up to `u32::MAX` so that segments written before that rule still
+/// open whole, and cuts a batch beyond it rather than index a wrapped offset.
+pub(crate) const MAX_INDEXABLE_OFFSET: i64 = u32::MAX as i64;
+
 impl LogSegment {
     /// Maps the whole `.log` file read-only for a scan, with its length.
     fn map_whole_file(&self) -> Result<(Arc<MappedFile>, usize)> {
@@ -67,7 +73,8 @@ impl LogSegment {
         self.cut_and_index(valid, file_len, None, false, before_cut)
     }
 
-    /// Finds the longest valid prefix from `start` (offsets must also increase).
+    /// Finds the longest valid prefix from `start`: offsets must also increase and fit the
+    /// segment (see [`MAX_INDEXABLE_OFFSET`]).
     fn scan_valid_prefix(&self, data: &[u8], start: usize) -> (usize, Option<String>) {
         let mut it = BatchIter::new(data.get(start..).unwrap_or(&[]));
         let mut next = self.base.0;
@@ -81,6 +88,19 @@ impl LogSegment {
                         start + at,
                         h.base_offset,
                         next
+                    )),
+                );
+            }
+            let last = h.base_offset as i128 + h.last_offset_delta as i128;
+            let relative_last = last - self.base.0 as i128;
+            if relative_last > MAX_INDEXABLE_OFFSET as i128 {
+                return (
+                    start + at,
+                    Some(format!(
+                        "batch at {} ends at offset {}, beyond what segment {} can index",
+                        start + at,
+                        last,
+                        self.base
                     )),
                 );
             }
