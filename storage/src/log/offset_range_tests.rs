@@ -96,3 +96,22 @@ fn recovery_cuts_a_batch_whose_offsets_do_not_fit_its_segment() {
         .expect("it is appended again in a segment of its own");
     assert_eq!(bases(&log), vec![0, 1 << 32]);
 }
+
+#[test]
+fn recovery_cuts_a_batch_whose_last_offset_would_overflow_without_panicking() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let part = dir.path().join("t-0");
+    std::fs::create_dir_all(&part).expect("dir");
+    let mut data = replicated_at(0);
+    let mut wild = BatchBuilder::new()
+        .base_offset(i64::MAX - 1)
+        .record(None, Some(b"v"), 1000)
+        .record(None, Some(b"w"), 1000)
+        .record(None, Some(b"x"), 1000)
+        .build();
+    crate::batch::set_offset_and_epoch(&mut wild, i64::MAX - 1, 0);
+    data.extend_from_slice(&wild);
+    std::fs::write(part.join(file_name(Offset(0), "log")), &data).expect("write");
+    let log = open(dir.path(), small_config());
+    assert_eq!(read_all(&log, Offset(0)), vec![(0, 1)]);
+}
