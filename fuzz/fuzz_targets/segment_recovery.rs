@@ -110,7 +110,10 @@ fuzz_target!(|input: &[u8]| {
         }
         assert!(it.stop().1.is_none(), "served an invalid batch");
     }
-    assert_eq!(served, expected, "recovery kept other than the valid prefix");
+    assert_eq!(
+        served, expected,
+        "recovery kept other than the valid prefix"
+    );
     let end = expected
         .last()
         .map_or(0, |(base, _)| valid_end(&log, *base));
