@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (`.ci/run` calls this). Installs what the tests need
 # when it is missing (Debian packages, a Python venv with Kafka client libraries), then runs
-# formatting, lint, the dependency rule, the Rust tests and the third-party-client tests.
+# formatting, lint, the dependency rule, the Rust tests, a bounded fuzzing run and the
+# third-party-client tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,9 @@ step "Rust tests (cargo nextest)"
 cargo nextest run --workspace --no-fail-fast || fail "Rust tests"
 cargo nextest run -p sluice-storage --features failpoints --test failpoints || fail "fail-point tests"
 cargo test --workspace --doc || fail "doc tests"
+
+step "fuzzing (scripts/fuzz.sh, FUZZ_SECONDS=${FUZZ_SECONDS:-30} per target)"
+scripts/fuzz.sh || fail "fuzzing"
 
 if [ -x integration-tests/run.sh ]; then
   step "third-party client tests"

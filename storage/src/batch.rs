@@ -22,6 +22,9 @@ const MAX_TIMESTAMP_OFFSET: usize = 35;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
+/// KIP-534: the batch's `baseTimestamp` holds its delete horizon (see
+/// [`BatchHeader::delete_horizon_ms`]).
+pub(crate) const DELETE_HORIZON_BIT: i16 = 1 << 6;
 const COMPRESSION_MASK: i16 = 0x07;
 
 /// The parsed fixed-size header of one v2 record batch.
@@ -95,14 +98,16 @@ impl BatchHeader {
         LOG_OVERHEAD + self.batch_length.max(0) as usize
     }
 
-    /// Offset of the last record.
+    /// Offset of the last record (saturating: a header read from damaged bytes may put it
+    /// past `i64::MAX`; recovery refuses such a batch, see `segment::recovery`).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
     }
 
     /// Offset after the last record.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// The compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
@@ -123,6 +128,13 @@ impl BatchHeader {
     /// True for a control batch (transaction markers).
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
+    }
+
+    /// The delete horizon the cleaner stamped on this batch (KIP-534): when the flag is set,
+    /// `baseTimestamp` holds the time after which its tombstones may be removed, and record
+    /// timestamps (`baseTimestamp` + delta) were re-based on it, so they read unchanged.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
     }
 
     /// True when the batch comes from an idempotent or transactional producer.

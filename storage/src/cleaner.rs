@@ -2,13 +2,14 @@
 //!
 //! Pure functions over batch bytes; `log::compaction` does the file work. Kafka's rules:
 //! the latest record of each key survives; a tombstone (null value) that is the latest of its
-//! key survives until `delete.retention.ms` has passed, then goes; records with a null key
+//! key survives until `delete.retention.ms` after the first clean that kept it (the KIP-534
+//! delete horizon, see [`clean`]), then goes; records with a null key
 //! are removed (producers cannot write them to compacted topics, see `Log::append`); control
 //! batches are kept as they are; a batch keeping all its records is copied byte for byte; a
 //! batch losing some is rebuilt with its original base offset, offset deltas, last offset,
 //! producer fields, flags and codec; a batch losing all is dropped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::batch::{BatchHeader, BatchIter};
 use crate::compression::Compression;
@@ -70,14 +71,47 @@ pub struct CleanStats {
     pub kept: u64,
     /// Records removed.
     pub removed: u64,
+    /// Batches that got their delete horizon in this pass (rewritten even if nothing went).
+    pub stamped: u64,
+    /// The earliest delete horizon among the kept batches that still hold a tombstone: the
+    /// time at which cleaning again removes something even if nothing new was written.
+    pub next_delete_horizon: Option<i64>,
 }
 
-/// Cleans the batches in `data` against `map`. Tombstones whose timestamp is below
-/// `tombstone_horizon_ms` are removed even when they are the latest of their key.
+impl CleanStats {
+    /// True when the cleaned bytes differ from the input.
+    pub fn changed(&self) -> bool {
+        self.removed > 0 || self.stamped > 0
+    }
+}
+
+/// The clock, settings and producer state one cleaning pass runs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanParams {
+    /// The cleaner's current time (the embedder's clock).
+    pub now_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone is kept after the first clean that saw it.
+    pub delete_retention_ms: i64,
+    /// Producer id -> last offset of that producer's latest batch. Such a batch is kept even
+    /// when none of its records is (as an empty batch, Kafka's `RETAIN_EMPTY`): a producer
+    /// state rebuilt from the log must still end at the producer's last sequence, or its
+    /// next batch is refused as out of order.
+    pub last_batch_of_producer: BTreeMap<i64, i64>,
+}
+
+/// Cleans the batches in `data` against `map`.
+///
+/// Tombstones expire as in Kafka since KIP-534, by a *delete horizon* rather than by their
+/// own timestamp (which a producer sets, and may set to -1 or far in the past): the first
+/// clean that keeps a tombstone rewrites its batch with the delete-horizon attribute (bit 6)
+/// and `now + delete.retention.ms` in `baseTimestamp`, the record timestamp deltas re-based on
+/// it so every record's timestamp (`baseTimestamp` + delta) reads as before. A later clean
+/// at or after the horizon removes the batch's tombstones. Consumers thus get at least
+/// `delete.retention.ms` to see a tombstone, counted from the first clean.
 pub fn clean(
     data: &[u8],
     map: &OffsetMap,
-    tombstone_horizon_ms: i64,
+    params: &CleanParams,
 ) -> Result<(Vec<u8>, CleanStats), RecordError> {
     let mut out = Vec::with_capacity(data.len());
     let mut stats = CleanStats::default();
@@ -87,6 +121,11 @@ pub fn clean(
             out.extend_from_slice(batch);
             continue;
         }
+        // Kafka's `shouldRetainRecord`: a tombstone stays until its batch's horizon passed,
+        // and a batch without a horizon has not been through a clean yet.
+        let tombstones_expired = h
+            .delete_horizon_ms()
+            .is_some_and(|horizon| params.now_ms >= horizon);
         let (_, records) = records_section(batch, MAX_DECOMPRESSED)?;
         let mut kept = Vec::new();
         let mut total = 0u64;
@@ -94,13 +133,12 @@ pub fn clean(
             let r = r?;
             total += 1;
             let offset = h.base_offset + r.offset_delta as i64;
-            let ts = h.base_timestamp.saturating_add(r.timestamp_delta);
             let keep = match r.key {
                 // Kafka's cleaner drops keyless records: compaction has no key to keep them by.
                 None => false,
                 Some(k) => {
                     let latest = map.get(k).is_none_or(|l| l <= offset);
-                    latest && (r.value.is_some() || ts >= tombstone_horizon_ms)
+                    latest && (r.value.is_some() || !tombstones_expired)
                 }
             };
             if keep {
@@ -109,16 +147,51 @@ pub fn clean(
         }
         stats.kept += kept.len() as u64;
         stats.removed += total - kept.len() as u64;
-        if kept.len() as u64 == total {
+        let has_tombstone = kept.iter().any(|r| r.value.is_none());
+        let horizon = match h.delete_horizon_ms() {
+            Some(horizon) => Some(horizon),
+            None if has_tombstone => {
+                stats.stamped += 1;
+                Some(params.now_ms.saturating_add(params.delete_retention_ms))
+            }
+            None => None,
+        };
+        if let (true, Some(at)) = (has_tombstone, horizon) {
+            stats.next_delete_horizon = Some(stats.next_delete_horizon.map_or(at, |n| n.min(at)));
+        }
+        if kept.len() as u64 == total && horizon == h.delete_horizon_ms() {
             out.extend_from_slice(batch);
         } else if !kept.is_empty() {
-            out.extend_from_slice(&rebuild(&h, &kept)?);
+            out.extend_from_slice(&rebuild(&h, &kept, horizon)?);
+        } else if h.has_producer_id()
+            && params.last_batch_of_producer.get(&h.producer_id) == Some(&h.last_offset())
+        {
+            out.extend_from_slice(&empty(&h)?);
         }
     }
     Ok((out, stats))
 }
 
-fn rebuild(h: &BatchHeader, kept: &[crate::record::Record<'_>]) -> Result<Vec<u8>, RecordError> {
+/// The header of `h` with no records (Kafka's `writeEmptyHeader`): same offsets, producer
+/// id, epoch and base sequence, so replaying it restores the producer's last sequence.
+fn empty(h: &BatchHeader) -> Result<Vec<u8>, RecordError> {
+    Ok(BatchBuilder::new()
+        .base_offset(h.base_offset)
+        .leader_epoch(h.partition_leader_epoch)
+        .producer(h.producer_id, h.producer_epoch, h.base_sequence)
+        .flags(h.attributes & !crate::batch::DELETE_HORIZON_BIT)
+        .last_offset_delta(h.last_offset_delta)
+        .max_timestamp(h.max_timestamp)
+        .try_build()?)
+}
+
+/// The batch `h` with only the `kept` records, its offsets, producer fields, flags and codec
+/// unchanged, and `delete_horizon` (if any) in its base timestamp.
+fn rebuild(
+    h: &BatchHeader,
+    kept: &[crate::record::Record<'_>],
+    delete_horizon: Option<i64>,
+) -> Result<Vec<u8>, RecordError> {
     let mut b = BatchBuilder::new()
         .base_offset(h.base_offset)
         .leader_epoch(h.partition_leader_epoch)
@@ -128,6 +201,9 @@ fn rebuild(h: &BatchHeader, kept: &[crate::record::Record<'_>]) -> Result<Vec<u8
         .last_offset_delta(h.last_offset_delta);
     if h.is_log_append_time() {
         b = b.max_timestamp(h.max_timestamp);
+    }
+    if let Some(horizon) = delete_horizon {
+        b = b.delete_horizon(horizon);
     }
     for r in kept {
         let headers: Vec<RecordHeader<'_>> = r.headers.clone();
@@ -198,8 +274,17 @@ mod tests {
         ) {
             let data = log_of(&records, codec);
             let map = OffsetMap::build([&data[..]]).expect("map");
-            let horizon = if drop_tombstones { i64::MAX } else { 0 };
-            let (cleaned, stats) = clean(&data, &map, horizon).expect("clean");
+            // A first clean stamps horizons; a second one after them removes the tombstones.
+            let params = CleanParams { now_ms: 1000, delete_retention_ms: 10, ..CleanParams::default() };
+            let (mut cleaned, mut stats) = clean(&data, &map, &params).expect("clean");
+            if drop_tombstones {
+                let later = CleanParams { now_ms: 1010, ..params.clone() };
+                let (again, more) = clean(&cleaned, &map, &later).expect("clean");
+                prop_assert_eq!(more.next_delete_horizon, None);
+                stats.kept = more.kept;
+                stats.removed += more.removed;
+                cleaned = again;
+            }
             let mut model: BTreeMap<u8, (i64, Option<u8>)> = BTreeMap::new();
             for (i, (k, v)) in records.iter().enumerate() {
                 model.insert(*k, (i as i64, *v));

@@ -75,6 +75,11 @@ pub struct LogConfig {
     /// before housekeeping unlinks them (readers never need them: they read the mapping a
     /// segment pins when deleted). Default 60000, as Kafka.
     pub file_delete_delay_ms: i64,
+    /// `producer.id.expiration.ms`: an idempotent producer that wrote nothing to this log for
+    /// this long (by its batches' max timestamp) is forgotten by housekeeping, so producer
+    /// state and its snapshots stay bounded; its next batch then starts it afresh with any
+    /// sequence (KIP-360). A broker setting in Kafka, per log here. Default 86400000 (1 day).
+    pub producer_id_expiration_ms: i64,
     /// `preallocate`: Kafka's flag. Sluice always preallocates the active segment in chunks
     /// (see [`LogConfig::preallocate_chunk_bytes`]); this is accepted and reported only.
     pub preallocate: bool,
@@ -101,6 +106,7 @@ impl Default for LogConfig {
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
             file_delete_delay_ms: 60_000,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
             preallocate: false,
             preallocate_chunk_bytes: 16 * 1024 * 1024,
         }
@@ -134,6 +140,7 @@ impl LogConfig {
         "message.timestamp.type",
         "min.compaction.lag.ms",
         "preallocate",
+        "producer.id.expiration.ms",
         "retention.bytes",
         "retention.ms",
         "segment.bytes",
@@ -198,6 +205,7 @@ impl LogConfig {
                     _ => return Err(bad("expected true or false")),
                 }
             }
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms = int(1, i64::MAX)?,
             "retention.bytes" => self.retention_bytes = int(-1, i64::MAX)?,
             "retention.ms" => self.retention_ms = int(-1, i64::MAX)?,
             "segment.bytes" => self.segment_bytes = int(MIN_SEGMENT_BYTES, i32::MAX as i64)? as u32,
@@ -227,6 +235,7 @@ impl LogConfig {
             },
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
             "preallocate" => self.preallocate.to_string(),
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
             "segment.bytes" => self.segment_bytes.to_string(),

@@ -10,11 +10,19 @@ pub(crate) fn fallocate(file: &File, path: &Path, offset: u64, len: u64) -> Resu
     if len == 0 {
         return Ok(());
     }
+    // `return` fails as a full disk does (ENOSPC); `return(unsupported)` as a filesystem
+    // without fallocate(2) does (EOPNOTSUPP).
     #[cfg(feature = "failpoints")]
-    fail::fail_point!("storage::io::fallocate", |_| Err(StorageError::io(
-        path,
-        std::io::Error::from_raw_os_error(28)
-    )));
+    fail::fail_point!("storage::io::fallocate", |arg| {
+        let errno = match arg.as_deref() {
+            Some("unsupported") => rustix::io::Errno::OPNOTSUPP.raw_os_error(),
+            _ => rustix::io::Errno::NOSPC.raw_os_error(),
+        };
+        Err(StorageError::io(
+            path,
+            std::io::Error::from_raw_os_error(errno),
+        ))
+    });
     // A nearly full disk: room for 8 KiB more, not for a preallocation chunk.
     #[cfg(feature = "failpoints")]
     fail::fail_point!("storage::io::fallocate_over_8k", len > 8 * 1024, |_| Err(
@@ -22,6 +30,17 @@ pub(crate) fn fallocate(file: &File, path: &Path, offset: u64, len: u64) -> Resu
     ));
     rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), offset, len)
         .map_err(|e| StorageError::io(path, e.into()))
+}
+
+/// `statfs` magic numbers of copy-on-write filesystems: btrfs, ZFS, bcachefs.
+const COPY_ON_WRITE_FS: [u32; 3] = [0x9123_683E, 0x2FC1_2FC1, 0xCA45_1A4E];
+
+/// True when `file` lives on a copy-on-write filesystem, where `fallocate(2)` does not
+/// guarantee the blocks a later write takes (a write may need new ones), so a full disk can
+/// fault a write through a mapping (SIGBUS) despite preallocation. Segments there append with
+/// `pwrite(2)`, whose `ENOSPC` is an ordinary error.
+pub(crate) fn is_copy_on_write(file: &File) -> bool {
+    rustix::fs::fstatfs(file).is_ok_and(|s| COPY_ON_WRITE_FS.contains(&(s.f_type as u32)))
 }
 
 /// Flushes the file's data (and the metadata needed to read it) to stable storage.

@@ -57,6 +57,23 @@
 //! `pwrite(2)` instead: a mapped write dirties a whole page-cache folio, which every flush
 //! would write back again. Reads are zero-copy views of the mapping either way.
 //!
+//! # Disk faults and filesystems
+//!
+//! - **Media errors.** Kafka takes a log directory offline on an I/O error and keeps serving
+//!   the others. Here, recovery at [`Log::open`] reads segments with `pread(2)`, so a bad
+//!   sector met there fails that open with an I/O error (a [`LogManager`] then fails to open).
+//!   Reads of live segments are views of memory mappings: a media error under a mapped page
+//!   is a SIGBUS, which ends the whole process, every log with it. Writes reach the disk at
+//!   writeback; a writeback error is reported by the next [`Log::flush`], which poisons the
+//!   log. Nothing takes a directory offline yet.
+//! - **No `fallocate(2)`** (`EOPNOTSUPP`: some network and FUSE filesystems, ZFS before 2.2):
+//!   the active segment cannot preallocate, so it appends with `pwrite(2)` instead of copying
+//!   into its mapping; a full disk is still that call's error, never a SIGBUS.
+//! - **Copy-on-write filesystems** (btrfs, ZFS, bcachefs): preallocated blocks are not kept
+//!   for the writes that land on them, so a mapped write could fault on a full disk;
+//!   segments there append with `pwrite(2)` too. Both cases lose the mapped write path's
+//!   speed, not safety.
+//!
 //! # Layout
 //!
 //! - `types`: offset, epoch and id newtypes; `TopicPartition`.

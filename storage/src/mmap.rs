@@ -49,6 +49,19 @@ pub(crate) struct MappedFile {
     capacity: usize,
     allocated: AtomicUsize,
     published: AtomicUsize,
+    /// The filesystem refused `fallocate(2)` as unsupported: writes must extend the file
+    /// with [`MappedFile::write_through`] instead of copying into the mapping.
+    no_fallocate: std::sync::atomic::AtomicBool,
+}
+
+/// True for the errors of a filesystem that does not implement `fallocate(2)` at all.
+fn is_unsupported(e: &StorageError) -> bool {
+    let unsupported = [
+        rustix::io::Errno::OPNOTSUPP.raw_os_error(),
+        rustix::io::Errno::NOSYS.raw_os_error(),
+    ];
+    matches!(e, StorageError::Io { source, .. }
+        if source.raw_os_error().is_some_and(|c| unsupported.contains(&c)))
 }
 
 impl MappedFile {
@@ -83,6 +96,7 @@ impl MappedFile {
             capacity,
             allocated: AtomicUsize::new(file_len),
             published: AtomicUsize::new(published),
+            no_fallocate: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -100,6 +114,19 @@ impl MappedFile {
 
     pub(crate) fn published(&self) -> usize {
         self.published.load(Ordering::Acquire)
+    }
+
+    /// False once the filesystem refused `fallocate(2)` as unsupported (some network and FUSE
+    /// filesystems, ZFS before 2.2), or on a copy-on-write filesystem: bytes past `allocated`
+    /// must then be written with [`MappedFile::write_through`], never copied into the mapping.
+    pub(crate) fn can_preallocate(&self) -> bool {
+        !self.no_fallocate.load(Ordering::Acquire)
+    }
+
+    /// Stops writes into the mapping past what is allocated (see [`MappedFile::can_preallocate`]):
+    /// for a filesystem whose preallocation cannot be trusted (copy on write).
+    pub(crate) fn distrust_preallocation(&self) {
+        self.no_fallocate.store(true, Ordering::Release);
     }
 
     /// Makes sure `[0, end)` is backed by real blocks. Returns the range it allocated, if it had
@@ -142,12 +169,16 @@ impl MappedFile {
             allocated as u64,
             (target - allocated) as u64,
         ) {
+            if is_unsupported(&e) {
+                tracing::warn!(path = %self.path.display(), error = %e, "no fallocate on this filesystem: appends use pwrite(2)");
+                self.no_fallocate.store(true, Ordering::Release);
+            }
             if end <= allocated {
                 // Only the growth ahead failed (a full disk, say): this append still fits.
                 tracing::debug!(path = %self.path.display(), error = %e, "could not grow ahead");
                 return Ok(None);
             }
-            if target > end {
+            if target > end && !is_unsupported(&e) {
                 // A nearly full disk may lack room for the chunk ahead but not for this
                 // append: take only what it needs, so appends go on until the disk is full.
                 tracing::debug!(path = %self.path.display(), error = %e, "could not grow ahead; growing by this append only");

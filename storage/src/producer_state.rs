@@ -4,6 +4,10 @@
 //! and offsets, which is what Kafka keeps: a producer has at most five requests in flight, so a
 //! retried batch is always among them. Pure state; the log persists it as a snapshot file and
 //! rebuilds it from batch headers after the snapshot's offset.
+//!
+//! A producer that wrote nothing for `producer.id.expiration.ms` (by its batches' max
+//! timestamp, as Kafka's `lastTimestamp`) is forgotten on the log's housekeeping pass, so the
+//! state and its snapshots stay bounded; its next batch is taken as an unknown producer's.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -27,6 +31,8 @@ pub(crate) struct BatchMeta {
 pub(crate) struct ProducerEntry {
     pub(crate) epoch: i16,
     pub(crate) batches: VecDeque<BatchMeta>,
+    /// Max timestamp of the producer's latest batch (Kafka's `lastTimestamp`).
+    pub(crate) last_timestamp: i64,
 }
 
 /// The decision for an incoming batch of an idempotent producer.
@@ -95,12 +101,26 @@ impl ProducerStateManager {
         }
     }
 
+    /// Number of producers tracked.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.producers.len()
+    }
+
     /// Records a batch that is now in the log (appended, replicated or replayed).
-    pub(crate) fn update(&mut self, h: &BatchHeader, first_offset: Offset, last_offset: Offset) {
+    /// `timestamp` is the batch's max timestamp as stored (the append time for LogAppendTime).
+    pub(crate) fn update(
+        &mut self,
+        h: &BatchHeader,
+        first_offset: Offset,
+        last_offset: Offset,
+        timestamp: i64,
+    ) {
         if h.producer_id < 0 {
             return;
         }
         let entry = self.producers.entry(h.producer_id).or_default();
+        entry.last_timestamp = timestamp;
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
@@ -119,14 +139,34 @@ impl ProducerStateManager {
         }
     }
 
-    /// Serializes the state: version, count, then per producer id, epoch and batches.
+    /// Forgets producers whose last batch is `expiration_ms` or more older than `now`
+    /// (Kafka's `removeExpiredProducers`); returns how many.
+    pub(crate) fn remove_expired(&mut self, now: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| now.saturating_sub(e.last_timestamp) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// The last offset of each producer's latest batch: the batch the cleaner keeps, emptied
+    /// if need be, so the producer's sequence survives a rebuild from the log.
+    pub(crate) fn last_batch_offsets(&self) -> BTreeMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(pid, e)| Some((*pid, e.batches.back()?.last_offset)))
+            .collect()
+    }
+
+    /// Serializes the state: version (2), count, then per producer id, epoch, last timestamp
+    /// and batches.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&2u16.to_be_bytes());
         out.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
         for (pid, e) in &self.producers {
             out.extend_from_slice(&pid.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.extend_from_slice(&e.last_timestamp.to_be_bytes());
             out.push(e.batches.len() as u8);
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -138,8 +178,9 @@ impl ProducerStateManager {
         out
     }
 
-    /// Parses [`ProducerStateManager::encode`]'s output; `None` if malformed.
-    pub(crate) fn decode(mut buf: &[u8]) -> Option<ProducerStateManager> {
+    /// Parses [`ProducerStateManager::encode`]'s output; `None` if malformed. Version 1
+    /// snapshots carry no timestamps: their producers count as active at `loaded_at`.
+    pub(crate) fn decode(mut buf: &[u8], loaded_at: i64) -> Option<ProducerStateManager> {
         fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
             if buf.len() < n {
                 return None;
@@ -154,16 +195,21 @@ impl ProducerStateManager {
             x.copy_from_slice(b);
             i64::from_be_bytes(x)
         };
-        let version = take(&mut buf, 2)?;
-        if version != [0, 1] {
-            return None;
-        }
+        let version = match take(&mut buf, 2)? {
+            [0, 1] => 1,
+            [0, 2] => 2,
+            _ => return None,
+        };
         let count = u32::from_be_bytes(take(&mut buf, 4)?.try_into().ok()?);
         let mut producers = BTreeMap::new();
         for _ in 0..count {
             let pid = i64_of(take(&mut buf, 8)?);
             let e = take(&mut buf, 2)?;
             let epoch = i16::from_be_bytes([e[0], e[1]]);
+            let last_timestamp = match version {
+                1 => loaded_at,
+                _ => i64_of(take(&mut buf, 8)?),
+            };
             let n = take(&mut buf, 1)?[0] as usize;
             let mut batches = VecDeque::with_capacity(n);
             for _ in 0..n {
@@ -174,7 +220,14 @@ impl ProducerStateManager {
                     last_offset: i64_of(take(&mut buf, 8)?),
                 });
             }
-            producers.insert(pid, ProducerEntry { epoch, batches });
+            producers.insert(
+                pid,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    last_timestamp,
+                },
+            );
         }
         buf.is_empty().then_some(ProducerStateManager { producers })
     }
@@ -212,7 +265,7 @@ mod tests {
         );
         let h = header(7, 0, 0, 3);
         assert_eq!(s.check(&h), SequenceCheck::Append);
-        s.update(&h, Offset(10), Offset(12));
+        s.update(&h, Offset(10), Offset(12), 0);
         assert_eq!(
             s.check(&h),
             SequenceCheck::Duplicate {
@@ -230,21 +283,21 @@ mod tests {
             SequenceCheck::OutOfOrder { expected: 0 },
             "a new epoch starts at 0"
         );
-        s.update(&header(7, 1, 0, 1), Offset(13), Offset(13));
+        s.update(&header(7, 1, 0, 1), Offset(13), Offset(13), 0);
         assert_eq!(
             s.check(&header(7, 0, 3, 1)),
             SequenceCheck::Fenced { current: 1 }
         );
-        let decoded = ProducerStateManager::decode(&s.encode()).expect("round trip");
+        let decoded = ProducerStateManager::decode(&s.encode(), 0).expect("round trip");
         assert_eq!(decoded, s);
-        assert!(ProducerStateManager::decode(&s.encode()[..5]).is_none());
+        assert!(ProducerStateManager::decode(&s.encode()[..5], 0).is_none());
     }
 
     #[test]
     fn only_the_last_five_batches_are_remembered() {
         let mut s = ProducerStateManager::default();
         for i in 0..6 {
-            s.update(&header(1, 0, i, 1), Offset(i as i64), Offset(i as i64));
+            s.update(&header(1, 0, i, 1), Offset(i as i64), Offset(i as i64), 0);
         }
         assert_eq!(
             s.check(&header(1, 0, 0, 1)),

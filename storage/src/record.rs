@@ -274,6 +274,7 @@ pub struct BatchBuilder {
     base_sequence: i32,
     last_offset_delta: Option<i32>,
     max_timestamp: Option<i64>,
+    delete_horizon: Option<i64>,
     records: Vec<OwnedRecord>,
 }
 
@@ -289,6 +290,7 @@ impl Default for BatchBuilder {
             base_sequence: -1,
             last_offset_delta: None,
             max_timestamp: None,
+            delete_horizon: None,
             records: Vec::new(),
         }
     }
@@ -345,6 +347,14 @@ impl BatchBuilder {
         self
     }
 
+    /// Stamps the KIP-534 delete horizon (the cleaner's, see `cleaner::clean`): sets the
+    /// delete-horizon attribute and writes `horizon_ms` as the base timestamp, with every
+    /// record's timestamp delta taken from it, so record timestamps read unchanged.
+    pub fn delete_horizon(mut self, horizon_ms: i64) -> Self {
+        self.delete_horizon = Some(horizon_ms);
+        self
+    }
+
     /// Adds a record with the next offset delta.
     pub fn record(self, key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64) -> Self {
         let delta = self.records.last().map_or(0, |r| r.offset_delta + 1);
@@ -390,7 +400,13 @@ impl BatchBuilder {
 
     /// Like [`BatchBuilder::build`], reporting a compression failure.
     pub fn try_build(&self) -> Result<Vec<u8>, CompressionError> {
-        let base_ts = self.records.first().map_or(-1, |r| r.timestamp);
+        let base_ts = self
+            .delete_horizon
+            .unwrap_or_else(|| self.records.first().map_or(-1, |r| r.timestamp));
+        let attributes = match self.delete_horizon {
+            Some(_) => self.attributes | batch::DELETE_HORIZON_BIT,
+            None => self.attributes,
+        };
         let max_ts = self
             .max_timestamp
             .unwrap_or_else(|| self.records.iter().map(|r| r.timestamp).max().unwrap_or(-1));
@@ -405,7 +421,7 @@ impl BatchBuilder {
                 &mut body,
                 &Record {
                     attributes: 0,
-                    timestamp_delta: r.timestamp - base_ts,
+                    timestamp_delta: r.timestamp.wrapping_sub(base_ts),
                     offset_delta: r.offset_delta,
                     key: r.key.as_deref(),
                     value: r.value.as_deref(),
@@ -425,7 +441,7 @@ impl BatchBuilder {
         b.extend_from_slice(&self.partition_leader_epoch.to_be_bytes());
         b.push(2);
         b.extend_from_slice(&[0; 4]);
-        b.extend_from_slice(&(self.attributes | self.compression.id() as i16).to_be_bytes());
+        b.extend_from_slice(&(attributes | self.compression.id() as i16).to_be_bytes());
         b.extend_from_slice(&last_delta.to_be_bytes());
         b.extend_from_slice(&base_ts.to_be_bytes());
         b.extend_from_slice(&max_ts.to_be_bytes());

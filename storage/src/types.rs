@@ -23,6 +23,17 @@ impl fmt::Display for Offset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RelativeOffset(pub u32);
 
+impl RelativeOffset {
+    /// `offset` relative to `base`, if it is representable (never a silent wrap).
+    pub fn between(base: Offset, offset: Offset) -> Option<RelativeOffset> {
+        offset
+            .0
+            .checked_sub(base.0)
+            .and_then(|d| u32::try_from(d).ok())
+            .map(RelativeOffset)
+    }
+}
+
 /// Byte position inside a segment's `.log` file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct FilePosition(pub u32);

@@ -127,6 +127,60 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
     assert_eq!(read_bases(&log), vec![0, 1, 2]);
     drop(dir);
 
+    // A filesystem without fallocate(2) (EOPNOTSUPP: some network and FUSE filesystems, ZFS
+    // before 2.2): the segment cannot preallocate, so its appends go through pwrite(2),
+    // which needs no preallocation to be safe; the log appends and recovers as usual.
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = LogConfig {
+        segment_bytes: 4096,
+        preallocate_chunk_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config.clone());
+    fail::cfg("storage::io::fallocate", "return(unsupported)").expect("cfg");
+    for i in 0..200 {
+        let appended = log.append(&batch(), &AppendOptions::default());
+        assert!(
+            appended.is_ok(),
+            "append {i} without fallocate: {appended:?}"
+        );
+    }
+    assert!(log.segment_count() > 1, "the log rolled");
+    assert_eq!(read_bases(&log), (0..200).collect::<Vec<_>>());
+    drop(log); // unclean
+    let log = open(dir.path(), config);
+    fail::remove("storage::io::fallocate");
+    assert_eq!(
+        read_bases(&log),
+        (0..200).collect::<Vec<_>>(),
+        "after recovery"
+    );
+    drop(log);
+
+    // A media error while recovery reads a segment (read with pread(2), not through a
+    // mapping) fails the open of that log with EIO: no SIGBUS takes the process down.
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), LogConfig::default());
+    log.append(&batch(), &AppendOptions::default())
+        .expect("append");
+    drop(log); // unclean: the next open recovers the segment
+    fail::cfg("storage::segment::recovery_read", "return").expect("cfg");
+    let opened = Log::open(
+        &dir.path().join("f-0"),
+        TopicPartition::new("f", 0),
+        LogConfig::default(),
+    );
+    fail::remove("storage::segment::recovery_read");
+    assert!(
+        matches!(&opened, Err(StorageError::Io { source, .. }) if source.raw_os_error() == Some(5)),
+        "{opened:?}"
+    );
+    drop(opened);
+    assert_eq!(
+        open(dir.path(), LogConfig::default()).offsets().log_end,
+        Offset(1)
+    );
+
     // With a flush policy appends go through pwrite(2), where a full disk is that call's error.
     let (dir, log) = flushed_log_with_one_record();
     append_fails_at(&log, "storage::mmap::write_through");

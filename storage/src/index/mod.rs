@@ -61,6 +61,11 @@ impl EntryFile {
         })
     }
 
+    /// The index file's path (for errors).
+    pub(crate) fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.load(Ordering::Acquire)
     }
@@ -90,9 +95,14 @@ impl EntryFile {
                 reason: "append to a truncated index".into(),
             });
         }
-        self.file
-            .ensure_allocated(pos + self.entry_size, chunk, false)?;
-        self.file.write(pos, entry)?;
+        let end = pos + self.entry_size;
+        match self.file.ensure_allocated(end, chunk, false) {
+            Ok(_) if end <= self.file.allocated() => self.file.write(pos, entry)?,
+            // No fallocate(2) on this filesystem: pwrite(2) extends the file safely.
+            Ok(_) => self.file.write_through(pos, entry)?,
+            Err(_) if !self.file.can_preallocate() => self.file.write_through(pos, entry)?,
+            Err(e) => return Err(e),
+        }
         self.file.publish(pos + self.entry_size);
         self.entries.store(n + 1, Ordering::Release);
         Ok(())

@@ -38,7 +38,10 @@ impl OffsetIndex {
 
     /// The last entry at or before `target`, or the segment start.
     pub(crate) fn lookup(&self, target: Offset) -> (Offset, FilePosition) {
-        let rel = (target.0 - self.base.0).clamp(0, u32::MAX as i64) as u32;
+        let rel = target
+            .0
+            .saturating_sub(self.base.0)
+            .clamp(0, u32::MAX as i64) as u32;
         self.entries
             .floor(rel, |e| u32_at(e, 0))
             .and_then(|i| self.entries.entry(i))
@@ -59,11 +62,23 @@ impl OffsetIndex {
         position: FilePosition,
         chunk: usize,
     ) -> Result<()> {
-        let rel = RelativeOffset((offset.0 - self.base.0) as u32);
+        let rel =
+            RelativeOffset::between(self.base, offset).ok_or_else(|| self.unindexable(offset))?;
         let mut e = [0u8; ENTRY];
         e[..4].copy_from_slice(&rel.0.to_be_bytes());
         e[4..].copy_from_slice(&position.0.to_be_bytes());
         self.entries.push(&e, chunk)
+    }
+
+    fn unindexable(&self, offset: Offset) -> crate::error::StorageError {
+        crate::error::StorageError::Corrupt {
+            path: self.entries.path().to_path_buf(),
+            position: 0,
+            reason: format!(
+                "offset {offset} cannot be indexed relative to base {}",
+                self.base
+            ),
+        }
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -75,7 +90,9 @@ impl OffsetIndex {
         let keep = match offset.0.checked_sub(1) {
             Some(last) if last >= self.base.0 => self
                 .entries
-                .floor((last - self.base.0) as u32, |e| u32_at(e, 0))
+                .floor((last - self.base.0).min(u32::MAX as i64) as u32, |e| {
+                    u32_at(e, 0)
+                })
                 .map_or(0, |i| i + 1),
             _ => 0,
         };

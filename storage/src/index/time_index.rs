@@ -60,7 +60,15 @@ impl TimeIndex {
         let mut e = [0u8; ENTRY];
         e[..8].copy_from_slice(&ts.to_be_bytes());
         e[8..].copy_from_slice(
-            &RelativeOffset((offset.0 - self.base.0) as u32)
+            &RelativeOffset::between(self.base, offset)
+                .ok_or_else(|| crate::error::StorageError::Corrupt {
+                    path: self.entries.path().to_path_buf(),
+                    position: 0,
+                    reason: format!(
+                        "offset {offset} cannot be indexed relative to base {}",
+                        self.base
+                    ),
+                })?
                 .0
                 .to_be_bytes(),
         );

@@ -128,40 +128,61 @@ impl Log {
             ));
         };
 
-        let mut active = self.active()?;
-        let incoming_ts = placed.iter().map(|p| p.max_timestamp).max().unwrap_or(-1);
-        if self.should_roll(
-            &active,
-            batches.len(),
-            first.base_offset,
-            last.last_offset,
-            (now, incoming_ts),
-            config.segment_ms,
-        )? {
-            active = self.roll(&mut w, first.base_offset, batches.len(), now)?;
-        }
         let epoch = opts.leader_epoch.0;
         let origin = opts.origin;
         let mode = WriteMode::for_flush_policy(config.flush_messages, config.flush_ms);
-        active.append(batches, &placed, mode, |b, p| {
-            if origin != AppendOrigin::Replication {
-                batch::set_offset_and_epoch(b, p.base_offset.0, epoch);
-                if let Some(t) = append_time {
-                    batch::set_log_append_time(b, t);
+        // Usually one run; a replicated append whose offsets jump further than a segment can
+        // index (see `MAX_RELATIVE_OFFSET`) goes into several segments, one run each, and each
+        // run is published before the next, so a failure leaves a log ending between batches.
+        for run in runs_fitting_a_segment(&placed) {
+            let (run_first, run_last) = (placed[run.start], placed[run.end - 1]);
+            let bytes = &batches[run_first.at..run_last.at + run_last.len];
+            let run_placed: Vec<PlacedBatch> = placed[run.clone()]
+                .iter()
+                .map(|p| PlacedBatch {
+                    at: p.at - run_first.at,
+                    ..*p
+                })
+                .collect();
+            let mut active = self.active()?;
+            let incoming_ts = run_placed
+                .iter()
+                .map(|p| p.max_timestamp)
+                .max()
+                .unwrap_or(-1);
+            if self.should_roll(
+                &active,
+                bytes.len(),
+                run_first.base_offset,
+                run_last.last_offset,
+                (now, incoming_ts),
+                config.segment_ms,
+            )? {
+                active = self.roll(&mut w, run_first.base_offset, bytes.len(), now)?;
+            }
+            active.append(bytes, &run_placed, mode, |b, p| {
+                if origin != AppendOrigin::Replication {
+                    batch::set_offset_and_epoch(b, p.base_offset.0, epoch);
+                    if let Some(t) = append_time {
+                        batch::set_log_append_time(b, t);
+                    }
                 }
+            })?;
+            for ((_, h), p) in headers[run.clone()].iter().zip(&placed[run.clone()]) {
+                if !h.is_control() {
+                    w.producers
+                        .update(h, p.base_offset, p.last_offset, p.max_timestamp);
+                }
+                let batch_epoch = if origin == AppendOrigin::Replication {
+                    LeaderEpoch(h.partition_leader_epoch)
+                } else {
+                    opts.leader_epoch
+                };
+                w.epochs.assign(batch_epoch, p.base_offset);
             }
-        })?;
-
-        for ((_, h), p) in headers.iter().zip(&placed) {
-            if !h.is_control() {
-                w.producers.update(h, p.base_offset, p.last_offset);
+            if run.end < placed.len() {
+                self.publish(|o| o.log_end = run_last.last_offset.plus(1));
             }
-            let batch_epoch = if origin == AppendOrigin::Replication {
-                LeaderEpoch(h.partition_leader_epoch)
-            } else {
-                opts.leader_epoch
-            };
-            w.epochs.assign(batch_epoch, p.base_offset);
         }
         self.publish(|o| {
             o.log_end = next;
@@ -258,7 +279,7 @@ impl Log {
         segment_ms: i64,
     ) -> Result<bool> {
         let overflow =
-            last.0 - active.base_offset().0 > u32::MAX as i64 || first < active.base_offset();
+            last.0 - active.base_offset().0 > MAX_RELATIVE_OFFSET || first < active.base_offset();
         if active.is_empty() {
             // An empty segment only rolls to get a larger mapping or a closer base offset.
             return Ok(overflow || !active.has_room(len)?);
@@ -299,6 +320,28 @@ impl Log {
         self.write_producer_snapshot(w, base)?;
         Ok(seg)
     }
+}
+
+/// The largest offset past its segment's base an append may put in the segment: Kafka's
+/// `LogSegment.canConvertToRelativeOffset`, since an index entry holds a 4-byte relative
+/// offset (read as an `int` by Kafka's tools). Appends roll a new segment rather than exceed it.
+pub(crate) const MAX_RELATIVE_OFFSET: i64 = i32::MAX as i64;
+
+/// Consecutive ranges of `placed` whose offsets fit one segment starting at the range's first
+/// batch (a single batch always fits: its last offset delta is an `i32`).
+fn runs_fitting_a_segment(placed: &[PlacedBatch]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for (i, p) in placed.iter().enumerate() {
+        if i > start && p.last_offset.0 - placed[start].base_offset.0 > MAX_RELATIVE_OFFSET {
+            runs.push(start..i);
+            start = i;
+        }
+    }
+    if start < placed.len() {
+        runs.push(start..placed.len());
+    }
+    runs
 }
 
 /// Splits `batches` into validated headers; the batches must tile the buffer exactly.

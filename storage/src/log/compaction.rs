@@ -1,6 +1,9 @@
 //! Log compaction's file work: pick the cleanable segments, clean each against one offset
 //! map (`cleaner`), and swap the cleaned file in.
 //!
+//! A pass runs when sealed segments were written since the last one, or when the delete
+//! horizon of a kept tombstone has passed (KIP-534; see `cleaner::clean`).
+//!
 //! Cleanable: sealed segments wholly below the high watermark whose newest record is older
 //! than `min.compaction.lag.ms`; the active segment is never compacted. A swap writes
 //! `<base>.log.cleaned`, removes the old indexes (so a crash can only leave a segment whose
@@ -10,7 +13,7 @@
 use std::sync::Arc;
 
 use super::{params, Log, Writer};
-use crate::cleaner::{self, OffsetMap};
+use crate::cleaner::{self, CleanParams, OffsetMap};
 use crate::error::{Result, StorageError};
 use crate::segment::{file_name, LogSegment};
 
@@ -34,8 +37,11 @@ impl Log {
         let Some(last) = segs.last() else {
             return Ok(0);
         };
-        if last.next_offset() <= w.cleaned_upto {
-            return Ok(0); // nothing dirty since the last pass
+        let horizon_due = w.next_delete_horizon.is_some_and(|at| now >= at);
+        if last.next_offset() <= w.cleaned_upto && !horizon_due {
+            // Nothing dirty since the last pass and no tombstone due for removal (Kafka's
+            // cleaner also picks a log whose delete horizon passed, KIP-534).
+            return Ok(0);
         }
         let datas = segs
             .iter()
@@ -43,18 +49,27 @@ impl Log {
             .collect::<Result<Vec<_>>>()?;
         let map = OffsetMap::build(datas.iter().map(|d| &d[..]))
             .map_err(|e| self.corrupt_in(&segs[0], e))?;
-        let horizon = now.saturating_sub(config.delete_retention_ms);
+        let clean_params = CleanParams {
+            now_ms: now,
+            delete_retention_ms: config.delete_retention_ms,
+            last_batch_of_producer: w.producers.last_batch_offsets(),
+        };
         let mut removed = 0;
+        let mut next_horizon: Option<i64> = None;
         for (seg, data) in segs.iter().zip(&datas) {
             let (cleaned, stats) =
-                cleaner::clean(data, &map, horizon).map_err(|e| self.corrupt_in(seg, e))?;
-            if stats.removed == 0 {
+                cleaner::clean(data, &map, &clean_params).map_err(|e| self.corrupt_in(seg, e))?;
+            if let Some(at) = stats.next_delete_horizon {
+                next_horizon = Some(next_horizon.map_or(at, |n| n.min(at)));
+            }
+            if !stats.changed() {
                 continue;
             }
             self.swap_in(w, seg, &cleaned)?;
             removed += stats.removed;
         }
         w.cleaned_upto = last.next_offset();
+        w.next_delete_horizon = next_horizon;
         if removed > 0 {
             tracing::info!(partition = %self.tp, removed, "compacted");
         }

@@ -167,8 +167,8 @@ impl Log {
         Ok(true)
     }
 
-    /// Periodic work, driven by the embedder's clock: `flush.ms`, `segment.ms`, retention by
-    /// time and size, compaction, unlinking deleted segments' files after
+    /// Periodic work, driven by the embedder's clock: `flush.ms`, `segment.ms`, expiry of
+    /// producer ids idle past `producer.id.expiration.ms`, retention by time and size, compaction, unlinking deleted segments' files after
     /// `file.delete.delay.ms`, deferred file shrinking and checkpoints.
     pub fn housekeeping(&self, now: i64) -> Result<HousekeepingReport> {
         let mut report = HousekeepingReport {
@@ -193,6 +193,12 @@ impl Log {
                 self.roll(&mut w, end, 0, now)?;
                 report.rolled = true;
             }
+        }
+        let expired = w
+            .producers
+            .remove_expired(now, config.producer_id_expiration_ms);
+        if expired > 0 {
+            tracing::debug!(partition = %self.tp, expired, "producer ids expired");
         }
         if config.cleanup_policy.deletes() {
             report.segments_deleted += self.apply_retention(&mut w, now)?;
@@ -386,7 +392,12 @@ impl Log {
         for seg in self.segments.read().values() {
             for h in seg.headers()? {
                 if !h.is_control() {
-                    producers.update(&h, Offset(h.base_offset), Offset(h.last_offset()));
+                    producers.update(
+                        &h,
+                        Offset(h.base_offset),
+                        Offset(h.last_offset()),
+                        h.max_timestamp,
+                    );
                 }
             }
         }

@@ -12,13 +12,19 @@
 mod append;
 mod compaction;
 #[cfg(test)]
+mod compaction_tests;
+#[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
 mod deletion_tests;
 #[cfg(test)]
 mod follower_tests;
 mod maintenance;
+#[cfg(test)]
+mod offset_range_tests;
 mod open;
+#[cfg(test)]
+mod producer_tests;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -76,6 +82,9 @@ pub(crate) struct Writer {
     pub(crate) checkpointed_hw: (Offset, i64),
     /// Compaction has cleaned every sealed segment below this offset.
     pub(crate) cleaned_upto: Offset,
+    /// The earliest delete horizon of a tombstone the last compaction kept: a pass at or
+    /// after it removes tombstones even when nothing new was written.
+    pub(crate) next_delete_horizon: Option<i64>,
     /// Segments below this offset were sealed (by a roll or a truncation) and may not be durable
     /// yet: flushing them moves the recovery point up to it (see `Log::flush_rolled`).
     pub(crate) sealed_unflushed_upto: Option<Offset>,

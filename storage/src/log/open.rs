@@ -148,7 +148,8 @@ pub(crate) fn open(
         .map_or(log_start, |s| s.next_offset());
     let log_start = log_start.min(log_end);
 
-    let (producers, epochs) = rebuild_state(dir, &tp, &segments, &snapshots, log_start, log_end)?;
+    let (producers, epochs) =
+        rebuild_state(dir, &tp, &segments, &snapshots, (log_start, log_end), now)?;
     let recovery_point = recovery_point.min(log_end);
     // Sealed segments past the recovery point were recovered, not flushed: the next flush
     // makes them durable before the recovery point passes them (Kafka flushes every segment
@@ -180,6 +181,7 @@ pub(crate) fn open(
             last_checkpoint_ms: now,
             checkpointed_hw: (recovered_hw.unwrap_or(Offset(-1)), now),
             cleaned_upto: Offset(0),
+            next_delete_horizon: None,
             sealed_unflushed_upto,
             truncations: 0,
             pending_deletes: Vec::new(),
@@ -221,8 +223,8 @@ fn rebuild_state(
     tp: &TopicPartition,
     segments: &BTreeMap<i64, Arc<LogSegment>>,
     snapshots: &[i64],
-    log_start: Offset,
-    log_end: Offset,
+    (log_start, log_end): (Offset, Offset),
+    now: i64,
 ) -> Result<(ProducerStateManager, LeaderEpochCache)> {
     let mut snapshots = snapshots.to_vec();
     snapshots.sort_unstable();
@@ -230,14 +232,25 @@ fn rebuild_state(
     let mut replay_producers_from = log_start;
     for s in snapshots.iter().rev() {
         let path = dir.join(crate::segment::file_name(Offset(*s), SNAPSHOT_EXT));
-        if *s <= log_end.0 {
-            if let Some(state) = read_snapshot(&path) {
+        if producers.is_none() && *s <= log_end.0 {
+            if let Some(state) = read_snapshot(&path, now) {
                 producers = Some(state);
                 replay_producers_from = Offset(*s);
-                break;
+                continue;
             }
         }
-        tracing::warn!(partition = %tp, snapshot = %path.display(), "ignoring unusable producer snapshot");
+        if producers.is_some() && *s <= log_end.0 {
+            continue; // older than the one loaded; the next snapshot written removes it
+        }
+        // Past the log end, the snapshot describes records this log lost: once the log grows
+        // past it again it would load as the state of other history (Kafka's
+        // `truncateAndReload` deletes it too). An unreadable one is of no use either.
+        tracing::warn!(partition = %tp, snapshot = %path.display(), %log_end, "deleting a producer snapshot past the log end or unreadable");
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io(&path, e)),
+        }
     }
     let mut producers = producers.unwrap_or_default();
 
@@ -272,7 +285,12 @@ fn rebuild_state(
         }
         for h in seg.headers()? {
             if h.base_offset >= replay_producers_from.0 && !h.is_control() {
-                producers.update(&h, Offset(h.base_offset), Offset(h.last_offset()));
+                producers.update(
+                    &h,
+                    Offset(h.base_offset),
+                    Offset(h.last_offset()),
+                    h.max_timestamp,
+                );
             }
             if h.base_offset >= replay_epochs_from.0 {
                 epochs.assign(LeaderEpoch(h.partition_leader_epoch), Offset(h.base_offset));
@@ -282,7 +300,7 @@ fn rebuild_state(
     Ok((producers, epochs))
 }
 
-fn read_snapshot(path: &Path) -> Option<ProducerStateManager> {
+fn read_snapshot(path: &Path, now: i64) -> Option<ProducerStateManager> {
     let data = fs::read(path).ok()?;
     if data.len() < 4 {
         return None;
@@ -291,5 +309,5 @@ fn read_snapshot(path: &Path) -> Option<ProducerStateManager> {
     if crc32fast::hash(body).to_be_bytes() != crc {
         return None;
     }
-    ProducerStateManager::decode(body)
+    ProducerStateManager::decode(body, now)
 }

@@ -250,8 +250,12 @@ impl LogSegment {
             }
         }
         let log = open_new(&seg.log_path)?;
+        let cow = crate::io::is_copy_on_write(&log);
         let capacity = (params.segment_bytes as usize).max(min_capacity);
         let log = seg.log_maps.map(log, &seg.log_path, capacity, 0)?;
+        if cow {
+            log.distrust_preallocation();
+        }
         log.advise_unwritten_tail(0);
         let files = SegmentFiles {
             log,
@@ -309,12 +313,17 @@ impl LogSegment {
         let _g = self.map_lock.lock();
         let size = self.size() as usize;
         *self.files.write() = None;
+        let file = open_existing(&self.log_path)?;
+        let cow = crate::io::is_copy_on_write(&file);
         let log = self.log_maps.map(
-            open_existing(&self.log_path)?,
+            file,
             &self.log_path,
             (self.params.segment_bytes as usize).max(size),
             size,
         )?;
+        if cow {
+            log.distrust_preallocation();
+        }
         log.advise_unwritten_tail(size);
         let cap = self.params.index_bytes as usize;
         let files = SegmentFiles {
@@ -452,16 +461,12 @@ impl LogSegment {
         let files = self.files()?;
         let start = self.size() as usize;
         let end = start + data.len();
+        let mode = match mode {
+            WriteMode::Mapped if !self.preallocate(&files, end)? => WriteMode::Written,
+            mode => mode,
+        };
         match mode {
             WriteMode::Mapped => {
-                let mut pace = self.pace.lock();
-                let chunk = self.params.preallocate_chunk as usize;
-                if let Some(grown) = files.log.ensure_allocated(end, chunk, pace.fast)? {
-                    if pace.grew(grown.start, Instant::now()) {
-                        files.log.advise_huge_pages(grown);
-                    }
-                }
-                drop(pace);
                 files.log.write(start, data)?;
                 for p in placed {
                     files
@@ -510,6 +515,28 @@ impl LogSegment {
         }
         self.size.store(end as u32, Ordering::Release);
         Ok(())
+    }
+
+    /// Makes sure the `.log` has real blocks up to `end` for a mapped write. False when the
+    /// filesystem has no `fallocate(2)`: the append then goes through `pwrite(2)`, which
+    /// extends the file itself, so a full disk is still that call's error and never a SIGBUS.
+    fn preallocate(&self, files: &SegmentFiles, end: usize) -> Result<bool> {
+        if !files.log.can_preallocate() {
+            return Ok(false);
+        }
+        let mut pace = self.pace.lock();
+        let chunk = self.params.preallocate_chunk as usize;
+        match files.log.ensure_allocated(end, chunk, pace.fast) {
+            Ok(Some(grown)) => {
+                if pace.grew(grown.start, Instant::now()) {
+                    files.log.advise_huge_pages(grown);
+                }
+                Ok(true)
+            }
+            Ok(None) => Ok(end <= files.log.allocated()),
+            Err(_) if !files.log.can_preallocate() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// True while appends come fast (see [`FAST_BYTES_PER_SEC`]).

@@ -1,40 +1,142 @@
 //! Segment recovery: validate every batch (CRC-32C included) from the start of the file or
 //! from the last index entry, cut the file at the first bad byte, rebuild the indexes.
+//!
+//! The scan reads the file with `pread(2)` (`FileBatches`), not through a mapping, so a media
+//! error met while recovering fails the open with an I/O error instead of a SIGBUS.
 
 use std::fs;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::{open_existing, BeforeCut, LogSegment, RecoveryReport, SegmentFiles, INDEX_GROWTH};
-use crate::batch::BatchIter;
+use std::os::unix::fs::FileExt;
+
+use crate::batch::{check_batch, BatchDefect, BatchHeader, HEADER_LEN};
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
-use crate::mmap::MappedFile;
 use crate::types::{FilePosition, Offset};
 
+/// The largest offset past its base a segment found on disk may hold: what an index entry's
+/// 4-byte relative offset can represent. Appends stop at `i32::MAX` as Kafka does (they roll
+/// first); recovery accepts up to `u32::MAX` so that segments written before that rule still
+/// open whole, and cuts a batch beyond it rather than index a wrapped offset.
+pub(crate) const MAX_INDEXABLE_OFFSET: i64 = u32::MAX as i64;
+
+/// Bytes read per `pread(2)` by a recovery scan.
+const SCAN_CHUNK: usize = 1 << 20;
+
+/// Whole, valid batches of a `.log` file read with `pread(2)` a chunk at a time, as
+/// [`BatchIter`] reads them from memory.
+///
+/// Recovery reads segments this way rather than through a mapping: a media error (a bad
+/// sector on a disk the broker recovers from after a crash) is then an `EIO` that fails
+/// [`Log::open`](crate::Log::open) for this log, where a read fault on a mapping would be a
+/// SIGBUS that kills the whole process. Reads of live segments still go through mappings
+/// (see the README's storage section for what a media error does there).
+struct FileBatches<'f> {
+    file: &'f fs::File,
+    path: &'f std::path::Path,
+    len: usize,
+    buf: Vec<u8>,
+    buf_start: usize,
+    pos: usize,
+    defect: Option<BatchDefect>,
+}
+
+impl<'f> FileBatches<'f> {
+    /// Batches of `file` (of `len` bytes) from position `from`.
+    fn new(file: &'f fs::File, path: &'f std::path::Path, len: usize, from: usize) -> Self {
+        FileBatches {
+            file,
+            path,
+            len,
+            buf: Vec::new(),
+            buf_start: 0,
+            pos: from.min(len),
+            defect: None,
+        }
+    }
+
+    /// The bytes `[at, at + n)` (clamped to the file), read from disk if not buffered.
+    fn bytes(&mut self, at: usize, n: usize) -> Result<&[u8]> {
+        let n = n.min(self.len - at);
+        let buffered = self.buf_start..self.buf_start + self.buf.len();
+        if !(buffered.contains(&at) && at + n <= buffered.end) {
+            self.buf.resize(n.max(SCAN_CHUNK).min(self.len - at), 0);
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("storage::segment::recovery_read", |_| Err(
+                StorageError::io(
+                    self.path,
+                    std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error())
+                )
+            ));
+            self.file
+                .read_exact_at(&mut self.buf, at as u64)
+                .map_err(|e| StorageError::io(self.path, e))?;
+            self.buf_start = at;
+        }
+        let from = at - self.buf_start;
+        Ok(&self.buf[from..from + n])
+    }
+
+    /// The next valid batch: its position and header; `None` at the end or the first defect.
+    fn next_batch(&mut self) -> Result<Option<(usize, BatchHeader)>> {
+        if self.defect.is_some() || self.pos >= self.len {
+            return Ok(None);
+        }
+        let (at, len) = (self.pos, self.len);
+        let head = self.bytes(at, HEADER_LEN)?;
+        let size = BatchHeader::parse(head).map_or(0, |h| h.size());
+        let bytes = if size > HEADER_LEN && size <= len - at {
+            self.bytes(at, size)?
+        } else {
+            // A declared size past the file's end is not read: `check_batch` finds the
+            // header alone truncated.
+            head
+        };
+        match check_batch(bytes, usize::MAX) {
+            Ok(h) => {
+                self.pos += h.size();
+                Ok(Some((at, h)))
+            }
+            Err(d) => {
+                self.defect = Some(d);
+                Ok(None)
+            }
+        }
+    }
+
+    /// True when every byte from `at` to the end is zero (preallocated space).
+    fn zeros_from(&mut self, mut at: usize) -> Result<bool> {
+        while at < self.len {
+            let chunk = self.bytes(at, SCAN_CHUNK)?;
+            if chunk.iter().any(|b| *b != 0) {
+                return Ok(false);
+            }
+            at += chunk.len();
+        }
+        Ok(true)
+    }
+}
+
 impl LogSegment {
-    /// Maps the whole `.log` file read-only for a scan, with its length.
-    fn map_whole_file(&self) -> Result<(Arc<MappedFile>, usize)> {
+    /// Opens the `.log` file for a scan, with its length.
+    fn open_for_scan(&self) -> Result<(fs::File, usize)> {
         let file = open_existing(&self.log_path)?;
         let file_len = file
             .metadata()
             .map_err(|e| StorageError::io(&self.log_path, e))?
             .len() as usize;
-        Ok((
-            self.log_maps
-                .map(file, &self.log_path, file_len, file_len)?,
-            file_len,
-        ))
+        Ok((file, file_len))
     }
 
     /// Scans the whole file, cuts it at the first invalid batch, rebuilds indexes.
     pub(super) fn recover(&self, before_cut: BeforeCut<'_>) -> Result<RecoveryReport> {
-        let (map, file_len) = self.map_whole_file()?;
-        let data = map.slice(0..file_len).unwrap_or(&[]);
-        let (valid, reason) = self.scan_valid_prefix(data, 0);
+        let (file, file_len) = self.open_for_scan()?;
+        let (valid, reason) = self.scan_valid_prefix(&file, file_len, 0)?;
         // Zeros after the last batch are preallocated space, not damage.
-        let zero_tail = data.get(valid..).is_some_and(|t| t.iter().all(|b| *b == 0));
-        drop(map);
+        let zero_tail =
+            FileBatches::new(&file, &self.log_path, file_len, valid).zeros_from(valid)?;
+        drop(file);
         let reason = if zero_tail { None } else { reason };
         let report = self.cut_and_index(valid, file_len, reason, true, before_cut)?;
         // Read back whole is not on disk: a killed process leaves its writes in the page
@@ -46,7 +148,7 @@ impl LogSegment {
     /// Opens a segment written before the recovery point: trusts its indexes when they are
     /// consistent and scans only the tail after the last index entry.
     pub(super) fn load(&self, before_cut: BeforeCut<'_>) -> Result<RecoveryReport> {
-        let (map, file_len) = self.map_whole_file()?;
+        let (file, file_len) = self.open_for_scan()?;
         let index = OffsetIndex::open(&self.index_path, self.base, 0, None)?;
         let time_index = TimeIndex::open(&self.time_path, self.base, 0, None)?;
         let consistent = index.is_consistent(file_len as u32) && time_index.is_consistent();
@@ -55,9 +157,8 @@ impl LogSegment {
         } else {
             0
         };
-        let data = map.slice(0..file_len).unwrap_or(&[]);
-        let (valid, reason) = self.scan_valid_prefix(data, start);
-        drop((map, index, time_index));
+        let (valid, reason) = self.scan_valid_prefix(&file, file_len, start)?;
+        drop((file, index, time_index));
         if !consistent || valid < file_len {
             if let Some(r) = &reason {
                 tracing::warn!(segment = %self.log_path.display(), valid, file_len, reason = %r, "segment before the recovery point is damaged; truncating");
@@ -67,30 +168,43 @@ impl LogSegment {
         self.cut_and_index(valid, file_len, None, false, before_cut)
     }
 
-    /// Finds the longest valid prefix from `start` (offsets must also increase).
-    fn scan_valid_prefix(&self, data: &[u8], start: usize) -> (usize, Option<String>) {
-        let mut it = BatchIter::new(data.get(start..).unwrap_or(&[]));
+    /// Finds the longest valid prefix of `file` from `start`: offsets must also increase and
+    /// fit the segment (see [`MAX_INDEXABLE_OFFSET`]).
+    fn scan_valid_prefix(
+        &self,
+        file: &fs::File,
+        file_len: usize,
+        start: usize,
+    ) -> Result<(usize, Option<String>)> {
+        let mut it = FileBatches::new(file, &self.log_path, file_len, start);
         let mut next = self.base.0;
-        let mut end = 0;
-        for (at, h) in it.by_ref() {
+        while let Some((at, h)) = it.next_batch()? {
             if h.base_offset < next {
-                return (
-                    start + at,
+                return Ok((
+                    at,
                     Some(format!(
-                        "batch at {} has offset {} below {}",
-                        start + at,
-                        h.base_offset,
-                        next
+                        "batch at {at} has offset {} below {next}",
+                        h.base_offset
                     )),
-                );
+                ));
+            }
+            let last = h.base_offset as i128 + h.last_offset_delta as i128;
+            if last - self.base.0 as i128 > MAX_INDEXABLE_OFFSET as i128 {
+                return Ok((
+                    at,
+                    Some(format!(
+                        "batch at {at} ends at offset {last}, beyond what segment {} can index",
+                        self.base
+                    )),
+                ));
             }
             next = h.next_offset();
-            end = at + h.size();
         }
-        let (stop, defect) = it.stop();
-        debug_assert!(stop >= end);
-        let reason = defect.map(|d| format!("{d} at byte {}", start + stop));
-        (start + stop, reason)
+        let reason = it
+            .defect
+            .as_ref()
+            .map(|d| format!("{d} at byte {}", it.pos));
+        Ok((it.pos, reason))
     }
 
     /// Cuts the log file to `valid` bytes and (re)builds in-memory state and, if asked, indexes.
@@ -128,7 +242,7 @@ impl LogSegment {
         };
         let index = OffsetIndex::open(&self.index_path, self.base, cap, None)?;
         let time_index = TimeIndex::open(&self.time_path, self.base, cap, None)?;
-        let data = log.slice(0..valid).unwrap_or(&[]);
+        let scan_file = open_existing(&self.log_path)?;
         let mut max_ts = time_index.last().map_or(-1, |t| t.timestamp);
         let mut next = self.base.0;
         let mut first_ts = None;
@@ -140,12 +254,13 @@ impl LogSegment {
             index.last().map_or(0, |(_, p)| p.0 as usize)
         };
         if !rebuild {
-            if let Some((_, h)) = BatchIter::new(data).next() {
+            let mut first = FileBatches::new(&scan_file, &self.log_path, valid, 0);
+            if let Some((_, h)) = first.next_batch()? {
                 first_ts = Some(h.max_timestamp);
             }
         }
-        for (at, h) in BatchIter::new(&data[scan_from..]) {
-            let at = scan_from + at;
+        let mut batches = FileBatches::new(&scan_file, &self.log_path, valid, scan_from);
+        while let Some((at, h)) = batches.next_batch()? {
             if rebuild {
                 if first_ts.is_none() {
                     first_ts = Some(h.max_timestamp);
