@@ -182,7 +182,7 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         RequestKind::Heartbeat(r) => {
             Reply::now(ResponseKind::Heartbeat(groups::heartbeat(&ctx, r)))
         }
-        RequestKind::LeaveGroup(r) => Reply::now(ResponseKind::LeaveGroup(groups::leave(&ctx, r))),
+        RequestKind::LeaveGroup(r) => groups::leave(&ctx, r),
         RequestKind::OffsetCommit(r) => groups::offset_commit(&ctx, r),
         RequestKind::OffsetFetch(r) => {
             Reply::now(ResponseKind::OffsetFetch(groups::offset_fetch(&ctx, r)))
@@ -193,12 +193,8 @@ pub fn dispatch(ctx: Context, req: RequestKind) -> Reply {
         RequestKind::DescribeGroups(r) => Reply::now(ResponseKind::DescribeGroups(
             groups::describe_groups(&ctx, r),
         )),
-        RequestKind::DeleteGroups(r) => {
-            Reply::now(ResponseKind::DeleteGroups(groups::delete_groups(&ctx, r)))
-        }
-        RequestKind::OffsetDelete(r) => {
-            Reply::now(ResponseKind::OffsetDelete(groups::offset_delete(&ctx, r)))
-        }
+        RequestKind::DeleteGroups(r) => groups::delete_groups(&ctx, r),
+        RequestKind::OffsetDelete(r) => groups::offset_delete(&ctx, r),
         other => {
             // Unreachable through `Connection`, which only decodes APIs listed in `APIS`.
             tracing::error!(request = ?std::mem::discriminant(&other), "request for an API without a handler");

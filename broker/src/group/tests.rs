@@ -1,0 +1,1 @@
+//! GroupShard tests.
