@@ -60,8 +60,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-#[test]
-fn offset_commit_racing_unload_and_delete_does_not_deadlock() {
+struct Setup {
+    _dir: tempfile::TempDir,
+    groups: Arc<GroupCoordinator>,
+    part: Arc<crate::replica_manager::Partition>,
+}
+
+/// A node leading `__consumer_offsets` (one partition) and topic `t`, its groups loaded.
+fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("temp dir");
     let rm = Arc::new(
         ReplicaManager::open(BrokerConfig {
@@ -75,6 +81,7 @@ fn offset_commit_racing_unload_and_delete_does_not_deadlock() {
     rm.apply_image(&image());
     let config = GroupConfig {
         offsets_partitions: 1,
+        initial_rebalance_delay_ms: 0,
         ..GroupConfig::default()
     };
     let groups = Arc::new(GroupCoordinator::open(Arc::clone(&rm), config));
@@ -82,6 +89,18 @@ fn offset_commit_racing_unload_and_delete_does_not_deadlock() {
         .partition(&TopicPartition::new(OFFSETS_TOPIC, 0))
         .expect("hosted");
     groups.load_partition(&part).expect("load");
+    Setup {
+        _dir: dir,
+        groups,
+        part,
+    }
+}
+
+#[test]
+fn offset_commit_racing_unload_and_delete_does_not_deadlock() {
+    let Setup {
+        _dir, groups, part, ..
+    } = setup();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let committer = {
@@ -121,4 +140,60 @@ fn offset_commit_racing_unload_and_delete_does_not_deadlock() {
     }
     committer.join().expect("committer");
     mover.join().expect("mover");
+}
+
+#[tokio::test]
+async fn a_coordinator_move_keeps_generation_members_and_offsets() {
+    let s = setup();
+    let join = |member: &str| JoinParams {
+        group_id: "g".into(),
+        member_id: member.into(),
+        instance_id: None,
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), bytes::Bytes::from_static(b"sub"))],
+        require_known_member_id: false,
+    };
+    let j = s.groups.join(join("")).await;
+    assert_eq!((j.error, j.generation), (0, 1));
+    let id = j.member_id;
+    let r = s
+        .groups
+        .sync(SyncParams {
+            group_id: "g".into(),
+            generation: 1,
+            member_id: id.clone(),
+            instance_id: None,
+            assignments: vec![(id.clone(), bytes::Bytes::from_static(b"pa"))],
+        })
+        .await;
+    assert_eq!((r.0, r.1.as_ref()), (0, &b"pa"[..]));
+    let r = s
+        .groups
+        .commit(CommitParams {
+            group_id: "g".into(),
+            generation: 1,
+            member_id: id.clone(),
+            instance_id: None,
+            offsets: vec![(TopicPartition::new("t", 0), 42, -1, None)],
+        })
+        .await;
+    assert_eq!(r[0].1, 0);
+    // The partition moves away: requests are refused; then back: replayed from the log.
+    s.groups.unload_partition(0);
+    assert_eq!(
+        s.groups.heartbeat("g", 1, &id, None),
+        kafka_protocol::error::ResponseError::CoordinatorLoadInProgress.code()
+    );
+    s.groups.load_partition(&s.part).expect("load");
+    assert_eq!(s.groups.heartbeat("g", 1, &id, None), 0, "no rejoin needed");
+    let d = s.groups.describe("g").expect("owned").expect("known");
+    assert_eq!(d.state, "Stable");
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].5.as_ref(), b"pa");
+    let offsets = s.groups.fetch_offsets("g", None).expect("owned");
+    assert_eq!(offsets[0].1, 42);
 }
