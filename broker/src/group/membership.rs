@@ -345,6 +345,7 @@ fn static_member_rejoin(
     p: &JoinParams,
     now: Now,
 ) -> Effect<JoinResult> {
+    let leader_before = g.leader.clone().unwrap_or_default();
     g.replace_static_member(old_id, new_id);
     let Some(member) = g.members.get_mut(new_id) else {
         return Effect::now(JoinResult::error(ResponseError::UnknownMemberId, new_id));
@@ -354,30 +355,17 @@ fn static_member_rejoin(
     let stable = g.state == GroupState::Stable;
     if stable && g.protocol.is_some() && g.select_protocol() == g.protocol {
         tracing::info!(group = %g.id, member = %new_id, old = %old_id, "static member rejoined; no rebalance");
-        let leader = g.leader.clone().unwrap_or_default();
-        let protocol = g.protocol.clone().unwrap_or_default();
-        let members = if leader == new_id {
-            g.members
-                .values()
-                .map(|m| {
-                    (
-                        m.id.clone(),
-                        m.instance_id.clone(),
-                        m.metadata_for(&protocol),
-                    )
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // Before JoinGroup v9 (KIP-814 `skip_assignment`, which Sluice does not serve yet)
+        // Kafka names the leader as it was before the replacement and sends no member list,
+        // so a restarted leader does not run its assignor again: it syncs like the others.
         let answer = JoinResult {
             error: 0,
             generation: g.generation,
             protocol_type: g.protocol_type.clone(),
             protocol_name: g.protocol.clone(),
-            leader,
+            leader: leader_before,
             member_id: new_id.to_string(),
-            members,
+            members: Vec::new(),
         };
         return Effect {
             records: vec![GroupShard::group_record(g, now)],
