@@ -243,8 +243,12 @@ impl GroupShard {
                 tracing::info!(group = %g.id, member = %id, "member session expired");
                 g.remove_member(&id, now.at);
             }
+            // The join completes at its deadline, or as soon as every member left has
+            // rejoined: one that stopped heartbeating is not waited for (a member loaded
+            // from the log whose process died with the old coordinator, say).
             let due = g.state == GroupState::PreparingRebalance
-                && g.rebalance_deadline.is_some_and(|d| now.at >= d);
+                && (g.rebalance_deadline.is_some_and(|d| now.at >= d)
+                    || (g.all_joined() && !g.initial_delay));
             if due {
                 g.complete_join(now.at);
             }

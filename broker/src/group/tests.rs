@@ -292,3 +292,30 @@ fn sessions_expire_from_the_tick_and_an_emptied_group_is_persisted() {
     assert_eq!(records.len(), 1);
     assert!(s.groups["g"].members.is_empty());
 }
+
+#[test]
+fn a_rejoin_waits_for_no_member_whose_session_expired() {
+    // After a coordinator move the group is loaded Stable with its old member; the consumer
+    // comes back as a new member, and the old one never heartbeats again.
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut a = later(s.join(join_params("", None), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let (records, _) = deliver(s.sync(sync(&a_id, 1, &[(&a_id, b"pa")]), at(t0, 1)));
+    let mut moved = shard();
+    for r in records {
+        moved.replay(r, at(t0, 2));
+    }
+    let mut p = join_params("", None);
+    p.rebalance_timeout_ms = 300_000; // max.poll.interval.ms: far beyond the session
+    let mut b = later(moved.join(p, at(t0, 3)).answer);
+    assert_eq!(moved.groups["g"].state, GroupState::PreparingRebalance);
+    assert!(b.try_recv().is_err(), "waits for the loaded member");
+    let _ = moved.tick(at(t0, 10_003));
+    let j = ready(&mut b);
+    assert_eq!(
+        (j.error, j.generation),
+        (0, 2),
+        "joined once the old member expired"
+    );
+    assert_eq!(moved.groups["g"].members.len(), 1);
+}
