@@ -396,6 +396,9 @@ impl BrokerConfig {
             "group.max.session.timeout.ms" => {
                 self.groups.max_session_timeout_ms = int(0, i32::MAX as i64)? as i32
             }
+            "offset.metadata.max.bytes" => {
+                self.groups.offset_metadata_max_bytes = int(0, i16::MAX as i64)? as usize
+            }
             "sluice.metrics.listener" => {
                 self.metrics_listener = if v.is_empty() {
                     None

@@ -336,9 +336,9 @@ async fn group_timer_loop(groups: Arc<GroupCoordinator>, mut shutdown: watch::Re
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            now = tick.tick() => {
+            _ = tick.tick() => {
                 let groups = Arc::clone(&groups);
-                if let Err(e) = tokio::task::spawn_blocking(move || groups.tick(now)).await {
+                if let Err(e) = tokio::task::spawn_blocking(move || groups.tick()).await {
                     tracing::error!(error = %e, "group timers panicked");
                 }
             }

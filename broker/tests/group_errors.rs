@@ -2,52 +2,15 @@
 //! on port 0): MEMBER_ID_REQUIRED, UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS,
 //! INVALID_SESSION_TIMEOUT, INCONSISTENT_GROUP_PROTOCOL, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpStream;
 
 mod common;
 
-struct Conn {
-    s: TcpStream,
-    corr: i32,
-}
-
-impl Conn {
-    async fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        self.corr += 1;
-        let mut b = BytesMut::new();
-        b.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.corr)
-            .with_client_id(Some(StrBytes::from_static_str("t")))
-            .encode(&mut b, api.request_header_version(version))
-            .expect("header");
-        req.encode(&mut b, version).expect("body");
-        let n = (b.len() - 4) as i32;
-        b[..4].copy_from_slice(&n.to_be_bytes());
-        self.s.write_all(&b).await.expect("send");
-        let mut len = [0u8; 4];
-        self.s.read_exact(&mut len).await.expect("reply");
-        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut buf).await.expect("reply body");
-        let mut buf = Bytes::from(buf);
-        let h =
-            ResponseHeader::decode(&mut buf, api.response_header_version(version)).expect("header");
-        assert_eq!(h.correlation_id, self.corr);
-        Resp::decode(&mut buf, version).expect("decode")
-    }
-}
+use common::Conn;
 
 fn join(member: &str, session_ms: i32, protocol: &str) -> JoinGroupRequest {
     JoinGroupRequest::default()

@@ -1,101 +1,108 @@
-//! Committed offsets: OffsetCommit, OffsetFetch and OffsetDelete on `GroupCoordinator`.
-//! Each change is appended to the group's `__consumer_offsets` partition before it is
-//! acknowledged or applied in memory.
+//! Committed offsets on a `GroupShard`: OffsetCommit, OffsetFetch and OffsetDelete. A commit
+//! returns its records; the shard applies them once appended (`GroupShard::applied`) and the
+//! runtime answers once they are on the ISR.
 
 use kafka_protocol::error::ResponseError;
 use sluice_storage::TopicPartition;
 
 use super::records::{CommittedOffset, OffsetsRecord};
+use super::shard::{check_group_id, Effect, FetchedOffset, GroupShard, Now, Pending};
 use super::state::{Group, GroupState};
-use super::{now_ms, FetchedOffset, GroupCoordinator};
 use crate::error::BrokerError;
-use crate::replica_manager::Appended;
 
-impl GroupCoordinator {
-    /// OffsetCommit. `generation == -1` with no member id is a standalone (assign-mode) commit.
+/// An OffsetCommit request, in domain terms.
+#[derive(Debug, Clone)]
+pub struct CommitParams {
+    pub group_id: String,
+    /// -1 with an empty member id: a standalone (assign-mode) commit.
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    /// (partition, offset, leader epoch, metadata)
+    pub offsets: Vec<(TopicPartition, i64, i32, Option<String>)>,
+}
+
+/// Per-partition answers of an OffsetCommit.
+pub type CommitResults = Vec<(TopicPartition, i16)>;
+
+impl GroupShard {
+    /// OffsetCommit. `exists` says whether a partition exists (UNKNOWN_TOPIC_OR_PARTITION).
     pub fn commit(
-        &self,
-        group_id: &str,
-        generation: i32,
-        member_id: &str,
-        offsets: Vec<(TopicPartition, i64, i32, Option<String>)>,
-    ) -> (Vec<(TopicPartition, i16)>, Option<Appended>) {
-        let fail = |code: i16, offsets: Vec<(TopicPartition, i64, i32, Option<String>)>| {
-            (offsets.into_iter().map(|o| (o.0, code)).collect(), None)
+        &mut self,
+        req: CommitParams,
+        exists: &dyn Fn(&TopicPartition) -> bool,
+        now: Now,
+    ) -> Effect<CommitResults> {
+        let CommitParams {
+            group_id,
+            generation,
+            member_id,
+            instance_id,
+            offsets,
+        } = req;
+        let fail = |e: ResponseError| {
+            Effect::now(offsets.iter().map(|o| (o.0.clone(), e.code())).collect())
         };
-        if let Err(e) = self.owns(group_id) {
-            return fail(e.code(), offsets);
+        if let Err(e) = check_group_id(&group_id) {
+            return fail(e);
         }
-        {
-            let groups = self.groups.lock();
-            match groups.get(group_id) {
-                Some(g) if !g.members.is_empty() || generation >= 0 => {
-                    if !g.members.contains_key(member_id) {
-                        return fail(ResponseError::UnknownMemberId.code(), offsets);
-                    }
-                    if generation != g.generation {
-                        return fail(ResponseError::IllegalGeneration.code(), offsets);
-                    }
-                    if g.state == GroupState::PreparingRebalance {
-                        return fail(ResponseError::RebalanceInProgress.code(), offsets);
-                    }
+        // Kafka's validateOffsetCommit: a commit of the current generation is accepted while
+        // the group prepares a rebalance (its members may commit what they processed before
+        // their partitions move); only a group completing its rebalance refuses (defect 8).
+        match self.groups.get(&group_id) {
+            Some(g) if !g.members.is_empty() || generation >= 0 => {
+                if g.fenced(&member_id, instance_id.as_deref()) {
+                    return fail(ResponseError::FencedInstanceId);
                 }
-                None if generation >= 0 => {
-                    return fail(ResponseError::IllegalGeneration.code(), offsets)
+                if !g.members.contains_key(&member_id) {
+                    return fail(ResponseError::UnknownMemberId);
                 }
-                _ => {}
+                if generation != g.generation {
+                    return fail(ResponseError::IllegalGeneration);
+                }
+                if g.state == GroupState::CompletingRebalance {
+                    return fail(ResponseError::RebalanceInProgress);
+                }
             }
+            None if generation >= 0 => return fail(ResponseError::IllegalGeneration),
+            _ => {}
         }
-        let now = now_ms();
+        let max_metadata = self.config.offset_metadata_max_bytes;
         let mut results = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
-        let mut accepted = Vec::new();
         for (tp, offset, epoch, metadata) in offsets {
-            let exists = self
-                .rm
-                .topic(&tp.topic)
-                .is_some_and(|t| (0..t.meta.partitions).contains(&tp.partition));
-            if !exists {
+            if !exists(&tp) {
                 results.push((tp, ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             }
-            let value = CommittedOffset {
-                offset,
-                leader_epoch: epoch,
-                metadata: metadata.unwrap_or_default(),
-                commit_timestamp: now,
-            };
+            let metadata = metadata.unwrap_or_default();
+            if metadata.len() > max_metadata {
+                results.push((tp, ResponseError::OffsetMetadataTooLarge.code()));
+                continue;
+            }
             records.push(OffsetsRecord::Offset {
-                group: group_id.to_string(),
+                group: group_id.clone(),
                 topic: tp.topic.clone(),
                 partition: tp.partition,
-                value: Some(value.clone()),
+                value: Some(CommittedOffset {
+                    offset,
+                    leader_epoch: epoch,
+                    metadata,
+                    commit_timestamp: now.ms,
+                }),
             });
-            accepted.push((tp, value));
+            results.push((tp, 0));
         }
-        let mut written = None;
         if !records.is_empty() {
-            match self.persist(group_id, &records) {
-                Ok(w) => written = Some(w),
-                Err(e) => {
-                    tracing::warn!(group = group_id, error = %e, "offset commit not persisted");
-                    let code = commit_error(&e).code();
-                    results.extend(accepted.into_iter().map(|(tp, _)| (tp, code)));
-                    return (results, None);
-                }
-            }
-            let mut all = self.offsets.lock();
-            let g = all.entry(group_id.to_string()).or_default();
-            for (tp, v) in accepted {
-                g.insert((tp.topic.clone(), tp.partition), v);
-                results.push((tp, 0));
-            }
             self.groups
-                .lock()
-                .entry(group_id.to_string())
-                .or_insert_with(|| Group::new(group_id));
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(&group_id));
         }
-        (results, written)
+        Effect {
+            records,
+            deferred: Vec::new(),
+            answer: Pending::Now(results),
+        }
     }
 
     /// OffsetFetch: committed offsets of `group` (all when `partitions` is `None`).
@@ -103,11 +110,9 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         partitions: Option<Vec<TopicPartition>>,
-    ) -> Result<Vec<FetchedOffset>, i16> {
-        self.owns(group_id).map_err(|e| e.code())?;
-        let all = self.offsets.lock();
-        let g = all.get(group_id);
-        Ok(match partitions {
+    ) -> Vec<FetchedOffset> {
+        let g = self.offsets.get(group_id);
+        match partitions {
             Some(ps) => ps
                 .into_iter()
                 .map(
@@ -131,24 +136,22 @@ impl GroupCoordinator {
                         .collect()
                 })
                 .unwrap_or_default(),
-        })
+        }
     }
 
     /// OffsetDelete: refuses partitions the group is consuming (GROUP_SUBSCRIBED_TO_TOPIC).
     pub fn delete_offsets(
-        &self,
+        &mut self,
         group_id: &str,
         partitions: Vec<TopicPartition>,
-    ) -> (i16, Vec<(TopicPartition, i16)>) {
-        if let Err(e) = self.owns(group_id) {
-            return (e.code(), Vec::new());
+    ) -> Effect<(i16, CommitResults)> {
+        if !self.groups.contains_key(group_id) && !self.offsets.contains_key(group_id) {
+            return Effect::now((ResponseError::GroupIdNotFound.code(), Vec::new()));
         }
-        let groups = self.groups.lock();
-        if !groups.contains_key(group_id) && !self.offsets.lock().contains_key(group_id) {
-            return (ResponseError::GroupIdNotFound.code(), Vec::new());
-        }
-        let active = groups.get(group_id).is_some_and(|g| !g.members.is_empty());
-        drop(groups);
+        let active = self
+            .groups
+            .get(group_id)
+            .is_some_and(|g| !g.members.is_empty());
         let mut results = Vec::new();
         let mut records = Vec::new();
         for tp in partitions {
@@ -164,21 +167,11 @@ impl GroupCoordinator {
             });
             results.push((tp, 0));
         }
-        if !records.is_empty() {
-            if let Err(e) = self.persist(group_id, &records).map(drop) {
-                let code = crate::error_map::code(&e);
-                return (0, results.into_iter().map(|(tp, _)| (tp, code)).collect());
-            }
-            let mut all = self.offsets.lock();
-            if let Some(g) = all.get_mut(group_id) {
-                for (tp, code) in &results {
-                    if *code == 0 {
-                        g.remove(&(tp.topic.clone(), tp.partition));
-                    }
-                }
-            }
+        Effect {
+            records,
+            deferred: Vec::new(),
+            answer: Pending::Now((0, results)),
         }
-        (0, results)
     }
 }
 

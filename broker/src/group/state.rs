@@ -2,13 +2,16 @@
 //!
 //! Pure state plus the reply channels of requests waiting on it (JoinGroup until the rebalance
 //! completes, SyncGroup until the leader assigns). A failed send on such a channel only means
-//! the requester's connection closed, so those results are deliberately dropped. Time is passed in, never read, so the
-//! coordinator's timers are driven by `GroupCoordinator::tick`.
+//! the requester's connection closed, so those results are deliberately dropped. Time is
+//! passed in, never read, so the timers are driven by `GroupShard::tick`. A group lives in
+//! one `GroupShard` and is only touched under that shard's lock.
 
 use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+
+use super::records::{GroupValue, MemberValue};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -87,6 +90,20 @@ pub struct Member {
 }
 
 impl Member {
+    /// A member as Kafka persists it, with its metadata for `protocol`.
+    pub(super) fn to_value(&self, protocol: &str) -> MemberValue {
+        MemberValue {
+            member_id: self.id.clone(),
+            instance_id: self.instance_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            rebalance_timeout_ms: self.rebalance_timeout_ms,
+            session_timeout_ms: self.session_timeout_ms,
+            subscription: self.metadata_for(protocol),
+            assignment: self.assignment.clone(),
+        }
+    }
+
     pub(super) fn metadata_for(&self, protocol: &str) -> Bytes {
         self.protocols
             .iter()
@@ -129,6 +146,94 @@ impl Group {
         }
     }
 
+    /// The group loaded from its record: Stable with its members if it has any (as Kafka
+    /// loads a group), their sessions starting `now`.
+    pub(super) fn from_value(id: &str, v: GroupValue, now: Instant) -> Group {
+        let mut g = Group::new(id);
+        g.generation = v.generation;
+        g.protocol_type = Some(v.protocol_type).filter(|t| !t.is_empty());
+        g.protocol = v.protocol.clone();
+        g.leader = v.leader;
+        let protocol = v.protocol.unwrap_or_default();
+        for m in v.members {
+            g.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                    assignment: m.assignment,
+                    last_seen: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        g.state = if g.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        g
+    }
+
+    /// The group as Kafka persists it (GroupMetadataValue v3).
+    pub(super) fn to_value(&self, now_ms: i64) -> GroupValue {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            current_state_timestamp: now_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| m.to_value(&protocol))
+                .collect(),
+        }
+    }
+
+    /// The member id of the static member `instance`, if it is one of ours.
+    pub(super) fn static_member(&self, instance: &str) -> Option<&str> {
+        self.members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(instance))
+            .map(|m| m.id.as_str())
+    }
+
+    /// KIP-345: `instance` given with a member id that is not its current one is an old
+    /// incarnation (FENCED_INSTANCE_ID).
+    pub(super) fn fenced(&self, member_id: &str, instance: Option<&str>) -> bool {
+        instance
+            .and_then(|i| self.static_member(i))
+            .is_some_and(|current| current != member_id)
+    }
+
+    /// KIP-345: a static member restarted under `new_id`. It takes over the old member's
+    /// place (assignment, leadership); requests of the old incarnation still waiting are
+    /// fenced.
+    pub(super) fn replace_static_member(&mut self, old_id: &str, new_id: &str) {
+        let Some(mut m) = self.members.remove(old_id) else {
+            return;
+        };
+        if let Some(w) = m.join_waiter.take() {
+            let _ = w.send(JoinResult::error(ResponseError::FencedInstanceId, old_id));
+        }
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send((ResponseError::FencedInstanceId.code(), Bytes::new()));
+        }
+        m.id = new_id.to_string();
+        self.members.insert(new_id.to_string(), m);
+        if self.leader.as_deref() == Some(old_id) {
+            self.leader = Some(new_id.to_string());
+        }
+    }
+
     /// Moves to PreparingRebalance: members must rejoin before `deadline`; syncs in progress
     /// are told to rejoin.
     pub(super) fn prepare_rebalance(&mut self, deadline: Instant) {
@@ -149,7 +254,7 @@ impl Group {
     }
 
     /// The first protocol, in the leader's order of preference, that every member supports.
-    fn select_protocol(&self) -> Option<String> {
+    pub(super) fn select_protocol(&self) -> Option<String> {
         let first = self.members.values().next()?;
         first.protocols.iter().map(|(n, _)| n.clone()).find(|n| {
             self.members
@@ -160,7 +265,7 @@ impl Group {
 
     /// Ends the join phase: members that did not rejoin are dropped, the generation advances,
     /// and every waiting JoinGroup is answered. Returns true if the group changed generation.
-    pub(super) fn complete_join(&mut self) -> bool {
+    pub(super) fn complete_join(&mut self, now: Instant) -> bool {
         self.members.retain(|_, m| m.join_waiter.is_some());
         self.rebalance_deadline = None;
         self.initial_delay = false;
@@ -193,7 +298,6 @@ impl Group {
             })
             .collect();
         self.state = GroupState::CompletingRebalance;
-        let now = Instant::now();
         for m in self.members.values_mut() {
             m.last_seen = now;
             m.assignment = Bytes::new();
@@ -214,6 +318,18 @@ impl Group {
             }
         }
         true
+    }
+
+    /// Answers every waiting request with `e` (the shard is unloaded: NOT_COORDINATOR).
+    pub(super) fn fail_waiters(&mut self, e: ResponseError) {
+        for m in self.members.values_mut() {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinResult::error(e, &m.id));
+            }
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send((e.code(), Bytes::new()));
+            }
+        }
     }
 
     /// Removes a member; the group rebalances if others remain, or empties.

@@ -1,7 +1,8 @@
 //! Consumer-group APIs: thin adapters between the protocol and `GroupCoordinator`.
 //!
 //! One file for the eleven group APIs because each adapter is a few lines of field mapping;
-//! every rule lives in `group/`.
+//! every rule lives in `group/`. Requests that may write to `__consumer_offsets` answer
+//! later: the coordinator waits until the ISR has the records.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -23,13 +24,15 @@ use kafka_protocol::messages::{delete_groups_response, *};
 use sluice_storage::TopicPartition;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, Context, Reply};
 use crate::error::BrokerError;
-use crate::group::offsets::commit_error;
-use crate::group::{FetchedOffset, JoinParams, Pending, OFFSETS_TOPIC};
+use crate::group::state::JoinResult;
+use crate::group::GroupCoordinator;
+use crate::group::{CommitParams, FetchedOffset, JoinParams, SyncParams, OFFSETS_TOPIC};
 
 /// FindCoordinator key types.
 const KEY_GROUP: i8 = 0;
@@ -149,7 +152,7 @@ pub(super) fn join(ctx: &Context, req: JoinGroupRequest) -> Reply {
             .collect(),
         require_known_member_id: ctx.version >= 4,
     };
-    let to_response = |r: crate::group::state::JoinResult| {
+    let to_response = |r: JoinResult| {
         let members = r
             .members
             .into_iter()
@@ -171,52 +174,36 @@ pub(super) fn join(ctx: &Context, req: JoinGroupRequest) -> Reply {
                 .with_members(members),
         )
     };
-    match ctx.groups.join(params) {
-        Pending::Now(r) => Reply::now(to_response(r)),
-        Pending::Later(rx) => Reply::Later(Box::pin(async move {
-            let r = rx
-                .await
-                .unwrap_or_else(|_| crate::group::state::JoinResult {
-                    error: ResponseError::UnknownMemberId.code(),
-                    generation: -1,
-                    ..Default::default()
-                });
-            to_response(r)
-        })),
-    }
+    let groups = Arc::clone(&ctx.groups);
+    Reply::Later(Box::pin(
+        async move { to_response(groups.join(params).await) },
+    ))
 }
 
 pub(super) fn sync(ctx: &Context, req: SyncGroupRequest) -> Reply {
-    let assignments = req
-        .assignments
-        .into_iter()
-        .map(|a| (a.member_id.to_string(), a.assignment))
-        .collect();
-    let protocol_type = req.protocol_type.clone();
-    let protocol_name = req.protocol_name.clone();
-    let to_response = move |(error, assignment): (i16, bytes::Bytes)| {
+    let params = SyncParams {
+        group_id: req.group_id.to_string(),
+        generation: req.generation_id,
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+        assignments: req
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id.to_string(), a.assignment))
+            .collect(),
+    };
+    let (protocol_type, protocol_name) = (req.protocol_type, req.protocol_name);
+    let groups = Arc::clone(&ctx.groups);
+    Reply::Later(Box::pin(async move {
+        let (error, assignment) = groups.sync(params).await;
         ResponseKind::SyncGroup(
             SyncGroupResponse::default()
                 .with_error_code(error)
                 .with_assignment(assignment)
-                .with_protocol_type(protocol_type.clone())
-                .with_protocol_name(protocol_name.clone()),
+                .with_protocol_type(protocol_type)
+                .with_protocol_name(protocol_name),
         )
-    };
-    match ctx.groups.sync(
-        req.group_id.as_str(),
-        req.generation_id,
-        req.member_id.as_str(),
-        assignments,
-    ) {
-        Pending::Now(r) => Reply::now(to_response(r)),
-        Pending::Later(rx) => Reply::Later(Box::pin(async move {
-            to_response(rx.await.unwrap_or((
-                ResponseError::RebalanceInProgress.code(),
-                bytes::Bytes::new(),
-            )))
-        })),
-    }
+    }))
 }
 
 pub(super) fn heartbeat(ctx: &Context, req: HeartbeatRequest) -> HeartbeatResponse {
@@ -224,10 +211,11 @@ pub(super) fn heartbeat(ctx: &Context, req: HeartbeatRequest) -> HeartbeatRespon
         req.group_id.as_str(),
         req.generation_id,
         req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
     ))
 }
 
-pub(super) fn leave(ctx: &Context, req: LeaveGroupRequest) -> LeaveGroupResponse {
+pub(super) fn leave(ctx: &Context, req: LeaveGroupRequest) -> Reply {
     let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
         req.members
             .iter()
@@ -241,27 +229,27 @@ pub(super) fn leave(ctx: &Context, req: LeaveGroupRequest) -> LeaveGroupResponse
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    let codes = ctx.groups.leave(req.group_id.as_str(), &members);
-    if ctx.version >= 3 {
-        let resp = members
-            .into_iter()
-            .zip(&codes)
-            .map(|((id, inst), code)| {
-                MemberResponse::default()
-                    .with_member_id(str_bytes(id))
-                    .with_group_instance_id(inst.map(str_bytes))
-                    .with_error_code(*code)
-            })
-            .collect();
-        LeaveGroupResponse::default().with_members(resp)
-    } else {
-        LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
-    }
+    let (groups, version) = (Arc::clone(&ctx.groups), ctx.version);
+    Reply::Later(Box::pin(async move {
+        let codes = groups.leave(req.group_id.as_str(), &members).await;
+        let resp = if version >= 3 {
+            let resp = members
+                .into_iter()
+                .zip(&codes)
+                .map(|((id, inst), code)| {
+                    MemberResponse::default()
+                        .with_member_id(str_bytes(id))
+                        .with_group_instance_id(inst.map(str_bytes))
+                        .with_error_code(*code)
+                })
+                .collect();
+            LeaveGroupResponse::default().with_members(resp)
+        } else {
+            LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
+        };
+        ResponseKind::LeaveGroup(resp)
+    }))
 }
-
-/// How long an offset commit waits for its records to reach the ISR
-/// (`offsets.commit.timeout.ms`).
-const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) fn offset_commit(ctx: &Context, req: OffsetCommitRequest) -> Reply {
     let mut offsets = Vec::new();
@@ -275,28 +263,16 @@ pub(super) fn offset_commit(ctx: &Context, req: OffsetCommitRequest) -> Reply {
             ));
         }
     }
-    let (results, written) = ctx.groups.commit(
-        req.group_id.as_str(),
-        req.generation_id_or_member_epoch,
-        req.member_id.as_str(),
+    let params = CommitParams {
+        group_id: req.group_id.to_string(),
+        generation: req.generation_id_or_member_epoch,
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
         offsets,
-    );
-    let Some(w) = written else {
-        return Reply::now(ResponseKind::OffsetCommit(commit_response(&req, &results)));
     };
-    // Acknowledged once on every in-sync replica, so a coordinator failover keeps it.
+    let groups = Arc::clone(&ctx.groups);
     Reply::Later(Box::pin(async move {
-        let replicated = w.replicated(OFFSETS_COMMIT_TIMEOUT).await;
-        let results = match replicated {
-            Ok(()) => results,
-            Err(e) => {
-                let code = commit_error(&e).code();
-                results
-                    .into_iter()
-                    .map(|(tp, c)| (tp, if c == 0 { code } else { c }))
-                    .collect()
-            }
-        };
+        let results = groups.commit(params).await;
         ResponseKind::OffsetCommit(commit_response(&req, &results))
     }))
 }
@@ -506,20 +482,32 @@ pub(super) fn describe_groups(ctx: &Context, req: DescribeGroupsRequest) -> Desc
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub(super) fn delete_groups(ctx: &Context, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let results = req
-        .groups_names
-        .into_iter()
-        .map(|g| {
-            delete_groups_response::DeletableGroupResult::default()
-                .with_error_code(ctx.groups.delete(g.as_str()))
-                .with_group_id(g)
-        })
-        .collect();
-    DeleteGroupsResponse::default().with_results(results)
+pub(super) fn delete_groups(ctx: &Context, req: DeleteGroupsRequest) -> Reply {
+    let groups = Arc::clone(&ctx.groups);
+    Reply::Later(Box::pin(async move {
+        let mut results = Vec::with_capacity(req.groups_names.len());
+        for g in req.groups_names {
+            results.push(
+                delete_groups_response::DeletableGroupResult::default()
+                    .with_error_code(groups.delete(g.as_str()).await)
+                    .with_group_id(g),
+            );
+        }
+        ResponseKind::DeleteGroups(DeleteGroupsResponse::default().with_results(results))
+    }))
 }
 
-pub(super) fn offset_delete(ctx: &Context, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub(super) fn offset_delete(ctx: &Context, req: OffsetDeleteRequest) -> Reply {
+    let groups = Arc::clone(&ctx.groups);
+    Reply::Later(Box::pin(async move {
+        ResponseKind::OffsetDelete(offset_delete_response(&groups, req).await)
+    }))
+}
+
+async fn offset_delete_response(
+    groups: &GroupCoordinator,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let tps = req
         .topics
         .iter()
@@ -529,7 +517,7 @@ pub(super) fn offset_delete(ctx: &Context, req: OffsetDeleteRequest) -> OffsetDe
                 .map(|p| TopicPartition::new(t.name.as_str(), p.partition_index))
         })
         .collect();
-    let (code, results) = ctx.groups.delete_offsets(req.group_id.as_str(), tps);
+    let (code, results) = groups.delete_offsets(req.group_id.as_str(), tps).await;
     let topics = group_by_topic(
         results
             .into_iter()

@@ -1,0 +1,321 @@
+//! `GroupShard` driven directly: requests and time in, records and answers out. No log
+//! directory, no runtime, no time passing but what the tests pass in.
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use sluice_storage::TopicPartition;
+use tokio::sync::oneshot;
+use tokio::time::{Duration, Instant};
+
+use super::records::{GroupValue, OffsetsRecord};
+use super::shard::{Effect, GroupShard, Now, Pending};
+use super::state::{GroupState, JoinResult};
+use super::{CommitParams, GroupConfig, JoinParams, SyncParams};
+
+fn shard() -> GroupShard {
+    GroupShard::new(
+        0,
+        GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
+        },
+    )
+}
+
+fn at(start: Instant, ms: u64) -> Now {
+    Now {
+        at: start + Duration::from_millis(ms),
+        ms: 1_000 + ms as i64,
+    }
+}
+
+fn join_params(member: &str, instance: Option<&str>) -> JoinParams {
+    JoinParams {
+        group_id: "g".into(),
+        member_id: member.into(),
+        instance_id: instance.map(str::to_string),
+        client_id: "client".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+        require_known_member_id: false,
+    }
+}
+
+/// Sends the deferred answers (as the runtime does once the records replicate).
+fn deliver<T>(e: Effect<T>) -> (Vec<OffsetsRecord>, Pending<T>) {
+    e.deferred.into_iter().for_each(|d| d.send());
+    (e.records, e.answer)
+}
+
+fn later<T>(p: Pending<T>) -> oneshot::Receiver<T> {
+    match p {
+        Pending::Later(rx) => rx,
+        Pending::Now(_) => panic!("expected an answer to wait"),
+    }
+}
+
+fn now_answer<T>(p: Pending<T>) -> T {
+    match p {
+        Pending::Now(t) => t,
+        Pending::Later(_) => panic!("expected an answer now"),
+    }
+}
+
+fn ready<T>(rx: &mut oneshot::Receiver<T>) -> T {
+    rx.try_recv().expect("answered")
+}
+
+fn sync(member: &str, generation: i32, assignments: &[(&str, &'static [u8])]) -> SyncParams {
+    SyncParams {
+        group_id: "g".into(),
+        generation,
+        member_id: member.into(),
+        instance_id: None,
+        assignments: assignments
+            .iter()
+            .map(|(m, a)| (m.to_string(), Bytes::from_static(a)))
+            .collect(),
+    }
+}
+
+fn commit(member: &str, generation: i32, metadata: &str) -> CommitParams {
+    CommitParams {
+        group_id: "g".into(),
+        generation,
+        member_id: member.into(),
+        instance_id: None,
+        offsets: vec![(TopicPartition::new("t", 0), 7, -1, Some(metadata.into()))],
+    }
+}
+
+fn all(_: &TopicPartition) -> bool {
+    true
+}
+
+/// Static members a and b, Stable at generation 2 with assignments "pa" and "pb".
+fn stable_static_group(s: &mut GroupShard, t0: Instant) -> (String, String) {
+    let mut a = later(s.join(join_params("", Some("a")), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let mut b = later(s.join(join_params("", Some("b")), at(t0, 1)).answer);
+    let mut a = later(s.join(join_params(&a_id, Some("a")), at(t0, 2)).answer);
+    let (ja, jb) = (ready(&mut a), ready(&mut b));
+    assert_eq!((ja.generation, jb.generation), (2, 2));
+    assert_eq!(ja.leader, a_id);
+    let b_id = jb.member_id;
+    let mut bs = later(s.sync(sync(&b_id, 2, &[]), at(t0, 3)).answer);
+    let e = s.sync(sync(&a_id, 2, &[(&a_id, b"pa"), (&b_id, b"pb")]), at(t0, 4));
+    let (records, answer) = deliver(e);
+    assert_eq!(records.len(), 1, "the assignment is persisted");
+    let mut as_ = later(answer);
+    assert_eq!(ready(&mut as_).1.as_ref(), b"pa");
+    assert_eq!(ready(&mut bs).1.as_ref(), b"pb");
+    (a_id, b_id)
+}
+
+#[test]
+fn static_member_rejoin_keeps_generation_and_assignment_without_rebalance() {
+    let (mut s, t0) = (shard(), Instant::now());
+    let (a_id, old_b) = stable_static_group(&mut s, t0);
+    let e = s.join(join_params("", Some("b")), at(t0, 10));
+    let (records, answer) = deliver(e);
+    let j = ready(&mut later(answer));
+    assert_eq!(
+        (j.error, j.generation, j.leader.as_str()),
+        (0, 2, a_id.as_str())
+    );
+    assert_ne!(j.member_id, old_b);
+    assert!(j.members.is_empty(), "b is not the leader");
+    let [OffsetsRecord::Group {
+        value: Some(GroupValue { members, .. }),
+        ..
+    }] = records.as_slice()
+    else {
+        panic!("the replacement is persisted: {records:?}")
+    };
+    assert!(members.iter().any(|m| m.member_id == j.member_id));
+    assert!(!members.iter().any(|m| m.member_id == old_b));
+    assert_eq!(s.heartbeat("g", 2, &a_id, Some("a"), at(t0, 11)), 0);
+    assert_eq!(
+        s.heartbeat("g", 2, &old_b, Some("b"), at(t0, 11)),
+        ResponseError::FencedInstanceId.code()
+    );
+    let r = now_answer(s.sync(sync(&j.member_id, 2, &[]), at(t0, 12)).answer);
+    assert_eq!((r.0, r.1.as_ref()), (0, &b"pb"[..]));
+}
+
+#[test]
+fn static_leader_rejoin_keeps_its_leadership_without_running_the_assignor() {
+    let (mut s, t0) = (shard(), Instant::now());
+    let (a_id, _) = stable_static_group(&mut s, t0);
+    let (_, answer) = deliver(s.join(join_params("", Some("a")), at(t0, 10)));
+    let j = ready(&mut later(answer));
+    assert_ne!(j.member_id, a_id);
+    // Kafka before JoinGroup v9: the old leader id and no member list, so the client syncs
+    // as a follower and gets its assignment back.
+    assert_eq!((j.generation, j.leader.as_str()), (2, a_id.as_str()));
+    assert!(j.members.is_empty());
+    assert_eq!(s.groups["g"].leader.as_deref(), Some(j.member_id.as_str()));
+    let r = now_answer(s.sync(sync(&j.member_id, 2, &[]), at(t0, 11)).answer);
+    assert_eq!(r.1.as_ref(), b"pa");
+}
+
+#[test]
+fn commits_are_accepted_while_preparing_and_refused_while_completing_a_rebalance() {
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut a = later(s.join(join_params("", None), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let _ = deliver(s.sync(sync(&a_id, 1, &[(&a_id, b"pa")]), at(t0, 1)));
+    // A second member: PreparingRebalance until a rejoins.
+    let mut b = later(s.join(join_params("", None), at(t0, 2)).answer);
+    assert_eq!(s.groups["g"].state, GroupState::PreparingRebalance);
+    let e = s.commit(commit(&a_id, 1, "m"), &all, at(t0, 3));
+    assert_eq!(e.records.len(), 1);
+    assert_eq!(now_answer(e.answer)[0].1, 0);
+    let e = s.commit(commit(&a_id, 0, "m"), &all, at(t0, 3));
+    assert_eq!(
+        now_answer(e.answer)[0].1,
+        ResponseError::IllegalGeneration.code()
+    );
+    let _a = later(s.join(join_params(&a_id, None), at(t0, 4)).answer);
+    assert_eq!(ready(&mut b).generation, 2);
+    assert_eq!(s.groups["g"].state, GroupState::CompletingRebalance);
+    let e = s.commit(commit(&a_id, 2, "m"), &all, at(t0, 5));
+    assert!(e.records.is_empty());
+    assert_eq!(
+        now_answer(e.answer)[0].1,
+        ResponseError::RebalanceInProgress.code()
+    );
+}
+
+#[test]
+fn commit_metadata_over_the_limit_is_refused_per_partition() {
+    let mut s = shard();
+    let t0 = Instant::now();
+    let mut req = commit("", -1, "");
+    req.offsets = vec![
+        (TopicPartition::new("t", 0), 1, -1, Some("m".repeat(4096))),
+        (TopicPartition::new("t", 1), 1, -1, Some("m".repeat(4097))),
+        (TopicPartition::new("u", 0), 1, -1, None),
+    ];
+    let e = s.commit(req, &|tp| tp.topic == "t", at(t0, 0));
+    assert_eq!(
+        e.records.len(),
+        1,
+        "only the partition that fits is written"
+    );
+    let codes: Vec<i16> = now_answer(e.answer).into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        codes,
+        vec![
+            0,
+            ResponseError::OffsetMetadataTooLarge.code(),
+            ResponseError::UnknownTopicOrPartition.code()
+        ]
+    );
+    let mut long = commit("", -1, "");
+    long.group_id = "g".repeat(40_000);
+    let e = s.commit(long, &all, at(t0, 0));
+    assert!(e.records.is_empty());
+    assert_eq!(
+        now_answer(e.answer)[0].1,
+        ResponseError::InvalidGroupId.code()
+    );
+}
+
+#[test]
+fn a_replayed_shard_keeps_generation_members_and_assignments() {
+    let (mut s, t0) = (shard(), Instant::now());
+    let (a_id, b_id) = stable_static_group(&mut s, t0);
+    let e = s.commit(commit(&a_id, 2, "m"), &all, at(t0, 5));
+    s.applied(&e.records);
+    // Everything the shard wrote, replayed into a fresh shard (a coordinator move).
+    let g = &s.groups["g"];
+    let mut written = vec![GroupShard::group_record(g, at(t0, 6))];
+    written.extend(e.records);
+    let mut moved = shard();
+    for r in written {
+        let (k, v) = r.encode().expect("encode");
+        moved.replay(
+            OffsetsRecord::decode(&k, v.as_deref()).expect("decode"),
+            at(t0, 7),
+        );
+    }
+    let g = &moved.groups["g"];
+    assert_eq!((g.state, g.generation), (GroupState::Stable, 2));
+    assert_eq!(g.leader.as_deref(), Some(a_id.as_str()));
+    assert_eq!(moved.heartbeat("g", 2, &b_id, Some("b"), at(t0, 8)), 0);
+    let r = now_answer(moved.sync(sync(&b_id, 2, &[]), at(t0, 8)).answer);
+    assert_eq!(r.1.as_ref(), b"pb");
+    let fetched = moved.fetch_offsets("g", None);
+    assert_eq!(fetched.len(), 1);
+    assert_eq!((fetched[0].1, fetched[0].3.as_deref()), (7, Some("m")));
+}
+
+#[test]
+fn the_last_member_leaving_persists_an_empty_group() {
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut a = later(s.join(join_params("", None), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let e = s.leave("g", &[(a_id, None)], at(t0, 1));
+    let [OffsetsRecord::Group { value: Some(v), .. }] = e.records.as_slice() else {
+        panic!("an emptied group is persisted")
+    };
+    assert!(v.members.is_empty());
+    assert_eq!(now_answer(e.answer), vec![0]);
+    assert_eq!(s.groups["g"].state, GroupState::Empty);
+}
+
+#[test]
+fn unloading_answers_waiting_requests_not_coordinator() {
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut a = later(s.join(join_params("", None), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let _ = deliver(s.sync(sync(&a_id, 1, &[]), at(t0, 1)));
+    let mut b = later(s.join(join_params("", None), at(t0, 2)).answer);
+    s.unload();
+    let JoinResult { error, .. } = ready(&mut b);
+    assert_eq!(error, ResponseError::NotCoordinator.code());
+    assert!(!s.is_active());
+}
+
+#[test]
+fn sessions_expire_from_the_tick_and_an_emptied_group_is_persisted() {
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut a = later(s.join(join_params("", None), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let _ = deliver(s.sync(sync(&a_id, 1, &[]), at(t0, 1)));
+    assert!(s.tick(at(t0, 9_000)).is_empty(), "within the session");
+    let records = s.tick(at(t0, 10_002));
+    assert_eq!(records.len(), 1);
+    assert!(s.groups["g"].members.is_empty());
+}
+
+#[test]
+fn a_rejoin_waits_for_no_member_whose_session_expired() {
+    // After a coordinator move the group is loaded Stable with its old member; the consumer
+    // comes back as a new member, and the old one never heartbeats again.
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut a = later(s.join(join_params("", None), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let (records, _) = deliver(s.sync(sync(&a_id, 1, &[(&a_id, b"pa")]), at(t0, 1)));
+    let mut moved = shard();
+    for r in records {
+        moved.replay(r, at(t0, 2));
+    }
+    let mut p = join_params("", None);
+    p.rebalance_timeout_ms = 300_000; // max.poll.interval.ms: far beyond the session
+    let mut b = later(moved.join(p, at(t0, 3)).answer);
+    assert_eq!(moved.groups["g"].state, GroupState::PreparingRebalance);
+    assert!(b.try_recv().is_err(), "waits for the loaded member");
+    let _ = moved.tick(at(t0, 10_003));
+    let j = ready(&mut b);
+    assert_eq!(
+        (j.error, j.generation),
+        (0, 2),
+        "joined once the old member expired"
+    );
+    assert_eq!(moved.groups["g"].members.len(), 1);
+}
