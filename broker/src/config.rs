@@ -14,6 +14,10 @@ use std::path::PathBuf;
 
 use sluice_storage::LogConfig;
 
+mod group;
+
+pub use group::GroupConfig;
+
 /// A configuration error, naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration {key}={value:?}: {reason}")]
@@ -108,7 +112,7 @@ pub struct BrokerConfig {
     /// Topic defaults derived from the `log.*` broker keys.
     pub log_defaults: LogConfig,
     /// Group coordinator settings (`offsets.topic.num.partitions`, `group.*`).
-    pub groups: crate::group::GroupConfig,
+    pub groups: GroupConfig,
     /// Cluster and replication settings.
     pub cluster: ClusterSettings,
 }
@@ -237,7 +241,7 @@ impl Default for BrokerConfig {
             cluster_id: "sluice-cluster".into(),
             metrics_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             log_defaults: LogConfig::default(),
-            groups: crate::group::GroupConfig::default(),
+            groups: GroupConfig::default(),
             cluster: ClusterSettings::default(),
         }
     }

@@ -28,6 +28,7 @@ pub mod records;
 pub mod shard;
 pub mod state;
 
+pub use crate::config::GroupConfig;
 pub use coordinator::GroupCoordinator;
 pub use membership::{JoinParams, SyncParams};
 pub use offsets::{CommitParams, CommitResults};
@@ -35,34 +36,6 @@ pub use shard::{Effect, FetchedOffset, GroupDescription, GroupShard, Now, Pendin
 
 /// The internal offsets topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// Group coordinator settings, Kafka's keys and defaults.
-#[derive(Debug, Clone)]
-pub struct GroupConfig {
-    /// `offsets.topic.num.partitions` (50).
-    pub offsets_partitions: i32,
-    /// `group.initial.rebalance.delay.ms` (3000).
-    pub initial_rebalance_delay_ms: u64,
-    /// `group.min.session.timeout.ms` (6000).
-    pub min_session_timeout_ms: i32,
-    /// `group.max.session.timeout.ms` (1800000).
-    pub max_session_timeout_ms: i32,
-    /// `offset.metadata.max.bytes` (4096): longer commit metadata is refused with
-    /// OFFSET_METADATA_TOO_LARGE. At most `i16::MAX`, what the record schema holds.
-    pub offset_metadata_max_bytes: usize,
-}
-
-impl Default for GroupConfig {
-    fn default() -> Self {
-        GroupConfig {
-            offsets_partitions: 50,
-            initial_rebalance_delay_ms: 3000,
-            min_session_timeout_ms: 6000,
-            max_session_timeout_ms: 1_800_000,
-            offset_metadata_max_bytes: 4096,
-        }
-    }
-}
 
 #[cfg(test)]
 mod coordinator_tests;
