@@ -7,7 +7,7 @@
 //! records are handed to the application.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -130,10 +130,48 @@ struct Membership {
     joined: bool,
 }
 
+/// A request to rejoin the group and the generation it is about. A heartbeat or commit
+/// answered "rebalancing" or "illegal generation" about generation g asks to leave g; a join
+/// that meanwhile reached a later generation already did, and rejoining again would start a
+/// needless rebalance (the answer to a heartbeat sent before a join can arrive after it).
+struct Rejoin(AtomicI32);
+
+impl Rejoin {
+    const NONE: i32 = i32::MIN;
+    const ANY: i32 = i32::MAX;
+
+    /// Rejoin whatever the generation (a new subscription, partitions given up).
+    fn now(&self) {
+        self.0.store(Self::ANY, Ordering::Release);
+    }
+
+    /// Rejoin if still at `generation` (or older) when the request is taken.
+    fn about(&self, generation: i32) {
+        self.0.fetch_max(generation, Ordering::AcqRel);
+    }
+
+    /// Forgets what was asked: a join is being sent, which answers it.
+    fn clear(&self) {
+        self.0.store(Self::NONE, Ordering::Release);
+    }
+
+    /// Whether a member now at generation `current` must rejoin; clears the request.
+    fn take(&self, current: i32) -> bool {
+        let asked = self.0.swap(Self::NONE, Ordering::AcqRel);
+        asked != Self::NONE && asked >= current
+    }
+}
+
+impl Default for Rejoin {
+    fn default() -> Self {
+        Rejoin(AtomicI32::new(Self::NONE))
+    }
+}
+
 struct Group {
     id: String,
     member: Arc<Mutex<Membership>>,
-    rejoin: Arc<AtomicBool>,
+    rejoin: Arc<Rejoin>,
     protocol: Option<Assignor>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
@@ -220,7 +258,7 @@ impl Consumer {
             return Err(Error::Invalid("subscribe needs a group.id".into()));
         };
         self.subscription = topics;
-        g.rejoin.store(true, Ordering::Release);
+        g.rejoin.now();
         Ok(())
     }
 
@@ -351,5 +389,31 @@ impl Drop for Consumer {
         if let Some(h) = self.group.as_mut().and_then(|g| g.heartbeat.take()) {
             h.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod rejoin_tests {
+    use super::Rejoin;
+
+    #[test]
+    fn an_answer_about_an_older_generation_asks_for_no_rejoin() {
+        let r = Rejoin::default();
+        assert!(!r.take(3), "nothing asked");
+        // A heartbeat sent at generation 2 was answered REBALANCE_IN_PROGRESS after the
+        // join that rebalance asked for had already reached generation 3.
+        r.about(2);
+        assert!(!r.take(3));
+        r.about(3);
+        assert!(r.take(3));
+        assert!(!r.take(3), "taken once");
+        r.now();
+        assert!(
+            r.take(7),
+            "a new subscription rejoins whatever the generation"
+        );
+        r.about(5);
+        r.clear();
+        assert!(!r.take(5), "a join sent since answers it");
     }
 }

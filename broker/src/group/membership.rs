@@ -155,6 +155,7 @@ impl GroupShard {
             ));
         }
         g.protocol_type = Some(p.protocol_type.clone());
+        tracing::debug!(group = %p.group_id, member = %member_id, state = ?g.state, generation = g.generation, "JoinGroup");
         if g.state != GroupState::PreparingRebalance {
             // An empty group waits group.initial.rebalance.delay.ms for more members (KIP-134)
             // before its first rebalance completes; a running one waits for its members.

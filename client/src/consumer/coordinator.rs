@@ -38,11 +38,13 @@ impl Consumer {
         let Some(g) = &self.group else {
             return Err(Error::Invalid("committing offsets needs a group.id".into()));
         };
-        let r = offsets::commit(&self.cluster, &g.id, &self.identity(), offsets).await;
+        let identity = self.identity();
+        let r = offsets::commit(&self.cluster, &g.id, &identity, offsets).await;
         if let Err(e) = &r {
             // ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS: the group moved on.
             if e.kafka().is_some_and(|k| [22, 25, 27].contains(&k.code())) {
-                g.rejoin.store(true, Ordering::Release);
+                tracing::debug!(error = %e, generation = identity.generation, "commit asks to rejoin");
+                g.rejoin.about(identity.generation);
             }
         }
         self.last_commit = Instant::now();
@@ -70,7 +72,11 @@ impl Consumer {
             self.auto_commit().await;
         }
         let g = self.group.as_ref().expect("checked");
-        if g.rejoin.swap(false, Ordering::AcqRel) || !g.member.lock().joined {
+        let (joined, generation) = {
+            let m = g.member.lock();
+            (m.joined, m.generation)
+        };
+        if g.rejoin.take(generation) || !joined {
             self.join().await?;
         }
         Ok(())
@@ -179,7 +185,7 @@ impl Consumer {
         // Whatever asked for a rejoin until now (a heartbeat, a failed commit) is answered by
         // this join; leaving the flag set would start yet another rebalance right after it.
         if let Some(g) = &self.group {
-            g.rejoin.store(false, Ordering::Release);
+            g.rejoin.clear();
         }
         let r = conn.start(&join).await?.with_timeout(wait).wait().await?;
         if r.error_code == 79 {
@@ -312,7 +318,7 @@ impl Consumer {
             if cooperative {
                 // KIP-429: after giving partitions up, rejoin so they can move.
                 if let Some(g) = &self.group {
-                    g.rejoin.store(true, Ordering::Release);
+                    g.rejoin.now();
                 }
             }
         }
@@ -358,13 +364,14 @@ impl Consumer {
                         0 => {}
                         // REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID
                         27 | 22 | 25 | 82 => {
+                            tracing::debug!(group = %group_id, code = r.error_code, generation = m.generation, "heartbeat asks to rejoin");
                             if r.error_code == 25 {
                                 member.lock().member_id.clear();
                             }
                             if r.error_code != 27 {
                                 member.lock().joined = false;
                             }
-                            rejoin.store(true, Ordering::Release);
+                            rejoin.about(m.generation);
                         }
                         15 | 16 => cluster.invalidate_coordinator(&group_id),
                         code => tracing::warn!(group = %group_id, code, "heartbeat failed"),
