@@ -319,3 +319,34 @@ fn a_rejoin_waits_for_no_member_whose_session_expired() {
     );
     assert_eq!(moved.groups["g"].members.len(), 1);
 }
+
+#[test]
+fn a_replaced_static_member_is_fenced_on_join_heartbeat_sync_commit_and_leave() {
+    // Issue 22 item 1: the zombie of a replaced pod (old member id, same instance id) is
+    // FENCED_INSTANCE_ID everywhere, so it cannot evict its replacement.
+    let (mut s, t0) = (shard(), Instant::now());
+    let (_, old_b) = stable_static_group(&mut s, t0);
+    let (_, answer) = deliver(s.join(join_params("", Some("b")), at(t0, 10)));
+    let new_b = ready(&mut later(answer)).member_id;
+    let fenced = ResponseError::FencedInstanceId.code();
+    let j = s.join(join_params(&old_b, Some("b")), at(t0, 11));
+    assert_eq!(now_answer(j.answer).error, fenced, "join");
+    assert_eq!(s.heartbeat("g", 2, &old_b, Some("b"), at(t0, 11)), fenced);
+    let mut req = sync(&old_b, 2, &[]);
+    req.instance_id = Some("b".into());
+    assert_eq!(now_answer(s.sync(req, at(t0, 11)).answer).0, fenced, "sync");
+    let mut req = commit(&old_b, 2, "m");
+    req.instance_id = Some("b".into());
+    let e = s.commit(req, &all, at(t0, 11));
+    assert!(e.records.is_empty());
+    assert_eq!(now_answer(e.answer)[0].1, fenced, "commit");
+    let e = s.leave("g", &[(old_b, Some("b".into()))], at(t0, 11));
+    assert_eq!(now_answer(e.answer), vec![fenced], "leave");
+    let g = &s.groups["g"];
+    assert_eq!(
+        (g.state, g.generation),
+        (GroupState::Stable, 2),
+        "no rebalance"
+    );
+    assert!(g.members.contains_key(&new_b));
+}
