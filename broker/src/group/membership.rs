@@ -158,18 +158,14 @@ impl GroupShard {
         if g.state != GroupState::PreparingRebalance {
             // An empty group waits group.initial.rebalance.delay.ms for more members (KIP-134)
             // before its first rebalance completes; a running one waits for its members.
-            let delay = if was_empty {
-                initial_delay_ms.min(p.rebalance_timeout_ms.max(0) as u64)
-            } else {
-                0
-            };
+            let timeout = g.rebalance_timeout();
             let wait = if was_empty {
-                delay
+                timeout.min(Duration::from_millis(initial_delay_ms))
             } else {
-                p.rebalance_timeout_ms.max(0) as u64
+                timeout
             };
-            g.prepare_rebalance(now.at + Duration::from_millis(wait));
-            g.initial_delay = delay > 0;
+            g.prepare_rebalance(now.at + wait);
+            g.initial_delay = was_empty && !wait.is_zero();
         }
         if g.all_joined() && !g.initial_delay {
             g.complete_join(now.at);
@@ -379,8 +375,8 @@ fn static_member_rejoin(
     if g.state != GroupState::PreparingRebalance {
         // CompletingRebalance: the leader may be assigning to the old member id, so the
         // group rebalances (as Kafka does); likewise if the protocol would change.
-        let timeout = p.rebalance_timeout_ms.max(0) as u64;
-        g.prepare_rebalance(now.at + Duration::from_millis(timeout));
+        let timeout = g.rebalance_timeout();
+        g.prepare_rebalance(now.at + timeout);
     }
     if g.all_joined() && !g.initial_delay {
         g.complete_join(now.at);

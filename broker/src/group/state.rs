@@ -234,6 +234,19 @@ impl Group {
         }
     }
 
+    /// How long a rebalance waits for the members to rejoin: the longest rebalance timeout
+    /// (`max.poll.interval.ms`) of any member, as Kafka's `rebalanceTimeoutMs`, so a member
+    /// joining with a short one does not cut short the others' time (issue 22 item 4).
+    pub(super) fn rebalance_timeout(&self) -> std::time::Duration {
+        let ms = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout_ms)
+            .max()
+            .unwrap_or(0);
+        std::time::Duration::from_millis(ms.max(0) as u64)
+    }
+
     /// Moves to PreparingRebalance: members must rejoin before `deadline`; syncs in progress
     /// are told to rejoin.
     pub(super) fn prepare_rebalance(&mut self, deadline: Instant) {
@@ -355,15 +368,7 @@ impl Group {
             }
             GroupState::PreparingRebalance => {}
             GroupState::CompletingRebalance | GroupState::Stable => {
-                let timeout = self
-                    .members
-                    .values()
-                    .map(|m| m.rebalance_timeout_ms)
-                    .max()
-                    .unwrap_or(0);
-                self.prepare_rebalance(
-                    now + std::time::Duration::from_millis(timeout.max(0) as u64),
-                );
+                self.prepare_rebalance(now + self.rebalance_timeout());
             }
         }
     }

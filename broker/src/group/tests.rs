@@ -350,3 +350,27 @@ fn a_replaced_static_member_is_fenced_on_join_heartbeat_sync_commit_and_leave() 
     );
     assert!(g.members.contains_key(&new_b));
 }
+
+#[test]
+fn the_rebalance_deadline_is_the_longest_rebalance_timeout_of_the_members() {
+    // Issue 22 item 4: a member joining with a short rebalance timeout must not cut short the
+    // time the others (here a, with max.poll.interval.ms of a minute) have to rejoin.
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut p = join_params("", None);
+    p.rebalance_timeout_ms = 60_000;
+    let mut a = later(s.join(p.clone(), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let _ = deliver(s.sync(sync(&a_id, 1, &[(&a_id, b"pa")]), at(t0, 1)));
+    let mut q = join_params("", None);
+    q.rebalance_timeout_ms = 1_000;
+    let mut b = later(s.join(q, at(t0, 2)).answer);
+    assert_eq!(s.heartbeat("g", 1, &a_id, None, at(t0, 1_500)), 27);
+    let _ = s.tick(at(t0, 2_000));
+    assert!(b.try_recv().is_err(), "still waiting for a");
+    let g = &s.groups["g"];
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    assert!(g.members.contains_key(&a_id), "a keeps its place");
+    p.member_id = a_id.clone();
+    let mut a = later(s.join(p, at(t0, 10_000)).answer);
+    assert_eq!((ready(&mut a).generation, ready(&mut b).generation), (2, 2));
+}
