@@ -276,10 +276,21 @@ impl Group {
         })
     }
 
-    /// Ends the join phase: members that did not rejoin are dropped, the generation advances,
-    /// and every waiting JoinGroup is answered. Returns true if the group changed generation.
+    /// Ends the join phase: dynamic members that did not rejoin are dropped, the generation
+    /// advances, and every waiting JoinGroup is answered. Static members that did not rejoin
+    /// keep their place (and get a share of the assignment) until their session expires, as
+    /// Kafka's `onCompleteJoin` does: a restarting pod comes back to its partitions (issue 22
+    /// item 5). If only such absent static members remain, the join is postponed by another
+    /// rebalance timeout rather than completed with no leader. Returns true if the group
+    /// changed generation.
     pub(super) fn complete_join(&mut self, now: Instant) -> bool {
-        self.members.retain(|_, m| m.join_waiter.is_some());
+        self.members
+            .retain(|_, m| m.join_waiter.is_some() || m.instance_id.is_some());
+        if !self.members.is_empty() && !self.members.values().any(|m| m.join_waiter.is_some()) {
+            self.rebalance_deadline = Some(now + self.rebalance_timeout());
+            self.initial_delay = false;
+            return false;
+        }
         self.rebalance_deadline = None;
         self.initial_delay = false;
         self.generation += 1;
@@ -290,12 +301,18 @@ impl Group {
             return true;
         }
         self.protocol = self.select_protocol();
+        // The leader must be a member that rejoined: it is the one answered with the list.
         if self
             .leader
             .as_ref()
-            .is_none_or(|l| !self.members.contains_key(l))
+            .and_then(|l| self.members.get(l))
+            .is_none_or(|m| m.join_waiter.is_none())
         {
-            self.leader = self.members.keys().next().cloned();
+            self.leader = self
+                .members
+                .values()
+                .find(|m| m.join_waiter.is_some())
+                .map(|m| m.id.clone());
         }
         let leader = self.leader.clone().unwrap_or_default();
         let protocol = self.protocol.clone().unwrap_or_default();

@@ -374,3 +374,51 @@ fn the_rebalance_deadline_is_the_longest_rebalance_timeout_of_the_members() {
     let mut a = later(s.join(p, at(t0, 10_000)).answer);
     assert_eq!((ready(&mut a).generation, ready(&mut b).generation), (2, 2));
 }
+
+#[test]
+fn a_static_member_that_did_not_rejoin_keeps_its_place_until_its_session_expires() {
+    // Issue 22 item 5: only dynamic members are dropped at the end of a rebalance; a static
+    // one (a pod restarting) stays, and the leader assigns to it.
+    let (mut s, t0) = (shard(), Instant::now());
+    let (a_id, b_id) = stable_static_group(&mut s, t0);
+    let mut c = later(s.join(join_params("", None), at(t0, 10)).answer);
+    let mut a = later(s.join(join_params(&a_id, Some("a")), at(t0, 11)).answer);
+    assert_eq!(s.heartbeat("g", 2, &b_id, Some("b"), at(t0, 9_000)), 27);
+    let _ = s.tick(at(t0, 10_011));
+    let (ja, jc) = (ready(&mut a), ready(&mut c));
+    assert_eq!((ja.error, ja.generation, jc.generation), (0, 3, 3));
+    assert_eq!(ja.leader, a_id);
+    let listed: Vec<&str> = ja.members.iter().map(|m| m.0.as_str()).collect();
+    assert!(
+        listed.contains(&b_id.as_str()),
+        "b is assigned to: {listed:?}"
+    );
+    assert!(s.groups["g"].members.contains_key(&b_id));
+    // b's session then runs out (the pod did not come back): it is removed then.
+    assert_eq!(s.heartbeat("g", 3, &a_id, Some("a"), at(t0, 15_000)), 0);
+    assert_eq!(s.heartbeat("g", 3, &jc.member_id, None, at(t0, 15_000)), 0);
+    let _ = s.tick(at(t0, 10_011 + 10_001));
+    assert!(!s.groups["g"].members.contains_key(&b_id));
+}
+
+#[test]
+fn a_rebalance_no_member_rejoined_is_postponed_while_static_members_remain() {
+    let (mut s, t0) = (shard(), Instant::now());
+    let (a_id, b_id) = stable_static_group(&mut s, t0);
+    let g = s.groups.get_mut("g").expect("group");
+    g.prepare_rebalance(at(t0, 10).at + g.rebalance_timeout());
+    assert_eq!(s.heartbeat("g", 2, &a_id, Some("a"), at(t0, 9_000)), 27);
+    assert_eq!(s.heartbeat("g", 2, &b_id, Some("b"), at(t0, 9_000)), 27);
+    let _ = s.tick(at(t0, 10_011));
+    let g = &s.groups["g"];
+    assert_eq!((g.state, g.generation), (GroupState::PreparingRebalance, 2));
+    assert_eq!(g.members.len(), 2);
+    let mut a = later(s.join(join_params(&a_id, Some("a")), at(t0, 10_012)).answer);
+    assert!(a.try_recv().is_err(), "waits for b until the new deadline");
+    let _ = s.tick(at(t0, 20_013));
+    let j = ready(&mut a);
+    assert_eq!(
+        (j.error, j.generation, j.leader.as_str()),
+        (0, 3, a_id.as_str())
+    );
+}
