@@ -129,6 +129,9 @@ impl GroupShard {
                 return fail(ResponseError::FencedInstanceId);
             }
         }
+        if let Some(current) = current_generation(g, &member_id, &p.protocols, now) {
+            return Effect::now(current);
+        }
         let (tx, rx) = oneshot::channel();
         let was_empty = g.members.is_empty() && g.state == GroupState::Empty;
         let member = g
@@ -318,6 +321,54 @@ impl GroupShard {
             answer: Pending::Now(codes),
         }
     }
+}
+
+/// Kafka's `doCurrentMemberJoinGroup`: a known member rejoining with unchanged protocols
+/// (it lost the JoinGroup answer, say) is told the current generation instead of starting a
+/// rebalance: while the group completes its rebalance (the leader with the member list
+/// again), or once Stable unless it is the leader, whose JoinGroup asks for a rebalance
+/// (a topic's partitions changed, which no member's metadata shows). Issue 22 item 8.
+fn current_generation(
+    g: &mut Group,
+    member_id: &str,
+    protocols: &[(String, Bytes)],
+    now: Now,
+) -> Option<JoinResult> {
+    let is_leader = g.leader.as_deref() == Some(member_id);
+    let current = match g.state {
+        GroupState::CompletingRebalance => true,
+        GroupState::Stable => !is_leader,
+        GroupState::Empty | GroupState::PreparingRebalance => false,
+    };
+    let m = g.members.get_mut(member_id)?;
+    if !current || m.protocols != protocols {
+        return None;
+    }
+    m.last_seen = now.at;
+    let protocol = g.protocol.clone().unwrap_or_default();
+    let members = if is_leader && g.state == GroupState::CompletingRebalance {
+        g.members
+            .values()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Some(JoinResult {
+        error: 0,
+        generation: g.generation,
+        protocol_type: g.protocol_type.clone(),
+        protocol_name: g.protocol.clone(),
+        leader: g.leader.clone().unwrap_or_default(),
+        member_id: member_id.to_string(),
+        members,
+    })
 }
 
 fn update_member(member: &mut Member, p: &JoinParams, now: Now) {

@@ -422,3 +422,50 @@ fn a_rebalance_no_member_rejoined_is_postponed_while_static_members_remain() {
         (0, 3, a_id.as_str())
     );
 }
+
+/// A JoinGroup's answer, whether given at once or already sent.
+fn answered(p: Pending<JoinResult>) -> JoinResult {
+    match p {
+        Pending::Now(j) => j,
+        Pending::Later(mut rx) => ready(&mut rx),
+    }
+}
+
+#[test]
+fn a_known_member_rejoining_with_unchanged_metadata_gets_the_current_generation() {
+    // Issue 22 item 8 (Kafka's doCurrentMemberJoinGroup): a member that lost its JoinGroup
+    // answer and asks again with the same protocols is told the current generation; only a
+    // change of metadata, or the leader rejoining a Stable group, starts a rebalance.
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut a = later(s.join(join_params("", None), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let _ = deliver(s.sync(sync(&a_id, 1, &[(&a_id, b"pa")]), at(t0, 1)));
+    let mut b = later(s.join(join_params("", None), at(t0, 2)).answer);
+    let mut a = later(s.join(join_params(&a_id, None), at(t0, 3)).answer);
+    let (ja, jb) = (ready(&mut a), ready(&mut b));
+    assert_eq!((ja.generation, ja.leader.as_str()), (2, a_id.as_str()));
+    let b_id = jb.member_id;
+    // CompletingRebalance: answered at once, the leader with the member list.
+    let j = answered(s.join(join_params(&b_id, None), at(t0, 4)).answer);
+    assert_eq!((j.error, j.generation, j.members.len()), (0, 2, 0));
+    let j = answered(s.join(join_params(&a_id, None), at(t0, 5)).answer);
+    assert_eq!((j.error, j.generation, j.members.len()), (0, 2, 2));
+    assert_eq!(s.groups["g"].state, GroupState::CompletingRebalance);
+    let mut bs = later(s.sync(sync(&b_id, 2, &[]), at(t0, 6)).answer);
+    let _ = deliver(s.sync(sync(&a_id, 2, &[(&a_id, b"pa"), (&b_id, b"pb")]), at(t0, 7)));
+    assert_eq!(ready(&mut bs).1.as_ref(), b"pb");
+    // Stable: a follower with the same metadata keeps the generation and its assignment.
+    let j = answered(s.join(join_params(&b_id, None), at(t0, 8)).answer);
+    assert_eq!(
+        (j.error, j.generation, j.leader.as_str()),
+        (0, 2, a_id.as_str())
+    );
+    assert_eq!(s.groups["g"].state, GroupState::Stable);
+    let r = now_answer(s.sync(sync(&b_id, 2, &[]), at(t0, 9)).answer);
+    assert_eq!((r.0, r.1.as_ref()), (0, &b"pb"[..]));
+    // Changed metadata rebalances.
+    let mut p = join_params(&b_id, None);
+    p.protocols = vec![("range".into(), Bytes::from_static(b"sub2"))];
+    let _b = later(s.join(p, at(t0, 10)).answer);
+    assert_eq!(s.groups["g"].state, GroupState::PreparingRebalance);
+}
