@@ -365,14 +365,41 @@ impl GroupCoordinator {
                 continue;
             }
             let records = s.tick(Now::current());
-            if records.is_empty() {
+            self.append_unawaited(&mut s, &records);
+        }
+    }
+
+    /// Topics were deleted (or recreated under a new id): every loaded shard writes the
+    /// tombstones of the groups' committed offsets on them (Kafka's `onPartitionsDeleted`).
+    /// Nothing waits on those records.
+    pub fn delete_topic_offsets(&self, deleted: &dyn Fn(&str) -> bool) {
+        let shards: Vec<_> = self.shards.read().values().cloned().collect();
+        for shard in shards {
+            let mut s = shard.lock();
+            if !s.is_active() {
                 continue;
             }
-            match self.append(s.partition(), &records) {
-                Ok(_) => s.applied(&records),
-                Err(e) => {
-                    tracing::warn!(partition = s.partition(), error = %e, "could not persist group metadata")
-                }
+            let records = s.delete_topics(deleted);
+            if !records.is_empty() {
+                tracing::info!(
+                    partition = s.partition(),
+                    records = records.len(),
+                    "removing the offsets of deleted topics"
+                );
+            }
+            self.append_unawaited(&mut s, &records);
+        }
+    }
+
+    /// Appends and applies records no request waits on (timers, topic deletions).
+    fn append_unawaited(&self, s: &mut GroupShard, records: &[OffsetsRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        match self.append(s.partition(), records) {
+            Ok(_) => s.applied(records),
+            Err(e) => {
+                tracing::warn!(partition = s.partition(), error = %e, "could not persist group metadata")
             }
         }
     }

@@ -222,3 +222,31 @@ async fn while_loading_sync_is_rebalance_in_progress_and_heartbeat_is_none() {
     let leave = s.groups.leave("g", &[("m".into(), None)]).await;
     assert_eq!(leave, vec![ResponseError::CoordinatorLoadInProgress.code()]);
 }
+
+#[tokio::test]
+async fn a_deleted_topics_offsets_stay_deleted_across_a_coordinator_move() {
+    let s = setup();
+    let r = s
+        .groups
+        .commit(CommitParams {
+            group_id: "h".into(),
+            generation: -1,
+            member_id: String::new(),
+            instance_id: None,
+            offsets: vec![(TopicPartition::new("t", 0), 42, -1, None)],
+        })
+        .await;
+    assert_eq!(r[0].1, 0);
+    s.groups.delete_topic_offsets(&|t| t == "t");
+    assert!(s.groups.fetch_offsets("h", None).expect("owned").is_empty());
+    s.groups.unload_partition(0);
+    s.groups.load_partition(&s.part).expect("load");
+    assert!(
+        s.groups.fetch_offsets("h", None).expect("owned").is_empty(),
+        "the tombstones are in the log"
+    );
+    assert!(
+        s.groups.describe("h").expect("owned").is_none(),
+        "h had nothing else"
+    );
+}

@@ -469,3 +469,73 @@ fn a_known_member_rejoining_with_unchanged_metadata_gets_the_current_generation(
     let _b = later(s.join(p, at(t0, 10)).answer);
     assert_eq!(s.groups["g"].state, GroupState::PreparingRebalance);
 }
+
+#[test]
+fn deleting_a_topic_tombstones_its_committed_offsets_in_every_group() {
+    // Issue 22 item 6: a topic deleted and recreated must not resume at the old offsets.
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut a = later(s.join(join_params("", None), at(t0, 0)).answer);
+    let a_id = ready(&mut a).member_id;
+    let _ = deliver(s.sync(sync(&a_id, 1, &[(&a_id, b"pa")]), at(t0, 1)));
+    let mut req = commit(&a_id, 1, "");
+    req.offsets = vec![
+        (TopicPartition::new("t", 0), 5, -1, None),
+        (TopicPartition::new("u", 0), 6, -1, None),
+    ];
+    let e = s.commit(req, &all, at(t0, 2));
+    s.applied(&e.records);
+    // An offset-only group (assign-mode commits) whose offsets are all on `t`.
+    let mut req = commit("", -1, "");
+    req.group_id = "h".into();
+    req.offsets = vec![
+        (TopicPartition::new("t", 0), 7, -1, None),
+        (TopicPartition::new("t", 1), 8, -1, None),
+    ];
+    let e = s.commit(req, &all, at(t0, 3));
+    s.applied(&e.records);
+
+    let records = s.delete_topics(&|topic| topic == "t");
+    /// (group, offset's partition or None for the group record, has a value)
+    type Key = (String, Option<(String, i32)>, bool);
+    let mut keys: Vec<Key> = records
+        .iter()
+        .map(|r| match r {
+            OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => (
+                group.clone(),
+                Some((topic.clone(), *partition)),
+                value.is_some(),
+            ),
+            OffsetsRecord::Group { group, value } => (group.clone(), None, value.is_some()),
+        })
+        .collect();
+    keys.sort();
+    let t = |p| Some(("t".to_string(), p));
+    assert_eq!(
+        keys,
+        vec![
+            ("g".into(), t(0), false),
+            ("h".into(), None, false),
+            ("h".into(), t(0), false),
+            ("h".into(), t(1), false),
+        ],
+        "tombstones for t's offsets, and for the group left with nothing"
+    );
+    s.applied(&records);
+    let left: Vec<(String, i64)> = s
+        .fetch_offsets("g", None)
+        .into_iter()
+        .map(|(tp, o, _, _)| (tp.topic, o))
+        .collect();
+    assert_eq!(left, vec![("u".to_string(), 6)]);
+    assert!(s.fetch_offsets("h", None).is_empty());
+    assert!(!s.list().iter().any(|(g, _, _)| g == "h"));
+    assert!(
+        s.delete_topics(&|topic| topic == "t").is_empty(),
+        "idempotent"
+    );
+}
