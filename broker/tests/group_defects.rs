@@ -309,3 +309,44 @@ async fn static_member_restart_gets_its_assignment_back_without_a_rebalance() {
         "the old incarnation is fenced (FENCED_INSTANCE_ID)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offset_fetch_v1_carries_coordinator_errors_on_every_partition() {
+    // Issue 22 item 2. Before any FindCoordinator this node leads no `__consumer_offsets`
+    // partition, so it is not the group's coordinator (as during a coordinator move).
+    // OffsetFetch v0-1 (v0 is gone from Kafka 4 and our codec) have no top-level error field: kafka-python 2.0 and aiokafka would
+    // read an empty answer as "nothing committed" and reset to auto.offset.reset.
+    let (addr, _dir, _stop) = common::start(&[("offsets.topic.num.partitions", "1")]).await;
+    let mut c = Conn::connect(addr).await;
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partition_indexes(vec![0, 1]),
+        ]));
+    for version in [1] {
+        let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, version, &req).await;
+        let got: Vec<(&str, i32, i64, i16)> = r
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        t.name.as_str(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.error_code,
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![("t", 0, -1, 16), ("t", 1, -1, 16)],
+            "v{version}: NOT_COORDINATOR on every requested partition"
+        );
+    }
+    let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 2, &req).await;
+    assert_eq!(r.error_code, 16, "v2+ carry it at the top level");
+}

@@ -144,3 +144,41 @@ def test_aiokafka_group_consumer_commits_and_resumes(broker_factory, topic_name)
     # A new member of the same group resumes from the commit.
     rest, _ = asyncio.run(consume(10))
     assert rest == list(range(20, 30))
+
+
+def test_a_deleted_and_recreated_topic_starts_from_auto_offset_reset(broker_factory, topic_name):
+    # Issue 22 item 6: the group's committed offsets go with the topic; a topic recreated under
+    # the same name is read from auto.offset.reset, not from the old topic's offsets.
+    b = broker_factory(**GROUP_OVERRIDES)
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    a.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(10)
+    produce(b, topic_name, 10, 1)
+    c = consumer(b, "g-recreate")
+    c.subscribe([topic_name])
+    poll_until([c], lambda g: len(g[id(c)]) >= 10)
+    c.commit(offsets=[TopicPartition(topic_name, 0, 10)], asynchronous=False)
+    c.close()
+    a.delete_topics([topic_name])[topic_name].result(10)
+    deadline = time.time() + 20
+    while True:
+        try:
+            a.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(10)
+            break
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS or time.time() > deadline:
+                raise
+            time.sleep(0.2)
+    produce(b, topic_name, 15, 1)
+    c = consumer(b, "g-recreate")
+    try:
+        deadline = time.time() + 10
+        committed = c.committed([TopicPartition(topic_name, 0)], timeout=10)[0].offset
+        while committed >= 0 and time.time() < deadline:
+            time.sleep(0.2)
+            committed = c.committed([TopicPartition(topic_name, 0)], timeout=10)[0].offset
+        assert committed < 0, f"the deleted topic's offset {committed} is still committed"
+        c.subscribe([topic_name])
+        got = poll_until([c], lambda g: len(g[id(c)]) >= 15)
+        assert sorted(int(m.value()) for m in got[id(c)]) == list(range(15))
+    finally:
+        c.close()

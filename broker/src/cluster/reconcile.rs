@@ -27,6 +27,7 @@ pub async fn run(
 ) {
     let mut images = cluster.quorum.image.clone();
     let mut strays_checked = false;
+    let mut previous: Option<Arc<sluice_replication::image::MetadataImage>> = None;
     loop {
         let image = images.borrow_and_update().clone();
         let rm2 = Arc::clone(&rm);
@@ -61,6 +62,25 @@ pub async fn run(
                 Err(e) => tracing::error!(error = %e, "loading consumer groups panicked"),
             }
         }
+        // Topics gone (or recreated under a new id): their committed offsets go too, so a
+        // recreated topic starts from auto.offset.reset (issue 22 item 6).
+        let deleted: std::collections::HashSet<String> = previous
+            .iter()
+            .flat_map(|prev| prev.topic_ids.iter())
+            .filter(|(name, id)| image.topic_ids.get(*name) != Some(*id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !deleted.is_empty() {
+            let groups = Arc::clone(&groups);
+            let done = tokio::task::spawn_blocking(move || {
+                groups.delete_topic_offsets(&|t| deleted.contains(t))
+            })
+            .await;
+            if let Err(e) = done {
+                tracing::error!(error = %e, "removing the offsets of deleted topics panicked");
+            }
+        }
+        previous = Some(Arc::clone(&image));
         fetchers.update();
         if !strays_checked && cluster.serving(&image) {
             // Caught up with the metadata log: what it does not assign here is stray.

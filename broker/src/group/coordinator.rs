@@ -35,6 +35,14 @@ use crate::replica_manager::{Appended, Partition, ReplicaManager};
 /// How long an answer waits for its records to reach the ISR (`offsets.commit.timeout.ms`).
 const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// `e`, or `instead` if `e` is COORDINATOR_LOAD_IN_PROGRESS.
+fn while_loading(e: ResponseError, instead: ResponseError) -> ResponseError {
+    match e {
+        ResponseError::CoordinatorLoadInProgress => instead,
+        other => other,
+    }
+}
+
 /// The coordinator of every group on this node.
 pub struct GroupCoordinator {
     rm: Arc<ReplicaManager>,
@@ -228,18 +236,27 @@ impl GroupCoordinator {
         .await
     }
 
-    /// SyncGroup.
+    /// SyncGroup. While the group's partition loads it answers REBALANCE_IN_PROGRESS, as
+    /// Kafka does: the member rejoins (and waits on JoinGroup's COORDINATOR_LOAD_IN_PROGRESS),
+    /// where Java's and aiokafka's consumers would raise COORDINATOR_LOAD_IN_PROGRESS from
+    /// `poll()` (issue 22 item 9).
     pub async fn sync(&self, req: SyncParams) -> SyncResult {
         let group = req.group_id.clone();
         self.run(
             &group,
-            |e| (e.code(), bytes::Bytes::new()),
+            |e| {
+                (
+                    while_loading(e, ResponseError::RebalanceInProgress).code(),
+                    bytes::Bytes::new(),
+                )
+            },
             |s, now| s.sync(req, now),
         )
         .await
     }
 
-    /// Heartbeat.
+    /// Heartbeat. Accepted (NONE) while the group's partition loads, as Kafka does: the
+    /// member keeps its assignment, and the loaded group starts its session then.
     pub fn heartbeat(
         &self,
         group_id: &str,
@@ -249,6 +266,7 @@ impl GroupCoordinator {
     ) -> i16 {
         let shard = match self.shard(group_id) {
             Ok(s) => s,
+            Err(ResponseError::CoordinatorLoadInProgress) => return 0,
             Err(e) => return e.code(),
         };
         let mut s = shard.lock();
@@ -347,14 +365,41 @@ impl GroupCoordinator {
                 continue;
             }
             let records = s.tick(Now::current());
-            if records.is_empty() {
+            self.append_unawaited(&mut s, &records);
+        }
+    }
+
+    /// Topics were deleted (or recreated under a new id): every loaded shard writes the
+    /// tombstones of the groups' committed offsets on them (Kafka's `onPartitionsDeleted`).
+    /// Nothing waits on those records.
+    pub fn delete_topic_offsets(&self, deleted: &dyn Fn(&str) -> bool) {
+        let shards: Vec<_> = self.shards.read().values().cloned().collect();
+        for shard in shards {
+            let mut s = shard.lock();
+            if !s.is_active() {
                 continue;
             }
-            match self.append(s.partition(), &records) {
-                Ok(_) => s.applied(&records),
-                Err(e) => {
-                    tracing::warn!(partition = s.partition(), error = %e, "could not persist group metadata")
-                }
+            let records = s.delete_topics(deleted);
+            if !records.is_empty() {
+                tracing::info!(
+                    partition = s.partition(),
+                    records = records.len(),
+                    "removing the offsets of deleted topics"
+                );
+            }
+            self.append_unawaited(&mut s, &records);
+        }
+    }
+
+    /// Appends and applies records no request waits on (timers, topic deletions).
+    fn append_unawaited(&self, s: &mut GroupShard, records: &[OffsetsRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        match self.append(s.partition(), records) {
+            Ok(_) => s.applied(records),
+            Err(e) => {
+                tracing::warn!(partition = s.partition(), error = %e, "could not persist group metadata")
             }
         }
     }

@@ -184,9 +184,10 @@ async fn a_coordinator_move_keeps_generation_members_and_offsets() {
     assert_eq!(r[0].1, 0);
     // The partition moves away: requests are refused; then back: replayed from the log.
     s.groups.unload_partition(0);
+    let r = s.groups.fetch_offsets("g", None).map(|_| ());
     assert_eq!(
-        s.groups.heartbeat("g", 1, &id, None),
-        kafka_protocol::error::ResponseError::CoordinatorLoadInProgress.code()
+        r,
+        Err(kafka_protocol::error::ResponseError::CoordinatorLoadInProgress.code())
     );
     s.groups.load_partition(&s.part).expect("load");
     assert_eq!(s.groups.heartbeat("g", 1, &id, None), 0, "no rejoin needed");
@@ -196,4 +197,56 @@ async fn a_coordinator_move_keeps_generation_members_and_offsets() {
     assert_eq!(d.members[0].5.as_ref(), b"pa");
     let offsets = s.groups.fetch_offsets("g", None).expect("owned");
     assert_eq!(offsets[0].1, 42);
+}
+
+#[tokio::test]
+async fn while_loading_sync_is_rebalance_in_progress_and_heartbeat_is_none() {
+    // Issue 22 item 9 (Kafka's handleSyncGroup and handleHeartbeat): Java and aiokafka raise
+    // COORDINATOR_LOAD_IN_PROGRESS from SyncGroup out of poll(); REBALANCE_IN_PROGRESS makes
+    // them rejoin, and a heartbeat is simply accepted until the groups are loaded.
+    use kafka_protocol::error::ResponseError;
+    let s = setup();
+    s.groups.unload_partition(0); // led here, not loaded yet: as during the load
+    let r = s
+        .groups
+        .sync(SyncParams {
+            group_id: "g".into(),
+            generation: 1,
+            member_id: "m".into(),
+            instance_id: None,
+            assignments: Vec::new(),
+        })
+        .await;
+    assert_eq!(r.0, ResponseError::RebalanceInProgress.code(), "sync");
+    assert_eq!(s.groups.heartbeat("g", 1, "m", None), 0, "heartbeat");
+    let leave = s.groups.leave("g", &[("m".into(), None)]).await;
+    assert_eq!(leave, vec![ResponseError::CoordinatorLoadInProgress.code()]);
+}
+
+#[tokio::test]
+async fn a_deleted_topics_offsets_stay_deleted_across_a_coordinator_move() {
+    let s = setup();
+    let r = s
+        .groups
+        .commit(CommitParams {
+            group_id: "h".into(),
+            generation: -1,
+            member_id: String::new(),
+            instance_id: None,
+            offsets: vec![(TopicPartition::new("t", 0), 42, -1, None)],
+        })
+        .await;
+    assert_eq!(r[0].1, 0);
+    s.groups.delete_topic_offsets(&|t| t == "t");
+    assert!(s.groups.fetch_offsets("h", None).expect("owned").is_empty());
+    s.groups.unload_partition(0);
+    s.groups.load_partition(&s.part).expect("load");
+    assert!(
+        s.groups.fetch_offsets("h", None).expect("owned").is_empty(),
+        "the tombstones are in the log"
+    );
+    assert!(
+        s.groups.describe("h").expect("owned").is_none(),
+        "h had nothing else"
+    );
 }

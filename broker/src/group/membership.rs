@@ -129,6 +129,9 @@ impl GroupShard {
                 return fail(ResponseError::FencedInstanceId);
             }
         }
+        if let Some(current) = current_generation(g, &member_id, &p.protocols, now) {
+            return Effect::now(current);
+        }
         let (tx, rx) = oneshot::channel();
         let was_empty = g.members.is_empty() && g.state == GroupState::Empty;
         let member = g
@@ -159,18 +162,14 @@ impl GroupShard {
         if g.state != GroupState::PreparingRebalance {
             // An empty group waits group.initial.rebalance.delay.ms for more members (KIP-134)
             // before its first rebalance completes; a running one waits for its members.
-            let delay = if was_empty {
-                initial_delay_ms.min(p.rebalance_timeout_ms.max(0) as u64)
-            } else {
-                0
-            };
+            let timeout = g.rebalance_timeout();
             let wait = if was_empty {
-                delay
+                timeout.min(Duration::from_millis(initial_delay_ms))
             } else {
-                p.rebalance_timeout_ms.max(0) as u64
+                timeout
             };
-            g.prepare_rebalance(now.at + Duration::from_millis(wait));
-            g.initial_delay = delay > 0;
+            g.prepare_rebalance(now.at + wait);
+            g.initial_delay = was_empty && !wait.is_zero();
         }
         if g.all_joined() && !g.initial_delay {
             g.complete_join(now.at);
@@ -325,6 +324,54 @@ impl GroupShard {
     }
 }
 
+/// Kafka's `doCurrentMemberJoinGroup`: a known member rejoining with unchanged protocols
+/// (it lost the JoinGroup answer, say) is told the current generation instead of starting a
+/// rebalance: while the group completes its rebalance (the leader with the member list
+/// again), or once Stable unless it is the leader, whose JoinGroup asks for a rebalance
+/// (a topic's partitions changed, which no member's metadata shows). Issue 22 item 8.
+fn current_generation(
+    g: &mut Group,
+    member_id: &str,
+    protocols: &[(String, Bytes)],
+    now: Now,
+) -> Option<JoinResult> {
+    let is_leader = g.leader.as_deref() == Some(member_id);
+    let current = match g.state {
+        GroupState::CompletingRebalance => true,
+        GroupState::Stable => !is_leader,
+        GroupState::Empty | GroupState::PreparingRebalance => false,
+    };
+    let m = g.members.get_mut(member_id)?;
+    if !current || m.protocols != protocols {
+        return None;
+    }
+    m.last_seen = now.at;
+    let protocol = g.protocol.clone().unwrap_or_default();
+    let members = if is_leader && g.state == GroupState::CompletingRebalance {
+        g.members
+            .values()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Some(JoinResult {
+        error: 0,
+        generation: g.generation,
+        protocol_type: g.protocol_type.clone(),
+        protocol_name: g.protocol.clone(),
+        leader: g.leader.clone().unwrap_or_default(),
+        member_id: member_id.to_string(),
+        members,
+    })
+}
+
 fn update_member(member: &mut Member, p: &JoinParams, now: Now) {
     member.protocols = p.protocols.clone();
     member.session_timeout_ms = p.session_timeout_ms;
@@ -380,8 +427,8 @@ fn static_member_rejoin(
     if g.state != GroupState::PreparingRebalance {
         // CompletingRebalance: the leader may be assigning to the old member id, so the
         // group rebalances (as Kafka does); likewise if the protocol would change.
-        let timeout = p.rebalance_timeout_ms.max(0) as u64;
-        g.prepare_rebalance(now.at + Duration::from_millis(timeout));
+        let timeout = g.rebalance_timeout();
+        g.prepare_rebalance(now.at + timeout);
     }
     if g.all_joined() && !g.initial_delay {
         g.complete_join(now.at);

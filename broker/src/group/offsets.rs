@@ -139,6 +139,39 @@ impl GroupShard {
         }
     }
 
+    /// Topics were deleted: the tombstones of every group's committed offsets on them, so a
+    /// topic recreated under the same name starts from `auto.offset.reset` (Kafka's
+    /// `onPartitionsDeleted`; issue 22 item 6). A group left with no members and no offsets
+    /// is deleted too, as Kafka moves it to Dead. Applied once appended, like any record.
+    pub fn delete_topics(&self, deleted: &dyn Fn(&str) -> bool) -> Vec<OffsetsRecord> {
+        let mut records = Vec::new();
+        for (group, offsets) in &self.offsets {
+            let gone: Vec<&(String, i32)> =
+                offsets.keys().filter(|(topic, _)| deleted(topic)).collect();
+            if gone.is_empty() {
+                continue;
+            }
+            records.extend(gone.iter().map(|(topic, partition)| OffsetsRecord::Offset {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                value: None,
+            }));
+            let emptied = gone.len() == offsets.len()
+                && self
+                    .groups
+                    .get(group)
+                    .is_none_or(|g| g.members.is_empty() && g.state == GroupState::Empty);
+            if emptied {
+                records.push(OffsetsRecord::Group {
+                    group: group.clone(),
+                    value: None,
+                });
+            }
+        }
+        records
+    }
+
     /// OffsetDelete: refuses partitions the group is consuming (GROUP_SUBSCRIBED_TO_TOPIC).
     pub fn delete_offsets(
         &mut self,

@@ -234,6 +234,19 @@ impl Group {
         }
     }
 
+    /// How long a rebalance waits for the members to rejoin: the longest rebalance timeout
+    /// (`max.poll.interval.ms`) of any member, as Kafka's `rebalanceTimeoutMs`, so a member
+    /// joining with a short one does not cut short the others' time (issue 22 item 4).
+    pub(super) fn rebalance_timeout(&self) -> std::time::Duration {
+        let ms = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout_ms)
+            .max()
+            .unwrap_or(0);
+        std::time::Duration::from_millis(ms.max(0) as u64)
+    }
+
     /// Moves to PreparingRebalance: members must rejoin before `deadline`; syncs in progress
     /// are told to rejoin.
     pub(super) fn prepare_rebalance(&mut self, deadline: Instant) {
@@ -263,10 +276,21 @@ impl Group {
         })
     }
 
-    /// Ends the join phase: members that did not rejoin are dropped, the generation advances,
-    /// and every waiting JoinGroup is answered. Returns true if the group changed generation.
+    /// Ends the join phase: dynamic members that did not rejoin are dropped, the generation
+    /// advances, and every waiting JoinGroup is answered. Static members that did not rejoin
+    /// keep their place (and get a share of the assignment) until their session expires, as
+    /// Kafka's `onCompleteJoin` does: a restarting pod comes back to its partitions (issue 22
+    /// item 5). If only such absent static members remain, the join is postponed by another
+    /// rebalance timeout rather than completed with no leader. Returns true if the group
+    /// changed generation.
     pub(super) fn complete_join(&mut self, now: Instant) -> bool {
-        self.members.retain(|_, m| m.join_waiter.is_some());
+        self.members
+            .retain(|_, m| m.join_waiter.is_some() || m.instance_id.is_some());
+        if !self.members.is_empty() && !self.members.values().any(|m| m.join_waiter.is_some()) {
+            self.rebalance_deadline = Some(now + self.rebalance_timeout());
+            self.initial_delay = false;
+            return false;
+        }
         self.rebalance_deadline = None;
         self.initial_delay = false;
         self.generation += 1;
@@ -277,12 +301,18 @@ impl Group {
             return true;
         }
         self.protocol = self.select_protocol();
+        // The leader must be a member that rejoined: it is the one answered with the list.
         if self
             .leader
             .as_ref()
-            .is_none_or(|l| !self.members.contains_key(l))
+            .and_then(|l| self.members.get(l))
+            .is_none_or(|m| m.join_waiter.is_none())
         {
-            self.leader = self.members.keys().next().cloned();
+            self.leader = self
+                .members
+                .values()
+                .find(|m| m.join_waiter.is_some())
+                .map(|m| m.id.clone());
         }
         let leader = self.leader.clone().unwrap_or_default();
         let protocol = self.protocol.clone().unwrap_or_default();
@@ -355,15 +385,7 @@ impl Group {
             }
             GroupState::PreparingRebalance => {}
             GroupState::CompletingRebalance | GroupState::Stable => {
-                let timeout = self
-                    .members
-                    .values()
-                    .map(|m| m.rebalance_timeout_ms)
-                    .max()
-                    .unwrap_or(0);
-                self.prepare_rebalance(
-                    now + std::time::Duration::from_millis(timeout.max(0) as u64),
-                );
+                self.prepare_rebalance(now + self.rebalance_timeout());
             }
         }
     }

@@ -372,9 +372,24 @@ pub(super) fn offset_fetch(ctx: &Context, req: OffsetFetchRequest) -> OffsetFetc
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     }));
-    let fetched = match ctx.groups.fetch_offsets(req.group_id.as_str(), topics) {
-        Ok(f) => f,
-        // The group-level error exists from v2; before, clients learn it per partition.
+    let (fetched, error) = match ctx
+        .groups
+        .fetch_offsets(req.group_id.as_str(), topics.clone())
+    {
+        Ok(f) => (f, 0),
+        // The group-level error field exists from v2. v0-1 carry it on every requested
+        // partition (Kafka's OffsetFetchRequest.getErrorResponse); an empty answer would read
+        // as "nothing committed" to kafka-python and aiokafka, which would then reset to
+        // auto.offset.reset during a coordinator move or load (issue 22 item 2).
+        Err(code) if ctx.version < 2 => {
+            let requested = topics.unwrap_or_default().into_iter();
+            (
+                requested
+                    .map(|tp| (tp, -1, -1, Some(String::new())))
+                    .collect(),
+                code,
+            )
+        }
         Err(code) => return OffsetFetchResponse::default().with_error_code(code),
     };
     let topics = group_by_topic(fetched)
@@ -386,7 +401,8 @@ pub(super) fn offset_fetch(ctx: &Context, req: OffsetFetchRequest) -> OffsetFetc
                     let p = OffsetFetchResponsePartition::default()
                         .with_partition_index(tp.partition)
                         .with_committed_offset(o)
-                        .with_metadata(m.map(str_bytes));
+                        .with_metadata(m.map(str_bytes))
+                        .with_error_code(error);
                     if ctx.version >= 5 {
                         p.with_committed_leader_epoch(e)
                     } else {
