@@ -263,6 +263,7 @@ const LOG_KEYS: &[(&str, &str)] = &[
     ("log.flush.interval.messages", "flush.messages"),
     ("log.flush.interval.ms", "flush.ms"),
     ("log.preallocate", "preallocate"),
+    ("producer.id.expiration.ms", "producer.id.expiration.ms"),
 ];
 
 impl BrokerConfig {
@@ -412,6 +413,10 @@ impl BrokerConfig {
                             .map_err(|_| bad(key, value, "expected HOST:PORT"))?,
                     )
                 }
+            }
+            "log.cleaner.dedupe.buffer.size" => {
+                // Kafka's lower bound: a map that holds a useful share of a segment's keys.
+                self.log_defaults.cleaner_dedupe_buffer_bytes = int(1 << 20, i64::MAX)? as usize
             }
             "log.retention.hours" => self.set_log(
                 "retention.ms",
@@ -637,6 +642,10 @@ impl BrokerConfig {
         if let Some(rack) = &c.rack {
             m.insert("broker.rack".into(), rack.clone());
         }
+        m.insert(
+            "log.cleaner.dedupe.buffer.size".into(),
+            self.log_defaults.cleaner_dedupe_buffer_bytes.to_string(),
+        );
         for (broker_key, topic_key) in LOG_KEYS {
             if let Some(v) = self.log_defaults.get(topic_key) {
                 m.insert((*broker_key).into(), v);

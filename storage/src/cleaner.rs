@@ -18,39 +18,94 @@ use crate::record::{records_section, BatchBuilder, RecordError, RecordHeader, Re
 /// Largest decompressed records section the cleaner accepts per batch.
 const MAX_DECOMPRESSED: usize = 256 << 20;
 
-/// The latest offset of each key in the section being cleaned.
-#[derive(Debug, Default, Clone)]
+/// Bytes one entry of the [`OffsetMap`] takes in its table: a 128-bit digest of the key, the
+/// offset, and the table's control byte (Kafka's `SkimpyOffsetMap` stores a 16-byte MD5 and an
+/// 8-byte offset per slot).
+const ENTRY_BYTES: usize = 16 + 8 + 1;
+
+/// The latest offset of each key in the dirty section being cleaned, in bounded memory.
+///
+/// Keys are stored as 128-bit digests, as Kafka's cleaner stores MD5s, so the map's size does
+/// not depend on key sizes; two keys sharing a digest (about one chance in 2^64 for a
+/// billion keys) would make the older one's latest record look superseded. The table is sized
+/// once, for at most [`OffsetMap::max_keys`] entries, and never grows past it: a pass maps as
+/// much of the dirty section as fits and leaves the rest to the next pass (Kafka's
+/// `log.cleaner.dedupe.buffer.size`).
+#[derive(Debug, Clone)]
 pub struct OffsetMap {
-    latest: HashMap<Vec<u8>, i64>,
+    latest: HashMap<u128, i64, BuildDigestHasher>,
+    max_keys: usize,
+}
+
+impl Default for OffsetMap {
+    fn default() -> Self {
+        OffsetMap::bounded(usize::MAX, 0)
+    }
 }
 
 impl OffsetMap {
-    /// Builds the map from whole batches, in log order.
+    /// An empty map that holds at most what fits in `max_bytes`, with room made at once for
+    /// `expected_keys` (an upper bound of the keys to map, so that the table never has to grow).
+    pub fn bounded(max_bytes: usize, expected_keys: usize) -> OffsetMap {
+        let max_keys = Self::keys_fitting(max_bytes);
+        OffsetMap {
+            latest: HashMap::with_capacity_and_hasher(
+                expected_keys.min(max_keys),
+                BuildDigestHasher,
+            ),
+            max_keys,
+        }
+    }
+
+    /// How many keys a table of at most `max_bytes` holds: its bucket count is a power of two
+    /// filled to at most 7/8.
+    pub fn keys_fitting(max_bytes: usize) -> usize {
+        let buckets = max_bytes / ENTRY_BYTES;
+        if buckets < 8 {
+            return buckets.min(3);
+        }
+        let pow2 = 1usize << (usize::BITS - 1 - buckets.leading_zeros());
+        pow2 / 8 * 7
+    }
+
+    /// Builds an unbounded map from whole batches, in log order.
     pub fn build<'a>(
         segments: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<OffsetMap, RecordError> {
         let mut map = OffsetMap::default();
         for data in segments {
             for (at, h) in BatchIter::new(data) {
-                if h.is_control() {
-                    continue;
-                }
-                let (_, records) = records_section(&data[at..at + h.size()], MAX_DECOMPRESSED)?;
-                for r in RecordIter::new(&records, h.record_count.max(0) as usize) {
-                    let r = r?;
-                    if let Some(k) = r.key {
-                        map.latest
-                            .insert(k.to_vec(), h.base_offset + r.offset_delta as i64);
-                    }
-                }
+                map.add_batch(&data[at..at + h.size()], &h)?;
             }
         }
         Ok(map)
     }
 
+    /// True when the keys of a batch of `records` records may not fit any more. The first batch
+    /// always fits, so that every pass makes progress.
+    pub fn is_full_for(&self, records: usize) -> bool {
+        !self.latest.is_empty() && self.latest.len().saturating_add(records) > self.max_keys
+    }
+
+    /// Maps every keyed record of `batch` (whose header is `h`) to its offset.
+    pub fn add_batch(&mut self, batch: &[u8], h: &BatchHeader) -> Result<(), RecordError> {
+        if h.is_control() {
+            return Ok(());
+        }
+        let (_, records) = records_section(batch, MAX_DECOMPRESSED)?;
+        for r in RecordIter::new(&records, h.record_count.max(0) as usize) {
+            let r = r?;
+            if let Some(k) = r.key {
+                self.latest
+                    .insert(digest(k), h.base_offset + r.offset_delta as i64);
+            }
+        }
+        Ok(())
+    }
+
     /// The latest offset recorded for `key`.
     pub fn get(&self, key: &[u8]) -> Option<i64> {
-        self.latest.get(key).copied()
+        self.latest.get(&digest(key)).copied()
     }
 
     /// Number of keys.
@@ -61,6 +116,52 @@ impl OffsetMap {
     /// True when no key is mapped.
     pub fn is_empty(&self) -> bool {
         self.latest.is_empty()
+    }
+
+    /// The most keys this map holds.
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+}
+
+/// A 128-bit digest of `key`: two SipHash runs with different prefixes. The digest lives only
+/// as long as one pass, so it need not be stable across builds.
+fn digest(key: &[u8]) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
+/// Hashes a digest by taking its low bits: it is already uniformly distributed.
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildDigestHasher;
+
+#[derive(Debug, Default)]
+struct DigestHasher(u64);
+
+impl std::hash::BuildHasher for BuildDigestHasher {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher::default()
+    }
+}
+
+impl std::hash::Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -116,60 +217,73 @@ pub fn clean(
     let mut out = Vec::with_capacity(data.len());
     let mut stats = CleanStats::default();
     for (at, h) in BatchIter::new(data) {
-        let batch = &data[at..at + h.size()];
-        if h.is_control() {
-            out.extend_from_slice(batch);
-            continue;
-        }
-        // Kafka's `shouldRetainRecord`: a tombstone stays until its batch's horizon passed,
-        // and a batch without a horizon has not been through a clean yet.
-        let tombstones_expired = h
-            .delete_horizon_ms()
-            .is_some_and(|horizon| params.now_ms >= horizon);
-        let (_, records) = records_section(batch, MAX_DECOMPRESSED)?;
-        let mut kept = Vec::new();
-        let mut total = 0u64;
-        for r in RecordIter::new(&records, h.record_count.max(0) as usize) {
-            let r = r?;
-            total += 1;
-            let offset = h.base_offset + r.offset_delta as i64;
-            let keep = match r.key {
-                // Kafka's cleaner drops keyless records: compaction has no key to keep them by.
-                None => false,
-                Some(k) => {
-                    let latest = map.get(k).is_none_or(|l| l <= offset);
-                    latest && (r.value.is_some() || !tombstones_expired)
-                }
-            };
-            if keep {
-                kept.push(r);
-            }
-        }
-        stats.kept += kept.len() as u64;
-        stats.removed += total - kept.len() as u64;
-        let has_tombstone = kept.iter().any(|r| r.value.is_none());
-        let horizon = match h.delete_horizon_ms() {
-            Some(horizon) => Some(horizon),
-            None if has_tombstone => {
-                stats.stamped += 1;
-                Some(params.now_ms.saturating_add(params.delete_retention_ms))
-            }
-            None => None,
-        };
-        if let (true, Some(at)) = (has_tombstone, horizon) {
-            stats.next_delete_horizon = Some(stats.next_delete_horizon.map_or(at, |n| n.min(at)));
-        }
-        if kept.len() as u64 == total && horizon == h.delete_horizon_ms() {
-            out.extend_from_slice(batch);
-        } else if !kept.is_empty() {
-            out.extend_from_slice(&rebuild(&h, &kept, horizon)?);
-        } else if h.has_producer_id()
-            && params.last_batch_of_producer.get(&h.producer_id) == Some(&h.last_offset())
-        {
-            out.extend_from_slice(&empty(&h)?);
-        }
+        clean_batch(&data[at..at + h.size()], &h, map, params, &mut stats, &mut out)?;
     }
     Ok((out, stats))
+}
+
+/// Cleans one batch (whose header is `h`) against `map`, appending what survives of it to
+/// `out` and counting it in `stats`; see [`clean`].
+pub fn clean_batch(
+    batch: &[u8],
+    h: &BatchHeader,
+    map: &OffsetMap,
+    params: &CleanParams,
+    stats: &mut CleanStats,
+    out: &mut Vec<u8>,
+) -> Result<(), RecordError> {
+    if h.is_control() {
+        out.extend_from_slice(batch);
+        return Ok(());
+    }
+    // Kafka's `shouldRetainRecord`: a tombstone stays until its batch's horizon passed,
+    // and a batch without a horizon has not been through a clean yet.
+    let tombstones_expired = h
+        .delete_horizon_ms()
+        .is_some_and(|horizon| params.now_ms >= horizon);
+    let (_, records) = records_section(batch, MAX_DECOMPRESSED)?;
+    let mut kept = Vec::new();
+    let mut total = 0u64;
+    for r in RecordIter::new(&records, h.record_count.max(0) as usize) {
+        let r = r?;
+        total += 1;
+        let offset = h.base_offset + r.offset_delta as i64;
+        let keep = match r.key {
+            // Kafka's cleaner drops keyless records: compaction has no key to keep them by.
+            None => false,
+            Some(k) => {
+                let latest = map.get(k).is_none_or(|l| l <= offset);
+                latest && (r.value.is_some() || !tombstones_expired)
+            }
+        };
+        if keep {
+            kept.push(r);
+        }
+    }
+    stats.kept += kept.len() as u64;
+    stats.removed += total - kept.len() as u64;
+    let has_tombstone = kept.iter().any(|r| r.value.is_none());
+    let horizon = match h.delete_horizon_ms() {
+        Some(horizon) => Some(horizon),
+        None if has_tombstone => {
+            stats.stamped += 1;
+            Some(params.now_ms.saturating_add(params.delete_retention_ms))
+        }
+        None => None,
+    };
+    if let (true, Some(at)) = (has_tombstone, horizon) {
+        stats.next_delete_horizon = Some(stats.next_delete_horizon.map_or(at, |n| n.min(at)));
+    }
+    if kept.len() as u64 == total && horizon == h.delete_horizon_ms() {
+        out.extend_from_slice(batch);
+    } else if !kept.is_empty() {
+        out.extend_from_slice(&rebuild(h, &kept, horizon)?);
+    } else if h.has_producer_id()
+        && params.last_batch_of_producer.get(&h.producer_id) == Some(&h.last_offset())
+    {
+        out.extend_from_slice(&empty(h)?);
+    }
+    Ok(())
 }
 
 /// The header of `h` with no records (Kafka's `writeEmptyHeader`): same offsets, producer

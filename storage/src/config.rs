@@ -87,6 +87,11 @@ pub struct LogConfig {
     /// `fallocate`. Default 16 MiB: large enough to amortize the call, small enough that an
     /// idle partition does not hold much disk.
     pub preallocate_chunk_bytes: u32,
+    /// The broker's `log.cleaner.dedupe.buffer.size`: memory for the key map of one
+    /// compaction pass; a pass maps as much of the dirty section as fits and cleans up to
+    /// there. Default 128 MiB, as Kafka (which shares it among its cleaner threads; Sluice
+    /// compacts one log at a time per housekeeping loop). Not a topic configuration.
+    pub cleaner_dedupe_buffer_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -109,6 +114,7 @@ impl Default for LogConfig {
             producer_id_expiration_ms: 24 * 3600 * 1000,
             preallocate: false,
             preallocate_chunk_bytes: 16 * 1024 * 1024,
+            cleaner_dedupe_buffer_bytes: 128 << 20,
         }
     }
 }

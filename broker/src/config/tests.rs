@@ -26,6 +26,30 @@ fn kafka_keys_layer_and_unknown_keys_are_refused_naming_them() {
 }
 
 #[test]
+fn cleaner_and_producer_state_keys_reach_every_log() {
+    let mut c = BrokerConfig::default();
+    c.set("log.cleaner.dedupe.buffer.size", "16777216")
+        .expect("dedupe buffer");
+    assert_eq!(c.log_defaults.cleaner_dedupe_buffer_bytes, 16 << 20);
+    let e = c
+        .set("log.cleaner.dedupe.buffer.size", "1000")
+        .expect_err("too small");
+    assert!(e.to_string().contains("log.cleaner.dedupe.buffer.size"), "{e}");
+    c.set("producer.id.expiration.ms", "60000")
+        .expect("producer ids");
+    assert_eq!(c.log_defaults.producer_id_expiration_ms, 60_000);
+    let described = c.describe();
+    assert_eq!(
+        described.get("log.cleaner.dedupe.buffer.size").map(String::as_str),
+        Some("16777216")
+    );
+    assert_eq!(
+        described.get("producer.id.expiration.ms").map(String::as_str),
+        Some("60000")
+    );
+}
+
+#[test]
 fn cluster_keys_parse_and_are_checked_together() {
     let mut c = BrokerConfig::default();
     c.set("node.id", "2").expect("id");

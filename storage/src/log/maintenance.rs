@@ -203,9 +203,6 @@ impl Log {
         if config.cleanup_policy.deletes() {
             report.segments_deleted += self.apply_retention(&mut w, now)?;
         }
-        if config.cleanup_policy.compacts() && self.poison.read().is_none() {
-            report.records_compacted += self.compact(&mut w, now)?;
-        }
         report.segments_deleted += self.delete_below_log_start(&mut w)?;
         self.unlink_deleted(&mut w, now, config.file_delete_delay_ms);
         for seg in self.segments.read().values() {
@@ -215,6 +212,10 @@ impl Log {
             self.write_checkpoints(&mut w, now)?;
         } else if now.saturating_sub(w.checkpointed_hw.1) >= HW_CHECKPOINT_INTERVAL_MS {
             self.write_hw_checkpoint(&mut w, now)?;
+        }
+        drop(w);
+        if config.cleanup_policy.compacts() {
+            report.records_compacted += self.compact(now)?;
         }
         Ok(report)
     }
@@ -387,6 +388,7 @@ impl Log {
             seg.truncate_to(offset)?;
         }
         self.start_segment_at(offset, now)?;
+        w.cleaned_upto = w.cleaned_upto.min(offset);
         w.epochs.truncate_from_end(offset);
         let mut producers = crate::producer_state::ProducerStateManager::default();
         for seg in self.segments.read().values() {
@@ -442,6 +444,7 @@ impl Log {
         w.producers = crate::producer_state::ProducerStateManager::default();
         self.remove_snapshots_from(Offset(i64::MIN))?;
         w.truncations += 1;
+        w.cleaned_upto = w.cleaned_upto.min(offset);
         w.sealed_unflushed_upto = None;
         Ok(())
     }

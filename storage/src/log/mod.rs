@@ -12,6 +12,8 @@
 mod append;
 mod compaction;
 #[cfg(test)]
+mod compaction_pass_tests;
+#[cfg(test)]
 mod compaction_tests;
 #[cfg(test)]
 mod crash_tests;
@@ -93,6 +95,8 @@ pub(crate) struct Writer {
     pub(crate) truncations: u64,
     /// Deleted segments' files not yet unlinked (see `Log::delete_segment`).
     pub(crate) pending_deletes: Vec<maintenance::PendingDelete>,
+    /// Why compaction skips this log (records it could not decode), until it is reopened.
+    pub(crate) uncleanable: Option<String>,
 }
 
 /// A partition log. Share it as `Arc<Log>`: every method takes `&self`.
@@ -109,6 +113,28 @@ pub struct Log {
     /// The high watermark checkpointed by a replication layer before the last stop.
     recovered_hw: Option<Offset>,
     budget: Arc<MapBudget>,
+    /// Held by a compaction pass, which runs without the writer lock: one pass at a time.
+    cleaning: Mutex<()>,
+    #[cfg(test)]
+    pub(crate) test_hooks: TestHooks,
+}
+
+/// Points where tests act on a log while one of its operations is half way.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestHooks {
+    /// Runs once, in a compaction pass after the keys are mapped and before any swap.
+    pub(crate) mid_pass: Mutex<Option<Box<dyn FnOnce(&Log) + Send>>>,
+}
+
+#[cfg(test)]
+impl TestHooks {
+    pub(crate) fn run_mid_pass(&self, log: &Log) {
+        let hook = self.mid_pass.lock().take();
+        if let Some(f) = hook {
+            f(log);
+        }
+    }
 }
 
 impl std::fmt::Debug for Log {

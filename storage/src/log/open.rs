@@ -185,6 +185,7 @@ pub(crate) fn open(
             sealed_unflushed_upto,
             truncations: 0,
             pending_deletes: Vec::new(),
+            uncleanable: None,
         }),
         offsets: ArcSwap::from_pointee(offsets),
         poison: RwLock::new(None),
@@ -192,6 +193,9 @@ pub(crate) fn open(
         hw_managed: AtomicBool::new(false),
         recovered_hw,
         budget,
+        cleaning: Mutex::new(()),
+        #[cfg(test)]
+        test_hooks: super::TestHooks::default(),
     })
 }
 

@@ -196,6 +196,15 @@ pub(crate) fn file_name(base: Offset, ext: &str) -> String {
     format!("{:020}.{ext}", base.0)
 }
 
+/// The name of one of the files of segment `base` as the cleaner stages it before the swap:
+/// `<base>.<ext>.cleaned` (the next open removes any left by a crash).
+pub(crate) fn staged_name(base: Offset, ext: &str) -> String {
+    format!("{}.{CLEANED_SUFFIX}", file_name(base, ext))
+}
+
+/// Suffix of the files a compaction pass writes before it swaps them in.
+pub(crate) const CLEANED_SUFFIX: &str = "cleaned";
+
 impl LogSegment {
     fn new_arc(
         dir: &Path,
@@ -204,11 +213,22 @@ impl LogSegment {
         budget: Arc<MapBudget>,
         now_ms: i64,
     ) -> Arc<LogSegment> {
+        Self::new_arc_named(dir, base, params, budget, now_ms, file_name)
+    }
+
+    fn new_arc_named(
+        dir: &Path,
+        base: Offset,
+        params: SegmentParams,
+        budget: Arc<MapBudget>,
+        now_ms: i64,
+        name: fn(Offset, &str) -> String,
+    ) -> Arc<LogSegment> {
         Arc::new_cyclic(|me| LogSegment {
             base,
-            log_path: dir.join(file_name(base, "log")),
-            index_path: dir.join(file_name(base, "index")),
-            time_path: dir.join(file_name(base, "timeindex")),
+            log_path: dir.join(name(base, "log")),
+            index_path: dir.join(name(base, "index")),
+            time_path: dir.join(name(base, "timeindex")),
             params,
             size: AtomicU32::new(0),
             next_offset: AtomicI64::new(base.0),
@@ -296,6 +316,25 @@ impl LogSegment {
             seg.load(before_cut)?
         };
         Ok((seg, report))
+    }
+
+    /// Builds the indexes of a compacted segment staged as [`staged_name`] files and makes
+    /// all three durable, so that the swap is renames alone and the segment then opens from
+    /// its indexes without reading its records again.
+    pub(crate) fn index_staged(
+        dir: &Path,
+        base: Offset,
+        params: SegmentParams,
+        budget: Arc<MapBudget>,
+        now_ms: i64,
+    ) -> Result<()> {
+        let seg = Self::new_arc_named(dir, base, params, budget, now_ms, staged_name);
+        let report = seg.recover(&mut || Ok(()))?;
+        if let Some(reason) = report.reason {
+            // The cleaner wrote these bytes a moment ago from validated batches.
+            return Err(seg.corrupt(0, &format!("cleaned segment does not read back: {reason}")));
+        }
+        seg.flush()
     }
 
     fn install(&self, files: SegmentFiles) {
