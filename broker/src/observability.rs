@@ -36,6 +36,9 @@ pub mod names {
     pub const LOG_DIR_OFFLINE: &str = "sluice_log_dir_offline";
     /// Gauge per log directory (`dir` label): bytes available to the broker.
     pub const LOG_DIR_FREE_BYTES: &str = "sluice_log_dir_free_bytes";
+    /// Gauge: compacted partitions whose records the cleaner could not decode, which it skips
+    /// until they are reopened (Kafka's `uncleanable-partitions-count`).
+    pub const UNCLEANABLE_PARTITIONS: &str = "sluice_uncleanable_partitions";
 }
 
 /// Installs the global recorder (once per process) and returns the handle to render it.

@@ -595,7 +595,16 @@ impl ReplicaManager {
     /// Periodic storage work (retention, compaction, flush.ms, segment.ms).
     pub fn housekeeping(&self, now_ms: i64) -> Result<(), StorageError> {
         self.dir_health.measure_free_space();
-        self.logs.housekeeping(now_ms)
+        let result = self.logs.housekeeping(now_ms);
+        let uncleanable = self
+            .logs
+            .logs()
+            .iter()
+            .filter(|l| l.uncleanable().is_some())
+            .count();
+        metrics::gauge!(crate::observability::names::UNCLEANABLE_PARTITIONS)
+            .set(uncleanable as f64);
+        result
     }
 
     /// Flushes and closes every log.

@@ -217,7 +217,14 @@ pub fn clean(
     let mut out = Vec::with_capacity(data.len());
     let mut stats = CleanStats::default();
     for (at, h) in BatchIter::new(data) {
-        clean_batch(&data[at..at + h.size()], &h, map, params, &mut stats, &mut out)?;
+        clean_batch(
+            &data[at..at + h.size()],
+            &h,
+            map,
+            params,
+            &mut stats,
+            &mut out,
+        )?;
     }
     Ok((out, stats))
 }

@@ -116,8 +116,8 @@ mod mmap;
 pub use config::{CleanupPolicy, ConfigEntry, LogConfig};
 pub use error::{Result, StorageError};
 pub use log::{
-    AppendInfo, AppendOptions, AppendOrigin, FetchData, HousekeepingReport, Log, LogOffsets,
-    ReadOptions,
+    AppendInfo, AppendOptions, AppendOrigin, FetchData, HousekeepingReport, LoadStats, Log,
+    LogOffsets, ReadOptions,
 };
 pub use manager::{LogManager, LogManagerConfig};
 pub use map_budget::MapBudget;

@@ -34,17 +34,24 @@ fn cleaner_and_producer_state_keys_reach_every_log() {
     let e = c
         .set("log.cleaner.dedupe.buffer.size", "1000")
         .expect_err("too small");
-    assert!(e.to_string().contains("log.cleaner.dedupe.buffer.size"), "{e}");
+    assert!(
+        e.to_string().contains("log.cleaner.dedupe.buffer.size"),
+        "{e}"
+    );
     c.set("producer.id.expiration.ms", "60000")
         .expect("producer ids");
     assert_eq!(c.log_defaults.producer_id_expiration_ms, 60_000);
     let described = c.describe();
     assert_eq!(
-        described.get("log.cleaner.dedupe.buffer.size").map(String::as_str),
+        described
+            .get("log.cleaner.dedupe.buffer.size")
+            .map(String::as_str),
         Some("16777216")
     );
     assert_eq!(
-        described.get("producer.id.expiration.ms").map(String::as_str),
+        described
+            .get("producer.id.expiration.ms")
+            .map(String::as_str),
         Some("60000")
     );
 }

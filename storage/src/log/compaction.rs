@@ -173,7 +173,10 @@ impl Log {
         &self,
         plan: &Plan,
     ) -> std::result::Result<(OffsetMap, Offset), PassError> {
-        let end = plan.segments.last().map_or(plan.first_dirty, |s| s.next_offset());
+        let end = plan
+            .segments
+            .last()
+            .map_or(plan.first_dirty, |s| s.next_offset());
         // The dirty offsets bound the keys to map: the table is sized once and never grows.
         let span = end.0.saturating_sub(plan.first_dirty.0).max(0) as usize;
         let mut map = OffsetMap::bounded(plan.dedupe_buffer_bytes, span);
@@ -216,9 +219,17 @@ impl Log {
         let mut written = 0usize;
         for (at, h) in BatchIter::new(&data) {
             out.clear();
-            cleaner::clean_batch(&data[at..at + h.size()], &h, map, params, &mut stats, &mut out)
-                .map_err(|e| undecodable(seg, e))?;
-            file.write_all(&out).map_err(|e| StorageError::io(&path, e))?;
+            cleaner::clean_batch(
+                &data[at..at + h.size()],
+                &h,
+                map,
+                params,
+                &mut stats,
+                &mut out,
+            )
+            .map_err(|e| undecodable(seg, e))?;
+            file.write_all(&out)
+                .map_err(|e| StorageError::io(&path, e))?;
             written += out.len();
         }
         file.into_inner()

@@ -57,7 +57,7 @@ fn appends_go_on_while_a_pass_cleans_and_the_pass_keeps_them() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = open(dir.path(), compacted_config(1000));
     let mut latest = fill(&log, 5, 6, 8);
-    let hook: Box<dyn FnOnce(&Log) + Send> = Box::new(|log: &Log| {
+    let hook: Hook = Box::new(|log: &Log| {
         assert!(
             log.writer.try_lock().is_some(),
             "the pass holds the writer lock while it cleans"
@@ -83,12 +83,16 @@ fn a_truncation_during_a_pass_wins_and_the_cleaned_files_are_dropped() {
     let log = open(dir.path(), compacted_config(1000));
     fill(&log, 4, 6, 6);
     let before = served(&log).0;
-    let hook: Box<dyn FnOnce(&Log) + Send> = Box::new(|log: &Log| {
+    let hook: Hook = Box::new(|log: &Log| {
         // A follower truncating to its new leader, below the segments being cleaned.
-        log.truncate_to(Offset(9)).expect("truncate during the pass");
+        log.truncate_to(Offset(9))
+            .expect("truncate during the pass");
     });
     *log.test_hooks.mid_pass.lock() = Some(hook);
-    assert_eq!(log.housekeeping(10_000).expect("clean").records_compacted, 0);
+    assert_eq!(
+        log.housekeeping(10_000).expect("clean").records_compacted,
+        0
+    );
     let after = served(&log).0;
     assert_eq!(after, before[..9].to_vec(), "the log is the truncated one");
     assert_eq!(log.offsets().log_end, Offset(9));
@@ -109,7 +113,7 @@ fn a_segment_deleted_during_a_pass_is_not_brought_back() {
     let log = open(dir.path(), compacted_config(1000));
     fill(&log, 4, 6, 6);
     let first_base = *log.segments.read().keys().next().expect("segment");
-    let hook: Box<dyn FnOnce(&Log) + Send> = Box::new(|log: &Log| {
+    let hook: Hook = Box::new(|log: &Log| {
         log.delete_records_before(Offset(6))
             .expect("DeleteRecords during the pass");
     });
@@ -198,7 +202,8 @@ fn records_the_cleaner_cannot_decode_make_the_log_uncleanable_and_housekeeping_g
         origin: AppendOrigin::Replication,
         ..opts()
     };
-    log.append(&bad, &replicated).expect("a follower appends it");
+    log.append(&bad, &replicated)
+        .expect("a follower appends it");
     roll(&log);
     let before = served_len_without_decoding(&log);
 
@@ -206,13 +211,19 @@ fn records_the_cleaner_cannot_decode_make_the_log_uncleanable_and_housekeeping_g
     assert_eq!(report.records_compacted, 0);
     let why = log.uncleanable().expect("marked uncleanable");
     assert!(why.contains("cannot decode"), "{why}");
-    assert_eq!(served_len_without_decoding(&log), before, "nothing was rewritten");
+    assert_eq!(
+        served_len_without_decoding(&log),
+        before,
+        "nothing was rewritten"
+    );
     assert!(staged_files(&log).is_empty(), "{:?}", staged_files(&log));
 
     // The rest of housekeeping still runs: retention deletes by time, appends go on.
     let later = log.housekeeping(1_000_000).expect("housekeeping");
     assert!(later.segments_deleted > 0, "{later:?}");
-    let b = BatchBuilder::new().record(Some(b"k"), Some(b"v"), 1).build();
+    let b = BatchBuilder::new()
+        .record(Some(b"k"), Some(b"v"), 1)
+        .build();
     log.append(&b, &opts()).expect("append");
 }
 

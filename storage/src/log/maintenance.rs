@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::open::now_ms;
 use super::{
-    params, Log, Writer, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_FILE,
-    RECOVERY_POINT_FILE, SNAPSHOT_EXT,
+    params, Log, Writer, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE,
+    LOG_START_FILE, RECOVERY_POINT_FILE, SNAPSHOT_EXT,
 };
 use crate::checkpoint;
 use crate::error::{Result, StorageError};
@@ -287,6 +287,10 @@ impl Log {
         }
         if !doomed.is_empty() {
             w.epochs.truncate_from_start(start);
+            // Snapshots below the first segment describe records no truncation can reach.
+            if let Some(first) = self.segments.read().keys().next().copied() {
+                self.remove_snapshots(|b| b < first)?;
+            }
         }
         Ok(doomed.len())
     }
@@ -390,21 +394,8 @@ impl Log {
         self.start_segment_at(offset, now)?;
         w.cleaned_upto = w.cleaned_upto.min(offset);
         w.epochs.truncate_from_end(offset);
-        let mut producers = crate::producer_state::ProducerStateManager::default();
-        for seg in self.segments.read().values() {
-            for h in seg.headers()? {
-                if !h.is_control() {
-                    producers.update(
-                        &h,
-                        Offset(h.base_offset),
-                        Offset(h.last_offset()),
-                        h.max_timestamp,
-                    );
-                }
-            }
-        }
-        w.producers = producers;
-        self.remove_snapshots_from(offset)?;
+        self.remove_snapshots(|b| b > offset.0)?;
+        self.reload_producers(w, offset, cut_in.is_some())?;
         // The segment cut (now sealed) and any sealed before it may still be unflushed.
         w.sealed_unflushed_upto = Some(offset);
         // A crash before the truncated file shrinks must rescan it: persist the lower point now.
@@ -442,7 +433,7 @@ impl Log {
         self.start_segment_at(offset, now)?;
         w.epochs.truncate_from_end(Offset(i64::MIN));
         w.producers = crate::producer_state::ProducerStateManager::default();
-        self.remove_snapshots_from(Offset(i64::MIN))?;
+        self.remove_snapshots(|_| true)?;
         w.truncations += 1;
         w.cleaned_upto = w.cleaned_upto.min(offset);
         w.sealed_unflushed_upto = None;
@@ -484,18 +475,16 @@ impl Log {
         self.publish(|o| o.recovery_point = o.log_end);
         let end = self.offsets().log_end;
         self.write_producer_snapshot(&w, end)?;
-        self.write_checkpoints(&mut w, now_ms())
+        self.write_checkpoints(&mut w, now_ms())?;
+        // Last: everything the next open trusts instead of reading the log is durable now.
+        crate::io::write_atomic(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")
     }
 
     pub(crate) fn write_checkpoints(&self, w: &mut Writer, now: i64) -> Result<()> {
         let o = self.offsets();
         let line = |off: Offset| vec![format!("{} {} {}", self.tp.topic, self.tp.partition, off.0)];
-        if w.checkpointed.0 != o.recovery_point {
-            checkpoint::write(&self.dir.join(RECOVERY_POINT_FILE), &line(o.recovery_point))?;
-        }
-        if w.checkpointed.1 != o.log_start {
-            checkpoint::write(&self.dir.join(LOG_START_FILE), &line(o.log_start))?;
-        }
+        // The epochs first: the next open trusts them for every batch below the recovery
+        // point it reads, so they must never be older than that recovery point.
         let epochs: Vec<String> = w
             .epochs
             .entries()
@@ -503,6 +492,12 @@ impl Log {
             .map(|(e, off)| format!("{} {}", e.0, off.0))
             .collect();
         checkpoint::write(&self.dir.join(LEADER_EPOCH_FILE), &epochs)?;
+        if w.checkpointed.0 != o.recovery_point {
+            checkpoint::write(&self.dir.join(RECOVERY_POINT_FILE), &line(o.recovery_point))?;
+        }
+        if w.checkpointed.1 != o.log_start {
+            checkpoint::write(&self.dir.join(LOG_START_FILE), &line(o.log_start))?;
+        }
         w.checkpointed = (o.recovery_point, o.log_start);
         w.last_checkpoint_ms = now;
         self.write_hw_checkpoint(w, now)
@@ -519,18 +514,65 @@ impl Log {
         Ok(())
     }
 
-    /// Writes the producer state as of `offset` and removes older snapshots.
+    /// Writes the producer state as of `offset`. Older snapshots stay while their segments
+    /// do (one per roll): a truncation reloads the newest one at or below its cut.
     pub(crate) fn write_producer_snapshot(&self, w: &Writer, offset: Offset) -> Result<()> {
         let mut data = w.producers.encode();
         let crc = crc32fast::hash(&data);
         data.extend_from_slice(&crc.to_be_bytes());
         let path = self.dir.join(file_name(offset, SNAPSHOT_EXT));
-        crate::io::write_atomic(&path, &data)?;
-        self.remove_snapshots(|b| b < offset.0)
+        crate::io::write_atomic(&path, &data)
     }
 
-    fn remove_snapshots_from(&self, offset: Offset) -> Result<()> {
-        self.remove_snapshots(|b| b >= offset.0)
+    /// Rebuilds producer state after a truncation to `offset` (Kafka's `truncateAndReload`):
+    /// the newest snapshot at or below it, then the batch headers from there to the cut.
+    /// Without `keep_history` (the whole log went) the state starts empty.
+    fn reload_producers(&self, w: &mut Writer, offset: Offset, keep_history: bool) -> Result<()> {
+        let mut from = Offset(i64::MIN);
+        let mut producers = crate::producer_state::ProducerStateManager::default();
+        if keep_history {
+            let mut bases = self.snapshot_bases()?;
+            bases.sort_unstable();
+            for base in bases.iter().rev().filter(|b| **b <= offset.0) {
+                let path = self.dir.join(file_name(Offset(*base), SNAPSHOT_EXT));
+                if let Some(state) = super::open::read_snapshot(&path, now_ms()) {
+                    producers = state;
+                    from = Offset(*base);
+                    break;
+                }
+            }
+        }
+        let mut replayed = 0;
+        let segments: Vec<Arc<LogSegment>> = self.segments.read().values().cloned().collect();
+        for seg in segments.iter().filter(|s| s.next_offset() > from) {
+            for h in seg.headers_from(from)? {
+                if h.base_offset < from.0 || h.is_control() {
+                    continue;
+                }
+                replayed += 1;
+                producers.update(
+                    &h,
+                    Offset(h.base_offset),
+                    Offset(h.last_offset()),
+                    h.max_timestamp,
+                );
+            }
+        }
+        w.producers = producers;
+        w.truncation_replayed = replayed;
+        Ok(())
+    }
+
+    fn snapshot_bases(&self) -> Result<Vec<i64>> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(&self.dir, e))?;
+        Ok(entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let (stem, ext) = name.rsplit_once('.')?;
+                (ext == SNAPSHOT_EXT).then(|| stem.parse::<i64>().ok())?
+            })
+            .collect())
     }
 
     fn remove_snapshots(&self, doomed: impl Fn(i64) -> bool) -> Result<()> {

@@ -21,6 +21,8 @@ mod crash_tests;
 mod deletion_tests;
 #[cfg(test)]
 mod follower_tests;
+#[cfg(test)]
+mod load_tests;
 mod maintenance;
 #[cfg(test)]
 mod offset_range_tests;
@@ -97,6 +99,8 @@ pub(crate) struct Writer {
     pub(crate) pending_deletes: Vec<maintenance::PendingDelete>,
     /// Why compaction skips this log (records it could not decode), until it is reopened.
     pub(crate) uncleanable: Option<String>,
+    /// Batch headers the last truncation replayed (see [`LoadStats`]).
+    pub(crate) truncation_replayed: u64,
 }
 
 /// A partition log. Share it as `Arc<Log>`: every method takes `&self`.
@@ -113,6 +117,7 @@ pub struct Log {
     /// The high watermark checkpointed by a replication layer before the last stop.
     recovered_hw: Option<Offset>,
     budget: Arc<MapBudget>,
+    load_stats: LoadStats,
     /// Held by a compaction pass, which runs without the writer lock: one pass at a time.
     cleaning: Mutex<()>,
     #[cfg(test)]
@@ -124,8 +129,12 @@ pub struct Log {
 #[derive(Default)]
 pub(crate) struct TestHooks {
     /// Runs once, in a compaction pass after the keys are mapped and before any swap.
-    pub(crate) mid_pass: Mutex<Option<Box<dyn FnOnce(&Log) + Send>>>,
+    pub(crate) mid_pass: Mutex<Option<Hook>>,
 }
+
+/// Code a test runs inside an operation of the log.
+#[cfg(test)]
+pub(crate) type Hook = Box<dyn FnOnce(&Log) + Send>;
 
 #[cfg(test)]
 impl TestHooks {
@@ -151,6 +160,22 @@ pub(crate) const LOG_START_FILE: &str = "log-start-offset-checkpoint";
 pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 pub(crate) const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
 pub(crate) const SNAPSHOT_EXT: &str = "snapshot";
+/// Written last by [`Log::close`], removed by the next open: the log needs no recovery.
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+
+/// What opening the log read, and what its last truncation replayed: the cost of a restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    /// The log was closed cleanly before this open: nothing was recovered.
+    pub clean_shutdown: bool,
+    /// Bytes of `.log` files read to open the segments (recovery scans and the tails after
+    /// each segment's last index entry).
+    pub bytes_scanned: u64,
+    /// Batch headers replayed to rebuild producer and leader-epoch state at open.
+    pub batches_replayed: u64,
+    /// Batch headers replayed to rebuild producer state by the last truncation.
+    pub batches_replayed_by_last_truncation: u64,
+}
 
 fn params(config: &LogConfig) -> SegmentParams {
     SegmentParams {
@@ -225,6 +250,14 @@ impl Log {
     pub fn checkpointed_high_watermark(&self) -> Option<Offset> {
         let o = self.offsets();
         self.recovered_hw.map(|hw| hw.clamp(o.log_start, o.log_end))
+    }
+
+    /// What the last open read and the last truncation replayed.
+    pub fn load_stats(&self) -> LoadStats {
+        LoadStats {
+            batches_replayed_by_last_truncation: self.writer.lock().truncation_replayed,
+            ..self.load_stats
+        }
     }
 
     /// Total bytes of all segments.

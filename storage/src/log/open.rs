@@ -1,5 +1,12 @@
 //! Opening a log directory: find segments, recover those past the recovery point, enforce that
 //! segments do not overlap, and rebuild producer and leader-epoch state from batch headers.
+//!
+//! What is read follows Kafka's `LogLoader`: after a clean stop (the `clean-shutdown` marker
+//! that [`Log::close`] writes last) no segment is recovered, each is opened from its indexes
+//! (reading the bytes after its last index entry to find its end), and producer and epoch
+//! state come from the snapshot and checkpoint written at close. After an unclean stop the
+//! segments from the one holding the recovery point on are recovered, and batch headers are
+//! replayed only from the recovery point (epochs) and the newest producer snapshot.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,8 +18,8 @@ use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
 use super::{
-    params, Log, LogOffsets, Writer, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_FILE,
-    RECOVERY_POINT_FILE, SNAPSHOT_EXT,
+    params, LoadStats, Log, LogOffsets, Writer, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
+    LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE, SNAPSHOT_EXT,
 };
 use crate::checkpoint;
 use crate::config::LogConfig;
@@ -55,6 +62,9 @@ pub(crate) fn open(
 ) -> Result<Log> {
     fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
     let now = now_ms();
+    let scanned_before = crate::segment::bytes_scanned_by_this_thread();
+    let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
+    let clean = clean_marker.exists();
     let mut bases = Vec::new();
     let mut snapshots = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
@@ -103,7 +113,7 @@ pub(crate) fn open(
     let mut segments: BTreeMap<i64, Arc<LogSegment>> = BTreeMap::new();
     for (i, base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
-        let recover = next_base > recovery_point.0;
+        let recover = !clean && next_base > recovery_point.0;
         let later = &bases[i + 1..];
         let (seg, report) = LogSegment::open(
             dir,
@@ -148,9 +158,27 @@ pub(crate) fn open(
         .map_or(log_start, |s| s.next_offset());
     let log_start = log_start.min(log_end);
 
-    let (producers, epochs) =
-        rebuild_state(dir, &tp, &segments, &snapshots, (log_start, log_end), now)?;
     let recovery_point = recovery_point.min(log_end);
+    let (producers, epochs, batches_replayed) = rebuild_state(
+        dir,
+        &tp,
+        &segments,
+        &snapshots,
+        (log_start, recovery_point, log_end),
+        now,
+    )?;
+    if clean {
+        // From the first append on, this stop's marker would hide data a crash could tear.
+        fs::remove_file(&clean_marker).map_err(|e| StorageError::io(&clean_marker, e))?;
+        crate::io::fsync_dir(dir)?;
+    }
+    let load_stats = LoadStats {
+        clean_shutdown: clean,
+        bytes_scanned: crate::segment::bytes_scanned_by_this_thread() - scanned_before,
+        batches_replayed,
+        ..LoadStats::default()
+    };
+    tracing::debug!(partition = %tp, ?load_stats, "log opened");
     // Sealed segments past the recovery point were recovered, not flushed: the next flush
     // makes them durable before the recovery point passes them (Kafka flushes every segment
     // between the recovery point and the new one).
@@ -186,6 +214,7 @@ pub(crate) fn open(
             truncations: 0,
             pending_deletes: Vec::new(),
             uncleanable: None,
+            truncation_replayed: 0,
         }),
         offsets: ArcSwap::from_pointee(offsets),
         poison: RwLock::new(None),
@@ -193,6 +222,7 @@ pub(crate) fn open(
         hw_managed: AtomicBool::new(false),
         recovered_hw,
         budget,
+        load_stats,
         cleaning: Mutex::new(()),
         #[cfg(test)]
         test_hooks: super::TestHooks::default(),
@@ -221,15 +251,15 @@ fn delete_segments_at_open(dir: &Path, tp: &TopicPartition, bases: &[i64]) -> Re
 }
 
 /// Loads the newest usable producer snapshot and leader-epoch checkpoint, then replays batch
-/// headers after them (headers only: no record is decoded).
+/// headers after them (headers only: no record is decoded). Returns the batches replayed too.
 fn rebuild_state(
     dir: &Path,
     tp: &TopicPartition,
     segments: &BTreeMap<i64, Arc<LogSegment>>,
     snapshots: &[i64],
-    (log_start, log_end): (Offset, Offset),
+    (log_start, recovery_point, log_end): (Offset, Offset, Offset),
     now: i64,
-) -> Result<(ProducerStateManager, LeaderEpochCache)> {
+) -> Result<(ProducerStateManager, LeaderEpochCache, u64)> {
     let mut snapshots = snapshots.to_vec();
     snapshots.sort_unstable();
     let mut producers = None;
@@ -244,7 +274,7 @@ fn rebuild_state(
             }
         }
         if producers.is_some() && *s <= log_end.0 {
-            continue; // older than the one loaded; the next snapshot written removes it
+            continue; // older than the one loaded: kept for a truncation to reload from
         }
         // Past the log end, the snapshot describes records this log lost: once the log grows
         // past it again it would load as the state of other history (Kafka's
@@ -271,9 +301,10 @@ fn rebuild_state(
             // Entries past the log end lost their records in a crash; one at the log end is an
             // epoch a leader began before appending anything, and stays.
             cache.truncate_from_end(Offset(log_end.0 + 1));
-            // Batches written after the checkpoint may carry newer epochs.
-            let from = cache.entries().last().map_or(log_start, |e| e.1);
-            (cache, from)
+            // The checkpoint is written before the recovery point (`write_checkpoints`), so it
+            // holds every epoch of the batches below the recovery point; only those after it
+            // may carry epochs it lacks (Kafka trusts the checkpoint the same way).
+            (cache, recovery_point.max(log_start))
         }
         Ok(None) => (LeaderEpochCache::default(), log_start),
         Err(e) => {
@@ -283,11 +314,13 @@ fn rebuild_state(
     };
 
     let from = replay_producers_from.min(replay_epochs_from);
+    let mut replayed = 0u64;
     for seg in segments.values() {
-        if seg.next_offset() <= from {
+        if seg.next_offset() <= from || from >= log_end {
             continue;
         }
-        for h in seg.headers()? {
+        for h in seg.headers_from(from)? {
+            replayed += 1;
             if h.base_offset >= replay_producers_from.0 && !h.is_control() {
                 producers.update(
                     &h,
@@ -301,10 +334,10 @@ fn rebuild_state(
             }
         }
     }
-    Ok((producers, epochs))
+    Ok((producers, epochs, replayed))
 }
 
-fn read_snapshot(path: &Path, now: i64) -> Option<ProducerStateManager> {
+pub(crate) fn read_snapshot(path: &Path, now: i64) -> Option<ProducerStateManager> {
     let data = fs::read(path).ok()?;
     if data.len() < 4 {
         return None;

@@ -21,6 +21,8 @@
 
 mod recovery;
 
+pub(crate) use recovery::bytes_scanned_by_this_thread;
+
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -667,10 +669,15 @@ impl LogSegment {
             .ok_or_else(|| self.corrupt(pos, "batch beyond segment end"))
     }
 
-    /// Every batch header in the segment, in order (for state rebuilds).
-    pub(crate) fn headers(&self) -> Result<Vec<BatchHeader>> {
+    /// The headers of the batches from the one holding `from` on, found through the index
+    /// (replaying state from an offset reads only what lies after it).
+    pub(crate) fn headers_from(&self, from: Offset) -> Result<Vec<BatchHeader>> {
+        let start = match self.find(from)? {
+            Some((at, _)) => at,
+            None => return Ok(Vec::new()),
+        };
         let files = self.files()?;
-        let data = files.log.slice(0..self.size() as usize).unwrap_or(&[]);
+        let data = files.log.slice(start..self.size() as usize).unwrap_or(&[]);
         Ok(BatchIter::new(data).map(|(_, h)| h).collect())
     }
 

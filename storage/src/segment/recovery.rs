@@ -24,6 +24,17 @@ pub(crate) const MAX_INDEXABLE_OFFSET: i64 = u32::MAX as i64;
 /// Bytes read per `pread(2)` by a recovery scan.
 const SCAN_CHUNK: usize = 1 << 20;
 
+thread_local! {
+    /// Bytes this thread has read from `.log` files to open or recover segments: opening a log
+    /// runs on one thread, which reports the difference (see `Log::load_stats`).
+    static SCANNED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes of `.log` files the calling thread has read to open segments so far.
+pub(crate) fn bytes_scanned_by_this_thread() -> u64 {
+    SCANNED.with(std::cell::Cell::get)
+}
+
 /// Whole, valid batches of a `.log` file read with `pread(2)` a chunk at a time, as
 /// [`BatchIter`] reads them from memory.
 ///
@@ -72,6 +83,7 @@ impl<'f> FileBatches<'f> {
             self.file
                 .read_exact_at(&mut self.buf, at as u64)
                 .map_err(|e| StorageError::io(self.path, e))?;
+            SCANNED.with(|s| s.set(s.get() + self.buf.len() as u64));
             self.buf_start = at;
         }
         let from = at - self.buf_start;
@@ -253,11 +265,15 @@ impl LogSegment {
         } else {
             index.last().map_or(0, |(_, p)| p.0 as usize)
         };
-        if !rebuild {
-            let mut first = FileBatches::new(&scan_file, &self.log_path, valid, 0);
-            if let Some((_, h)) = first.next_batch()? {
-                first_ts = Some(h.max_timestamp);
-            }
+        if !rebuild && valid >= HEADER_LEN {
+            // Only the first header: the segment was validated when it was written or
+            // recovered, and reading its first batch whole would read up to a chunk per segment.
+            let mut head = [0u8; HEADER_LEN];
+            scan_file
+                .read_exact_at(&mut head, 0)
+                .map_err(|e| StorageError::io(&self.log_path, e))?;
+            SCANNED.with(|s| s.set(s.get() + HEADER_LEN as u64));
+            first_ts = BatchHeader::parse(&head).map(|h| h.max_timestamp);
         }
         let mut batches = FileBatches::new(&scan_file, &self.log_path, valid, scan_from);
         while let Some((at, h)) = batches.next_batch()? {
