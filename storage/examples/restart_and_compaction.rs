@@ -247,6 +247,8 @@ fn compaction(dir: &Path, gib: u64, keys: u64) {
         ..config
     });
 
+    // The fill's writeback would otherwise stall the baseline phase alone.
+    let _ = std::process::Command::new("sync").status();
     let peak = AnonPeak::start();
     let until = Instant::now() + Duration::from_secs(20);
     let baseline = produce_while(&log, || Instant::now() < until);
