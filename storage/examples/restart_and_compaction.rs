@@ -41,7 +41,9 @@ fn main() {
         Some("restart") => restart(&dir, arg("--gib", 4)),
         Some("compaction") => compaction(&dir, arg("--gib", 10), arg("--keys", 1_000_000)),
         _ => {
-            eprintln!("usage: restart_and_compaction restart|compaction [--gib N] [--keys N] [--dir D]");
+            eprintln!(
+                "usage: restart_and_compaction restart|compaction [--gib N] [--keys N] [--dir D]"
+            );
             std::process::exit(2);
         }
     }

@@ -130,6 +130,47 @@ impl<'f> FileBatches<'f> {
     }
 }
 
+/// What one validating scan learned, so that indexing after it need not read the file again.
+struct Summary {
+    /// The scan covered the batches in `[from, upto)`.
+    from: usize,
+    upto: usize,
+    next: i64,
+    /// Largest batch max timestamp in the range (-1 if none).
+    max_ts: i64,
+    first_ts: Option<i64>,
+    /// The index entries a rebuild from `from` makes: offset, position, time-index timestamp.
+    entries: Vec<(i64, u32, i64)>,
+    since_index: u32,
+}
+
+impl Summary {
+    fn new(from: usize, base: Offset) -> Summary {
+        Summary {
+            from,
+            upto: from,
+            next: base.0,
+            max_ts: -1,
+            first_ts: None,
+            entries: Vec::new(),
+            since_index: 0,
+        }
+    }
+
+    fn add(&mut self, at: usize, h: &BatchHeader, interval: u32) {
+        self.first_ts.get_or_insert(h.max_timestamp);
+        if self.since_index >= interval {
+            self.entries
+                .push((h.base_offset, at as u32, self.max_ts.max(h.max_timestamp)));
+            self.since_index = 0;
+        }
+        self.since_index += h.size() as u32;
+        self.max_ts = self.max_ts.max(h.max_timestamp);
+        self.next = h.next_offset();
+        self.upto = at + h.size();
+    }
+}
+
 impl LogSegment {
     /// Opens the `.log` file for a scan, with its length.
     fn open_for_scan(&self) -> Result<(fs::File, usize)> {
@@ -144,13 +185,13 @@ impl LogSegment {
     /// Scans the whole file, cuts it at the first invalid batch, rebuilds indexes.
     pub(super) fn recover(&self, before_cut: BeforeCut<'_>) -> Result<RecoveryReport> {
         let (file, file_len) = self.open_for_scan()?;
-        let (valid, reason) = self.scan_valid_prefix(&file, file_len, 0)?;
+        let (valid, reason, summary) = self.scan_valid_prefix(&file, file_len, 0)?;
         // Zeros after the last batch are preallocated space, not damage.
         let zero_tail =
             FileBatches::new(&file, &self.log_path, file_len, valid).zeros_from(valid)?;
         drop(file);
         let reason = if zero_tail { None } else { reason };
-        let report = self.cut_and_index(valid, file_len, reason, true, before_cut)?;
+        let report = self.cut_and_index(valid, file_len, reason, true, before_cut, summary)?;
         // Read back whole is not on disk: a killed process leaves its writes in the page
         // cache, where recovery reads them. Only a flush makes them durable.
         self.flushed.store(0, Ordering::Release);
@@ -169,15 +210,15 @@ impl LogSegment {
         } else {
             0
         };
-        let (valid, reason) = self.scan_valid_prefix(&file, file_len, start)?;
+        let (valid, reason, summary) = self.scan_valid_prefix(&file, file_len, start)?;
         drop((file, index, time_index));
         if !consistent || valid < file_len {
             if let Some(r) = &reason {
                 tracing::warn!(segment = %self.log_path.display(), valid, file_len, reason = %r, "segment before the recovery point is damaged; truncating");
             }
-            return self.cut_and_index(valid, file_len, reason, true, before_cut);
+            return self.cut_and_index(valid, file_len, reason, true, before_cut, summary);
         }
-        self.cut_and_index(valid, file_len, None, false, before_cut)
+        self.cut_and_index(valid, file_len, None, false, before_cut, summary)
     }
 
     /// Finds the longest valid prefix of `file` from `start`: offsets must also increase and
@@ -187,36 +228,31 @@ impl LogSegment {
         file: &fs::File,
         file_len: usize,
         start: usize,
-    ) -> Result<(usize, Option<String>)> {
+    ) -> Result<(usize, Option<String>, Summary)> {
         let mut it = FileBatches::new(file, &self.log_path, file_len, start);
+        let mut summary = Summary::new(start, self.base);
         let mut next = self.base.0;
         while let Some((at, h)) = it.next_batch()? {
             if h.base_offset < next {
-                return Ok((
-                    at,
-                    Some(format!(
-                        "batch at {at} has offset {} below {next}",
-                        h.base_offset
-                    )),
-                ));
+                let why = format!("batch at {at} has offset {} below {next}", h.base_offset);
+                return Ok((at, Some(why), summary));
             }
             let last = h.base_offset as i128 + h.last_offset_delta as i128;
             if last - self.base.0 as i128 > MAX_INDEXABLE_OFFSET as i128 {
-                return Ok((
-                    at,
-                    Some(format!(
-                        "batch at {at} ends at offset {last}, beyond what segment {} can index",
-                        self.base
-                    )),
-                ));
+                let why = format!(
+                    "batch at {at} ends at offset {last}, beyond what segment {} can index",
+                    self.base
+                );
+                return Ok((at, Some(why), summary));
             }
             next = h.next_offset();
+            summary.add(at, &h, self.params.index_interval_bytes);
         }
         let reason = it
             .defect
             .as_ref()
             .map(|d| format!("{d} at byte {}", it.pos));
-        Ok((it.pos, reason))
+        Ok((it.pos, reason, summary))
     }
 
     /// Cuts the log file to `valid` bytes and (re)builds in-memory state and, if asked, indexes.
@@ -227,6 +263,7 @@ impl LogSegment {
         reason: Option<String>,
         rebuild: bool,
         before_cut: BeforeCut<'_>,
+        summary: Summary,
     ) -> Result<RecoveryReport> {
         if valid < file_len {
             before_cut()?;
@@ -275,7 +312,30 @@ impl LogSegment {
             SCANNED.with(|s| s.set(s.get() + HEADER_LEN as u64));
             first_ts = BatchHeader::parse(&head).map(|h| h.max_timestamp);
         }
-        let mut batches = FileBatches::new(&scan_file, &self.log_path, valid, scan_from);
+        if summary.from == scan_from && summary.upto == valid {
+            // The validating scan already read this range: index from what it learned.
+            if rebuild {
+                first_ts = summary.first_ts;
+                for (offset, at, ts) in &summary.entries {
+                    if index.is_full() || time_index.is_full() {
+                        break;
+                    }
+                    index.append(Offset(*offset), FilePosition(*at), chunk)?;
+                    time_index.maybe_append(*ts, Offset(*offset), chunk)?;
+                }
+                since_index = summary.since_index;
+            }
+            if summary.upto > summary.from {
+                next = summary.next;
+            }
+            max_ts = max_ts.max(summary.max_ts);
+        }
+        let rescan_from = if summary.from == scan_from && summary.upto == valid {
+            valid
+        } else {
+            scan_from
+        };
+        let mut batches = FileBatches::new(&scan_file, &self.log_path, valid, rescan_from);
         while let Some((at, h)) = batches.next_batch()? {
             if rebuild {
                 if first_ts.is_none() {
