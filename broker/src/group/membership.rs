@@ -111,13 +111,14 @@ impl GroupShard {
                     return static_member_rejoin(g, &old, &member_id, &p, now);
                 }
             } else if p.require_known_member_id {
-                g.pending.insert(member_id.clone());
+                let expires = now.at + Duration::from_millis(p.session_timeout_ms.max(0) as u64);
+                g.pending.insert(member_id.clone(), expires);
                 return Effect::now(JoinResult::error(
                     ResponseError::MemberIdRequired,
                     &member_id,
                 ));
             }
-        } else if !g.members.contains_key(&member_id) && !g.pending.remove(&member_id) {
+        } else if !g.members.contains_key(&member_id) && g.pending.remove(&member_id).is_none() {
             let e = if g.fenced(&member_id, p.instance_id.as_deref()) {
                 ResponseError::FencedInstanceId
             } else {
@@ -271,20 +272,22 @@ impl GroupShard {
         }
     }
 
-    /// LeaveGroup: per-member error codes. A group left empty is persisted so.
+    /// LeaveGroup: per-member error codes, or the group's error (Kafka answers an unknown
+    /// group with UNKNOWN_MEMBER_ID for each member). A group left empty is persisted so.
     pub fn leave(
         &mut self,
         group_id: &str,
         members: &[(String, Option<String>)],
         now: Now,
-    ) -> Effect<Vec<i16>> {
+    ) -> Effect<Result<Vec<i16>, i16>> {
+        if let Err(e) = check_group_id(group_id) {
+            return Effect::now(Err(e.code()));
+        }
         let Some(g) = self.groups.get_mut(group_id) else {
-            return Effect::now(
-                members
-                    .iter()
-                    .map(|_| ResponseError::UnknownMemberId.code())
-                    .collect(),
-            );
+            return Effect::now(Ok(members
+                .iter()
+                .map(|_| ResponseError::UnknownMemberId.code())
+                .collect()));
         };
         let was_empty = g.members.is_empty();
         let codes = members
@@ -312,6 +315,7 @@ impl GroupShard {
             })
             .collect();
         let records = if !was_empty && g.members.is_empty() {
+            g.empty_since_ms = Some(now.ms);
             vec![GroupShard::group_record(g, now)]
         } else {
             Vec::new()
@@ -319,7 +323,7 @@ impl GroupShard {
         Effect {
             records,
             deferred: Vec::new(),
-            answer: Pending::Now(codes),
+            answer: Pending::Now(Ok(codes)),
         }
     }
 }

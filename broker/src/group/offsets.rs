@@ -1,6 +1,6 @@
 //! Committed offsets on a `GroupShard`: OffsetCommit, OffsetFetch and OffsetDelete. A commit
-//! returns its records; the shard applies them once appended (`GroupShard::applied`) and the
-//! runtime answers once they are on the ISR.
+//! returns its records; they take effect once the ISR has them (`GroupShard::replicated_to`),
+//! and then the runtime answers.
 
 use kafka_protocol::error::ResponseError;
 use sluice_storage::TopicPartition;
@@ -172,32 +172,39 @@ impl GroupShard {
         records
     }
 
-    /// OffsetDelete: refuses partitions the group is consuming (GROUP_SUBSCRIBED_TO_TOPIC).
+    /// OffsetDelete, as Kafka's `deleteOffsets`: a group with members deletes only through
+    /// the `consumer` protocol, and refuses the partitions of topics its members subscribe to
+    /// (GROUP_SUBSCRIBED_TO_TOPIC); the others' offsets are deleted even while it runs.
     pub fn delete_offsets(
         &mut self,
         group_id: &str,
         partitions: Vec<TopicPartition>,
     ) -> Effect<(i16, CommitResults)> {
-        if !self.groups.contains_key(group_id) && !self.offsets.contains_key(group_id) {
+        let group = self.groups.get(group_id);
+        if group.is_none() && !self.offsets.contains_key(group_id) {
             return Effect::now((ResponseError::GroupIdNotFound.code(), Vec::new()));
         }
-        let active = self
-            .groups
-            .get(group_id)
-            .is_some_and(|g| !g.members.is_empty());
+        if group.is_some_and(|g| {
+            g.state != GroupState::Empty && g.protocol_type.as_deref() != Some("consumer")
+        }) {
+            return Effect::now((ResponseError::NonEmptyGroup.code(), Vec::new()));
+        }
+        let committed = self.offsets.get(group_id);
         let mut results = Vec::new();
         let mut records = Vec::new();
         for tp in partitions {
-            if active {
+            if group.is_some_and(|g| g.subscribed_to(&tp.topic)) {
                 results.push((tp, ResponseError::GroupSubscribedToTopic.code()));
                 continue;
             }
-            records.push(OffsetsRecord::Offset {
-                group: group_id.to_string(),
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                value: None,
-            });
+            if committed.is_some_and(|c| c.contains_key(&(tp.topic.clone(), tp.partition))) {
+                records.push(OffsetsRecord::Offset {
+                    group: group_id.to_string(),
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    value: None,
+                });
+            }
             results.push((tp, 0));
         }
         Effect {
@@ -205,6 +212,74 @@ impl GroupShard {
             deferred: Vec::new(),
             answer: Pending::Now((0, results)),
         }
+    }
+
+    /// Kafka's offset expiry (`offsets.retention.minutes`, checked every
+    /// `offsets.retention.check.interval.ms`): the tombstones of committed offsets kept longer
+    /// than the retention, counted from when their group became Empty (or, without that
+    /// time, from the commit), from the commit for a group that only commits (no protocol
+    /// type), and from the commit for topics a Stable consumer group no longer subscribes
+    /// to; then of each Empty group left with no offsets.
+    pub fn expire_offsets(&self, now_ms: i64) -> Vec<OffsetsRecord> {
+        let retention = self.config.offsets_retention_ms;
+        let mut records = Vec::new();
+        let mut names: Vec<&String> = self.groups.keys().chain(self.offsets.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            if self.unreplicated_for(name) {
+                // A commit on its way would come after the tombstones in the log.
+                continue;
+            }
+            let g = self.groups.get(name);
+            let empty = g.is_none_or(|g| g.state == GroupState::Empty);
+            // The time each offset's retention counts from, or None if it does not expire.
+            let base = |c: &CommittedOffset| -> Option<i64> {
+                match g {
+                    Some(g) if g.protocol_type.is_some() => {
+                        if g.state == GroupState::Empty {
+                            Some(g.empty_since_ms.unwrap_or(c.commit_timestamp))
+                        } else if g.state == GroupState::Stable
+                            && g.protocol_type.as_deref() == Some("consumer")
+                            && g.subscribed_topics().is_some()
+                        {
+                            Some(c.commit_timestamp)
+                        } else {
+                            None
+                        }
+                    }
+                    _ => Some(c.commit_timestamp),
+                }
+            };
+            let committed = self.offsets.get(name);
+            let expired: Vec<&(String, i32)> = committed
+                .iter()
+                .flat_map(|o| o.iter())
+                .filter(|((topic, _), c)| {
+                    base(c).is_some_and(|b| now_ms.saturating_sub(b) >= retention)
+                        && !g.is_some_and(|g| g.subscribed_to(topic))
+                })
+                .map(|(k, _)| k)
+                .collect();
+            let all_gone = expired.len() == committed.map_or(0, |o| o.len());
+            records.extend(
+                expired
+                    .into_iter()
+                    .map(|(topic, partition)| OffsetsRecord::Offset {
+                        group: name.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        value: None,
+                    }),
+            );
+            if empty && all_gone {
+                records.push(OffsetsRecord::Group {
+                    group: name.clone(),
+                    value: None,
+                });
+            }
+        }
+        records
     }
 }
 
