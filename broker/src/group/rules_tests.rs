@@ -265,7 +265,7 @@ fn offset_delete_refuses_only_topics_the_members_subscribe_to() {
     // A running group of another protocol type cannot delete offsets at all.
     let mut p = join("c", "a", &[("p", Bytes::new())]);
     p.protocol_type = "connect".into();
-    let _ = later(s.join(p, at(t0, 6)).answer);
+    let _joined = later(s.join(p, at(t0, 6)).answer);
     let e = s.delete_offsets("c", vec![TopicPartition::new("t", 0)]);
     assert_eq!(now_answer(e.answer).0, ResponseError::NonEmptyGroup.code());
 }
