@@ -15,14 +15,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError;
+use super::error::GroupError;
 use parking_lot::{Mutex, RwLock};
 use sluice_storage::record::BatchBuilder;
 use sluice_storage::{AppendOrigin, TopicPartition};
 
 use super::load::Slot;
 use super::membership::{JoinParams, SyncParams};
-use super::offsets::{commit_error, CommitParams, CommitResults};
+use super::offsets::{CommitParams, CommitResults};
 use super::records::{partition_for, OffsetsRecord};
 use super::shard::{Effect, FetchedOffset, GroupDescription, GroupShard, Now, Pending};
 use super::state::{JoinResult, SyncResult};
@@ -34,9 +34,9 @@ use crate::replica_manager::{Appended, ReplicaManager};
 const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `e`, or `instead` if `e` is COORDINATOR_LOAD_IN_PROGRESS.
-fn while_loading(e: ResponseError, instead: ResponseError) -> ResponseError {
+fn while_loading(e: GroupError, instead: GroupError) -> GroupError {
     match e {
-        ResponseError::CoordinatorLoadInProgress => instead,
+        GroupError::CoordinatorLoadInProgress => instead,
         other => other,
     }
 }
@@ -79,16 +79,16 @@ impl GroupCoordinator {
     /// The shard coordinating `group`: NOT_COORDINATOR if another broker leads its offsets
     /// partition or its load failed, COORDINATOR_LOAD_IN_PROGRESS while its groups are being
     /// loaded.
-    fn shard(&self, group: &str) -> Result<Arc<Mutex<GroupShard>>, ResponseError> {
+    fn shard(&self, group: &str) -> Result<Arc<Mutex<GroupShard>>, GroupError> {
         let p = self.partition_of(group);
         let tp = TopicPartition::new(OFFSETS_TOPIC, p);
         if self.rm.leader_partition(&tp, -1).is_err() {
-            return Err(ResponseError::NotCoordinator);
+            return Err(GroupError::NotCoordinator);
         }
         match self.shards.read().get(&p) {
             Some(Slot::Active { shard, .. }) => Ok(Arc::clone(shard)),
-            Some(Slot::Failed { .. }) => Err(ResponseError::NotCoordinator),
-            Some(Slot::Loading { .. }) | None => Err(ResponseError::CoordinatorLoadInProgress),
+            Some(Slot::Failed { .. }) => Err(GroupError::NotCoordinator),
+            Some(Slot::Loading { .. }) | None => Err(GroupError::CoordinatorLoadInProgress),
         }
     }
 
@@ -108,7 +108,7 @@ impl GroupCoordinator {
     /// answers; `fail` builds the answer for an error.
     async fn run<T, F, O>(&self, group: &str, fail: F, op: O) -> T
     where
-        F: Fn(ResponseError) -> T,
+        F: Fn(GroupError) -> T,
         O: FnOnce(&mut GroupShard, Now) -> Effect<T>,
     {
         let shard = match self.shard(group) {
@@ -118,7 +118,7 @@ impl GroupCoordinator {
         let (written, deferred, answer) = {
             let mut s = shard.lock();
             if !s.is_active() {
-                return fail(ResponseError::NotCoordinator);
+                return fail(GroupError::NotCoordinator);
             }
             let Effect {
                 records,
@@ -151,7 +151,7 @@ impl GroupCoordinator {
             Ok(()) => deferred.into_iter().for_each(|d| d.send()),
             Err(e) => {
                 tracing::warn!(group, error = %e, "group coordinator records not written");
-                let code = commit_error(&e);
+                let code = GroupError::not_written(&e);
                 deferred.into_iter().for_each(|d| d.fail(code));
                 if let Pending::Now(_) = answer {
                     return fail(code);
@@ -162,7 +162,7 @@ impl GroupCoordinator {
             Pending::Now(t) => t,
             Pending::Later(rx) => rx
                 .await
-                .unwrap_or_else(|_| fail(ResponseError::NotCoordinator)),
+                .unwrap_or_else(|_| fail(GroupError::NotCoordinator)),
         }
     }
 
@@ -204,7 +204,7 @@ impl GroupCoordinator {
             &group,
             |e| {
                 (
-                    while_loading(e, ResponseError::RebalanceInProgress).code(),
+                    while_loading(e, GroupError::RebalanceInProgress).code(),
                     bytes::Bytes::new(),
                 )
             },
@@ -224,12 +224,12 @@ impl GroupCoordinator {
     ) -> i16 {
         let shard = match self.shard(group_id) {
             Ok(s) => s,
-            Err(ResponseError::CoordinatorLoadInProgress) => return 0,
+            Err(GroupError::CoordinatorLoadInProgress) => return 0,
             Err(e) => return e.code(),
         };
         let mut s = shard.lock();
         if !s.is_active() {
-            return ResponseError::NotCoordinator.code();
+            return GroupError::NotCoordinator.code();
         }
         s.heartbeat(group_id, generation, member_id, instance_id, Now::current())
     }
@@ -276,7 +276,7 @@ impl GroupCoordinator {
         let shard = self.shard(group_id).map_err(|e| e.code())?;
         let s = shard.lock();
         if !s.is_active() {
-            return Err(ResponseError::NotCoordinator.code());
+            return Err(GroupError::NotCoordinator.code());
         }
         Ok(s.fetch_offsets(group_id, partitions))
     }
@@ -306,7 +306,7 @@ impl GroupCoordinator {
         let shard = self.shard(group_id).map_err(|e| e.code())?;
         let s = shard.lock();
         if !s.is_active() {
-            return Err(ResponseError::NotCoordinator.code());
+            return Err(GroupError::NotCoordinator.code());
         }
         Ok(s.describe(group_id))
     }

@@ -20,9 +20,11 @@
 //! - `membership.rs`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup on a shard; static members.
 //! - `offsets.rs`: OffsetCommit, OffsetFetch, OffsetDelete on a shard.
 //! - `state.rs`: one group's state and members (`Group`, `Member`, `GroupState`).
+//! - `error.rs`: `GroupError`, what the coordinator refuses (mapped in `error_map`).
 //! - `records.rs`: `__consumer_offsets` record codecs, with every length bounded.
 
 pub mod coordinator;
+pub mod error;
 pub mod load;
 pub mod membership;
 pub mod offsets;
@@ -32,6 +34,7 @@ pub mod state;
 
 pub use crate::config::GroupConfig;
 pub use coordinator::GroupCoordinator;
+pub use error::GroupError;
 pub use load::Load;
 pub use membership::{JoinParams, SyncParams};
 pub use offsets::{CommitParams, CommitResults};

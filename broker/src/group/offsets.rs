@@ -2,13 +2,12 @@
 //! returns its records; they take effect once the ISR has them (`GroupShard::replicated_to`),
 //! and then the runtime answers.
 
-use kafka_protocol::error::ResponseError;
+use super::error::GroupError;
 use sluice_storage::TopicPartition;
 
 use super::records::{CommittedOffset, OffsetsRecord};
 use super::shard::{check_group_id, Effect, FetchedOffset, GroupShard, Now, Pending};
 use super::state::{Group, GroupState};
-use crate::error::BrokerError;
 
 /// An OffsetCommit request, in domain terms.
 #[derive(Debug, Clone)]
@@ -40,9 +39,8 @@ impl GroupShard {
             instance_id,
             offsets,
         } = req;
-        let fail = |e: ResponseError| {
-            Effect::now(offsets.iter().map(|o| (o.0.clone(), e.code())).collect())
-        };
+        let fail =
+            |e: GroupError| Effect::now(offsets.iter().map(|o| (o.0.clone(), e.code())).collect());
         if let Err(e) = check_group_id(&group_id) {
             return fail(e);
         }
@@ -52,19 +50,19 @@ impl GroupShard {
         match self.groups.get(&group_id) {
             Some(g) if !g.members.is_empty() || generation >= 0 => {
                 if g.fenced(&member_id, instance_id.as_deref()) {
-                    return fail(ResponseError::FencedInstanceId);
+                    return fail(GroupError::FencedInstanceId);
                 }
                 if !g.members.contains_key(&member_id) {
-                    return fail(ResponseError::UnknownMemberId);
+                    return fail(GroupError::UnknownMemberId);
                 }
                 if generation != g.generation {
-                    return fail(ResponseError::IllegalGeneration);
+                    return fail(GroupError::IllegalGeneration);
                 }
                 if g.state == GroupState::CompletingRebalance {
-                    return fail(ResponseError::RebalanceInProgress);
+                    return fail(GroupError::RebalanceInProgress);
                 }
             }
-            None if generation >= 0 => return fail(ResponseError::IllegalGeneration),
+            None if generation >= 0 => return fail(GroupError::IllegalGeneration),
             _ => {}
         }
         let max_metadata = self.config.offset_metadata_max_bytes;
@@ -72,12 +70,12 @@ impl GroupShard {
         let mut records = Vec::new();
         for (tp, offset, epoch, metadata) in offsets {
             if !exists(&tp) {
-                results.push((tp, ResponseError::UnknownTopicOrPartition.code()));
+                results.push((tp, GroupError::UnknownTopicOrPartition.code()));
                 continue;
             }
             let metadata = metadata.unwrap_or_default();
             if metadata.len() > max_metadata {
-                results.push((tp, ResponseError::OffsetMetadataTooLarge.code()));
+                results.push((tp, GroupError::OffsetMetadataTooLarge.code()));
                 continue;
             }
             records.push(OffsetsRecord::Offset {
@@ -182,19 +180,19 @@ impl GroupShard {
     ) -> Effect<(i16, CommitResults)> {
         let group = self.groups.get(group_id);
         if group.is_none() && !self.offsets.contains_key(group_id) {
-            return Effect::now((ResponseError::GroupIdNotFound.code(), Vec::new()));
+            return Effect::now((GroupError::GroupIdNotFound.code(), Vec::new()));
         }
         if group.is_some_and(|g| {
             g.state != GroupState::Empty && g.protocol_type.as_deref() != Some("consumer")
         }) {
-            return Effect::now((ResponseError::NonEmptyGroup.code(), Vec::new()));
+            return Effect::now((GroupError::NonEmptyGroup.code(), Vec::new()));
         }
         let committed = self.offsets.get(group_id);
         let mut results = Vec::new();
         let mut records = Vec::new();
         for tp in partitions {
             if group.is_some_and(|g| g.subscribed_to(&tp.topic)) {
-                results.push((tp, ResponseError::GroupSubscribedToTopic.code()));
+                results.push((tp, GroupError::GroupSubscribedToTopic.code()));
                 continue;
             }
             if committed.is_some_and(|c| c.contains_key(&(tp.topic.clone(), tp.partition))) {
@@ -280,18 +278,5 @@ impl GroupShard {
             }
         }
         records
-    }
-}
-
-/// The error an offset commit answers when writing its records failed, as Kafka maps them:
-/// the client then looks for the coordinator again or retries.
-pub fn commit_error(e: &BrokerError) -> ResponseError {
-    match e {
-        BrokerError::NotLeaderOrFollower | BrokerError::Storage(_) => ResponseError::NotCoordinator,
-        BrokerError::NotEnoughReplicas { .. }
-        | BrokerError::NotEnoughReplicasAfterAppend
-        | BrokerError::ReplicationTimedOut
-        | BrokerError::UnknownTopicOrPartition => ResponseError::CoordinatorNotAvailable,
-        other => crate::error_map::response_error(other),
     }
 }

@@ -15,8 +15,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use super::error::GroupError;
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
 
@@ -74,7 +74,7 @@ impl Delivery {
     }
 
     /// Sends `e` instead: the records could not be written or replicated.
-    pub fn fail(self, e: ResponseError) {
+    pub fn fail(self, e: GroupError) {
         match self {
             Delivery::Join(tx, r) => drop(tx.send(JoinResult::error(e, &r.member_id))),
             Delivery::Sync(tx, _) => drop(tx.send((e.code(), Bytes::new()))),
@@ -253,7 +253,7 @@ impl GroupShard {
     pub fn unload(&mut self) {
         self.active = false;
         for g in self.groups.values_mut() {
-            g.fail_waiters(ResponseError::NotCoordinator);
+            g.fail_waiters(GroupError::NotCoordinator);
         }
         self.groups.clear();
         self.offsets.clear();
@@ -375,14 +375,14 @@ impl GroupShard {
     /// tombstones of its offsets and metadata, applied once replicated.
     pub fn delete_group(&mut self, group_id: &str) -> Effect<i16> {
         if !self.groups.contains_key(group_id) && !self.offsets.contains_key(group_id) {
-            return Effect::now(ResponseError::GroupIdNotFound.code());
+            return Effect::now(GroupError::GroupIdNotFound.code());
         }
         if self
             .groups
             .get(group_id)
             .is_some_and(|g| !g.members.is_empty())
         {
-            return Effect::now(ResponseError::NonEmptyGroup.code());
+            return Effect::now(GroupError::NonEmptyGroup.code());
         }
         let mut records: Vec<OffsetsRecord> = self
             .offsets
@@ -412,9 +412,9 @@ impl GroupShard {
 
 /// INVALID_GROUP_ID for a group id Kafka refuses (empty) or the offsets topic's schema cannot
 /// hold (issue 12, defect 5).
-pub(super) fn check_group_id(group_id: &str) -> Result<(), ResponseError> {
+pub(super) fn check_group_id(group_id: &str) -> Result<(), GroupError> {
     if group_id.is_empty() || check_len("group id", group_id).is_err() {
-        return Err(ResponseError::InvalidGroupId);
+        return Err(GroupError::InvalidGroupId);
     }
     Ok(())
 }

@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::error::GroupError;
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 
 use super::records::{GroupValue, MemberValue};
 use tokio::sync::oneshot;
@@ -60,7 +60,7 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    pub(super) fn error(e: ResponseError, member_id: &str) -> JoinResult {
+    pub(super) fn error(e: GroupError, member_id: &str) -> JoinResult {
         JoinResult {
             error: e.code(),
             generation: -1,
@@ -229,10 +229,10 @@ impl Group {
             return;
         };
         if let Some(w) = m.join_waiter.take() {
-            let _ = w.send(JoinResult::error(ResponseError::FencedInstanceId, old_id));
+            let _ = w.send(JoinResult::error(GroupError::FencedInstanceId, old_id));
         }
         if let Some(w) = m.sync_waiter.take() {
-            let _ = w.send((ResponseError::FencedInstanceId.code(), Bytes::new()));
+            let _ = w.send((GroupError::FencedInstanceId.code(), Bytes::new()));
         }
         m.id = new_id.to_string();
         self.members.insert(new_id.to_string(), m);
@@ -259,7 +259,7 @@ impl Group {
     pub(super) fn prepare_rebalance(&mut self, deadline: Instant) {
         for m in self.members.values_mut() {
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send((ResponseError::RebalanceInProgress.code(), Bytes::new()));
+                let _ = w.send((GroupError::RebalanceInProgress.code(), Bytes::new()));
             }
         }
         if self.state != GroupState::PreparingRebalance {
@@ -405,7 +405,7 @@ impl Group {
     }
 
     /// Answers every waiting request with `e` (the shard is unloaded: NOT_COORDINATOR).
-    pub(super) fn fail_waiters(&mut self, e: ResponseError) {
+    pub(super) fn fail_waiters(&mut self, e: GroupError) {
         for m in self.members.values_mut() {
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinResult::error(e, &m.id));
@@ -420,10 +420,10 @@ impl Group {
     pub(super) fn remove_member(&mut self, id: &str, now: Instant) {
         if let Some(m) = self.members.remove(id) {
             if let Some(w) = m.join_waiter {
-                let _ = w.send(JoinResult::error(ResponseError::UnknownMemberId, id));
+                let _ = w.send(JoinResult::error(GroupError::UnknownMemberId, id));
             }
             if let Some(w) = m.sync_waiter {
-                let _ = w.send((ResponseError::UnknownMemberId.code(), Bytes::new()));
+                let _ = w.send((GroupError::UnknownMemberId.code(), Bytes::new()));
             }
         }
         if self.leader.as_deref() == Some(id) {
