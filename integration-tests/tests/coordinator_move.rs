@@ -104,7 +104,10 @@ async fn a_coordinator_whose_offsets_replica_moves_away_gives_up_its_groups() {
         assert_eq!(r.error_code, 0);
         r.groups.iter().any(|g| g.group_id.as_str() == GROUP)
     };
-    assert!(listed_on(old_conn.clone()).await, "listed by its coordinator");
+    assert!(
+        listed_on(old_conn.clone()).await,
+        "listed by its coordinator"
+    );
 
     // Move the group's offsets partition to another node alone.
     let offsets = view.refresh(None, false).await.unwrap().topics[OFFSETS_TOPIC]
