@@ -358,7 +358,7 @@ impl GroupCoordinator {
 
     /// Appends records no request waits on (timers, topic deletions); they take effect once
     /// the ISR has them (a later tick).
-    fn append_unawaited(&self, s: &mut GroupShard, records: Vec<OffsetsRecord>) {
+    pub(super) fn append_unawaited(&self, s: &mut GroupShard, records: Vec<OffsetsRecord>) {
         if records.is_empty() {
             return;
         }

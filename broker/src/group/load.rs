@@ -66,6 +66,29 @@ impl Load {
     pub fn run(mut self) {
         let result = replay(&self.part, self.coordinator.config());
         self.finish(result);
+        self.forget_deleted_topics();
+    }
+
+    /// Topics deleted while the partition was not loaded here, or while it loaded (the
+    /// reconciler does not wait for loads): their offsets are tombstoned now, as Kafka runs
+    /// the deletion it queued for a loading partition once the load ends.
+    fn forget_deleted_topics(&self) {
+        let p = self.part.tp.partition;
+        let shard = match self.coordinator.shards.read().get(&p) {
+            Some(Slot::Active { epoch, shard }) if *epoch == self.epoch => Arc::clone(shard),
+            _ => return,
+        };
+        let rm = &self.coordinator.rm;
+        let mut s = shard.lock();
+        let records = s.delete_topics(&|topic| rm.topic(topic).is_none());
+        if !records.is_empty() {
+            tracing::info!(
+                partition = p,
+                records = records.len(),
+                "removing the offsets of topics deleted before the load"
+            );
+            self.coordinator.append_unawaited(&mut s, records);
+        }
     }
 
     fn finish(&mut self, result: Result<GroupShard, BrokerError>) {

@@ -195,3 +195,22 @@ async fn a_partition_whose_replica_leaves_this_node_is_unloaded() {
     assert!(s.groups.list().is_empty(), "no longer listed");
     assert!(s.groups.shards.read().is_empty(), "no timers left to run");
 }
+
+#[tokio::test]
+async fn offsets_of_a_topic_deleted_while_the_partition_was_not_loaded_are_removed_on_load() {
+    // The reconciler no longer waits for loads, so a deletion can pass while a partition
+    // loads (or while another node led it); the load catches up on it.
+    let s = setup();
+    assert_eq!(s.groups.commit(commit("h", 42)).await[0].1, 0);
+    s.groups.unload_partition(0);
+    let mut without_t = image();
+    let id = without_t.topic_ids.remove("t").expect("t");
+    without_t.topics.remove(&id);
+    s.rm.apply_image(&without_t);
+    load(&s.groups);
+    assert!(s.groups.fetch_offsets("h", None).expect("owned").is_empty());
+    assert!(
+        s.groups.describe("h").expect("owned").is_none(),
+        "nothing else was left"
+    );
+}
