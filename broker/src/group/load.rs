@@ -142,46 +142,67 @@ impl GroupCoordinator {
     }
 
     /// This node leads `part` at `epoch`: a load to run, unless the partition is loaded (or
-    /// loading, or failed) at this epoch already, or loaded and unchanged since.
+    /// loading, or failed) at this epoch already, or loaded and unchanged since. A shard's lock
+    /// is never taken under the map's: what the map held is looked at again after it, and the
+    /// decision made afresh if a load ended meanwhile.
     fn elected(self: &Arc<Self>, part: Arc<Partition>, epoch: i32) -> Option<Load> {
         let p = part.tp.partition;
-        let mut shards = self.shards.write();
-        match shards.get_mut(&p) {
-            Some(Slot::Loading { epoch: e, .. } | Slot::Failed { epoch: e }) if *e >= epoch => {
-                return None
-            }
-            Some(Slot::Active { epoch: e, .. }) if *e >= epoch => return None,
-            Some(Slot::Active { epoch: e, shard }) => {
+        loop {
+            let loaded = match self.shards.read().get(&p) {
+                Some(Slot::Loading { epoch: e, .. } | Slot::Failed { epoch: e }) if *e >= epoch => {
+                    return None
+                }
+                Some(Slot::Active { epoch: e, .. }) if *e >= epoch => return None,
+                Some(Slot::Active { epoch: e, shard }) => Some((*e, Arc::clone(shard))),
+                Some(Slot::Loading { .. } | Slot::Failed { .. }) | None => None,
+            };
+            let unchanged = loaded.as_ref().is_some_and(|(e, shard)| {
                 let seen = shard.lock().log_end;
                 // No other leader wrote since this shard's last append: the log ends where
-                // the shard's view does, and its last record is of the shard's epoch or older
-                // (not one of another leader's that replaced it).
-                let unchanged = part.log.offsets().log_end.0 == seen
+                // the shard's view does, and its last record is of the shard's epoch or
+                // older (not one of another leader's that replaced it).
+                part.log.offsets().log_end.0 == seen
                     && (seen == 0
                         || part
                             .log
                             .epoch_of(Offset(seen - 1))
-                            .is_some_and(|last| last <= LeaderEpoch(*e)));
-                if unchanged {
-                    tracing::info!(partition = p, epoch, "consumer groups already loaded");
-                    *e = epoch;
-                    return None;
+                            .is_some_and(|last| last <= LeaderEpoch(*e)))
+            });
+            let mut shards = self.shards.write();
+            let same = match (shards.get(&p), &loaded) {
+                (Some(Slot::Active { shard, .. }), Some((_, seen))) => Arc::ptr_eq(shard, seen),
+                (Some(Slot::Active { .. }), None) | (None, Some(_)) => false,
+                (Some(Slot::Loading { .. } | Slot::Failed { .. }), Some(_)) => false,
+                (Some(Slot::Loading { epoch: e, .. } | Slot::Failed { epoch: e }), None) => {
+                    *e < epoch
                 }
+                (None, None) => true,
+            };
+            if !same {
+                continue;
             }
-            _ => {}
+            if unchanged {
+                if let Some(Slot::Active { epoch: e, .. }) = shards.get_mut(&p) {
+                    *e = epoch;
+                }
+                tracing::info!(partition = p, epoch, "consumer groups already loaded");
+                return None;
+            }
+            let token = NEXT_LOAD.fetch_add(1, Ordering::Relaxed);
+            let replaced = shards.insert(p, Slot::Loading { epoch, token });
+            drop(shards);
+            if let Some(Slot::Active { shard, .. }) = replaced {
+                // Written to by another leader since: replayed again from the log.
+                shard.lock().unload();
+            }
+            tracing::info!(partition = p, epoch, "loading consumer groups");
+            return Some(Load {
+                coordinator: Arc::clone(self),
+                part,
+                epoch,
+                token: Some(token),
+            });
         }
-        let token = NEXT_LOAD.fetch_add(1, Ordering::Relaxed);
-        if let Some(Slot::Active { shard, .. }) = shards.insert(p, Slot::Loading { epoch, token }) {
-            // Written to by another leader since: replayed again from the log.
-            shard.lock().unload();
-        }
-        tracing::info!(partition = p, epoch, "loading consumer groups");
-        Some(Load {
-            coordinator: Arc::clone(self),
-            part,
-            epoch,
-            token: Some(token),
-        })
     }
 
     /// A load ended: its shard takes requests, or the partition is marked failed, if no
