@@ -404,6 +404,12 @@ impl BrokerConfig {
             "offset.metadata.max.bytes" => {
                 self.groups.offset_metadata_max_bytes = int(0, i16::MAX as i64)? as usize
             }
+            "offsets.retention.minutes" => {
+                self.groups.offsets_retention_ms = int(1, i32::MAX as i64)? * 60_000
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.groups.offsets_retention_check_interval_ms = int(1, i64::MAX)? as u64
+            }
             "sluice.metrics.listener" => {
                 self.metrics_listener = if v.is_empty() {
                     None

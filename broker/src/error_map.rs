@@ -5,6 +5,7 @@ use kafka_protocol::error::ResponseError;
 use sluice_storage::StorageError;
 
 use crate::error::BrokerError;
+use crate::group::GroupError;
 
 /// The Kafka error for a broker error.
 pub fn response_error(e: &BrokerError) -> ResponseError {
@@ -41,6 +42,30 @@ pub fn response_error(e: &BrokerError) -> ResponseError {
         BrokerError::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
         BrokerError::TimedOut(_) => ResponseError::RequestTimedOut,
         BrokerError::LogDirOffline(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The Kafka error for a group coordinator's refusal.
+pub fn group_error(e: GroupError) -> ResponseError {
+    match e {
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidRequest => ResponseError::InvalidRequest,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::UnknownServerError => ResponseError::UnknownServerError,
     }
 }
 

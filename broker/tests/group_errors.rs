@@ -123,3 +123,29 @@ async fn group_error_codes_follow_kafka() {
     let codes: Vec<i16> = r.results.iter().map(|g| g.error_code).collect();
     assert_eq!(codes, vec![68, 69], "NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leave_group_v3_carries_the_groups_error_at_the_top_level() {
+    // Issue 22 item 10: v3+ answers per member, but a group-level error (here
+    // INVALID_GROUP_ID; NOT_COORDINATOR and COORDINATOR_LOAD_IN_PROGRESS alike) goes in the
+    // top-level field, where clients look for it. It was written per member, top level NONE.
+    let (addr, _dir, _stop) = common::start(&[("offsets.topic.num.partitions", "3")]).await;
+    let mut c = Conn {
+        s: TcpStream::connect(addr).await.expect("connect"),
+        corr: 0,
+    };
+    let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
+    let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &find).await;
+    assert_eq!(r.error_code, 0);
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("")))
+        .with_members(vec![leave_group_request::MemberIdentity::default()
+            .with_member_id(StrBytes::from_static_str("m"))]);
+    let r: LeaveGroupResponse = c.call(ApiKey::LeaveGroup, 3, &leave).await;
+    assert_eq!(r.error_code, 24, "INVALID_GROUP_ID");
+    assert!(r.members.is_empty(), "{r:?}");
+    let leave = leave.with_group_id(GroupId(StrBytes::from_static_str("g")));
+    let r: LeaveGroupResponse = c.call(ApiKey::LeaveGroup, 3, &leave).await;
+    assert_eq!(r.error_code, 0, "an unknown group: per member, as Kafka");
+    assert_eq!(r.members[0].error_code, 25, "UNKNOWN_MEMBER_ID");
+}

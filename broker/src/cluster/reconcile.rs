@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::fetcher::Fetchers;
 use super::Cluster;
 use crate::clock::now_ms;
-use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::group::GroupCoordinator;
 use crate::replica_manager::{Partition, ReplicaManager};
 
 /// Applies every committed image until `stop`.
@@ -36,31 +36,17 @@ pub async fn run(
             std::borrow::Cow::Borrowed(_) => Arc::clone(&image),
             std::borrow::Cow::Owned(view) => Arc::new(view),
         };
-        let changed = match tokio::task::spawn_blocking(move || rm2.apply_image(&image2)).await {
-            Ok(changed) => changed,
-            Err(e) => {
-                tracing::error!(error = %e, "applying metadata panicked");
-                Vec::new()
-            }
-        };
-        let node = rm.node_id();
-        for p in changed.iter().filter(|p| p.tp.topic == OFFSETS_TOPIC) {
-            let leads = p.replica().leader == node;
-            let (groups, p) = (Arc::clone(&groups), Arc::clone(p));
-            let result = tokio::task::spawn_blocking(move || {
-                if leads {
-                    groups.load_partition(&p)
-                } else {
-                    groups.unload_partition(p.tp.partition);
-                    Ok(())
-                }
-            })
-            .await;
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "loading consumer groups failed"),
-                Err(e) => tracing::error!(error = %e, "loading consumer groups panicked"),
-            }
+        if let Err(e) = tokio::task::spawn_blocking(move || rm2.apply_image(&image2)).await {
+            tracing::error!(error = %e, "applying metadata panicked");
+        }
+        // Each load on a blocking thread of its own, not awaited: the reconciler goes on
+        // applying images (and requests for other groups go on) while a partition replays.
+        for load in groups.follow_leadership() {
+            let p = load.partition();
+            tokio::task::spawn_blocking(move || {
+                tracing::debug!(partition = p, "replaying consumer groups");
+                load.run()
+            });
         }
         // Topics gone (or recreated under a new id): their committed offsets go too, so a
         // recreated topic starts from auto.offset.reset (issue 22 item 6).

@@ -15,6 +15,11 @@ pub struct GroupConfig {
     /// `offset.metadata.max.bytes` (4096): longer commit metadata is refused with
     /// OFFSET_METADATA_TOO_LARGE. At most `i16::MAX`, what the record schema holds.
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes` (10080, seven days), in ms: how long the committed
+    /// offsets of a group with no members (or of one that only commits) are kept.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms` (600000): how often offsets expire.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -25,6 +30,8 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6000,
             max_session_timeout_ms: 1_800_000,
             offset_metadata_max_bytes: 4096,
+            offsets_retention_ms: 10_080 * 60_000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }

@@ -9,51 +9,49 @@
 //! Appends happen under the shard's lock, so the partition's log order is the order in which
 //! the shard decided.
 //!
-//! Lifecycle: [`GroupCoordinator::load_partition`] replays a partition into a fresh shard
-//! (requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS; it runs on the metadata reconciler's
-//! blocking task, not on the request path) and [`GroupCoordinator::unload_partition`] drops
-//! it, answering its waiting requests NOT_COORDINATOR.
+//! Lifecycle (loading, keeping, failing and unloading partitions) is `load.rs`'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError;
+use super::error::GroupError;
 use parking_lot::{Mutex, RwLock};
-use sluice_storage::record::{records_section, BatchBuilder, RecordIter};
-use sluice_storage::{AppendOrigin, Offset, ReadOptions, TopicPartition};
+use sluice_storage::record::BatchBuilder;
+use sluice_storage::{AppendOrigin, TopicPartition};
 
+use super::load::Slot;
 use super::membership::{JoinParams, SyncParams};
-use super::offsets::{commit_error, CommitParams, CommitResults};
+use super::offsets::{CommitParams, CommitResults};
 use super::records::{partition_for, OffsetsRecord};
 use super::shard::{Effect, FetchedOffset, GroupDescription, GroupShard, Now, Pending};
 use super::state::{JoinResult, SyncResult};
 use super::{GroupConfig, OFFSETS_TOPIC};
 use crate::error::BrokerError;
-use crate::replica_manager::{Appended, Partition, ReplicaManager};
+use crate::replica_manager::{Appended, ReplicaManager};
 
 /// How long an answer waits for its records to reach the ISR (`offsets.commit.timeout.ms`).
 const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `e`, or `instead` if `e` is COORDINATOR_LOAD_IN_PROGRESS.
-fn while_loading(e: ResponseError, instead: ResponseError) -> ResponseError {
+fn while_loading(e: GroupError, instead: GroupError) -> GroupError {
     match e {
-        ResponseError::CoordinatorLoadInProgress => instead,
+        GroupError::CoordinatorLoadInProgress => instead,
         other => other,
     }
 }
 
 /// The coordinator of every group on this node.
 pub struct GroupCoordinator {
-    rm: Arc<ReplicaManager>,
+    pub(super) rm: Arc<ReplicaManager>,
     config: GroupConfig,
-    /// The loaded shards by offsets partition. Never locked while a shard is.
-    shards: RwLock<HashMap<i32, Arc<Mutex<GroupShard>>>>,
+    /// The offsets partitions led here, by partition. Never locked while a shard is.
+    pub(super) shards: RwLock<HashMap<i32, Slot>>,
 }
 
 impl GroupCoordinator {
     /// A coordinator with no groups yet: it takes on the groups of each `__consumer_offsets`
-    /// partition this node comes to lead ([`GroupCoordinator::load_partition`]).
+    /// partition this node comes to lead ([`GroupCoordinator::follow_leadership`]).
     pub fn open(rm: Arc<ReplicaManager>, config: GroupConfig) -> GroupCoordinator {
         GroupCoordinator {
             rm,
@@ -79,60 +77,81 @@ impl GroupCoordinator {
     }
 
     /// The shard coordinating `group`: NOT_COORDINATOR if another broker leads its offsets
-    /// partition, COORDINATOR_LOAD_IN_PROGRESS while its groups are being loaded.
-    fn shard(&self, group: &str) -> Result<Arc<Mutex<GroupShard>>, ResponseError> {
+    /// partition or its load failed, COORDINATOR_LOAD_IN_PROGRESS while its groups are being
+    /// loaded.
+    fn shard(&self, group: &str) -> Result<Arc<Mutex<GroupShard>>, GroupError> {
         let p = self.partition_of(group);
         let tp = TopicPartition::new(OFFSETS_TOPIC, p);
         if self.rm.leader_partition(&tp, -1).is_err() {
-            return Err(ResponseError::NotCoordinator);
+            return Err(GroupError::NotCoordinator);
         }
+        match self.shards.read().get(&p) {
+            Some(Slot::Active { shard, .. }) => Ok(Arc::clone(shard)),
+            Some(Slot::Failed { .. }) => Err(GroupError::NotCoordinator),
+            Some(Slot::Loading { .. }) | None => Err(GroupError::CoordinatorLoadInProgress),
+        }
+    }
+
+    /// The shards taking requests.
+    fn active_shards(&self) -> Vec<Arc<Mutex<GroupShard>>> {
         self.shards
             .read()
-            .get(&p)
-            .cloned()
-            .ok_or(ResponseError::CoordinatorLoadInProgress)
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Active { shard, .. } => Some(Arc::clone(shard)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Runs `op` on `group`'s shard, appends its records, waits until the ISR has them and
     /// answers; `fail` builds the answer for an error.
     async fn run<T, F, O>(&self, group: &str, fail: F, op: O) -> T
     where
-        F: Fn(ResponseError) -> T,
+        F: Fn(GroupError) -> T,
         O: FnOnce(&mut GroupShard, Now) -> Effect<T>,
     {
         let shard = match self.shard(group) {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
-        let (written, effect) = {
+        let (written, deferred, answer) = {
             let mut s = shard.lock();
             if !s.is_active() {
-                return fail(ResponseError::NotCoordinator);
+                return fail(GroupError::NotCoordinator);
             }
-            let effect = op(&mut s, Now::current());
-            if effect.records.is_empty() {
-                (None, effect)
+            let Effect {
+                records,
+                deferred,
+                answer,
+            } = op(&mut s, Now::current());
+            if records.is_empty() {
+                (None, deferred, answer)
             } else {
-                let written = self.append(s.partition(), &effect.records);
-                if written.is_ok() {
-                    s.applied(&effect.records);
+                let written = self.append(s.partition(), &records);
+                if let Ok(w) = &written {
+                    s.appended(records, w.info.last_offset.0 + 1);
                 }
-                (Some(written), effect)
+                (Some(written), deferred, answer)
             }
         };
-        let Effect {
-            deferred, answer, ..
-        } = effect;
         let outcome = match written {
             None => Ok(()),
-            Some(Ok(w)) => w.replicated(OFFSETS_COMMIT_TIMEOUT).await,
+            Some(Ok(w)) => {
+                let replicated = w.replicated(OFFSETS_COMMIT_TIMEOUT).await;
+                if replicated.is_ok() {
+                    // Before the answer: a client reading what it was told is written sees it.
+                    shard.lock().replicated_to(w.info.last_offset.0 + 1);
+                }
+                replicated
+            }
             Some(Err(e)) => Err(e),
         };
         match outcome {
             Ok(()) => deferred.into_iter().for_each(|d| d.send()),
             Err(e) => {
                 tracing::warn!(group, error = %e, "group coordinator records not written");
-                let code = commit_error(&e);
+                let code = GroupError::not_written(&e);
                 deferred.into_iter().for_each(|d| d.fail(code));
                 if let Pending::Now(_) = answer {
                     return fail(code);
@@ -143,7 +162,7 @@ impl GroupCoordinator {
             Pending::Now(t) => t,
             Pending::Later(rx) => rx
                 .await
-                .unwrap_or_else(|_| fail(ResponseError::NotCoordinator)),
+                .unwrap_or_else(|_| fail(GroupError::NotCoordinator)),
         }
     }
 
@@ -161,67 +180,6 @@ impl GroupCoordinator {
         }
         self.rm
             .append(&tp, &b.build(), AppendOrigin::Coordinator, false)
-    }
-
-    /// Gives up the groups of offsets partition `p` (another broker leads it now): waiting
-    /// requests are answered NOT_COORDINATOR and members find the new coordinator.
-    pub fn unload_partition(&self, p: i32) {
-        let shard = self.shards.write().remove(&p);
-        if let Some(shard) = shard {
-            let mut s = shard.lock();
-            let groups = s.groups.len();
-            s.unload();
-            tracing::info!(partition = p, groups, "gave up consumer groups");
-        }
-    }
-
-    /// Takes on the groups of an offsets partition this node now leads: replays its log into
-    /// a fresh shard, which then takes requests.
-    pub fn load_partition(&self, part: &Partition) -> Result<(), BrokerError> {
-        let p = part.tp.partition;
-        self.unload_partition(p);
-        let mut shard = GroupShard::new(p, self.config.clone());
-        let now = Now::current();
-        let mut at = part.log.offsets().log_start;
-        let end = part.log.offsets().log_end;
-        let mut loaded = 0usize;
-        while at < end {
-            let data = part.log.read(&ReadOptions {
-                from: at,
-                max_bytes: 8 << 20,
-                max_offset: None,
-                min_one_batch: true,
-            })?;
-            if data.records.is_empty() {
-                break;
-            }
-            for (pos, h) in sluice_storage::batch::BatchIter::new(&data.records) {
-                at = Offset(h.next_offset());
-                if h.is_control() {
-                    continue;
-                }
-                let (_, body) = records_section(&data.records[pos..pos + h.size()], 64 << 20)
-                    .map_err(|e| BrokerError::Metadata(format!("{OFFSETS_TOPIC}: {e}")))?;
-                for r in RecordIter::new(&body, h.record_count.max(0) as usize) {
-                    let r =
-                        r.map_err(|e| BrokerError::Metadata(format!("{OFFSETS_TOPIC}: {e}")))?;
-                    let Some(key) = r.key else { continue };
-                    if let Some(record) = OffsetsRecord::decode(key, r.value) {
-                        loaded += 1;
-                        shard.replay(record, now);
-                    }
-                }
-            }
-        }
-        let groups = shard.groups.len();
-        self.shards.write().insert(p, Arc::new(Mutex::new(shard)));
-        tracing::info!(
-            partition = p,
-            records = loaded,
-            groups,
-            "took on consumer groups"
-        );
-        Ok(())
     }
 
     /// JoinGroup.
@@ -246,7 +204,7 @@ impl GroupCoordinator {
             &group,
             |e| {
                 (
-                    while_loading(e, ResponseError::RebalanceInProgress).code(),
+                    while_loading(e, GroupError::RebalanceInProgress).code(),
                     bytes::Bytes::new(),
                 )
             },
@@ -266,22 +224,26 @@ impl GroupCoordinator {
     ) -> i16 {
         let shard = match self.shard(group_id) {
             Ok(s) => s,
-            Err(ResponseError::CoordinatorLoadInProgress) => return 0,
+            Err(GroupError::CoordinatorLoadInProgress) => return 0,
             Err(e) => return e.code(),
         };
         let mut s = shard.lock();
         if !s.is_active() {
-            return ResponseError::NotCoordinator.code();
+            return GroupError::NotCoordinator.code();
         }
         s.heartbeat(group_id, generation, member_id, instance_id, Now::current())
     }
 
-    /// LeaveGroup: per-member error codes.
-    pub async fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
-        let n = members.len().max(1);
+    /// LeaveGroup: per-member error codes, or the group's error (NOT_COORDINATOR, say), which
+    /// LeaveGroup v3+ carries at the top level.
+    pub async fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<i16>, i16> {
         self.run(
             group_id,
-            |e| vec![e.code(); n],
+            |e| Err(e.code()),
             |s, now| s.leave(group_id, members, now),
         )
         .await
@@ -314,7 +276,7 @@ impl GroupCoordinator {
         let shard = self.shard(group_id).map_err(|e| e.code())?;
         let s = shard.lock();
         if !s.is_active() {
-            return Err(ResponseError::NotCoordinator.code());
+            return Err(GroupError::NotCoordinator.code());
         }
         Ok(s.fetch_offsets(group_id, partitions))
     }
@@ -335,7 +297,7 @@ impl GroupCoordinator {
 
     /// ListGroups over every loaded shard: (group id, protocol type, state).
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
-        let shards: Vec<_> = self.shards.read().values().cloned().collect();
+        let shards = self.active_shards();
         shards.iter().flat_map(|s| s.lock().list()).collect()
     }
 
@@ -344,7 +306,7 @@ impl GroupCoordinator {
         let shard = self.shard(group_id).map_err(|e| e.code())?;
         let s = shard.lock();
         if !s.is_active() {
-            return Err(ResponseError::NotCoordinator.code());
+            return Err(GroupError::NotCoordinator.code());
         }
         Ok(s.describe(group_id))
     }
@@ -358,14 +320,18 @@ impl GroupCoordinator {
     /// Drives every shard's timers (session expiry, rebalance deadlines), one shard at a time,
     /// appending what they decide; nothing waits on those records.
     pub fn tick(&self) {
-        let shards: Vec<_> = self.shards.read().values().cloned().collect();
-        for shard in shards {
+        for shard in self.active_shards() {
             let mut s = shard.lock();
             if !s.is_active() {
                 continue;
             }
+            let tp = TopicPartition::new(OFFSETS_TOPIC, s.partition());
+            if let Ok(p) = self.rm.partition(&tp) {
+                // What no waiting request applied (it timed out, or nothing waits on it).
+                s.replicated_to(p.log.offsets().high_watermark.0);
+            }
             let records = s.tick(Now::current());
-            self.append_unawaited(&mut s, &records);
+            self.append_unawaited(&mut s, records);
         }
     }
 
@@ -373,8 +339,7 @@ impl GroupCoordinator {
     /// tombstones of the groups' committed offsets on them (Kafka's `onPartitionsDeleted`).
     /// Nothing waits on those records.
     pub fn delete_topic_offsets(&self, deleted: &dyn Fn(&str) -> bool) {
-        let shards: Vec<_> = self.shards.read().values().cloned().collect();
-        for shard in shards {
+        for shard in self.active_shards() {
             let mut s = shard.lock();
             if !s.is_active() {
                 continue;
@@ -387,17 +352,22 @@ impl GroupCoordinator {
                     "removing the offsets of deleted topics"
                 );
             }
-            self.append_unawaited(&mut s, &records);
+            self.append_unawaited(&mut s, records);
         }
     }
 
-    /// Appends and applies records no request waits on (timers, topic deletions).
-    fn append_unawaited(&self, s: &mut GroupShard, records: &[OffsetsRecord]) {
+    /// Appends records no request waits on (timers, topic deletions); they take effect once
+    /// the ISR has them (a later tick).
+    pub(super) fn append_unawaited(&self, s: &mut GroupShard, records: Vec<OffsetsRecord>) {
         if records.is_empty() {
             return;
         }
-        match self.append(s.partition(), records) {
-            Ok(_) => s.applied(records),
+        match self.append(s.partition(), &records) {
+            Ok(w) => {
+                s.appended(records, w.info.last_offset.0 + 1);
+                // With no follower to wait for, they are replicated already.
+                s.replicated_to(w.partition.log.offsets().high_watermark.0);
+            }
             Err(e) => {
                 tracing::warn!(partition = s.partition(), error = %e, "could not persist group metadata")
             }

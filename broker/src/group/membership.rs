@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::error::GroupError;
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
 use super::records::{check_len, MAX_STRING_LEN};
@@ -60,20 +60,20 @@ fn join_fits(p: &JoinParams) -> bool {
 impl GroupShard {
     /// JoinGroup.
     pub fn join(&mut self, p: JoinParams, now: Now) -> Effect<JoinResult> {
-        let fail = |e: ResponseError| Effect::now(JoinResult::error(e, &p.member_id));
+        let fail = |e: GroupError| Effect::now(JoinResult::error(e, &p.member_id));
         if let Err(e) = check_group_id(&p.group_id) {
             return fail(e);
         }
         if !join_fits(&p) {
-            return fail(ResponseError::InvalidRequest);
+            return fail(GroupError::InvalidRequest);
         }
         if p.session_timeout_ms < self.config.min_session_timeout_ms
             || p.session_timeout_ms > self.config.max_session_timeout_ms
         {
-            return fail(ResponseError::InvalidSessionTimeout);
+            return fail(GroupError::InvalidSessionTimeout);
         }
         if p.protocols.is_empty() || p.protocol_type.is_empty() {
-            return fail(ResponseError::InconsistentGroupProtocol);
+            return fail(GroupError::InconsistentGroupProtocol);
         }
         let initial_delay_ms = self.config.initial_rebalance_delay_ms;
         let g = self
@@ -85,7 +85,7 @@ impl GroupShard {
                 .as_deref()
                 .is_some_and(|t| t != p.protocol_type)
         {
-            return fail(ResponseError::InconsistentGroupProtocol);
+            return fail(GroupError::InconsistentGroupProtocol);
         }
         if !g.members.is_empty()
             && !p.protocols.iter().any(|(n, _)| {
@@ -94,7 +94,7 @@ impl GroupShard {
                     .all(|m| m.protocols.iter().any(|(q, _)| q == n))
             })
         {
-            return fail(ResponseError::InconsistentGroupProtocol);
+            return fail(GroupError::InconsistentGroupProtocol);
         }
         let mut member_id = p.member_id.clone();
         if member_id.is_empty() {
@@ -111,22 +111,20 @@ impl GroupShard {
                     return static_member_rejoin(g, &old, &member_id, &p, now);
                 }
             } else if p.require_known_member_id {
-                g.pending.insert(member_id.clone());
-                return Effect::now(JoinResult::error(
-                    ResponseError::MemberIdRequired,
-                    &member_id,
-                ));
+                let expires = now.at + Duration::from_millis(p.session_timeout_ms.max(0) as u64);
+                g.pending.insert(member_id.clone(), expires);
+                return Effect::now(JoinResult::error(GroupError::MemberIdRequired, &member_id));
             }
-        } else if !g.members.contains_key(&member_id) && !g.pending.remove(&member_id) {
+        } else if !g.members.contains_key(&member_id) && g.pending.remove(&member_id).is_none() {
             let e = if g.fenced(&member_id, p.instance_id.as_deref()) {
-                ResponseError::FencedInstanceId
+                GroupError::FencedInstanceId
             } else {
-                ResponseError::UnknownMemberId
+                GroupError::UnknownMemberId
             };
             return fail(e);
         } else if let (Some(inst), Some(m)) = (&p.instance_id, g.members.get(&member_id)) {
             if m.instance_id.as_ref() != Some(inst) {
-                return fail(ResponseError::FencedInstanceId);
+                return fail(GroupError::FencedInstanceId);
             }
         }
         if let Some(current) = current_generation(g, &member_id, &p.protocols, now) {
@@ -152,10 +150,7 @@ impl GroupShard {
             });
         update_member(member, &p, now);
         if let Some(old) = member.join_waiter.replace(tx) {
-            let _ = old.send(JoinResult::error(
-                ResponseError::UnknownMemberId,
-                &member_id,
-            ));
+            let _ = old.send(JoinResult::error(GroupError::UnknownMemberId, &member_id));
         }
         g.protocol_type = Some(p.protocol_type.clone());
         tracing::debug!(group = %p.group_id, member = %member_id, state = ?g.state, generation = g.generation, "JoinGroup");
@@ -184,26 +179,26 @@ impl GroupShard {
     /// SyncGroup. The leader's assignment is persisted with the group before any member gets
     /// its share.
     pub fn sync(&mut self, req: SyncParams, now: Now) -> Effect<SyncResult> {
-        let fail = |e: ResponseError| Effect::now((e.code(), Bytes::new()));
+        let fail = |e: GroupError| Effect::now((e.code(), Bytes::new()));
         let Some(g) = self.groups.get_mut(&req.group_id) else {
-            return fail(ResponseError::UnknownMemberId);
+            return fail(GroupError::UnknownMemberId);
         };
         if !g.members.contains_key(&req.member_id) {
             return fail(if g.fenced(&req.member_id, req.instance_id.as_deref()) {
-                ResponseError::FencedInstanceId
+                GroupError::FencedInstanceId
             } else {
-                ResponseError::UnknownMemberId
+                GroupError::UnknownMemberId
             });
         }
         if g.fenced(&req.member_id, req.instance_id.as_deref()) {
-            return fail(ResponseError::FencedInstanceId);
+            return fail(GroupError::FencedInstanceId);
         }
         if req.generation != g.generation {
-            return fail(ResponseError::IllegalGeneration);
+            return fail(GroupError::IllegalGeneration);
         }
         match g.state {
             GroupState::Empty | GroupState::PreparingRebalance => {
-                fail(ResponseError::RebalanceInProgress)
+                fail(GroupError::RebalanceInProgress)
             }
             GroupState::Stable => Effect::now((
                 0,
@@ -253,38 +248,40 @@ impl GroupShard {
         now: Now,
     ) -> i16 {
         let Some(g) = self.groups.get_mut(group_id) else {
-            return ResponseError::UnknownMemberId.code();
+            return GroupError::UnknownMemberId.code();
         };
         if g.fenced(member_id, instance_id) {
-            return ResponseError::FencedInstanceId.code();
+            return GroupError::FencedInstanceId.code();
         }
         let state = g.state;
         let current = g.generation;
         let Some(m) = g.members.get_mut(member_id) else {
-            return ResponseError::UnknownMemberId.code();
+            return GroupError::UnknownMemberId.code();
         };
         m.last_seen = now.at;
         match state {
-            GroupState::PreparingRebalance => ResponseError::RebalanceInProgress.code(),
-            _ if generation != current => ResponseError::IllegalGeneration.code(),
+            GroupState::PreparingRebalance => GroupError::RebalanceInProgress.code(),
+            _ if generation != current => GroupError::IllegalGeneration.code(),
             _ => 0,
         }
     }
 
-    /// LeaveGroup: per-member error codes. A group left empty is persisted so.
+    /// LeaveGroup: per-member error codes, or the group's error (Kafka answers an unknown
+    /// group with UNKNOWN_MEMBER_ID for each member). A group left empty is persisted so.
     pub fn leave(
         &mut self,
         group_id: &str,
         members: &[(String, Option<String>)],
         now: Now,
-    ) -> Effect<Vec<i16>> {
+    ) -> Effect<Result<Vec<i16>, i16>> {
+        if let Err(e) = check_group_id(group_id) {
+            return Effect::now(Err(e.code()));
+        }
         let Some(g) = self.groups.get_mut(group_id) else {
-            return Effect::now(
-                members
-                    .iter()
-                    .map(|_| ResponseError::UnknownMemberId.code())
-                    .collect(),
-            );
+            return Effect::now(Ok(members
+                .iter()
+                .map(|_| GroupError::UnknownMemberId.code())
+                .collect()));
         };
         let was_empty = g.members.is_empty();
         let codes = members
@@ -293,16 +290,16 @@ impl GroupShard {
                 let id = if id.is_empty() {
                     match inst.as_deref().and_then(|i| g.static_member(i)) {
                         Some(m) => m.to_string(),
-                        None => return ResponseError::UnknownMemberId.code(),
+                        None => return GroupError::UnknownMemberId.code(),
                     }
                 } else {
                     id.clone()
                 };
                 if g.fenced(&id, inst.as_deref()) {
-                    return ResponseError::FencedInstanceId.code();
+                    return GroupError::FencedInstanceId.code();
                 }
                 if !g.members.contains_key(&id) {
-                    return ResponseError::UnknownMemberId.code();
+                    return GroupError::UnknownMemberId.code();
                 }
                 g.remove_member(&id, now.at);
                 if g.state == GroupState::PreparingRebalance && g.all_joined() {
@@ -312,6 +309,7 @@ impl GroupShard {
             })
             .collect();
         let records = if !was_empty && g.members.is_empty() {
+            g.empty_since_ms = Some(now.ms);
             vec![GroupShard::group_record(g, now)]
         } else {
             Vec::new()
@@ -319,7 +317,7 @@ impl GroupShard {
         Effect {
             records,
             deferred: Vec::new(),
-            answer: Pending::Now(codes),
+            answer: Pending::Now(Ok(codes)),
         }
     }
 }
@@ -396,7 +394,7 @@ fn static_member_rejoin(
     let leader_before = g.leader.clone().unwrap_or_default();
     g.replace_static_member(old_id, new_id);
     let Some(member) = g.members.get_mut(new_id) else {
-        return Effect::now(JoinResult::error(ResponseError::UnknownMemberId, new_id));
+        return Effect::now(JoinResult::error(GroupError::UnknownMemberId, new_id));
     };
     update_member(member, p, now);
     let (tx, rx) = oneshot::channel();

@@ -12,16 +12,20 @@
 //! shard from [`GroupCoordinator::tick`].
 //!
 //! Layout:
-//! - `coordinator.rs`: `GroupCoordinator`, the runtime: shard map, load/unload, append and
-//!   await replication, timers.
+//! - `coordinator.rs`: `GroupCoordinator`, the runtime: shard map, append and await
+//!   replication, timers.
+//! - `load.rs`: taking on and giving up partitions as leadership moves (`Load`).
 //! - `shard.rs`: `GroupShard` (one partition's groups and offsets), `Effect`, replay, list,
 //!   describe, delete.
 //! - `membership.rs`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup on a shard; static members.
 //! - `offsets.rs`: OffsetCommit, OffsetFetch, OffsetDelete on a shard.
 //! - `state.rs`: one group's state and members (`Group`, `Member`, `GroupState`).
+//! - `error.rs`: `GroupError`, what the coordinator refuses (mapped in `error_map`).
 //! - `records.rs`: `__consumer_offsets` record codecs, with every length bounded.
 
 pub mod coordinator;
+pub mod error;
+pub mod load;
 pub mod membership;
 pub mod offsets;
 pub mod records;
@@ -30,6 +34,8 @@ pub mod state;
 
 pub use crate::config::GroupConfig;
 pub use coordinator::GroupCoordinator;
+pub use error::GroupError;
+pub use load::Load;
 pub use membership::{JoinParams, SyncParams};
 pub use offsets::{CommitParams, CommitResults};
 pub use shard::{Effect, FetchedOffset, GroupDescription, GroupShard, Now, Pending};
@@ -39,5 +45,9 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 #[cfg(test)]
 mod coordinator_tests;
+#[cfg(test)]
+mod load_tests;
+#[cfg(test)]
+mod rules_tests;
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,13 @@
 //! Committed offsets on a `GroupShard`: OffsetCommit, OffsetFetch and OffsetDelete. A commit
-//! returns its records; the shard applies them once appended (`GroupShard::applied`) and the
-//! runtime answers once they are on the ISR.
+//! returns its records; they take effect once the ISR has them (`GroupShard::replicated_to`),
+//! and then the runtime answers.
 
-use kafka_protocol::error::ResponseError;
+use super::error::GroupError;
 use sluice_storage::TopicPartition;
 
 use super::records::{CommittedOffset, OffsetsRecord};
 use super::shard::{check_group_id, Effect, FetchedOffset, GroupShard, Now, Pending};
 use super::state::{Group, GroupState};
-use crate::error::BrokerError;
 
 /// An OffsetCommit request, in domain terms.
 #[derive(Debug, Clone)]
@@ -40,9 +39,8 @@ impl GroupShard {
             instance_id,
             offsets,
         } = req;
-        let fail = |e: ResponseError| {
-            Effect::now(offsets.iter().map(|o| (o.0.clone(), e.code())).collect())
-        };
+        let fail =
+            |e: GroupError| Effect::now(offsets.iter().map(|o| (o.0.clone(), e.code())).collect());
         if let Err(e) = check_group_id(&group_id) {
             return fail(e);
         }
@@ -52,19 +50,19 @@ impl GroupShard {
         match self.groups.get(&group_id) {
             Some(g) if !g.members.is_empty() || generation >= 0 => {
                 if g.fenced(&member_id, instance_id.as_deref()) {
-                    return fail(ResponseError::FencedInstanceId);
+                    return fail(GroupError::FencedInstanceId);
                 }
                 if !g.members.contains_key(&member_id) {
-                    return fail(ResponseError::UnknownMemberId);
+                    return fail(GroupError::UnknownMemberId);
                 }
                 if generation != g.generation {
-                    return fail(ResponseError::IllegalGeneration);
+                    return fail(GroupError::IllegalGeneration);
                 }
                 if g.state == GroupState::CompletingRebalance {
-                    return fail(ResponseError::RebalanceInProgress);
+                    return fail(GroupError::RebalanceInProgress);
                 }
             }
-            None if generation >= 0 => return fail(ResponseError::IllegalGeneration),
+            None if generation >= 0 => return fail(GroupError::IllegalGeneration),
             _ => {}
         }
         let max_metadata = self.config.offset_metadata_max_bytes;
@@ -72,12 +70,12 @@ impl GroupShard {
         let mut records = Vec::new();
         for (tp, offset, epoch, metadata) in offsets {
             if !exists(&tp) {
-                results.push((tp, ResponseError::UnknownTopicOrPartition.code()));
+                results.push((tp, GroupError::UnknownTopicOrPartition.code()));
                 continue;
             }
             let metadata = metadata.unwrap_or_default();
             if metadata.len() > max_metadata {
-                results.push((tp, ResponseError::OffsetMetadataTooLarge.code()));
+                results.push((tp, GroupError::OffsetMetadataTooLarge.code()));
                 continue;
             }
             records.push(OffsetsRecord::Offset {
@@ -172,32 +170,39 @@ impl GroupShard {
         records
     }
 
-    /// OffsetDelete: refuses partitions the group is consuming (GROUP_SUBSCRIBED_TO_TOPIC).
+    /// OffsetDelete, as Kafka's `deleteOffsets`: a group with members deletes only through
+    /// the `consumer` protocol, and refuses the partitions of topics its members subscribe to
+    /// (GROUP_SUBSCRIBED_TO_TOPIC); the others' offsets are deleted even while it runs.
     pub fn delete_offsets(
         &mut self,
         group_id: &str,
         partitions: Vec<TopicPartition>,
     ) -> Effect<(i16, CommitResults)> {
-        if !self.groups.contains_key(group_id) && !self.offsets.contains_key(group_id) {
-            return Effect::now((ResponseError::GroupIdNotFound.code(), Vec::new()));
+        let group = self.groups.get(group_id);
+        if group.is_none() && !self.offsets.contains_key(group_id) {
+            return Effect::now((GroupError::GroupIdNotFound.code(), Vec::new()));
         }
-        let active = self
-            .groups
-            .get(group_id)
-            .is_some_and(|g| !g.members.is_empty());
+        if group.is_some_and(|g| {
+            g.state != GroupState::Empty && g.protocol_type.as_deref() != Some("consumer")
+        }) {
+            return Effect::now((GroupError::NonEmptyGroup.code(), Vec::new()));
+        }
+        let committed = self.offsets.get(group_id);
         let mut results = Vec::new();
         let mut records = Vec::new();
         for tp in partitions {
-            if active {
-                results.push((tp, ResponseError::GroupSubscribedToTopic.code()));
+            if group.is_some_and(|g| g.subscribed_to(&tp.topic)) {
+                results.push((tp, GroupError::GroupSubscribedToTopic.code()));
                 continue;
             }
-            records.push(OffsetsRecord::Offset {
-                group: group_id.to_string(),
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                value: None,
-            });
+            if committed.is_some_and(|c| c.contains_key(&(tp.topic.clone(), tp.partition))) {
+                records.push(OffsetsRecord::Offset {
+                    group: group_id.to_string(),
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    value: None,
+                });
+            }
             results.push((tp, 0));
         }
         Effect {
@@ -206,17 +211,72 @@ impl GroupShard {
             answer: Pending::Now((0, results)),
         }
     }
-}
 
-/// The error an offset commit answers when writing its records failed, as Kafka maps them:
-/// the client then looks for the coordinator again or retries.
-pub fn commit_error(e: &BrokerError) -> ResponseError {
-    match e {
-        BrokerError::NotLeaderOrFollower | BrokerError::Storage(_) => ResponseError::NotCoordinator,
-        BrokerError::NotEnoughReplicas { .. }
-        | BrokerError::NotEnoughReplicasAfterAppend
-        | BrokerError::ReplicationTimedOut
-        | BrokerError::UnknownTopicOrPartition => ResponseError::CoordinatorNotAvailable,
-        other => crate::error_map::response_error(other),
+    /// Kafka's offset expiry (`offsets.retention.minutes`, checked every
+    /// `offsets.retention.check.interval.ms`): the tombstones of committed offsets kept longer
+    /// than the retention, counted from when their group became Empty (or, without that
+    /// time, from the commit), from the commit for a group that only commits (no protocol
+    /// type), and from the commit for topics a Stable consumer group no longer subscribes
+    /// to; then of each Empty group left with no offsets.
+    pub fn expire_offsets(&self, now_ms: i64) -> Vec<OffsetsRecord> {
+        let retention = self.config.offsets_retention_ms;
+        let mut records = Vec::new();
+        let mut names: Vec<&String> = self.groups.keys().chain(self.offsets.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            if self.unreplicated_for(name) {
+                // A commit on its way would come after the tombstones in the log.
+                continue;
+            }
+            let g = self.groups.get(name);
+            let empty = g.is_none_or(|g| g.state == GroupState::Empty);
+            // The time each offset's retention counts from, or None if it does not expire.
+            let base = |c: &CommittedOffset| -> Option<i64> {
+                match g {
+                    Some(g) if g.protocol_type.is_some() => {
+                        if g.state == GroupState::Empty {
+                            Some(g.empty_since_ms.unwrap_or(c.commit_timestamp))
+                        } else if g.state == GroupState::Stable
+                            && g.protocol_type.as_deref() == Some("consumer")
+                            && g.subscribed_topics().is_some()
+                        {
+                            Some(c.commit_timestamp)
+                        } else {
+                            None
+                        }
+                    }
+                    _ => Some(c.commit_timestamp),
+                }
+            };
+            let committed = self.offsets.get(name);
+            let expired: Vec<&(String, i32)> = committed
+                .iter()
+                .flat_map(|o| o.iter())
+                .filter(|((topic, _), c)| {
+                    base(c).is_some_and(|b| now_ms.saturating_sub(b) >= retention)
+                        && !g.is_some_and(|g| g.subscribed_to(topic))
+                })
+                .map(|(k, _)| k)
+                .collect();
+            let all_gone = expired.len() == committed.map_or(0, |o| o.len());
+            records.extend(
+                expired
+                    .into_iter()
+                    .map(|(topic, partition)| OffsetsRecord::Offset {
+                        group: name.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        value: None,
+                    }),
+            );
+            if empty && all_gone {
+                records.push(OffsetsRecord::Group {
+                    group: name.clone(),
+                    value: None,
+                });
+            }
+        }
+        records
     }
 }

@@ -206,6 +206,28 @@ impl OffsetsRecord {
         }
     }
 
+    /// Decodes a record read back from the partition: `Ok(None)` for a key version Sluice
+    /// does not read (KIP-848's record types, which Kafka's loader also skips), an error for
+    /// a record of a known type that does not decode, which fails the load as in Kafka.
+    pub fn decode_loaded(
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Option<OffsetsRecord>, String> {
+        match key {
+            [hi, lo, ..] if matches!(i16::from_be_bytes([*hi, *lo]), 0..=2) => {
+                match OffsetsRecord::decode(key, value) {
+                    Some(r) => Ok(Some(r)),
+                    None => Err(format!(
+                        "a record of key version {} does not decode",
+                        i16::from_be_bytes([*hi, *lo])
+                    )),
+                }
+            }
+            [_, _, ..] => Ok(None),
+            _ => Err("a record key shorter than its version".into()),
+        }
+    }
+
     /// Decodes a record; `None` for keys of versions Sluice does not read.
     pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<OffsetsRecord> {
         let mut k = Bytes::copy_from_slice(key);

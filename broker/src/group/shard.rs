@@ -5,16 +5,18 @@
 //! returns an [`Effect`]: the records to append to the partition and the answer, which the
 //! runtime (`GroupCoordinator`) releases only once the records are on the ISR. The shard owns
 //! plain structs (no locks inside) and does no I/O, so it is tested without log dirs or time
-//! passing. Loading a partition is `replay` of its records into a fresh shard; the live path
-//! replays what it appends with [`GroupShard::applied`], so offsets and deletions take effect
-//! in the log's order.
+//! passing. Loading a partition is `replay` of its records into a fresh shard. On the live
+//! path what the shard appends takes effect once the ISR has it ([`GroupShard::appended`],
+//! then [`GroupShard::replicated_to`]), in the log's order, as Kafka's cache of committed
+//! offsets is filled only from replicated appends: an OffsetFetch never shows a commit a
+//! coordinator move could lose, and a slow commit never overwrites a later one.
 //!
 //! Membership operations are in `membership.rs`, offset operations in `offsets.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use super::error::GroupError;
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
 
@@ -72,7 +74,7 @@ impl Delivery {
     }
 
     /// Sends `e` instead: the records could not be written or replicated.
-    pub fn fail(self, e: ResponseError) {
+    pub fn fail(self, e: GroupError) {
         match self {
             Delivery::Join(tx, r) => drop(tx.send(JoinResult::error(e, &r.member_id))),
             Delivery::Sync(tx, _) => drop(tx.send((e.code(), Bytes::new()))),
@@ -122,6 +124,13 @@ pub struct GroupShard {
     pub(super) offsets: HashMap<String, GroupOffsets>,
     /// False once unloaded: a request that found the shard before then is NOT_COORDINATOR.
     pub(super) active: bool,
+    /// The partition's log end after the last record this shard replayed or appended.
+    pub(super) log_end: i64,
+    /// Appended records the ISR may not have yet, with the log end after each append, oldest
+    /// first: applied in this order once the high watermark passes them.
+    unreplicated: VecDeque<(i64, Vec<OffsetsRecord>)>,
+    /// When offsets next expire (`offsets.retention.check.interval.ms`); set on the first tick.
+    next_retention_check: Option<Instant>,
 }
 
 impl GroupShard {
@@ -133,6 +142,9 @@ impl GroupShard {
             groups: HashMap::new(),
             offsets: HashMap::new(),
             active: true,
+            log_end: 0,
+            unreplicated: VecDeque::new(),
+            next_retention_check: None,
         }
     }
 
@@ -161,14 +173,42 @@ impl GroupShard {
         }
     }
 
-    /// Applies records this shard produced once they are appended (the live path): offsets
-    /// and deletions. Group metadata values are already the live state.
-    pub fn applied(&mut self, records: &[OffsetsRecord]) {
-        for r in records {
-            if !matches!(r, OffsetsRecord::Group { value: Some(_), .. }) {
-                self.apply(r.clone());
+    /// Records this shard decided were appended, the log ending at `end`: they take effect
+    /// once the high watermark reaches `end` ([`GroupShard::replicated_to`]).
+    pub fn appended(&mut self, records: Vec<OffsetsRecord>, end: i64) {
+        self.log_end = end;
+        self.unreplicated.push_back((end, records));
+    }
+
+    /// The ISR has the log up to `high_watermark`: the appends it covers take effect, oldest
+    /// first (offsets and deletions; group metadata values are already the live state).
+    pub fn replicated_to(&mut self, high_watermark: i64) {
+        while self
+            .unreplicated
+            .front()
+            .is_some_and(|(end, _)| *end <= high_watermark)
+        {
+            let Some((_, records)) = self.unreplicated.pop_front() else {
+                break;
+            };
+            for r in records {
+                if !matches!(r, OffsetsRecord::Group { value: Some(_), .. }) {
+                    self.apply(r);
+                }
             }
         }
+    }
+
+    /// Whether records of `group` were appended and are not yet replicated.
+    pub(super) fn unreplicated_for(&self, group: &str) -> bool {
+        self.unreplicated
+            .iter()
+            .flat_map(|(_, rs)| rs)
+            .any(|r| match r {
+                OffsetsRecord::Offset { group: g, .. } | OffsetsRecord::Group { group: g, .. } => {
+                    g == group
+                }
+            })
     }
 
     fn apply(&mut self, record: OffsetsRecord) {
@@ -190,7 +230,11 @@ impl GroupShard {
                 };
             }
             OffsetsRecord::Group { group, value: None } => {
-                self.groups.remove(&group);
+                // Members that joined after the deletion was decided (live path) keep the
+                // group they recreated.
+                if self.groups.get(&group).is_none_or(|g| g.members.is_empty()) {
+                    self.groups.remove(&group);
+                }
                 self.offsets.remove(&group);
             }
             OffsetsRecord::Group {
@@ -209,7 +253,7 @@ impl GroupShard {
     pub fn unload(&mut self) {
         self.active = false;
         for g in self.groups.values_mut() {
-            g.fail_waiters(ResponseError::NotCoordinator);
+            g.fail_waiters(GroupError::NotCoordinator);
         }
         self.groups.clear();
         self.offsets.clear();
@@ -223,10 +267,27 @@ impl GroupShard {
         }
     }
 
-    /// Timers: session expiry and rebalance deadlines. Returns the records to append: the
-    /// metadata of groups left empty.
+    /// Timers: session expiry, rebalance deadlines and offset expiry. Returns the records to
+    /// append: the metadata of groups left empty, the tombstones of expired offsets and groups.
     pub fn tick(&mut self, now: Now) -> Vec<OffsetsRecord> {
         let mut records = Vec::new();
+        let interval = Duration::from_millis(self.config.offsets_retention_check_interval_ms);
+        match self.next_retention_check {
+            None => self.next_retention_check = Some(now.at + interval),
+            Some(at) if now.at >= at => {
+                self.next_retention_check = Some(now.at + interval);
+                let expired = self.expire_offsets(now.ms);
+                if !expired.is_empty() {
+                    tracing::info!(
+                        partition = self.partition,
+                        records = expired.len(),
+                        "expiring committed offsets and empty groups"
+                    );
+                }
+                records.extend(expired);
+            }
+            Some(_) => {}
+        }
         for g in self.groups.values_mut() {
             let was_empty = g.members.is_empty();
             let expired: Vec<String> = g
@@ -243,6 +304,13 @@ impl GroupShard {
                 tracing::info!(group = %g.id, member = %id, "member session expired");
                 g.remove_member(&id, now.at);
             }
+            g.pending.retain(|id, expires| {
+                let keep = now.at <= *expires;
+                if !keep {
+                    tracing::info!(group = %g.id, member = %id, "a member id handed out was never used");
+                }
+                keep
+            });
             // The join completes at its deadline, or as soon as every member left has
             // rejoined: one that stopped heartbeating is not waited for (a member loaded
             // from the log whose process died with the old coordinator, say).
@@ -253,6 +321,7 @@ impl GroupShard {
                 g.complete_join(now.at);
             }
             if !was_empty && g.members.is_empty() {
+                g.empty_since_ms = Some(now.ms);
                 records.push(Self::group_record(g, now));
             }
         }
@@ -303,17 +372,17 @@ impl GroupShard {
     }
 
     /// DeleteGroups for one group: NON_EMPTY_GROUP while it has members; otherwise the
-    /// tombstones of its offsets and metadata, applied once appended.
+    /// tombstones of its offsets and metadata, applied once replicated.
     pub fn delete_group(&mut self, group_id: &str) -> Effect<i16> {
         if !self.groups.contains_key(group_id) && !self.offsets.contains_key(group_id) {
-            return Effect::now(ResponseError::GroupIdNotFound.code());
+            return Effect::now(GroupError::GroupIdNotFound.code());
         }
         if self
             .groups
             .get(group_id)
             .is_some_and(|g| !g.members.is_empty())
         {
-            return Effect::now(ResponseError::NonEmptyGroup.code());
+            return Effect::now(GroupError::NonEmptyGroup.code());
         }
         let mut records: Vec<OffsetsRecord> = self
             .offsets
@@ -343,9 +412,9 @@ impl GroupShard {
 
 /// INVALID_GROUP_ID for a group id Kafka refuses (empty) or the offsets topic's schema cannot
 /// hold (issue 12, defect 5).
-pub(super) fn check_group_id(group_id: &str) -> Result<(), ResponseError> {
+pub(super) fn check_group_id(group_id: &str) -> Result<(), GroupError> {
     if group_id.is_empty() || check_len("group id", group_id).is_err() {
-        return Err(ResponseError::InvalidGroupId);
+        return Err(GroupError::InvalidGroupId);
     }
     Ok(())
 }

@@ -6,10 +6,10 @@
 //! passed in, never read, so the timers are driven by `GroupShard::tick`. A group lives in
 //! one `GroupShard` and is only touched under that shard's lock.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::error::GroupError;
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 
 use super::records::{GroupValue, MemberValue};
 use tokio::sync::oneshot;
@@ -60,7 +60,7 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    pub(super) fn error(e: ResponseError, member_id: &str) -> JoinResult {
+    pub(super) fn error(e: GroupError, member_id: &str) -> JoinResult {
         JoinResult {
             error: e.code(),
             generation: -1,
@@ -123,8 +123,13 @@ pub struct Group {
     pub(super) generation: i32,
     pub(super) leader: Option<String>,
     pub(super) members: BTreeMap<String, Member>,
-    /// Member ids handed out with MEMBER_ID_REQUIRED, not yet joined (KIP-394).
-    pub(super) pending: HashSet<String>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not yet joined, with when they expire
+    /// (KIP-394; Kafka's `pendingMembers`): a rebalance waits for them, as they are members
+    /// about to join, until they join or their session timeout passes.
+    pub(super) pending: HashMap<String, Instant>,
+    /// When the group last became Empty (wall clock, ms), as Kafka's `currentStateTimestamp`:
+    /// its committed offsets expire `offsets.retention.minutes` after.
+    pub(super) empty_since_ms: Option<i64>,
     pub(super) rebalance_deadline: Option<Instant>,
     /// The first rebalance of an empty group waits out its whole deadline (KIP-134).
     pub(super) initial_delay: bool,
@@ -140,7 +145,8 @@ impl Group {
             generation: 0,
             leader: None,
             members: BTreeMap::new(),
-            pending: HashSet::new(),
+            pending: HashMap::new(),
+            empty_since_ms: None,
             rebalance_deadline: None,
             initial_delay: false,
         }
@@ -174,6 +180,7 @@ impl Group {
             );
         }
         g.state = if g.members.is_empty() {
+            g.empty_since_ms = Some(v.current_state_timestamp).filter(|t| *t >= 0);
             GroupState::Empty
         } else {
             GroupState::Stable
@@ -222,10 +229,10 @@ impl Group {
             return;
         };
         if let Some(w) = m.join_waiter.take() {
-            let _ = w.send(JoinResult::error(ResponseError::FencedInstanceId, old_id));
+            let _ = w.send(JoinResult::error(GroupError::FencedInstanceId, old_id));
         }
         if let Some(w) = m.sync_waiter.take() {
-            let _ = w.send((ResponseError::FencedInstanceId.code(), Bytes::new()));
+            let _ = w.send((GroupError::FencedInstanceId.code(), Bytes::new()));
         }
         m.id = new_id.to_string();
         self.members.insert(new_id.to_string(), m);
@@ -252,7 +259,7 @@ impl Group {
     pub(super) fn prepare_rebalance(&mut self, deadline: Instant) {
         for m in self.members.values_mut() {
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send((ResponseError::RebalanceInProgress.code(), Bytes::new()));
+                let _ = w.send((GroupError::RebalanceInProgress.code(), Bytes::new()));
             }
         }
         if self.state != GroupState::PreparingRebalance {
@@ -261,19 +268,66 @@ impl Group {
         }
     }
 
-    /// True when every member has a JoinGroup waiting.
+    /// True when every member has a JoinGroup waiting and no member id handed out with
+    /// MEMBER_ID_REQUIRED is still to join (Kafka's `hasAllMembersJoined`).
     pub(super) fn all_joined(&self) -> bool {
-        !self.members.is_empty() && self.members.values().all(|m| m.join_waiter.is_some())
+        !self.members.is_empty()
+            && self.pending.is_empty()
+            && self.members.values().all(|m| m.join_waiter.is_some())
     }
 
-    /// The first protocol, in the leader's order of preference, that every member supports.
+    /// Kafka's `selectProtocol`: of the protocols every member supports, each member votes
+    /// for the first in its own order of preference, and the most votes win. Kafka leaves a
+    /// tie to a hash map's order; here the protocol named first wins it, so the choice does
+    /// not depend on the process.
     pub(super) fn select_protocol(&self) -> Option<String> {
-        let first = self.members.values().next()?;
-        first.protocols.iter().map(|(n, _)| n.clone()).find(|n| {
+        let supported_by_all = |name: &str| {
             self.members
                 .values()
-                .all(|m| m.protocols.iter().any(|(p, _)| p == n))
-        })
+                .all(|m| m.protocols.iter().any(|(p, _)| p == name))
+        };
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            let vote = m
+                .protocols
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .find(|n| supported_by_all(n))?;
+            *votes.entry(vote).or_default() += 1;
+        }
+        let most = votes.values().copied().max()?;
+        votes
+            .into_iter()
+            .find(|(_, n)| *n == most)
+            .map(|(name, _)| name.to_string())
+    }
+
+    /// The topics the members subscribe to, read from their `consumer` protocol metadata as
+    /// Kafka's `computeSubscribedTopics` does (the version-0 prefix every version shares):
+    /// none for an Empty group; `None` when unknown (another protocol type, no protocol
+    /// chosen yet, or metadata that does not parse).
+    pub(super) fn subscribed_topics(&self) -> Option<HashSet<String>> {
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        if self.members.is_empty() {
+            return Some(HashSet::new());
+        }
+        let protocol = self.protocol.as_deref()?;
+        let mut topics = HashSet::new();
+        for m in self.members.values() {
+            topics.extend(subscription_topics(m.metadata_for(protocol))?);
+        }
+        Some(topics)
+    }
+
+    /// Whether the group consumes `topic` (Kafka's `isSubscribedToTopic`): when the
+    /// subscriptions are unknown, a `consumer` group is taken to.
+    pub(super) fn subscribed_to(&self, topic: &str) -> bool {
+        match self.subscribed_topics() {
+            Some(topics) => topics.contains(topic),
+            None => self.protocol_type.as_deref() == Some("consumer"),
+        }
     }
 
     /// Ends the join phase: dynamic members that did not rejoin are dropped, the generation
@@ -351,7 +405,7 @@ impl Group {
     }
 
     /// Answers every waiting request with `e` (the shard is unloaded: NOT_COORDINATOR).
-    pub(super) fn fail_waiters(&mut self, e: ResponseError) {
+    pub(super) fn fail_waiters(&mut self, e: GroupError) {
         for m in self.members.values_mut() {
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinResult::error(e, &m.id));
@@ -366,10 +420,10 @@ impl Group {
     pub(super) fn remove_member(&mut self, id: &str, now: Instant) {
         if let Some(m) = self.members.remove(id) {
             if let Some(w) = m.join_waiter {
-                let _ = w.send(JoinResult::error(ResponseError::UnknownMemberId, id));
+                let _ = w.send(JoinResult::error(GroupError::UnknownMemberId, id));
             }
             if let Some(w) = m.sync_waiter {
-                let _ = w.send((ResponseError::UnknownMemberId.code(), Bytes::new()));
+                let _ = w.send((GroupError::UnknownMemberId.code(), Bytes::new()));
             }
         }
         if self.leader.as_deref() == Some(id) {
@@ -389,4 +443,29 @@ impl Group {
             }
         }
     }
+}
+
+/// The topics of a `ConsumerProtocolSubscription`: a version, then the topic names.
+fn subscription_topics(mut b: Bytes) -> Option<Vec<String>> {
+    use bytes::Buf;
+    if b.remaining() < 6 {
+        return None;
+    }
+    let _version = b.get_i16();
+    let n = b.get_i32();
+    if n < 0 {
+        return None;
+    }
+    let mut topics = Vec::with_capacity(n.clamp(0, 1024) as usize);
+    for _ in 0..n {
+        if b.remaining() < 2 {
+            return None;
+        }
+        let len = usize::try_from(b.get_i16()).ok()?;
+        if b.remaining() < len {
+            return None;
+        }
+        topics.push(String::from_utf8(b.split_to(len).to_vec()).ok()?);
+    }
+    Some(topics)
 }

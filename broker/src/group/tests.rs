@@ -91,6 +91,14 @@ fn commit(member: &str, generation: i32, metadata: &str) -> CommitParams {
     }
 }
 
+/// Appends `records` and has the ISR take them at once (as the runtime does for a single
+/// replica).
+fn replicate(s: &mut GroupShard, records: Vec<OffsetsRecord>) {
+    let end = s.log_end + records.len() as i64;
+    s.appended(records, end);
+    s.replicated_to(end);
+}
+
 fn all(_: &TopicPartition) -> bool {
     true
 }
@@ -230,7 +238,7 @@ fn a_replayed_shard_keeps_generation_members_and_assignments() {
     let (mut s, t0) = (shard(), Instant::now());
     let (a_id, b_id) = stable_static_group(&mut s, t0);
     let e = s.commit(commit(&a_id, 2, "m"), &all, at(t0, 5));
-    s.applied(&e.records);
+    replicate(&mut s, e.records.clone());
     // Everything the shard wrote, replayed into a fresh shard (a coordinator move).
     let g = &s.groups["g"];
     let mut written = vec![GroupShard::group_record(g, at(t0, 6))];
@@ -264,7 +272,7 @@ fn the_last_member_leaving_persists_an_empty_group() {
         panic!("an emptied group is persisted")
     };
     assert!(v.members.is_empty());
-    assert_eq!(now_answer(e.answer), vec![0]);
+    assert_eq!(now_answer(e.answer), Ok(vec![0]));
     assert_eq!(s.groups["g"].state, GroupState::Empty);
 }
 
@@ -341,7 +349,7 @@ fn a_replaced_static_member_is_fenced_on_join_heartbeat_sync_commit_and_leave() 
     assert!(e.records.is_empty());
     assert_eq!(now_answer(e.answer)[0].1, fenced, "commit");
     let e = s.leave("g", &[(old_b, Some("b".into()))], at(t0, 11));
-    assert_eq!(now_answer(e.answer), vec![fenced], "leave");
+    assert_eq!(now_answer(e.answer), Ok(vec![fenced]), "leave");
     let g = &s.groups["g"];
     assert_eq!(
         (g.state, g.generation),
@@ -483,7 +491,7 @@ fn deleting_a_topic_tombstones_its_committed_offsets_in_every_group() {
         (TopicPartition::new("u", 0), 6, -1, None),
     ];
     let e = s.commit(req, &all, at(t0, 2));
-    s.applied(&e.records);
+    replicate(&mut s, e.records.clone());
     // An offset-only group (assign-mode commits) whose offsets are all on `t`.
     let mut req = commit("", -1, "");
     req.group_id = "h".into();
@@ -492,7 +500,7 @@ fn deleting_a_topic_tombstones_its_committed_offsets_in_every_group() {
         (TopicPartition::new("t", 1), 8, -1, None),
     ];
     let e = s.commit(req, &all, at(t0, 3));
-    s.applied(&e.records);
+    replicate(&mut s, e.records.clone());
 
     let records = s.delete_topics(&|topic| topic == "t");
     /// (group, offset's partition or None for the group record, has a value)
@@ -525,7 +533,7 @@ fn deleting_a_topic_tombstones_its_committed_offsets_in_every_group() {
         ],
         "tombstones for t's offsets, and for the group left with nothing"
     );
-    s.applied(&records);
+    replicate(&mut s, records);
     let left: Vec<(String, i64)> = s
         .fetch_offsets("g", None)
         .into_iter()

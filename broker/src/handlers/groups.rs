@@ -231,21 +231,26 @@ pub(super) fn leave(ctx: &Context, req: LeaveGroupRequest) -> Reply {
     };
     let (groups, version) = (Arc::clone(&ctx.groups), ctx.version);
     Reply::Later(Box::pin(async move {
-        let codes = groups.leave(req.group_id.as_str(), &members).await;
-        let resp = if version >= 3 {
-            let resp = members
-                .into_iter()
-                .zip(&codes)
-                .map(|((id, inst), code)| {
-                    MemberResponse::default()
-                        .with_member_id(str_bytes(id))
-                        .with_group_instance_id(inst.map(str_bytes))
-                        .with_error_code(*code)
-                })
-                .collect();
-            LeaveGroupResponse::default().with_members(resp)
-        } else {
-            LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
+        let resp = match groups.leave(req.group_id.as_str(), &members).await {
+            // v3+: the group's error at the top level, as Kafka answers, where clients look
+            // for NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
+            Err(code) => LeaveGroupResponse::default().with_error_code(code),
+            Ok(codes) if version >= 3 => {
+                let resp = members
+                    .into_iter()
+                    .zip(&codes)
+                    .map(|((id, inst), code)| {
+                        MemberResponse::default()
+                            .with_member_id(str_bytes(id))
+                            .with_group_instance_id(inst.map(str_bytes))
+                            .with_error_code(*code)
+                    })
+                    .collect();
+                LeaveGroupResponse::default().with_members(resp)
+            }
+            Ok(codes) => {
+                LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
+            }
         };
         ResponseKind::LeaveGroup(resp)
     }))
