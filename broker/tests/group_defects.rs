@@ -46,6 +46,7 @@ async fn broker() -> (
     let find = FindCoordinatorRequest::default().with_key(s("g"));
     let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &find).await;
     assert_eq!(r.error_code, 0, "this node coordinates");
+    common::wait_for_coordinator_load(&mut c, "g").await;
     b
 }
 

@@ -39,6 +39,7 @@ async fn group_error_codes_follow_kafka() {
     let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
     let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &find).await;
     assert_eq!((r.error_code, r.node_id.0), (0, 1), "this node coordinates");
+    common::wait_for_coordinator_load(&mut c, "g").await;
     let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &join("", 1000, "range")).await;
     assert_eq!(
         r.error_code, 26,
@@ -137,6 +138,7 @@ async fn leave_group_v3_carries_the_groups_error_at_the_top_level() {
     let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
     let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &find).await;
     assert_eq!(r.error_code, 0);
+    common::wait_for_coordinator_load(&mut c, "g").await;
     let leave = LeaveGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("")))
         .with_members(vec![leave_group_request::MemberIdentity::default()

@@ -81,3 +81,25 @@ impl Conn {
         Resp::decode(&mut buf, version).expect("decode")
     }
 }
+
+/// Waits until the coordinator of `group` has loaded its `__consumer_offsets` partition (it
+/// loads in the background and answers COORDINATOR_LOAD_IN_PROGRESS meanwhile, which real
+/// clients retry).
+#[allow(dead_code)]
+pub async fn wait_for_coordinator_load(c: &mut Conn, group: &str) {
+    use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let req = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+        let r: DescribeGroupsResponse = c.call(ApiKey::DescribeGroups, 5, &req).await;
+        if r.groups[0].error_code != 14 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the offsets partition never loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
