@@ -21,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_broker::group::records::partition_for;
 use sluice_broker::group::OFFSETS_TOPIC;
 use sluice_client::admin::NewTopic;
-use sluice_client::{Admin, ClientConfig, Cluster};
+use sluice_client::{Admin, Cluster};
 
 const GROUP: &str = "moved";
 
@@ -48,21 +48,10 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_whose_offsets_replica_moves_away_gives_up_its_groups() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
+    cluster::trace_to_test_output();
     let dir = tempfile::tempdir().unwrap();
     let nodes = cluster::cluster(dir.path()).await;
-    let bootstrap = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect::<Vec<_>>()
-        .join(",");
-    let client = ClientConfig {
-        api_timeout: Duration::from_secs(30),
-        ..ClientConfig::new(&bootstrap)
-    };
+    let client = cluster::client_config(&nodes);
     let admin = Admin::new(client.clone()).unwrap();
     admin
         .create_topics(&[NewTopic {

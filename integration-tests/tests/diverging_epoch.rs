@@ -83,21 +83,10 @@ fn batch_epochs(records: &Bytes) -> Vec<(i64, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_past_where_its_last_epoch_ended_gets_the_diverging_epoch() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
+    cluster::trace_to_test_output();
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = cluster::cluster(dir.path()).await;
-    let bootstrap = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect::<Vec<_>>()
-        .join(",");
-    let client = ClientConfig {
-        api_timeout: Duration::from_secs(30),
-        ..ClientConfig::new(&bootstrap)
-    };
+    let client = cluster::client_config(&nodes);
     let admin = Admin::new(client.clone()).unwrap();
     admin
         .create_topics(&[NewTopic {

@@ -27,7 +27,7 @@ use kafka_protocol::records::{
 };
 use sluice_client::admin::NewTopic;
 use sluice_client::connection::Connection;
-use sluice_client::{Admin, ClientConfig, Cluster};
+use sluice_client::{Admin, Cluster};
 
 const TOPIC: &str = "r";
 
@@ -109,21 +109,10 @@ async fn fetch(conn: &Connection, offset: i64) -> PartitionData {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_added_after_delete_records_inside_a_batch_catches_up() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
+    cluster::trace_to_test_output();
     let dir = tempfile::tempdir().unwrap();
     let nodes = cluster::cluster(dir.path()).await;
-    let bootstrap = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect::<Vec<_>>()
-        .join(",");
-    let client = ClientConfig {
-        api_timeout: Duration::from_secs(30),
-        ..ClientConfig::new(&bootstrap)
-    };
+    let client = cluster::client_config(&nodes);
     let admin = Admin::new(client.clone()).unwrap();
     admin
         .create_topics(&[NewTopic {

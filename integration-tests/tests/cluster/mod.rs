@@ -95,3 +95,26 @@ impl Node {
         self.task.await.unwrap();
     }
 }
+
+/// Sends the tests' logs to the test output, filtered by `RUST_LOG`.
+#[allow(dead_code)] // not every test binary uses it
+pub fn trace_to_test_output() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+}
+
+/// A client of the whole cluster, with time for elections in its API timeout.
+#[allow(dead_code)]
+pub fn client_config(nodes: &[Node]) -> sluice_client::ClientConfig {
+    let bootstrap = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect::<Vec<_>>()
+        .join(",");
+    sluice_client::ClientConfig {
+        api_timeout: std::time::Duration::from_secs(30),
+        ..sluice_client::ClientConfig::new(&bootstrap)
+    }
+}
