@@ -16,9 +16,11 @@ pub const FAST: [(&str, &str); 4] = [
     ("replica.fetch.backoff.ms", "200"),
 ];
 
-/// `n` distinct ports below Linux's ephemeral range, free right now.
+/// `n` distinct ports below Linux's ephemeral range, free right now. Test binaries started
+/// together have consecutive process ids: each starts its search in a window of its own, or
+/// two clusters would probe the same ports, both find them free, and talk to each other.
 fn free_ports(n: usize) -> Vec<u16> {
-    let first = 20000 + (std::process::id() % 5000) as u16;
+    let first = 20000 + (std::process::id() % 1000) as u16 * 12;
     // Held until all are found, so the same port is not handed out twice.
     let held: Vec<std::net::TcpListener> = (first..32000)
         .filter_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
