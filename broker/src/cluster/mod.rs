@@ -219,9 +219,7 @@ impl Cluster {
     /// Sends `req` and turns a refusal into the matching error.
     pub async fn decide(&self, req: ControllerRequest) -> Result<ControllerResponse, BrokerError> {
         match self.request(req).await? {
-            ControllerResponse::Error { code, message } => {
-                Err(BrokerError::Refused { code, message })
-            }
+            ControllerResponse::Error(e) => Err(BrokerError::Controller(e)),
             ControllerResponse::NotController { .. } => Err(BrokerError::ControllerUnavailable(
                 "no active controller".into(),
             )),

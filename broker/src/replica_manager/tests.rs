@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sluice_replication::controller::ControllerError;
 use sluice_replication::image::{self, Broker, MetadataImage, Topic};
 use sluice_replication::isr;
 use sluice_replication::pending_isr::{AfterAnswer, AlterIsrAnswer, PendingIsr};
@@ -181,7 +182,10 @@ fn an_isr_change_whose_answer_is_lost_still_counts_for_the_high_watermark() {
     );
     // A retry is refused for the old partition epoch: its first send committed.
     assert_eq!(
-        p.isr_change_answered(change.id, AlterIsrAnswer::Refused(95)),
+        p.isr_change_answered(
+            change.id,
+            AlterIsrAnswer::Refused(ControllerError::InvalidUpdateVersion("9".into()))
+        ),
         AfterAnswer::AwaitImage
     );
     assert_eq!(hw(&p), 5);
@@ -199,7 +203,10 @@ fn an_isr_change_the_controller_did_not_make_is_forgotten() {
     let s = Setup::new(1);
     let (p, change) = adding_2(&s);
     assert_eq!(
-        p.isr_change_answered(change.id, AlterIsrAnswer::Refused(107)),
+        p.isr_change_answered(
+            change.id,
+            AlterIsrAnswer::Refused(ControllerError::IneligibleReplica("3".into()))
+        ),
         AfterAnswer::Revert,
         "INELIGIBLE_REPLICA"
     );

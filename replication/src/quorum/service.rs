@@ -168,10 +168,10 @@ pub enum ControllerResponse {
     Altered,
     /// The request's records are committed.
     Done,
-    /// Per partition of an AlterReassignments request: Kafka error code (0 for none) and why.
+    /// Per partition of an AlterReassignments request, whether it was refused.
     Reassigned {
         /// In request order.
-        results: Vec<(i16, String)>,
+        results: Vec<Result<(), ControllerError>>,
     },
     /// A block of producer ids.
     ProducerIds {
@@ -180,13 +180,8 @@ pub enum ControllerResponse {
         /// How many.
         count: i64,
     },
-    /// Refused, with a Kafka error code.
-    Error {
-        /// Kafka error code.
-        code: i16,
-        /// Why.
-        message: String,
-    },
+    /// Refused, or failed.
+    Error(ControllerError),
     /// This node is not the active controller; the leader is, if known.
     NotController {
         /// Leader id and Raft address.
@@ -301,17 +296,13 @@ pub struct Service<Q: Quorum = QuorumNode> {
 }
 
 fn unknown_topic(name: &str) -> ControllerResponse {
-    ControllerResponse::Error {
-        code: controller::codes::UNKNOWN_TOPIC_OR_PARTITION,
-        message: format!("topic {name:?} does not exist"),
-    }
+    ControllerResponse::Error(ControllerError::UnknownTopicOrPartition(format!(
+        "topic {name:?} does not exist"
+    )))
 }
 
 fn from_controller(e: ControllerError) -> ControllerResponse {
-    ControllerResponse::Error {
-        code: e.code,
-        message: e.message,
-    }
+    ControllerResponse::Error(e)
 }
 
 impl<Q: Quorum> Service<Q> {
@@ -405,24 +396,19 @@ impl<Q: Quorum> Service<Q> {
         // rather than holding every other request behind this one.
         let proposed = tokio::time::timeout(PROPOSE_WITHIN, self.quorum.propose(records)).await;
         let Ok(proposed) = proposed else {
-            return Err(ControllerResponse::Error {
-                code: controller::codes::REQUEST_TIMED_OUT,
-                message: format!("not committed within {PROPOSE_WITHIN:?}"),
-            });
+            return Err(from_controller(ControllerError::NotCommitted(format!(
+                "no commit within {PROPOSE_WITHIN:?}"
+            ))));
         };
         match proposed {
             Ok(()) => Ok(()),
             Err(ProposeError::NotLeader { leader }) => {
                 Err(ControllerResponse::NotController { leader })
             }
-            Err(ProposeError::Rejected(m)) => Err(ControllerResponse::Error {
-                code: -1,
-                message: m,
-            }),
-            Err(ProposeError::Failed(m)) => Err(ControllerResponse::Error {
-                code: controller::codes::BROKER_NOT_AVAILABLE,
-                message: m,
-            }),
+            Err(ProposeError::Rejected(m)) => {
+                Err(from_controller(ControllerError::RecordsRejected(m)))
+            }
+            Err(ProposeError::Failed(m)) => Err(from_controller(ControllerError::QuorumFailed(m))),
         }
     }
 
@@ -569,10 +555,7 @@ impl<Q: Quorum> Service<Q> {
                     Err(ProposeError::NotLeader { leader }) => {
                         ControllerResponse::NotController { leader }
                     }
-                    Err(e) => ControllerResponse::Error {
-                        code: controller::codes::BROKER_NOT_AVAILABLE,
-                        message: e.to_string(),
-                    },
+                    Err(e) => from_controller(ControllerError::QuorumFailed(e.to_string())),
                 };
             }
             ControllerRequest::ElectPreferred { partitions } => {
@@ -598,10 +581,10 @@ impl<Q: Quorum> Service<Q> {
                         target.as_deref(),
                     );
                     results.push(match decided {
-                        Err(e) => (e.code, e.message),
+                        Err(e) => Err(e),
                         Ok(records) => match self.propose(records).await {
-                            Ok(()) => (0, String::new()),
-                            Err(ControllerResponse::Error { code, message }) => (code, message),
+                            Ok(()) => Ok(()),
+                            Err(ControllerResponse::Error(e)) => Err(e),
                             Err(other) => return other,
                         },
                     });

@@ -10,54 +10,9 @@ use crate::image::{Broker, MetadataImage, Partition, NO_LEADER};
 use crate::placement::place_replicas;
 use crate::record::{MetadataRecord, PartitionChange};
 
-/// A request the controller refuses, with the Kafka error code a client expects.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ControllerError {
-    /// Kafka error code.
-    pub code: i16,
-    /// What was wrong.
-    pub message: String,
-}
+mod error;
 
-impl ControllerError {
-    fn new(code: i16, message: impl Into<String>) -> ControllerError {
-        ControllerError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// Kafka error codes used here.
-pub mod codes {
-    /// UNKNOWN_TOPIC_OR_PARTITION
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    /// NOT_LEADER_OR_FOLLOWER
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    /// INVALID_TOPIC_EXCEPTION
-    pub const INVALID_TOPIC: i16 = 17;
-    /// TOPIC_ALREADY_EXISTS
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    /// INVALID_PARTITIONS
-    pub const INVALID_PARTITIONS: i16 = 37;
-    /// INVALID_REPLICATION_FACTOR
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    /// STALE_BROKER_EPOCH
-    pub const STALE_BROKER_EPOCH: i16 = 77;
-    /// FENCED_LEADER_EPOCH
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    /// INVALID_UPDATE_VERSION
-    pub const INVALID_UPDATE_VERSION: i16 = 95;
-    /// INELIGIBLE_REPLICA
-    pub const INELIGIBLE_REPLICA: i16 = 107;
-    /// BROKER_NOT_AVAILABLE
-    pub const BROKER_NOT_AVAILABLE: i16 = 8;
-    /// REQUEST_TIMED_OUT
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    /// DUPLICATE_BROKER_REGISTRATION
-    pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
-}
+pub use error::ControllerError;
 
 /// Whether a topic allows electing a leader from outside the ISR (losing records).
 fn unclean_allowed(image: &MetadataImage, topic: Uuid) -> bool {
@@ -80,16 +35,14 @@ pub fn create_topic(
     start: usize,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
     if image.topic_ids.contains_key(name) {
-        return Err(ControllerError::new(
-            codes::TOPIC_ALREADY_EXISTS,
-            format!("topic {name:?} already exists"),
-        ));
+        return Err(ControllerError::TopicAlreadyExists(format!(
+            "topic {name:?} already exists"
+        )));
     }
     if partitions < 1 {
-        return Err(ControllerError::new(
-            codes::INVALID_PARTITIONS,
-            format!("number of partitions must be at least 1, got {partitions}"),
-        ));
+        return Err(ControllerError::InvalidPartitions(format!(
+            "number of partitions must be at least 1, got {partitions}"
+        )));
     }
     let assignments = place(image, partitions, replication_factor, start)?;
     Ok(vec![MetadataRecord::CreateTopic {
@@ -108,19 +61,13 @@ pub fn create_partitions(
     start: usize,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
     let t = image.topic_by_name(name).ok_or_else(|| {
-        ControllerError::new(
-            codes::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("topic {name:?} does not exist"),
-        )
+        ControllerError::UnknownTopicOrPartition(format!("topic {name:?} does not exist"))
     })?;
     let have = t.partitions.len() as i32;
     if total <= have {
-        return Err(ControllerError::new(
-            codes::INVALID_PARTITIONS,
-            format!(
-                "topic {name} has {have} partitions; the new count must be larger, got {total}"
-            ),
-        ));
+        return Err(ControllerError::InvalidPartitions(format!(
+            "topic {name} has {have} partitions; the new count must be larger, got {total}"
+        )));
     }
     let rf = t.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
     let assignments = place(image, total - have, rf, start + have as usize)?;
@@ -142,9 +89,7 @@ fn place(
         .map(|b| (b.id, b.rack.as_deref()))
         .collect();
     if replication_factor < 1 || replication_factor as usize > live.len() {
-        return Err(ControllerError::new(
-            codes::INVALID_REPLICATION_FACTOR,
-            format!(
+        return Err(ControllerError::InvalidReplicationFactor(format!(
                 "replication factor {replication_factor} must be between 1 and the {} available broker(s)",
                 live.len()
             ),
@@ -197,16 +142,13 @@ pub fn registered(
     epoch: Option<i64>,
 ) -> Result<&Broker, ControllerError> {
     let b = image.brokers.get(&id).ok_or_else(|| {
-        ControllerError::new(
-            codes::BROKER_NOT_AVAILABLE,
-            format!("broker {id} is not registered"),
-        )
+        ControllerError::BrokerNotRegistered(format!("broker {id} is not registered"))
     })?;
     match epoch {
-        Some(epoch) if epoch != b.epoch => Err(ControllerError::new(
-            codes::STALE_BROKER_EPOCH,
-            format!("broker {id} epoch {epoch} is stale (current {})", b.epoch),
-        )),
+        Some(epoch) if epoch != b.epoch => Err(ControllerError::StaleBrokerEpoch(format!(
+            "broker {id} epoch {epoch} is stale (current {})",
+            b.epoch
+        ))),
         _ => Ok(b),
     }
 }
@@ -246,9 +188,7 @@ pub fn register_broker(
                 records: Vec::new(),
             });
         }
-        return Err(ControllerError::new(
-            codes::DUPLICATE_BROKER_REGISTRATION,
-            format!(
+        return Err(ControllerError::DuplicateBrokerRegistration(format!(
                 "broker {id} is registered as epoch {} with a valid session; another process may not take its id before that session ends",
                 b.epoch
             ),
@@ -265,7 +205,7 @@ pub fn register_broker(
     let mut after = image.clone();
     after
         .apply(&records[0])
-        .map_err(|e| ControllerError::new(codes::BROKER_NOT_AVAILABLE, e.to_string()))?;
+        .map_err(|e| ControllerError::RecordsRejected(e.to_string()))?;
     records.extend(move_away(&after, id));
     Ok(Registration { epoch, records })
 }
@@ -453,54 +393,42 @@ pub fn alter_isr(
     new_isr: &[i32],
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
     let p = image.partition(topic, partition).ok_or_else(|| {
-        ControllerError::new(
-            codes::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("no partition {partition} of topic id {topic}"),
-        )
+        ControllerError::UnknownTopicOrPartition(format!(
+            "no partition {partition} of topic id {topic}"
+        ))
     })?;
     if p.leader != leader {
-        return Err(ControllerError::new(
-            codes::NOT_LEADER_OR_FOLLOWER,
-            format!(
-                "broker {leader} does not lead partition {partition} (leader {})",
-                p.leader
-            ),
-        ));
+        return Err(ControllerError::NotLeader(format!(
+            "broker {leader} does not lead partition {partition} (leader {})",
+            p.leader
+        )));
     }
     if leader_epoch != p.leader_epoch {
-        return Err(ControllerError::new(
-            codes::FENCED_LEADER_EPOCH,
-            format!(
-                "leader epoch {leader_epoch} is not the current {}",
-                p.leader_epoch
-            ),
-        ));
+        return Err(ControllerError::FencedLeaderEpoch(format!(
+            "leader epoch {leader_epoch} is not the current {}",
+            p.leader_epoch
+        )));
     }
     if partition_epoch != p.partition_epoch {
-        return Err(ControllerError::new(
-            codes::INVALID_UPDATE_VERSION,
-            format!(
-                "partition epoch {partition_epoch} is not the current {}",
-                p.partition_epoch
-            ),
-        ));
+        return Err(ControllerError::InvalidUpdateVersion(format!(
+            "partition epoch {partition_epoch} is not the current {}",
+            p.partition_epoch
+        )));
     }
     let set: BTreeSet<i32> = new_isr.iter().copied().collect();
     if !set.contains(&leader) || set.len() != new_isr.len() {
-        return Err(ControllerError::new(
-            codes::INELIGIBLE_REPLICA,
-            format!("ISR {new_isr:?} must hold the leader {leader} once"),
-        ));
+        return Err(ControllerError::IneligibleReplica(format!(
+            "ISR {new_isr:?} must hold the leader {leader} once"
+        )));
     }
     let added: Vec<i32> = set.iter().copied().filter(|r| !p.isr.contains(r)).collect();
     if let Some(bad) = set.iter().find(|r| {
         !p.replicas.contains(r)
             || (added.contains(r) && (!image.is_live(**r) || shutting_down(image, **r)))
     }) {
-        return Err(ControllerError::new(
-            codes::INELIGIBLE_REPLICA,
-            format!("broker {bad} cannot join the ISR of partition {partition}"),
-        ));
+        return Err(ControllerError::IneligibleReplica(format!(
+            "broker {bad} cannot join the ISR of partition {partition}"
+        )));
     }
     Ok(vec![change(
         topic,
@@ -521,12 +449,9 @@ pub fn check_isr_epochs(
     for (id, epoch) in broker_epochs {
         let registered = image.brokers.get(id).map(|b| b.epoch);
         if registered != Some(*epoch) {
-            return Err(ControllerError::new(
-                codes::INELIGIBLE_REPLICA,
-                format!(
-                    "broker {id} fetched as epoch {epoch}, but its registered epoch is {registered:?}"
-                ),
-            ));
+            return Err(ControllerError::IneligibleReplica(format!(
+                "broker {id} fetched as epoch {epoch}, but its registered epoch is {registered:?}"
+            )));
         }
     }
     Ok(())
@@ -632,14 +557,6 @@ pub fn rebalance_leaders(image: &MetadataImage, imbalance_pct: u32) -> Vec<Metad
         .collect()
 }
 
-/// Codes of partition reassignment.
-pub mod reassignment_codes {
-    /// INVALID_REPLICA_ASSIGNMENT
-    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-    /// NO_REASSIGNMENT_IN_PROGRESS
-    pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
-}
-
 /// Starts (or, with `target = None`, cancels) moving a partition to the replicas `target`
 /// (Kafka's AlterPartitionReassignments, KIP-455): new replicas join as followers outside
 /// the ISR; once every target replica is in sync, [`complete_reassignments`] drops the
@@ -654,19 +571,15 @@ pub fn alter_reassignment(
         .topic_by_name(topic)
         .and_then(|t| Some((t, t.partitions.get(usize::try_from(partition).ok()?)?)))
         .ok_or_else(|| {
-            ControllerError::new(
-                codes::UNKNOWN_TOPIC_OR_PARTITION,
-                format!("no partition {topic}-{partition}"),
-            )
+            ControllerError::UnknownTopicOrPartition(format!("no partition {topic}-{partition}"))
         })?;
     let original = p.original();
     let in_progress = !p.adding.is_empty() || !p.removing.is_empty();
     let Some(target) = target else {
         if !in_progress {
-            return Err(ControllerError::new(
-                reassignment_codes::NO_REASSIGNMENT_IN_PROGRESS,
-                format!("no reassignment of {topic}-{partition} is in progress"),
-            ));
+            return Err(ControllerError::NoReassignmentInProgress(format!(
+                "no reassignment of {topic}-{partition} is in progress"
+            )));
         }
         // Back to the original replicas; replicas that were joining leave the ISR.
         let isr: Vec<i32> = p
@@ -699,16 +612,14 @@ pub fn alter_reassignment(
     };
     let distinct: BTreeSet<i32> = target.iter().copied().collect();
     if target.is_empty() || distinct.len() != target.len() {
-        return Err(ControllerError::new(
-            reassignment_codes::INVALID_REPLICA_ASSIGNMENT,
-            format!("replicas {target:?} must be distinct and not empty"),
-        ));
+        return Err(ControllerError::InvalidReplicaAssignment(format!(
+            "replicas {target:?} must be distinct and not empty"
+        )));
     }
     if let Some(unknown) = target.iter().find(|r| !image.brokers.contains_key(r)) {
-        return Err(ControllerError::new(
-            reassignment_codes::INVALID_REPLICA_ASSIGNMENT,
-            format!("broker {unknown} is not registered"),
-        ));
+        return Err(ControllerError::InvalidReplicaAssignment(format!(
+            "broker {unknown} is not registered"
+        )));
     }
     let adding: Vec<i32> = target
         .iter()
