@@ -10,6 +10,8 @@
 //! change pending and the same request is sent again. Pure, so the broker's runtime and the
 //! cluster simulation share the rule.
 
+use sluice_storage::LeaderEpoch;
+
 use crate::controller::ControllerError;
 
 /// An ISR change sent to the controller whose outcome the leader does not know yet.
@@ -19,7 +21,7 @@ pub struct PendingIsr {
     /// request must not settle it.
     pub id: u64,
     /// The leader epoch the request was sent at.
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     /// The partition epoch the request was based on.
     pub partition_epoch: i32,
     /// The ISR proposed.
@@ -104,7 +106,11 @@ pub fn after_answer(
 /// Whether the image's view of the partition settles the pending change: a partition epoch
 /// other than the one the change was based on means the controller changed the partition
 /// (with this change or another), and a new leader epoch means this leadership is over.
-pub fn settled_by_image(pending: &PendingIsr, leader_epoch: i32, partition_epoch: i32) -> bool {
+pub fn settled_by_image(
+    pending: &PendingIsr,
+    leader_epoch: LeaderEpoch,
+    partition_epoch: i32,
+) -> bool {
     pending.partition_epoch != partition_epoch || pending.leader_epoch != leader_epoch
 }
 
@@ -115,7 +121,7 @@ mod tests {
     fn pending(id: u64) -> PendingIsr {
         PendingIsr {
             id,
-            leader_epoch: 4,
+            leader_epoch: LeaderEpoch(4),
             partition_epoch: 9,
             isr: vec![1, 2, 3],
         }
@@ -196,8 +202,8 @@ mod tests {
     #[test]
     fn a_new_partition_or_leader_epoch_in_the_image_settles_the_change() {
         let p = pending(1);
-        assert!(!settled_by_image(&p, 4, 9));
-        assert!(settled_by_image(&p, 4, 10));
-        assert!(settled_by_image(&p, 5, 10));
+        assert!(!settled_by_image(&p, LeaderEpoch(4), 9));
+        assert!(settled_by_image(&p, LeaderEpoch(4), 10));
+        assert!(settled_by_image(&p, LeaderEpoch(5), 10));
     }
 }

@@ -31,7 +31,7 @@ pub struct Replica {
     /// While this node leads: its followers' progress.
     pub followers: Option<IsrTracker>,
     /// While this node leads: its log end when it became leader, where its epoch starts.
-    pub epoch_start: Option<i64>,
+    pub epoch_start: Option<Offset>,
     /// An ISR change sent to the controller whose outcome is not known yet.
     pub pending_isr: Option<PendingIsr>,
     /// Numbers ISR changes, so an answer to an older one is told apart.
@@ -48,9 +48,9 @@ pub struct FollowerFetch {
     /// The broker epoch it registered with, -1 if the fetch carried none.
     pub broker_epoch: i64,
     /// Where it fetches from: its log end.
-    pub fetch_offset: i64,
+    pub fetch_offset: Offset,
     /// Its log start.
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// The leader epoch it believes current (KIP-320), -1 if none.
     pub current_leader_epoch: i32,
 }
@@ -107,7 +107,7 @@ impl Partition {
         if !isr::follower_fetch_accepted(fetch.broker_epoch, registered_epoch) {
             return Err(BrokerError::NotLeaderOrFollower);
         }
-        let end = self.log.offsets().log_end.0;
+        let end = self.log.offsets().log_end;
         // An offset past this log's end is a follower that has not truncated yet: its records
         // there are not ours, so they count for nothing (the read answers OFFSET_OUT_OF_RANGE).
         let mut log_start_moved = false;
@@ -129,12 +129,12 @@ impl Partition {
 
     /// As leader: the lowest log start offset over this log and the replicas `alive` says
     /// count (DeleteRecords is done when it reaches the requested offset). `None` elsewhere.
-    pub fn low_watermark(&self, node: i32, alive: impl Fn(i32) -> bool) -> Option<i64> {
+    pub fn low_watermark(&self, node: i32, alive: impl Fn(i32) -> bool) -> Option<Offset> {
         let r = self.replica.lock();
         if r.leader != node {
             return None;
         }
-        let start = self.log.offsets().log_start.0;
+        let start = self.log.offsets().log_start;
         Some(
             r.followers
                 .as_ref()
@@ -153,11 +153,11 @@ impl Partition {
         let o = self.log.offsets();
         // None: an ISR follower has not fetched from this leader yet, so nothing more is
         // known to be on it.
-        let Some(hw) = t.high_watermark(&isr, o.log_end.0) else {
+        let Some(hw) = t.high_watermark(&isr, o.log_end) else {
             return;
         };
-        if hw > o.high_watermark.0 {
-            self.log.set_high_watermark(Offset(hw));
+        if hw > o.high_watermark {
+            self.log.set_high_watermark(hw);
             self.appended.notify_waiters();
         }
     }
@@ -177,8 +177,8 @@ impl Partition {
         }
         let o = self.log.offsets();
         let leader = LeaderLog {
-            log_end: o.log_end.0,
-            high_watermark: o.high_watermark.0,
+            log_end: o.log_end,
+            high_watermark: o.high_watermark,
             epoch_start: r.epoch_start?,
         };
         let isr = r
@@ -188,7 +188,7 @@ impl Partition {
         r.next_isr_change += 1;
         let change = PendingIsr {
             id: r.next_isr_change,
-            leader_epoch: r.leader_epoch,
+            leader_epoch: LeaderEpoch(r.leader_epoch),
             partition_epoch: r.partition_epoch,
             isr,
         };
@@ -236,7 +236,7 @@ impl Partition {
         };
         // A new leader's high watermark below the start of its epoch: what it ends up
         // committing is not known yet, so neither is the end (Kafka's OFFSET_NOT_AVAILABLE).
-        let lagging = epoch_start.is_some_and(|start| start > o.high_watermark.0);
+        let lagging = epoch_start.is_some_and(|start| start > o.high_watermark);
         let found = match query {
             OffsetQuery::Latest if lagging => return Err(BrokerError::OffsetNotAvailable),
             OffsetQuery::Latest => Some((-1, last_fetchable)),
@@ -344,10 +344,9 @@ impl Partition {
     ) -> bool {
         let mut r = self.replica.lock();
         let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
-        if r.pending_isr
-            .as_ref()
-            .is_some_and(|c| pending_isr::settled_by_image(c, p.leader_epoch, p.partition_epoch))
-        {
+        if r.pending_isr.as_ref().is_some_and(|c| {
+            pending_isr::settled_by_image(c, LeaderEpoch(p.leader_epoch), p.partition_epoch)
+        }) {
             r.pending_isr = None;
         }
         let replicas_changed = r.replicas != p.replicas;
@@ -382,7 +381,7 @@ impl Partition {
             if let Err(e) = self.log.assign_epoch(LeaderEpoch(p.leader_epoch)) {
                 tracing::error!(partition = %self.tp, error = %e, "cannot record the new leader epoch");
             }
-            r.epoch_start = Some(self.log.offsets().log_end.0);
+            r.epoch_start = Some(self.log.offsets().log_end);
             self.advance_high_watermark(&r);
         } else {
             r.followers = None;

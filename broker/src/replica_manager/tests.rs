@@ -111,8 +111,8 @@ fn fetch(p: &Partition, leader: i32, replica: i32, offset: i64) -> Result<(), Br
     let fetch = FollowerFetch {
         replica,
         broker_epoch: broker(replica).epoch,
-        fetch_offset: offset,
-        log_start_offset: 0,
+        fetch_offset: Offset(offset),
+        log_start_offset: Offset(0),
         current_leader_epoch: -1,
     };
     p.on_follower_fetch(leader, &fetch, Some(broker(replica).epoch), now_ms())
@@ -258,8 +258,8 @@ fn a_fetch_is_a_followers_only_from_a_replica_with_its_current_broker_epoch() {
     let at = |replica, broker_epoch| FollowerFetch {
         replica,
         broker_epoch,
-        fetch_offset: 3,
-        log_start_offset: 0,
+        fetch_offset: Offset(3),
+        log_start_offset: Offset(0),
         current_leader_epoch: -1,
     };
     let registered = Some(broker(2).epoch);
@@ -383,8 +383,8 @@ fn a_client_claiming_a_replica_id_does_not_move_the_high_watermark() {
     let claim = FollowerFetch {
         replica: 2,
         broker_epoch: -1,
-        fetch_offset: 2,
-        log_start_offset: 0,
+        fetch_offset: Offset(2),
+        log_start_offset: Offset(0),
         current_leader_epoch: -1,
     };
     assert!(matches!(
@@ -409,7 +409,7 @@ async fn a_delayed_request_completes_on_the_follower_fetch_that_moves_the_low_wa
             let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
             crate::delayed::wait_on(std::slice::from_ref(&p), deadline, || {
                 let low = p.low_watermark(1, |_| true).expect("leads");
-                (low >= 2).then_some(low)
+                (low >= Offset(2)).then_some(low)
             })
             .await
         })
@@ -420,14 +420,14 @@ async fn a_delayed_request_completes_on_the_follower_fetch_that_moves_the_low_wa
     let moved = FollowerFetch {
         replica: 2,
         broker_epoch: broker(2).epoch,
-        fetch_offset: 3,
-        log_start_offset: 2,
+        fetch_offset: Offset(3),
+        log_start_offset: Offset(2),
         current_leader_epoch: -1,
     };
     let woken_at = tokio::time::Instant::now();
     p.on_follower_fetch(1, &moved, Some(broker(2).epoch), now_ms())
         .expect("follower");
-    assert_eq!(waiting.await.expect("task"), Some(2));
+    assert_eq!(waiting.await.expect("task"), Some(Offset(2)));
     assert_eq!(
         woken_at.elapsed(),
         Duration::ZERO,

@@ -218,8 +218,8 @@ impl Broker {
                     Some(codes::NOT_LEADER_OR_FOLLOWER)
                 }
                 Some(p) => match acks_all(
-                    w.last,
-                    p.log.high_watermark(),
+                    Offset(w.last),
+                    Offset(p.log.high_watermark()),
                     p.r.isr.len(),
                     cfg.min_insync,
                 ) {
@@ -359,7 +359,7 @@ impl Broker {
                 leader: self.id,
                 topic,
                 partition: t.partition,
-                leader_epoch: t.change.leader_epoch,
+                leader_epoch: t.change.leader_epoch.0,
                 partition_epoch: t.change.partition_epoch,
                 isr: t.change.isr.clone(),
                 broker_epochs: t.broker_epochs.clone(),
