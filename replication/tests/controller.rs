@@ -9,6 +9,7 @@ use common::{apply_all, check_invariants, cluster, topic};
 use sluice_replication::controller::{self, ControllerError};
 use sluice_replication::image::{MetadataImage, Partition, NO_LEADER};
 use sluice_replication::record::MetadataRecord;
+use sluice_storage::LeaderEpoch;
 use uuid::Uuid;
 
 #[test]
@@ -107,7 +108,7 @@ fn lose_the_sole_in_sync_leader(image: &mut MetadataImage, t: Uuid) -> Partition
         p.leader,
         t,
         0,
-        p.leader_epoch,
+        LeaderEpoch(p.leader_epoch),
         p.partition_epoch,
         &[p.leader],
     )
@@ -175,7 +176,7 @@ fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
     let shrunk: Vec<i32> = p.isr.iter().copied().filter(|r| *r != follower).collect();
     let err = |r: Result<Vec<MetadataRecord>, controller::ControllerError>| r.unwrap_err();
     let alter = |image: &MetadataImage, leader, le, pe, isr: &[i32]| {
-        controller::alter_isr(image, leader, t, 0, le, pe, isr)
+        controller::alter_isr(image, leader, t, 0, LeaderEpoch(le), pe, isr)
     };
 
     assert!(matches!(
@@ -305,7 +306,7 @@ fn controlled_shutdown_moves_leaders_away_and_preferred_election_brings_them_bac
                 p.leader,
                 t_id,
                 i as i32,
-                p.leader_epoch,
+                LeaderEpoch(p.leader_epoch),
                 p.partition_epoch,
                 &isr
             )
@@ -449,7 +450,7 @@ fn a_reassignment_adds_replicas_then_drops_the_old_ones_once_the_new_are_in_sync
             during.leader,
             t,
             0,
-            during.leader_epoch,
+            LeaderEpoch(during.leader_epoch),
             during.partition_epoch,
             &isr
         )

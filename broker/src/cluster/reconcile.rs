@@ -170,7 +170,7 @@ async fn alter_isr(
             leader: cluster.node_id,
             topic,
             partition: p.tp.partition,
-            leader_epoch: change.leader_epoch.0,
+            leader_epoch: change.leader_epoch,
             partition_epoch: change.partition_epoch,
             isr: change.isr.clone(),
             broker_epochs: broker_epochs.clone(),

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sluice_storage::LeaderEpoch;
 use uuid::Uuid;
 
 use super::{change, shutting_down, ControllerError};
@@ -99,7 +100,7 @@ pub fn alter_isr(
     leader: i32,
     topic: Uuid,
     partition: i32,
-    leader_epoch: i32,
+    leader_epoch: LeaderEpoch,
     partition_epoch: i32,
     new_isr: &[i32],
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
@@ -114,7 +115,7 @@ pub fn alter_isr(
             p.leader
         )));
     }
-    if leader_epoch != p.leader_epoch {
+    if leader_epoch != LeaderEpoch(p.leader_epoch) {
         return Err(ControllerError::FencedLeaderEpoch(format!(
             "leader epoch {leader_epoch} is not the current {}",
             p.leader_epoch

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sluice_storage::{LeaderEpoch, ProducerId};
 use uuid::Uuid;
 
 use crate::controller::ControllerError;
@@ -109,7 +110,7 @@ pub enum ControllerRequest {
         /// Partition.
         partition: i32,
         /// The leader epoch it leads at.
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         /// The partition epoch it knows.
         partition_epoch: i32,
         /// The ISR it proposes.
@@ -156,7 +157,7 @@ pub enum ControllerResponse {
     /// A block of producer ids.
     ProducerIds {
         /// The first id.
-        first: i64,
+        first: ProducerId,
         /// How many.
         count: i64,
     },
@@ -167,4 +168,32 @@ pub enum ControllerResponse {
         /// Leader id and Raft address.
         leader: Option<(u64, String)>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_isr_change_carries_its_leader_epoch_as_the_bare_integer_older_brokers_send() {
+        let req = ControllerRequest::AlterIsr {
+            leader: 1,
+            topic: Uuid::nil(),
+            partition: 0,
+            leader_epoch: LeaderEpoch(4),
+            partition_epoch: 9,
+            isr: vec![1, 2],
+            broker_epochs: Vec::new(),
+        };
+        let json = serde_json::to_string(&req).expect("writes");
+        assert!(json.contains(r#""leader_epoch":4,"#), "{json}");
+        let back: ControllerRequest = serde_json::from_str(&json).expect("reads");
+        assert!(matches!(
+            back,
+            ControllerRequest::AlterIsr {
+                leader_epoch: LeaderEpoch(4),
+                ..
+            }
+        ));
+    }
 }

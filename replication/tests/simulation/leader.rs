@@ -359,7 +359,7 @@ impl Broker {
                 leader: self.id,
                 topic,
                 partition: t.partition,
-                leader_epoch: t.change.leader_epoch.0,
+                leader_epoch: t.change.leader_epoch,
                 partition_epoch: t.change.partition_epoch,
                 isr: t.change.isr.clone(),
                 broker_epochs: t.broker_epochs.clone(),
