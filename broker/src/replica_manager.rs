@@ -150,7 +150,7 @@ impl ReplicaManager {
         &self,
         tp: &TopicPartition,
         client_epoch: i32,
-    ) -> Result<(Arc<Partition>, i32), BrokerError> {
+    ) -> Result<(Arc<Partition>, LeaderEpoch), BrokerError> {
         let p = self.partition(tp)?;
         let epoch = p.leader_epoch_for(self.node_id(), client_epoch)?;
         Ok((p, epoch))
@@ -179,7 +179,7 @@ impl ReplicaManager {
         let info = partition.log.append(
             records,
             &AppendOptions {
-                leader_epoch: LeaderEpoch(epoch),
+                leader_epoch: epoch,
                 origin,
                 now_ms: 0,
             },
@@ -208,10 +208,10 @@ impl ReplicaManager {
     pub fn append_replicated(
         &self,
         partition: &Partition,
-        fetched_at_epoch: i32,
+        fetched_at_epoch: LeaderEpoch,
         records: &[u8],
-        leader_high_watermark: i64,
-        leader_log_start: i64,
+        leader_high_watermark: Offset,
+        leader_log_start: Offset,
     ) -> Result<bool, BrokerError> {
         let r = partition.replica.lock();
         if r.leader_epoch != fetched_at_epoch || r.needs_truncation || r.followers.is_some() {
@@ -229,15 +229,10 @@ impl ReplicaManager {
             self.note_write(partition, appended)?;
         }
         let o = partition.log.offsets();
-        partition
-            .log
-            .set_high_watermark(Offset(leader_high_watermark.min(o.log_end.0)));
-        if leader_log_start > o.log_start.0
-            && leader_log_start <= leader_high_watermark.min(o.log_end.0)
-        {
-            partition
-                .log
-                .delete_records_before(Offset(leader_log_start))?;
+        let high_watermark = leader_high_watermark.min(o.log_end);
+        partition.log.set_high_watermark(high_watermark);
+        if leader_log_start > o.log_start && leader_log_start <= high_watermark {
+            partition.log.delete_records_before(leader_log_start)?;
         }
         drop(r);
         Ok(true)

@@ -67,7 +67,7 @@ pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsRespo
                             .with_timestamp(found.timestamp)
                             .with_offset(found.offset)
                             .with_leader_epoch(if ctx.version >= 4 {
-                                found.leader_epoch
+                                found.leader_epoch.0
                             } else {
                                 -1
                             }),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_replication::isr::{acks_all, AcksAll};
-use sluice_storage::AppendInfo;
+use sluice_storage::{AppendInfo, LeaderEpoch};
 
 use super::Partition;
 use crate::error::BrokerError;
@@ -15,7 +15,7 @@ pub struct Appended {
     /// The partition.
     pub partition: Arc<Partition>,
     /// The leader epoch they were appended at.
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     /// The topic's `min.insync.replicas`.
     pub min_insync: usize,
     /// What the append did.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sluice_replication::image::{MetadataImage, NO_LEADER};
-use sluice_storage::{LogConfig, TopicPartition};
+use sluice_storage::{LeaderEpoch, LogConfig, TopicPartition};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -273,7 +273,7 @@ impl ReplicaManager {
             appended: Notify::new(),
             replica: Mutex::new(Replica {
                 leader: NO_LEADER,
-                leader_epoch: -1,
+                leader_epoch: LeaderEpoch(-1),
                 partition_epoch: -1,
                 replicas: Vec::new(),
                 isr: Vec::new(),

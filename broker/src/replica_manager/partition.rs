@@ -19,7 +19,7 @@ pub struct Replica {
     /// The leader's node id, or -1.
     pub leader: i32,
     /// The leader epoch.
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     /// Bumped by the controller on every change of the partition.
     pub partition_epoch: i32,
     /// Assigned replicas, preferred leader first.
@@ -75,7 +75,11 @@ impl Partition {
     }
 
     /// The leader epoch if `node` leads, checking a client's epoch (KIP-320) when it sent one.
-    pub fn leader_epoch_for(&self, node: i32, client_epoch: i32) -> Result<i32, BrokerError> {
+    pub fn leader_epoch_for(
+        &self,
+        node: i32,
+        client_epoch: i32,
+    ) -> Result<LeaderEpoch, BrokerError> {
         let r = self.replica.lock();
         check_epoch(client_epoch, r.leader_epoch)?;
         if r.leader != node {
@@ -188,7 +192,7 @@ impl Partition {
         r.next_isr_change += 1;
         let change = PendingIsr {
             id: r.next_isr_change,
-            leader_epoch: LeaderEpoch(r.leader_epoch),
+            leader_epoch: r.leader_epoch,
             partition_epoch: r.partition_epoch,
             isr,
         };
@@ -258,9 +262,9 @@ impl Partition {
         let leader_epoch = if matches!(query, OffsetQuery::Latest) {
             current_epoch
         } else if offset >= 0 {
-            log.epoch_of(Offset(offset)).map_or(-1, |e| e.0)
+            log.epoch_of(Offset(offset)).unwrap_or(LeaderEpoch(-1))
         } else {
-            -1
+            LeaderEpoch(-1)
         };
         Ok(FoundOffset {
             timestamp,
@@ -281,7 +285,7 @@ impl Partition {
     /// As follower at `leader_epoch`: truncate again before fetching (the leader refused our
     /// offset). An answer to a fetch of an older epoch changes nothing: the new epoch's own
     /// truncation has already decided where this log stands.
-    pub fn mark_needs_truncation(&self, leader_epoch: i32) {
+    pub fn mark_needs_truncation(&self, leader_epoch: LeaderEpoch) {
         let mut r = self.replica.lock();
         if r.leader_epoch == leader_epoch && r.followers.is_none() {
             r.needs_truncation = true;
@@ -289,7 +293,7 @@ impl Partition {
     }
 
     /// As follower: the truncation done, fetching may start.
-    pub fn truncated(&self, leader_epoch: i32) {
+    pub fn truncated(&self, leader_epoch: LeaderEpoch) {
         let mut r = self.replica.lock();
         if r.leader_epoch == leader_epoch {
             r.needs_truncation = false;
@@ -303,7 +307,7 @@ impl Partition {
     /// state stays locked throughout, so no leader change interleaves.
     pub fn truncate_as_follower(
         &self,
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         offset: Offset,
         done: bool,
     ) -> Result<bool, StorageError> {
@@ -323,7 +327,7 @@ impl Partition {
     /// has moved on since the fetch that found it.
     pub fn restart_as_follower(
         &self,
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         offset: Offset,
     ) -> Result<bool, StorageError> {
         let r = self.replica.lock();
@@ -343,7 +347,7 @@ impl Partition {
         now_ms: i64,
     ) -> bool {
         let mut r = self.replica.lock();
-        let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
+        let changed = r.leader != p.leader || r.leader_epoch != LeaderEpoch(p.leader_epoch);
         if r.pending_isr.as_ref().is_some_and(|c| {
             pending_isr::settled_by_image(c, LeaderEpoch(p.leader_epoch), p.partition_epoch)
         }) {
@@ -372,7 +376,7 @@ impl Partition {
             return false;
         }
         r.leader = p.leader;
-        r.leader_epoch = p.leader_epoch;
+        r.leader_epoch = LeaderEpoch(p.leader_epoch);
         r.pending_isr = None;
         if p.leader == node {
             r.followers = Some(IsrTracker::new(node, &p.replicas, lag_max_ms, now_ms));
@@ -414,11 +418,13 @@ pub struct FoundOffset {
     pub timestamp: i64,
     /// Its offset.
     pub offset: i64,
-    /// The leader epoch it was written at.
-    pub leader_epoch: i32,
+    /// The leader epoch it was written at (-1 if unknown).
+    pub leader_epoch: LeaderEpoch,
 }
 
-fn check_epoch(client: i32, current: i32) -> Result<(), BrokerError> {
+/// KIP-320: a client's epoch (-1 for none) against this replica's.
+fn check_epoch(client: i32, current: LeaderEpoch) -> Result<(), BrokerError> {
+    let current = current.0;
     if client < 0 || client == current {
         Ok(())
     } else if client < current {

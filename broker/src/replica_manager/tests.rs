@@ -350,11 +350,11 @@ fn list_offsets_answers_the_latest_offset_with_the_current_leader_epoch() {
     fetch(&p, 1, 2, 2).expect("fetch");
     let find = |q| p.offset_for(1, -1, q, false).expect("lookup");
     let latest = find(OffsetQuery::Latest);
-    assert_eq!((latest.offset, latest.leader_epoch), (2, 3));
+    assert_eq!((latest.offset, latest.leader_epoch), (2, LeaderEpoch(3)));
     let earliest = find(OffsetQuery::Earliest);
     assert_eq!(
         (earliest.offset, earliest.leader_epoch),
-        (0, 0),
+        (0, LeaderEpoch(0)),
         "the record's own epoch"
     );
 }
