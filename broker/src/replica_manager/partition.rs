@@ -234,9 +234,9 @@ impl Partition {
         let o = log.offsets();
         // A client reads up to here; nothing at or past it is answered.
         let last_fetchable = if read_committed {
-            o.last_stable.0
+            o.last_stable
         } else {
-            o.high_watermark.0
+            o.high_watermark
         };
         // A new leader's high watermark below the start of its epoch: what it ends up
         // committing is not known yet, so neither is the end (Kafka's OFFSET_NOT_AVAILABLE).
@@ -244,25 +244,25 @@ impl Partition {
         let found = match query {
             OffsetQuery::Latest if lagging => return Err(BrokerError::OffsetNotAvailable),
             OffsetQuery::Latest => Some((-1, last_fetchable)),
-            OffsetQuery::Earliest => Some((-1, o.log_start.0)),
-            OffsetQuery::MaxTimestamp => log.max_timestamp()?.map(|t| (t.timestamp, t.offset.0)),
+            OffsetQuery::Earliest => Some((-1, o.log_start)),
+            OffsetQuery::MaxTimestamp => log.max_timestamp()?.map(|t| (t.timestamp, t.offset)),
             OffsetQuery::Timestamp(ts) => log
                 .offset_for_timestamp(ts)?
-                .map(|t| (t.timestamp, t.offset.0)),
+                .map(|t| (t.timestamp, t.offset)),
         };
         let (timestamp, offset) = match found {
             Some(found) if matches!(query, OffsetQuery::Earliest | OffsetQuery::Latest) => found,
             Some((ts, offset)) if offset < last_fetchable => (ts, offset),
             _ if lagging => return Err(BrokerError::OffsetNotAvailable),
-            _ => (-1, -1),
+            _ => (-1, Offset(-1)),
         };
         // The epoch of the record found, as Kafka answers it: consumers validate their
         // position against it after a leader change (KIP-320). The latest offset is no
         // record yet: Kafka answers it with the leader's current epoch.
         let leader_epoch = if matches!(query, OffsetQuery::Latest) {
             current_epoch
-        } else if offset >= 0 {
-            log.epoch_of(Offset(offset)).unwrap_or(LeaderEpoch(-1))
+        } else if offset.0 >= 0 {
+            log.epoch_of(offset).unwrap_or(LeaderEpoch(-1))
         } else {
             LeaderEpoch(-1)
         };
@@ -417,7 +417,7 @@ pub struct FoundOffset {
     /// The record's timestamp.
     pub timestamp: i64,
     /// Its offset.
-    pub offset: i64,
+    pub offset: Offset,
     /// The leader epoch it was written at (-1 if unknown).
     pub leader_epoch: LeaderEpoch,
 }

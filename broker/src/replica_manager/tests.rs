@@ -303,9 +303,9 @@ fn list_offsets_finds_nothing_at_or_above_the_high_watermark() {
     fetch(&p, 1, 2, 1).expect("fetch");
     assert_eq!(hw(&p), 1);
     let find = |q| p.offset_for(1, -1, q, false).expect("lookup");
-    assert_eq!(find(OffsetQuery::Timestamp(50)).offset, 0);
-    assert_eq!(find(OffsetQuery::Latest).offset, 1);
-    let none = (-1, -1);
+    assert_eq!(find(OffsetQuery::Timestamp(50)).offset, Offset(0));
+    assert_eq!(find(OffsetQuery::Latest).offset, Offset(1));
+    let none = (-1, Offset(-1));
     let found = find(OffsetQuery::Timestamp(150));
     assert_eq!(
         (found.timestamp, found.offset),
@@ -335,8 +335,11 @@ fn list_offsets_is_not_available_while_the_high_watermark_is_below_the_epoch_sta
     };
     assert_eq!(code(OffsetQuery::Latest), Err(78), "OFFSET_NOT_AVAILABLE");
     assert_eq!(code(OffsetQuery::Timestamp(300)), Err(78));
-    assert_eq!(code(OffsetQuery::Timestamp(50)).map(|f| f.offset), Ok(0));
-    assert_eq!(code(OffsetQuery::Earliest).map(|f| f.offset), Ok(0));
+    assert_eq!(
+        code(OffsetQuery::Timestamp(50)).map(|f| f.offset),
+        Ok(Offset(0))
+    );
+    assert_eq!(code(OffsetQuery::Earliest).map(|f| f.offset), Ok(Offset(0)));
 }
 
 #[test]
@@ -350,11 +353,14 @@ fn list_offsets_answers_the_latest_offset_with_the_current_leader_epoch() {
     fetch(&p, 1, 2, 2).expect("fetch");
     let find = |q| p.offset_for(1, -1, q, false).expect("lookup");
     let latest = find(OffsetQuery::Latest);
-    assert_eq!((latest.offset, latest.leader_epoch), (2, LeaderEpoch(3)));
+    assert_eq!(
+        (latest.offset, latest.leader_epoch),
+        (Offset(2), LeaderEpoch(3))
+    );
     let earliest = find(OffsetQuery::Earliest);
     assert_eq!(
         (earliest.offset, earliest.leader_epoch),
-        (0, LeaderEpoch(0)),
+        (Offset(0), LeaderEpoch(0)),
         "the record's own epoch"
     );
 }
