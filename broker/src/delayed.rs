@@ -2,7 +2,10 @@
 //! partitions it is about, and is re-checked each time one of them changes (an append, a
 //! high-watermark or log-start move, a leadership change: everything that wakes a
 //! partition's `appended`), until it completes or its deadline passes. acks=all produce,
-//! the Fetch long poll and DeleteRecords all wait this way; none polls.
+//! the Fetch long poll and DeleteRecords all wait this way; none polls. ElectLeaders (and the
+//! admin requests that wait for their change to reach this broker) complete on a metadata
+//! change rather than a partition event, so they wait on the reconciled image's watch
+//! (`Cluster::wait_for`), which wakes them on every image applied, likewise without polling.
 
 use std::sync::Arc;
 

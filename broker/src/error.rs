@@ -1,5 +1,6 @@
 //! The broker's domain errors. `error_map.rs` turns them into Kafka error codes.
 
+use sluice_replication::controller::ControllerError;
 use sluice_storage::StorageError;
 
 /// Why a broker operation failed.
@@ -72,14 +73,9 @@ pub enum BrokerError {
     /// No active controller answered.
     #[error("no active controller: {0}")]
     ControllerUnavailable(String),
-    /// The controller refused, with a Kafka error code.
-    #[error("{message}")]
-    Refused {
-        /// Kafka error code.
-        code: i16,
-        /// The controller's reason.
-        message: String,
-    },
+    /// The controller refused the request, or could not decide it.
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
     /// The storage engine refused or failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -2,6 +2,7 @@
 //! error variant does not compile until someone decides its code.
 
 use kafka_protocol::error::ResponseError;
+use sluice_replication::controller::ControllerError;
 use sluice_storage::StorageError;
 
 use crate::error::BrokerError;
@@ -28,9 +29,7 @@ pub fn response_error(e: &BrokerError) -> ResponseError {
         BrokerError::ReplicationTimedOut | BrokerError::ControllerUnavailable(_) => {
             ResponseError::RequestTimedOut
         }
-        BrokerError::Refused { code, .. } => {
-            ResponseError::try_from_code(*code).unwrap_or(ResponseError::UnknownServerError)
-        }
+        BrokerError::Controller(c) => controller_error(c),
         BrokerError::Storage(s) => storage_error(s),
         BrokerError::UnknownTopicId => ResponseError::UnknownTopicId,
         BrokerError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
@@ -76,6 +75,33 @@ pub fn retriable(e: &BrokerError) -> bool {
     response_error(e).is_retriable()
 }
 
+/// The Kafka error for a controller refusal or failure.
+pub fn controller_error(e: &ControllerError) -> ResponseError {
+    match e {
+        ControllerError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        ControllerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ControllerError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+        ControllerError::BrokerNotRegistered(_) => ResponseError::BrokerNotAvailable,
+        ControllerError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
+        ControllerError::DuplicateBrokerRegistration(_) => {
+            ResponseError::DuplicateBrokerRegistration
+        }
+        ControllerError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
+        ControllerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
+        ControllerError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
+        ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+        // The controller could not commit: as when no controller answers, the request may
+        // be retried (it may even have committed).
+        ControllerError::NotCommitted(_) | ControllerError::QuorumFailed(_) => {
+            ResponseError::RequestTimedOut
+        }
+        ControllerError::RecordsRejected(_) => ResponseError::UnknownServerError,
+    }
+}
+
 /// The Kafka error for a storage error.
 pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
@@ -112,6 +138,9 @@ mod retriable_tests {
             BrokerError::NotEnoughReplicas { isr: 1, min: 2 },
             BrokerError::Storage(StorageError::CorruptRecord("crc".into())),
             BrokerError::TimedOut("election".into()),
+            // A controller whose quorum cannot commit answers as an absent one does.
+            BrokerError::Controller(ControllerError::QuorumFailed("log store".into())),
+            BrokerError::Controller(ControllerError::NotCommitted("8 s".into())),
         ] {
             assert!(retriable(&e), "{e}");
         }
@@ -123,6 +152,8 @@ mod retriable_tests {
             }),
             BrokerError::InvalidConfig("retention.ms=-5".into()),
             BrokerError::InvalidTopic("a/b".into()),
+            BrokerError::Controller(ControllerError::TopicAlreadyExists("t".into())),
+            BrokerError::Controller(ControllerError::InvalidReplicationFactor("3 > 1".into())),
         ] {
             assert!(!retriable(&e), "{e}");
         }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sluice_storage::ProducerId;
 use uuid::Uuid;
 
 use crate::record::{Endpoint, MetadataRecord, PartitionChange};
@@ -91,7 +92,7 @@ pub struct Topic {
 }
 
 /// The whole cluster metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     /// Registered brokers by id.
     pub brokers: BTreeMap<i32, Broker>,
@@ -100,7 +101,19 @@ pub struct MetadataImage {
     /// Topic ids by name.
     pub topic_ids: BTreeMap<String, Uuid>,
     /// The first producer id not yet handed to a broker.
-    pub next_producer_id: i64,
+    pub next_producer_id: ProducerId,
+}
+
+impl Default for MetadataImage {
+    /// The image before the first record: no brokers, no topics, producer ids from 0.
+    fn default() -> MetadataImage {
+        MetadataImage {
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            topic_ids: BTreeMap::new(),
+            next_producer_id: ProducerId(0),
+        }
+    }
 }
 
 /// Why a record did not apply.
@@ -312,7 +325,7 @@ impl MetadataImage {
                         self.next_producer_id
                     )));
                 }
-                self.next_producer_id += count;
+                self.next_producer_id = ProducerId(first.0 + count);
             }
         }
         Ok(())

@@ -4,19 +4,21 @@
 
 use std::collections::BTreeMap;
 
+use sluice_storage::Offset;
+
 /// What the leader knows of one follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Follower {
     /// The follower's log end offset: the offset it last fetched from. `None` until it
     /// fetches from this leader (Kafka's -1): a new leader cannot know how far a follower got
     /// under the previous one, so an unknown end neither holds up nor advances anything.
-    log_end_offset: Option<i64>,
+    log_end_offset: Option<Offset>,
     /// The last time it was known to have everything the leader had.
     caught_up_ms: i64,
     /// The leader's log end offset at the follower's previous fetch, and when that was.
-    previous_fetch: Option<(i64, i64)>,
+    previous_fetch: Option<(Offset, i64)>,
     /// The follower's log start offset as its last fetch said, -1 until it says.
-    log_start_offset: i64,
+    log_start_offset: Offset,
     /// The broker epoch (registration incarnation) its last fetch carried (Fetch v15+,
     /// KIP-903), `None` until one does.
     broker_epoch: Option<i64>,
@@ -28,7 +30,7 @@ impl Follower {
             log_end_offset: None,
             caught_up_ms: now_ms,
             previous_fetch: None,
-            log_start_offset: -1,
+            log_start_offset: Offset(-1),
             broker_epoch: None,
         }
     }
@@ -38,12 +40,12 @@ impl Follower {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaderLog {
     /// The leader's log end offset.
-    pub log_end: i64,
+    pub log_end: Offset,
     /// The high watermark the leader's log has published: what is known to be replicated,
     /// never one recomputed from follower ends the leader has not seen.
-    pub high_watermark: i64,
+    pub high_watermark: Offset,
     /// Where the leader's current epoch starts: its log end when it became leader.
-    pub epoch_start: i64,
+    pub epoch_start: Offset,
 }
 
 /// Kafka's `Partition.isFollowerInSync`: a follower may join the ISR once its log reaches
@@ -51,7 +53,7 @@ pub struct LeaderLog {
 /// condition keeps out a replica that has everything committed under the previous leader but
 /// not what this leader may still commit from its own log (records it held above the old
 /// high watermark). An unknown log end never qualifies.
-pub fn may_join_isr(follower_end: Option<i64>, leader: &LeaderLog) -> bool {
+pub fn may_join_isr(follower_end: Option<Offset>, leader: &LeaderLog) -> bool {
     follower_end.is_some_and(|end| end >= leader.high_watermark && end >= leader.epoch_start)
 }
 
@@ -111,7 +113,7 @@ impl IsrTracker {
     }
 
     /// The log start offset `follower` reported in its fetch (Fetch v5+).
-    pub fn on_log_start(&mut self, follower: i32, log_start_offset: i64) {
+    pub fn on_log_start(&mut self, follower: i32, log_start_offset: Offset) {
         if let Some(f) = self.followers.get_mut(&follower) {
             f.log_start_offset = log_start_offset;
         }
@@ -126,10 +128,10 @@ impl IsrTracker {
     }
 
     /// The log start offset `follower`'s last fetch reported, -1 until one did.
-    pub fn log_start_offset(&self, follower: i32) -> i64 {
+    pub fn log_start_offset(&self, follower: i32) -> Offset {
         self.followers
             .get(&follower)
-            .map_or(-1, |f| f.log_start_offset)
+            .map_or(Offset(-1), |f| f.log_start_offset)
     }
 
     /// The broker epoch `follower`'s last fetch carried, if any.
@@ -138,26 +140,32 @@ impl IsrTracker {
     }
 
     /// `follower`'s log end offset, if it has fetched from this leader.
-    pub fn log_end_offset(&self, follower: i32) -> Option<i64> {
+    pub fn log_end_offset(&self, follower: i32) -> Option<Offset> {
         self.followers.get(&follower).and_then(|f| f.log_end_offset)
     }
 
     /// Kafka's low watermark: the lowest log start offset over the leader (`leader_start`) and
     /// the followers `counted` (Kafka counts the live ones). A follower that has not reported
     /// its log start yet holds it at -1.
-    pub fn low_watermark(&self, leader_start: i64, counted: impl Fn(i32) -> bool) -> i64 {
+    pub fn low_watermark(&self, leader_start: Offset, counted: impl Fn(i32) -> bool) -> Offset {
         self.followers
             .iter()
             .filter(|(id, _)| counted(**id))
             .map(|(_, f)| f.log_start_offset)
-            .fold(leader_start, i64::min)
+            .fold(leader_start, Offset::min)
     }
 
     /// A fetch from `follower` at `fetch_offset`, while the leader's log ends at
     /// `leader_end`. As in Kafka, the follower is caught up at this fetch if it asked for the
     /// leader's end, and caught up as of its previous fetch if it asked for what the leader's
     /// end was then.
-    pub fn on_fetch(&mut self, follower: i32, fetch_offset: i64, leader_end: i64, now_ms: i64) {
+    pub fn on_fetch(
+        &mut self,
+        follower: i32,
+        fetch_offset: Offset,
+        leader_end: Offset,
+        now_ms: i64,
+    ) {
         let Some(f) = self.followers.get_mut(&follower) else {
             return;
         };
@@ -176,7 +184,7 @@ impl IsrTracker {
     /// own included). `None` while an ISR follower's log end is unknown (it has not fetched
     /// from this leader yet): nothing is known to be on it, so nothing may be acknowledged on
     /// its account (Kafka's -1 log end holds the high watermark where it is).
-    pub fn high_watermark(&self, isr: &[i32], leader_end: i64) -> Option<i64> {
+    pub fn high_watermark(&self, isr: &[i32], leader_end: Offset) -> Option<Offset> {
         isr.iter()
             .filter(|r| **r != self.leader)
             .filter_map(|r| self.followers.get(r))
@@ -247,8 +255,8 @@ pub enum AcksAll {
 /// member has it (it is below the high watermark) and the ISR has at least
 /// `min.insync.replicas` members.
 pub fn acks_all(
-    last_offset: i64,
-    high_watermark: i64,
+    last_offset: Offset,
+    high_watermark: Offset,
     isr_size: usize,
     min_insync: usize,
 ) -> AcksAll {
@@ -275,14 +283,17 @@ mod tests {
     #[test]
     fn high_watermark_is_the_lowest_isr_end() {
         let mut t = IsrTracker::new(1, &[1, 2, 3], LAG, 0);
-        t.on_fetch(2, 80, 100, 10);
-        t.on_fetch(3, 60, 100, 10);
-        assert_eq!(t.high_watermark(&[1, 2, 3], 100), Some(60));
-        assert_eq!(t.high_watermark(&[1, 2], 100), Some(80));
-        assert_eq!(t.high_watermark(&[1], 100), Some(100));
-        assert_eq!(acks_all(59, 60, 3, 2), AcksAll::Done);
-        assert_eq!(acks_all(60, 60, 3, 2), AcksAll::Waiting);
-        assert_eq!(acks_all(0, 60, 1, 2), AcksAll::NotEnoughReplicas);
+        t.on_fetch(2, Offset(80), Offset(100), 10);
+        t.on_fetch(3, Offset(60), Offset(100), 10);
+        assert_eq!(t.high_watermark(&[1, 2, 3], Offset(100)), Some(Offset(60)));
+        assert_eq!(t.high_watermark(&[1, 2], Offset(100)), Some(Offset(80)));
+        assert_eq!(t.high_watermark(&[1], Offset(100)), Some(Offset(100)));
+        assert_eq!(acks_all(Offset(59), Offset(60), 3, 2), AcksAll::Done);
+        assert_eq!(acks_all(Offset(60), Offset(60), 3, 2), AcksAll::Waiting);
+        assert_eq!(
+            acks_all(Offset(0), Offset(60), 1, 2),
+            AcksAll::NotEnoughReplicas
+        );
     }
 
     #[test]
@@ -291,12 +302,12 @@ mod tests {
         let isr = vec![1, 2, 3];
         // Both followers fetch the leader's end every second; then 3 falls behind.
         for s in 1..=10 {
-            t.on_fetch(2, 100 * s, 100 * s, s * 1000);
-            t.on_fetch(3, 100 * s, 100 * s, s * 1000);
+            t.on_fetch(2, Offset(100 * s), Offset(100 * s), s * 1000);
+            t.on_fetch(3, Offset(100 * s), Offset(100 * s), s * 1000);
         }
         for s in 11..=50 {
-            t.on_fetch(2, 100 * s, 100 * s, s * 1000);
-            t.on_fetch(3, 1000, 100 * s, s * 1000);
+            t.on_fetch(2, Offset(100 * s), Offset(100 * s), s * 1000);
+            t.on_fetch(3, Offset(1000), Offset(100 * s), s * 1000);
         }
         assert_eq!(
             t.lagging(&isr, 40_000),
@@ -305,20 +316,20 @@ mod tests {
         );
         assert_eq!(t.lagging(&isr, 40_001), vec![3]);
         let leader = LeaderLog {
-            log_end: 5000,
-            high_watermark: 1000,
-            epoch_start: 0,
+            log_end: Offset(5000),
+            high_watermark: Offset(1000),
+            epoch_start: Offset(0),
         };
         let shrunk = t.proposed_isr(&isr, &leader, 50_000, any).unwrap();
         assert_eq!(shrunk, vec![1, 2]);
         // Out of the ISR it no longer holds the high watermark back.
-        assert_eq!(t.high_watermark(&shrunk, 5000), Some(5000));
+        assert_eq!(t.high_watermark(&shrunk, Offset(5000)), Some(Offset(5000)));
         let leader = LeaderLog {
-            high_watermark: 5000,
+            high_watermark: Offset(5000),
             ..leader
         };
         // It catches up to the high watermark and is proposed back.
-        t.on_fetch(3, 5000, 5000, 51_000);
+        t.on_fetch(3, Offset(5000), Offset(5000), 51_000);
         assert_eq!(
             t.proposed_isr(&shrunk, &leader, 51_000, any),
             Some(vec![1, 2, 3])
@@ -331,7 +342,7 @@ mod tests {
         let mut t = IsrTracker::new(1, &[1, 2], LAG, 0);
         // Under constant load the follower is always one fetch behind the leader's end.
         for s in 1..=100 {
-            t.on_fetch(2, 100 * (s - 1), 100 * s, s * 1000);
+            t.on_fetch(2, Offset(100 * (s - 1)), Offset(100 * s), s * 1000);
         }
         assert!(t.lagging(&[1, 2], 100_000).is_empty());
     }
@@ -340,18 +351,22 @@ mod tests {
     fn the_low_watermark_is_the_lowest_log_start_over_counted_replicas() {
         let mut t = IsrTracker::new(1, &[1, 2, 3], 1000, 0);
         assert_eq!(
-            t.low_watermark(50, |_| true),
-            -1,
+            t.low_watermark(Offset(50), |_| true),
+            Offset(-1),
             "no follower reported yet"
         );
-        t.on_log_start(2, 40);
-        t.on_log_start(3, 70);
-        assert_eq!(t.low_watermark(50, |_| true), 40);
-        assert_eq!(t.low_watermark(50, |id| id != 2), 50);
-        t.on_log_start(2, 60);
-        assert_eq!(t.low_watermark(50, |_| true), 50);
-        t.on_log_start(9, 0);
-        assert_eq!(t.low_watermark(50, |_| true), 50, "not a replica");
+        t.on_log_start(2, Offset(40));
+        t.on_log_start(3, Offset(70));
+        assert_eq!(t.low_watermark(Offset(50), |_| true), Offset(40));
+        assert_eq!(t.low_watermark(Offset(50), |id| id != 2), Offset(50));
+        t.on_log_start(2, Offset(60));
+        assert_eq!(t.low_watermark(Offset(50), |_| true), Offset(50));
+        t.on_log_start(9, Offset(0));
+        assert_eq!(
+            t.low_watermark(Offset(50), |_| true),
+            Offset(50),
+            "not a replica"
+        );
     }
 
     #[test]
@@ -361,9 +376,9 @@ mod tests {
         // caught up (it used to, its unknown end taken as 0 against a high watermark of 0).
         let t = IsrTracker::new(2, &[3, 1, 2], LAG, 0);
         let leader = LeaderLog {
-            log_end: 100,
-            high_watermark: 90,
-            epoch_start: 100,
+            log_end: Offset(100),
+            high_watermark: Offset(90),
+            epoch_start: Offset(100),
         };
         assert_eq!(t.proposed_isr(&[1, 2], &leader, 200, any), None);
         assert_eq!(t.log_end_offset(3), None);
@@ -372,35 +387,39 @@ mod tests {
     #[test]
     fn the_high_watermark_waits_for_every_isr_followers_first_fetch() {
         let mut t = IsrTracker::new(2, &[3, 1, 2], LAG, 0);
-        assert_eq!(t.high_watermark(&[1, 2], 100), None, "1 has not fetched");
-        assert_eq!(t.high_watermark(&[2], 100), Some(100));
-        t.on_fetch(1, 95, 100, 10);
-        assert_eq!(t.high_watermark(&[1, 2], 100), Some(95));
+        assert_eq!(
+            t.high_watermark(&[1, 2], Offset(100)),
+            None,
+            "1 has not fetched"
+        );
+        assert_eq!(t.high_watermark(&[2], Offset(100)), Some(Offset(100)));
+        t.on_fetch(1, Offset(95), Offset(100), 10);
+        assert_eq!(t.high_watermark(&[1, 2], Offset(100)), Some(Offset(95)));
         // A replica being added counts once it is in the set asked about.
-        assert_eq!(t.high_watermark(&[1, 2, 3], 100), None);
+        assert_eq!(t.high_watermark(&[1, 2, 3], Offset(100)), None);
     }
 
     #[test]
     fn a_follower_joins_at_the_published_high_watermark_and_the_epoch_start() {
         let mut t = IsrTracker::new(2, &[3, 1, 2], LAG, 0);
         let leader = LeaderLog {
-            log_end: 120,
-            high_watermark: 90,
-            epoch_start: 100,
+            log_end: Offset(120),
+            high_watermark: Offset(90),
+            epoch_start: Offset(100),
         };
         // At the high watermark but below where this leader's epoch starts: the records the
         // leader kept above the old high watermark are not on it.
-        t.on_fetch(3, 95, 120, 10);
+        t.on_fetch(3, Offset(95), Offset(120), 10);
         assert!(!may_join_isr(t.log_end_offset(3), &leader));
         assert_eq!(t.proposed_isr(&[1, 2], &leader, 10, any), None);
-        t.on_fetch(3, 100, 120, 20);
+        t.on_fetch(3, Offset(100), Offset(120), 20);
         assert_eq!(
             t.proposed_isr(&[1, 2], &leader, 20, any),
             Some(vec![1, 2, 3])
         );
         // Past the epoch start but below the published high watermark.
         let ahead = LeaderLog {
-            high_watermark: 110,
+            high_watermark: Offset(110),
             ..leader
         };
         assert_eq!(t.proposed_isr(&[1, 2], &ahead, 20, any), None);
@@ -410,12 +429,12 @@ mod tests {
     fn a_replica_joins_only_with_its_brokers_current_registration_epoch() {
         let mut t = IsrTracker::new(1, &[1, 2], LAG, 0);
         let leader = LeaderLog {
-            log_end: 50,
-            high_watermark: 50,
-            epoch_start: 0,
+            log_end: Offset(50),
+            high_watermark: Offset(50),
+            epoch_start: Offset(0),
         };
         let registered = |_: i32, fetched: Option<i64>| broker_epoch_eligible(fetched, Some(7));
-        t.on_fetch(2, 50, 50, 10);
+        t.on_fetch(2, Offset(50), Offset(50), 10);
         assert_eq!(
             t.proposed_isr(&[1], &leader, 10, registered),
             None,

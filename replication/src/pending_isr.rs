@@ -10,6 +10,10 @@
 //! change pending and the same request is sent again. Pure, so the broker's runtime and the
 //! cluster simulation share the rule.
 
+use sluice_storage::LeaderEpoch;
+
+use crate::controller::ControllerError;
+
 /// An ISR change sent to the controller whose outcome the leader does not know yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingIsr {
@@ -17,7 +21,7 @@ pub struct PendingIsr {
     /// request must not settle it.
     pub id: u64,
     /// The leader epoch the request was sent at.
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     /// The partition epoch the request was based on.
     pub partition_epoch: i32,
     /// The ISR proposed.
@@ -25,12 +29,14 @@ pub struct PendingIsr {
 }
 
 /// The answer to one AlterIsr request, as the leader received it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlterIsrAnswer {
     /// The controller committed the change.
     Altered,
-    /// The controller answered with this Kafka error code.
-    Refused(i16),
+    /// The request was never sent (its topic is gone from the image): nothing changed.
+    NotSent,
+    /// The controller refused it, or failed to decide.
+    Refused(ControllerError),
     /// No answer: the request timed out, the connection failed or no controller was found.
     Unanswered,
 }
@@ -51,27 +57,13 @@ pub enum AfterAnswer {
     Retry,
 }
 
-/// Kafka error codes an AlterIsr answer may carry.
-#[allow(missing_docs)]
-pub mod codes {
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const INVALID_UPDATE_VERSION: i16 = 95;
-    pub const UNKNOWN_TOPIC_ID: i16 = 100;
-    pub const INELIGIBLE_REPLICA: i16 = 107;
-    pub const NEW_LEADER_ELECTED: i16 = 108;
-}
-
 /// What the answer to request `answered` means for the change `pending` (if any), as
 /// Kafka's `Partition.handleAlterPartitionError` decides it:
-/// - INELIGIBLE_REPLICA and OPERATION_NOT_ATTEMPTED say the partition epoch was current and
-///   the request was not applied, by this or any controller: revert.
-/// - A stale epoch, an unknown topic or partition, another leader, an invalid request: not
-///   applied now, but an earlier send of the same change may have been (a timed-out request
-///   that committed leaves a newer partition epoch behind), so the image must tell: await it.
+/// - An ineligible replica says the partition epoch was current and the request was not
+///   applied, by this or any controller; a request never sent changed nothing: revert.
+/// - A stale epoch, an unknown topic or partition, another leader: not applied now, but an
+///   earlier send of the same change may have been (a timed-out request that committed
+///   leaves a newer partition epoch behind), so the image must tell: await it.
 /// - Anything else, no answer included, leaves the outcome open: retry.
 pub fn after_answer(
     pending: Option<&PendingIsr>,
@@ -85,26 +77,40 @@ pub fn after_answer(
         // The image carrying the new partition epoch settles it; until then the added
         // replicas keep counting for the high watermark.
         AlterIsrAnswer::Altered => AfterAnswer::AwaitImage,
-        AlterIsrAnswer::Refused(codes::INELIGIBLE_REPLICA | codes::OPERATION_NOT_ATTEMPTED) => {
-            AfterAnswer::Revert
-        }
-        AlterIsrAnswer::Refused(
-            codes::UNKNOWN_TOPIC_OR_PARTITION
-            | codes::UNKNOWN_TOPIC_ID
-            | codes::NOT_LEADER_OR_FOLLOWER
-            | codes::FENCED_LEADER_EPOCH
-            | codes::INVALID_UPDATE_VERSION
-            | codes::INVALID_REQUEST
-            | codes::NEW_LEADER_ELECTED,
-        ) => AfterAnswer::AwaitImage,
-        AlterIsrAnswer::Refused(_) | AlterIsrAnswer::Unanswered => AfterAnswer::Retry,
+        AlterIsrAnswer::NotSent => AfterAnswer::Revert,
+        AlterIsrAnswer::Unanswered => AfterAnswer::Retry,
+        // No `_` arm: a new refusal must be placed in one of the three.
+        AlterIsrAnswer::Refused(e) => match e {
+            ControllerError::IneligibleReplica(_) => AfterAnswer::Revert,
+            ControllerError::UnknownTopicOrPartition(_)
+            | ControllerError::NotLeader(_)
+            | ControllerError::FencedLeaderEpoch(_)
+            | ControllerError::InvalidUpdateVersion(_) => AfterAnswer::AwaitImage,
+            // The controller timing out its own commit, or failing it, does not say it did
+            // not commit; the rest are not answers an ISR change gets, and prove nothing.
+            ControllerError::NotCommitted(_)
+            | ControllerError::RecordsRejected(_)
+            | ControllerError::QuorumFailed(_)
+            | ControllerError::TopicAlreadyExists(_)
+            | ControllerError::InvalidPartitions(_)
+            | ControllerError::InvalidReplicationFactor(_)
+            | ControllerError::InvalidReplicaAssignment(_)
+            | ControllerError::NoReassignmentInProgress(_)
+            | ControllerError::BrokerNotRegistered(_)
+            | ControllerError::StaleBrokerEpoch(_)
+            | ControllerError::DuplicateBrokerRegistration(_) => AfterAnswer::Retry,
+        },
     }
 }
 
 /// Whether the image's view of the partition settles the pending change: a partition epoch
 /// other than the one the change was based on means the controller changed the partition
 /// (with this change or another), and a new leader epoch means this leadership is over.
-pub fn settled_by_image(pending: &PendingIsr, leader_epoch: i32, partition_epoch: i32) -> bool {
+pub fn settled_by_image(
+    pending: &PendingIsr,
+    leader_epoch: LeaderEpoch,
+    partition_epoch: i32,
+) -> bool {
     pending.partition_epoch != partition_epoch || pending.leader_epoch != leader_epoch
 }
 
@@ -115,7 +121,7 @@ mod tests {
     fn pending(id: u64) -> PendingIsr {
         PendingIsr {
             id,
-            leader_epoch: 4,
+            leader_epoch: LeaderEpoch(4),
             partition_epoch: 9,
             isr: vec![1, 2, 3],
         }
@@ -130,11 +136,15 @@ mod tests {
         );
         // The controller timing out its own commit, or failing it, does not say it did not
         // commit.
-        for code in [7, 8, -1, 41] {
+        for e in [
+            ControllerError::NotCommitted("8 s".into()),
+            ControllerError::QuorumFailed("disk".into()),
+            ControllerError::RecordsRejected("epoch".into()),
+        ] {
             assert_eq!(
-                after_answer(Some(&p), 1, AlterIsrAnswer::Refused(code)),
+                after_answer(Some(&p), 1, AlterIsrAnswer::Refused(e.clone())),
                 AfterAnswer::Retry,
-                "code {code}"
+                "{e:?}"
             );
         }
     }
@@ -142,11 +152,11 @@ mod tests {
     #[test]
     fn only_an_answer_proving_no_change_reverts() {
         let p = pending(1);
-        for code in [codes::INELIGIBLE_REPLICA, codes::OPERATION_NOT_ATTEMPTED] {
-            assert_eq!(
-                after_answer(Some(&p), 1, AlterIsrAnswer::Refused(code)),
-                AfterAnswer::Revert
-            );
+        for answer in [
+            AlterIsrAnswer::Refused(ControllerError::IneligibleReplica("3".into())),
+            AlterIsrAnswer::NotSent,
+        ] {
+            assert_eq!(after_answer(Some(&p), 1, answer), AfterAnswer::Revert);
         }
     }
 
@@ -155,19 +165,16 @@ mod tests {
         // A retry of a change whose first send committed is refused for its old partition
         // epoch: the change may be in the ISR already, so it must keep counting.
         let p = pending(1);
-        for code in [
-            codes::INVALID_UPDATE_VERSION,
-            codes::FENCED_LEADER_EPOCH,
-            codes::NOT_LEADER_OR_FOLLOWER,
-            codes::UNKNOWN_TOPIC_OR_PARTITION,
-            codes::UNKNOWN_TOPIC_ID,
-            codes::NEW_LEADER_ELECTED,
-            codes::INVALID_REQUEST,
+        for e in [
+            ControllerError::InvalidUpdateVersion("9".into()),
+            ControllerError::FencedLeaderEpoch("4".into()),
+            ControllerError::NotLeader("2".into()),
+            ControllerError::UnknownTopicOrPartition("t".into()),
         ] {
             assert_eq!(
-                after_answer(Some(&p), 1, AlterIsrAnswer::Refused(code)),
+                after_answer(Some(&p), 1, AlterIsrAnswer::Refused(e.clone())),
                 AfterAnswer::AwaitImage,
-                "code {code}"
+                "{e:?}"
             );
         }
         assert_eq!(
@@ -182,9 +189,12 @@ mod tests {
         for answer in [
             AlterIsrAnswer::Unanswered,
             AlterIsrAnswer::Altered,
-            AlterIsrAnswer::Refused(codes::INELIGIBLE_REPLICA),
+            AlterIsrAnswer::Refused(ControllerError::IneligibleReplica("3".into())),
         ] {
-            assert_eq!(after_answer(Some(&newer), 1, answer), AfterAnswer::Ignore);
+            assert_eq!(
+                after_answer(Some(&newer), 1, answer.clone()),
+                AfterAnswer::Ignore
+            );
             assert_eq!(after_answer(None, 1, answer), AfterAnswer::Ignore);
         }
     }
@@ -192,8 +202,8 @@ mod tests {
     #[test]
     fn a_new_partition_or_leader_epoch_in_the_image_settles_the_change() {
         let p = pending(1);
-        assert!(!settled_by_image(&p, 4, 9));
-        assert!(settled_by_image(&p, 4, 10));
-        assert!(settled_by_image(&p, 5, 10));
+        assert!(!settled_by_image(&p, LeaderEpoch(4), 9));
+        assert!(settled_by_image(&p, LeaderEpoch(4), 10));
+        assert!(settled_by_image(&p, LeaderEpoch(5), 10));
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sluice_storage::ProducerId;
 use uuid::Uuid;
 
 /// A listener as clients and other brokers reach it.
@@ -130,7 +131,7 @@ pub enum MetadataRecord {
         /// The broker.
         broker: i32,
         /// First id of the block.
-        first: i64,
+        first: ProducerId,
         /// Ids in the block.
         count: i64,
     },
@@ -191,5 +192,26 @@ impl std::fmt::Display for MetadataRecord {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_producer_id_block_reads_and_writes_as_the_bare_integer_logs_already_hold() {
+        // Written by a controller from before ProducerId was a newtype.
+        let on_disk = r#"{"AllocateProducerIds":{"broker":1,"first":1000,"count":10}}"#;
+        let r: MetadataRecord = serde_json::from_str(on_disk).expect("reads");
+        assert_eq!(
+            r,
+            MetadataRecord::AllocateProducerIds {
+                broker: 1,
+                first: ProducerId(1000),
+                count: 10
+            }
+        );
+        assert_eq!(serde_json::to_string(&r).expect("writes"), on_disk);
     }
 }

@@ -19,6 +19,8 @@ const SESSION: Duration = Duration::from_millis(1500);
 struct Scripted {
     image: Mutex<Arc<MetadataImage>>,
     leads: AtomicBool,
+    /// Whether commits fail as a quorum whose storage broke does.
+    broken: AtomicBool,
     applied: AtomicU64,
     held: watch::Sender<bool>,
     /// Every record committed, in order.
@@ -30,6 +32,7 @@ impl Scripted {
         Arc::new(Scripted {
             image: Mutex::new(Arc::new(MetadataImage::default())),
             leads: AtomicBool::new(true),
+            broken: AtomicBool::new(false),
             applied: AtomicU64::new(0),
             held: watch::channel(false).0,
             committed: Mutex::new(Vec::new()),
@@ -79,6 +82,9 @@ impl Quorum for Scripted {
     async fn propose(&self, mut records: Vec<MetadataRecord>) -> Result<(), ProposeError> {
         let mut held = self.held.subscribe();
         held.wait_for(|h| !h).await.expect("sender lives");
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(ProposeError::Failed("the log store cannot write".into()));
+        }
         let r = match records.len() {
             1 => records.remove(0),
             _ => MetadataRecord::Batch(records),
@@ -214,4 +220,28 @@ async fn a_controller_that_cannot_confirm_it_leads_decides_and_vouches_for_nothi
     service.check().await;
     assert_eq!(quorum.applied_index(), applied, "it proposed something");
     assert!(!quorum.image().brokers[&1].fenced);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_the_quorum_fails_does_not_tell_a_broker_its_registration_is_lost() {
+    let quorum = Scripted::new();
+    let service = Service::new(Arc::clone(&quorum), SESSION);
+    let req = ControllerRequest::RegisterBroker {
+        id: 1,
+        endpoints: Vec::new(),
+        rack: None,
+        incarnation: None,
+    };
+    let ControllerResponse::Registered { epoch, .. } = service.handle(req).await else {
+        panic!("registration refused");
+    };
+    // The unfencing this heartbeat asks for cannot commit: the broker must keep its
+    // incarnation and heartbeat again, not register anew (which fences it and moves every
+    // leadership it has).
+    quorum.broken.store(true, Ordering::SeqCst);
+    let answer = service.handle(heartbeat(1, epoch)).await;
+    let ControllerResponse::Error(e) = answer else {
+        panic!("a failed commit answered {answer:?}");
+    };
+    assert!(!e.registration_lost(), "answered {e:?}");
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sluice_replication::controller::ControllerError;
 use sluice_replication::image::MetadataImage;
 use sluice_replication::quorum::client::ControllerClient;
 use sluice_replication::quorum::service::{
@@ -207,7 +208,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
     };
     assert!(matches!(
         ask(&mut client, again).await,
-        ControllerResponse::Error { code: 36, .. }
+        ControllerResponse::Error(ControllerError::TopicAlreadyExists(_))
     ));
 
     // Broker 1 goes silent: it is fenced, leads nothing, is in no ISR.
@@ -240,7 +241,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
     };
     assert!(matches!(
         ask(&mut client, stale).await,
-        ControllerResponse::Error { code: 77, .. }
+        ControllerResponse::Error(ControllerError::StaleBrokerEpoch(_))
     ));
     epochs[0].store(epoch, Ordering::Relaxed);
     switches[0].store(true, Ordering::Relaxed);
@@ -252,7 +253,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
         leader: p.leader,
         topic,
         partition: 0,
-        leader_epoch: p.leader_epoch,
+        leader_epoch: sluice_storage::LeaderEpoch(p.leader_epoch),
         partition_epoch: p.partition_epoch,
         isr: isr.clone(),
         broker_epochs: vec![(1, epoch)],
@@ -264,7 +265,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
     assert!(
         matches!(
             ask(&mut client, req).await,
-            ControllerResponse::Error { code: 95, .. }
+            ControllerResponse::Error(ControllerError::InvalidUpdateVersion(_))
         ),
         "the same change again is at a stale partition epoch"
     );

@@ -4,6 +4,11 @@ use std::fmt;
 
 /// A record offset in a partition log (Kafka counts records, not batches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Offset(pub i64);
 
 impl Offset {
@@ -40,6 +45,11 @@ pub struct FilePosition(pub u32);
 
 /// The epoch of the partition leader that appended a batch (KIP-101).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct LeaderEpoch(pub i32);
 
 impl fmt::Display for LeaderEpoch {
@@ -50,7 +60,18 @@ impl fmt::Display for LeaderEpoch {
 
 /// An idempotent or transactional producer's id (-1 = none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct ProducerId(pub i64);
+
+impl fmt::Display for ProducerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// A topic name and partition number; its directory is `<topic>-<partition>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sluice_replication::controller::codes::TOPIC_ALREADY_EXISTS;
+use sluice_replication::controller::ControllerError;
 use sluice_replication::image::MetadataImage;
 use sluice_replication::quorum::service::{ControllerRequest, ControllerResponse};
 use uuid::Uuid;
@@ -73,10 +73,7 @@ impl Cluster {
         }
         match self.create_topic(rm, name, -1, -1, BTreeMap::new()).await {
             Ok(_) => Ok(()),
-            Err(BrokerError::Refused {
-                code: TOPIC_ALREADY_EXISTS,
-                ..
-            }) => {
+            Err(BrokerError::Controller(ControllerError::TopicAlreadyExists(_))) => {
                 // Created concurrently by another request: wait until it is visible here.
                 let name = name.to_string();
                 self.visible("the topic", |i| i.topic_ids.contains_key(&name))

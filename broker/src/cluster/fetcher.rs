@@ -291,7 +291,7 @@ async fn fetch_once(
     if ready.is_empty() {
         return Ok(refused);
     }
-    let mut by_topic: BTreeMap<&str, Vec<(&Arc<Partition>, i32)>> = BTreeMap::new();
+    let mut by_topic: BTreeMap<&str, Vec<(&Arc<Partition>, LeaderEpoch)>> = BTreeMap::new();
     for (p, r) in &ready {
         by_topic
             .entry(p.tp.topic.as_str())
@@ -313,7 +313,7 @@ async fn fetch_once(
                             let o = p.log.offsets();
                             FetchPartition::default()
                                 .with_partition(p.tp.partition)
-                                .with_current_leader_epoch(*epoch)
+                                .with_current_leader_epoch(epoch.0)
                                 .with_fetch_offset(o.log_end.0)
                                 .with_last_fetched_epoch(-1)
                                 .with_log_start_offset(o.log_start.0)
@@ -362,8 +362,8 @@ async fn fetch_once(
                         p,
                         *epoch,
                         records,
-                        pd.high_watermark,
-                        pd.log_start_offset,
+                        Offset(pd.high_watermark),
+                        Offset(pd.log_start_offset),
                     ) {
                         tracing::error!(partition = %p.tp, error = %e, "cannot append replicated records");
                         refused.push((p.tp.clone(), settings.backoff));
@@ -406,7 +406,7 @@ async fn truncate(
     backoff: Duration,
 ) -> Result<Vec<(TopicPartition, Duration)>, String> {
     // (partition, the epoch it follows at, the latest epoch in its log) by topic
-    type Asking<'a> = Vec<(&'a Arc<Partition>, i32, LeaderEpoch)>;
+    type Asking<'a> = Vec<(&'a Arc<Partition>, LeaderEpoch, LeaderEpoch)>;
     let mut by_topic: BTreeMap<&str, Asking> = BTreeMap::new();
     let mut rest = Vec::new();
     for (p, r) in parts {
@@ -437,7 +437,7 @@ async fn truncate(
                         .map(|(p, current, latest)| {
                             OffsetForLeaderPartition::default()
                                 .with_partition(p.tp.partition)
-                                .with_current_leader_epoch(*current)
+                                .with_current_leader_epoch(current.0)
                                 .with_leader_epoch(latest.0)
                         })
                         .collect(),
@@ -478,7 +478,11 @@ async fn truncate(
 /// Kafka's `truncateToHighWatermark` for a log that knows no leader epoch (records written
 /// without one, or none at all): with no epoch to compare, only what was committed is known
 /// to be the leader's too. Returns how long the partition rests if the truncation failed.
-fn truncate_to_high_watermark(p: &Partition, epoch: i32, backoff: Duration) -> Option<Duration> {
+fn truncate_to_high_watermark(
+    p: &Partition,
+    epoch: LeaderEpoch,
+    backoff: Duration,
+) -> Option<Duration> {
     let o = p.log.offsets();
     let target = o.high_watermark.min(o.log_end);
     if target < o.log_end {
@@ -499,7 +503,7 @@ fn truncate_to_high_watermark(p: &Partition, epoch: i32, backoff: Duration) -> O
 /// rests as a refused fetch does, so a leader that keeps refusing is not asked in a loop.
 fn on_epoch_answer(
     p: &Partition,
-    epoch: i32,
+    epoch: LeaderEpoch,
     error_code: i16,
     answer: EpochEndOffset,
     backoff: Duration,

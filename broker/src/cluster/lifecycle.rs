@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_replication::controller::codes;
 use sluice_replication::quorum::service::{ControllerRequest, ControllerResponse};
 use sluice_replication::record::Endpoint;
 
@@ -93,10 +92,8 @@ pub async fn run(cluster: Arc<Cluster>, reg: Registration) {
                         fenced = now;
                     }
                 }
-                Ok(ControllerResponse::Error { code, message })
-                    if code == codes::STALE_BROKER_EPOCH || code == codes::BROKER_NOT_AVAILABLE =>
-                {
-                    tracing::warn!(%message, "registration lost; registering again");
+                Ok(ControllerResponse::Error(e)) if e.registration_lost() => {
+                    tracing::warn!(error = %e, "registration lost; registering again");
                     continue 'register;
                 }
                 Ok(other) => tracing::warn!(answer = ?other, "heartbeat refused"),

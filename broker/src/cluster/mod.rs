@@ -21,6 +21,7 @@ use sluice_replication::quorum::service::{
     ControllerRequest, ControllerResponse, Service, ServiceConfig,
 };
 use sluice_replication::quorum::{QuorumConfig, QuorumNode};
+use sluice_storage::ProducerId;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -219,9 +220,7 @@ impl Cluster {
     /// Sends `req` and turns a refusal into the matching error.
     pub async fn decide(&self, req: ControllerRequest) -> Result<ControllerResponse, BrokerError> {
         match self.request(req).await? {
-            ControllerResponse::Error { code, message } => {
-                Err(BrokerError::Refused { code, message })
-            }
+            ControllerResponse::Error(e) => Err(BrokerError::Controller(e)),
             ControllerResponse::NotController { .. } => Err(BrokerError::ControllerUnavailable(
                 "no active controller".into(),
             )),
@@ -230,7 +229,7 @@ impl Cluster {
     }
 
     /// A producer id no other broker hands out, from blocks the controller allocates.
-    pub async fn next_producer_id(&self) -> Result<i64, BrokerError> {
+    pub async fn next_producer_id(&self) -> Result<ProducerId, BrokerError> {
         let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
             match self
@@ -240,7 +239,9 @@ impl Cluster {
                 })
                 .await?
             {
-                ControllerResponse::ProducerIds { first, count } => *ids = (first, first + count),
+                ControllerResponse::ProducerIds { first, count } => {
+                    *ids = (first.0, first.0 + count)
+                }
                 other => {
                     return Err(BrokerError::Metadata(format!(
                         "unexpected controller answer {other:?}"
@@ -250,7 +251,7 @@ impl Cluster {
         }
         let id = ids.0;
         ids.0 += 1;
-        Ok(id)
+        Ok(ProducerId(id))
     }
 
     /// Hands leadership of the metadata quorum to another voter if this node has it, so the

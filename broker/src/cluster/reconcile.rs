@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_replication::isr;
-use sluice_replication::pending_isr::{codes, AfterAnswer, AlterIsrAnswer, PendingIsr};
+use sluice_replication::pending_isr::{AfterAnswer, AlterIsrAnswer, PendingIsr};
 use sluice_replication::quorum::service::{ControllerRequest, ControllerResponse};
 use tokio::sync::watch;
 
@@ -114,10 +114,7 @@ pub async fn isr_updates(
             };
             let Some(topic) = image.topic_by_name(&p.tp.topic).map(|t| t.id) else {
                 // Never sent: nothing can have changed.
-                p.isr_change_answered(
-                    change.id,
-                    AlterIsrAnswer::Refused(codes::OPERATION_NOT_ATTEMPTED),
-                );
+                p.isr_change_answered(change.id, AlterIsrAnswer::NotSent);
                 continue;
             };
             tracing::info!(partition = %p.tp, isr = ?change.isr, "proposing an ISR change");
@@ -166,9 +163,9 @@ async fn alter_isr(
         };
         let answer = match cluster.request(req).await {
             Ok(ControllerResponse::Altered) => AlterIsrAnswer::Altered,
-            Ok(ControllerResponse::Error { code, message }) => {
-                tracing::info!(partition = %p.tp, code, %message, "ISR change refused");
-                AlterIsrAnswer::Refused(code)
+            Ok(ControllerResponse::Error(e)) => {
+                tracing::info!(partition = %p.tp, error = %e, "ISR change refused");
+                AlterIsrAnswer::Refused(e)
             }
             Ok(other) => {
                 tracing::info!(partition = %p.tp, answer = ?other, "ISR change unanswered");

@@ -81,7 +81,7 @@ pub(super) async fn handle(ctx: Context, req: DeleteRecordsRequest) -> DeleteRec
                         *state =
                             State::Done(Err(error_map::code(&BrokerError::NotLeaderOrFollower)));
                     }
-                    Some(low) if low >= *start => *state = State::Done(Ok(low)),
+                    Some(low) if low >= Offset(*start) => *state = State::Done(Ok(low.0)),
                     Some(_) => waiting = true,
                 }
             }

@@ -106,8 +106,8 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
                                     let fetch = FollowerFetch {
                                         replica: replica_id,
                                         broker_epoch,
-                                        fetch_offset: p.fetch_offset,
-                                        log_start_offset: p.log_start_offset,
+                                        fetch_offset: Offset(p.fetch_offset),
+                                        log_start_offset: Offset(p.log_start_offset),
                                         current_leader_epoch: p.current_leader_epoch,
                                     };
                                     part.on_follower_fetch(node, &fetch, registered_epoch, now)?;

@@ -21,6 +21,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{delete_groups_response, *};
+use sluice_replication::controller::ControllerError;
 use sluice_storage::TopicPartition;
 
 use std::collections::BTreeMap;
@@ -106,8 +107,7 @@ async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32)
             .await
         {
             Ok(_) => {}
-            Err(BrokerError::Refused { code, .. })
-                if code == ResponseError::TopicAlreadyExists.code() => {}
+            Err(BrokerError::Controller(ControllerError::TopicAlreadyExists(_))) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
                 return Err(ResponseError::CoordinatorNotAvailable);

@@ -18,7 +18,9 @@ pub(super) async fn handle(ctx: Context, req: InitProducerIdRequest) -> InitProd
         return resp.with_error_code(error_map::code(&e));
     }
     match ctx.cluster.next_producer_id().await {
-        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(id) => resp
+            .with_producer_id(ProducerId(id.0))
+            .with_producer_epoch(0),
         Err(e) => resp.with_error_code(error_map::code(&e)),
     }
 }

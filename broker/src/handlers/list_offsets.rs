@@ -65,9 +65,9 @@ pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsRespo
                         // leader_epoch exists from v4 on; setting it earlier fails encoding.
                         Ok(found) => r
                             .with_timestamp(found.timestamp)
-                            .with_offset(found.offset)
+                            .with_offset(found.offset.0)
                             .with_leader_epoch(if ctx.version >= 4 {
-                                found.leader_epoch
+                                found.leader_epoch.0
                             } else {
                                 -1
                             }),

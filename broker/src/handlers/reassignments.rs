@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 use sluice_replication::quorum::service::{ControllerRequest, ControllerResponse};
 
 use super::{str_bytes, Context};
+use crate::error::BrokerError;
 use crate::error_map;
 
 fn ids(v: &[i32]) -> Vec<BrokerId> {
@@ -47,11 +48,14 @@ pub(super) async fn alter(
     let results: Vec<(i16, Option<String>)> = match answer {
         Ok(ControllerResponse::Reassigned { results }) => results
             .into_iter()
-            .map(|(code, why)| (code, (code != 0).then_some(why)))
+            .map(|r| match r {
+                Ok(()) => (0, None),
+                Err(e) => (error_map::controller_error(&e).code(), Some(e.to_string())),
+            })
             .collect(),
         Ok(other) => {
-            let why = format!("unexpected controller answer {other:?}");
-            vec![(-1, Some(why)); partitions.len()]
+            let e = BrokerError::Metadata(format!("unexpected controller answer {other:?}"));
+            vec![(error_map::code(&e), Some(e.to_string())); partitions.len()]
         }
         Err(e) => vec![(error_map::code(&e), Some(e.to_string())); partitions.len()],
     };

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_replication::isr::{acks_all, AcksAll};
-use sluice_storage::AppendInfo;
+use sluice_storage::{AppendInfo, LeaderEpoch};
 
 use super::Partition;
 use crate::error::BrokerError;
@@ -15,7 +15,7 @@ pub struct Appended {
     /// The partition.
     pub partition: Arc<Partition>,
     /// The leader epoch they were appended at.
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     /// The topic's `min.insync.replicas`.
     pub min_insync: usize,
     /// What the append did.
@@ -28,15 +28,15 @@ impl Appended {
     /// passes.
     pub async fn replicated(&self, timeout: Duration) -> Result<(), BrokerError> {
         let (partition, node, leader_epoch) = (&self.partition, self.node, self.leader_epoch);
-        let (end, min_insync) = (self.info.last_offset.0 + 1, self.min_insync);
+        let (last, min_insync) = (self.info.last_offset, self.min_insync);
         let deadline = tokio::time::Instant::now() + timeout;
         let settled = crate::delayed::wait_on(std::slice::from_ref(partition), deadline, || {
             let r = partition.replica.lock();
             if r.leader != node || r.leader_epoch != leader_epoch {
                 return Some(Err(BrokerError::NotLeaderOrFollower));
             }
-            let hw = partition.log.offsets().high_watermark.0;
-            match acks_all(end - 1, hw, r.isr.len(), min_insync) {
+            let hw = partition.log.offsets().high_watermark;
+            match acks_all(last, hw, r.isr.len(), min_insync) {
                 AcksAll::Done => Some(Ok(())),
                 AcksAll::NotEnoughReplicas => Some(Err(BrokerError::NotEnoughReplicasAfterAppend)),
                 AcksAll::Waiting => None,

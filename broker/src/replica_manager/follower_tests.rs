@@ -94,16 +94,16 @@ fn a_partition_that_needs_truncation_takes_no_replicated_records() {
 
     // Records fetched before the truncation (or by a fetch that read the epoch only after
     // the jump that set it) must not land.
-    let appended = rm.append_replicated(&p, 5, &records, 3, 0);
+    let appended = rm.append_replicated(&p, LeaderEpoch(5), &records, Offset(3), Offset(0));
     assert!(
         matches!(appended, Ok(false)),
         "refused until truncated: {appended:?}"
     );
     assert_eq!(p.log.offsets().log_end, Offset(0));
 
-    p.truncated(5);
+    p.truncated(LeaderEpoch(5));
     assert!(matches!(
-        rm.append_replicated(&p, 5, &records, 3, 0),
+        rm.append_replicated(&p, LeaderEpoch(5), &records, Offset(3), Offset(0)),
         Ok(true)
     ));
     assert_eq!(p.log.offsets().log_end, Offset(3));
@@ -116,19 +116,37 @@ fn a_fetch_answered_after_a_leader_epoch_change_is_dropped() {
     let id = Uuid::new_v4();
     rm.apply_image(&image(id, LEADER, 5));
     let p = rm.partition(&TopicPartition::new("t", 0)).expect("hosted");
-    p.truncated(5);
+    p.truncated(LeaderEpoch(5));
     // The fetch goes out at epoch 5; before its answer, the leader changes epoch (same node).
     let fetched_at = p.replica().leader_epoch;
     rm.apply_image(&image(id, LEADER, 6));
-    let appended = rm.append_replicated(&p, fetched_at, &leader_batches(5, 0, 2), 2, 0);
+    let appended = rm.append_replicated(
+        &p,
+        fetched_at,
+        &leader_batches(5, 0, 2),
+        Offset(2),
+        Offset(0),
+    );
     assert!(matches!(appended, Ok(false)), "{appended:?}");
     assert_eq!(p.log.offsets().log_end, Offset(0));
     // Even once truncated at epoch 6, bytes fetched at epoch 5 stay out.
-    p.truncated(6);
-    let appended = rm.append_replicated(&p, fetched_at, &leader_batches(5, 0, 2), 2, 0);
+    p.truncated(LeaderEpoch(6));
+    let appended = rm.append_replicated(
+        &p,
+        fetched_at,
+        &leader_batches(5, 0, 2),
+        Offset(2),
+        Offset(0),
+    );
     assert!(matches!(appended, Ok(false)), "{appended:?}");
     assert!(matches!(
-        rm.append_replicated(&p, 6, &leader_batches(5, 0, 2), 2, 0),
+        rm.append_replicated(
+            &p,
+            LeaderEpoch(6),
+            &leader_batches(5, 0, 2),
+            Offset(2),
+            Offset(0)
+        ),
         Ok(true)
     ));
 }

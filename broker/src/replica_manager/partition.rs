@@ -19,7 +19,7 @@ pub struct Replica {
     /// The leader's node id, or -1.
     pub leader: i32,
     /// The leader epoch.
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     /// Bumped by the controller on every change of the partition.
     pub partition_epoch: i32,
     /// Assigned replicas, preferred leader first.
@@ -31,7 +31,7 @@ pub struct Replica {
     /// While this node leads: its followers' progress.
     pub followers: Option<IsrTracker>,
     /// While this node leads: its log end when it became leader, where its epoch starts.
-    pub epoch_start: Option<i64>,
+    pub epoch_start: Option<Offset>,
     /// An ISR change sent to the controller whose outcome is not known yet.
     pub pending_isr: Option<PendingIsr>,
     /// Numbers ISR changes, so an answer to an older one is told apart.
@@ -48,9 +48,9 @@ pub struct FollowerFetch {
     /// The broker epoch it registered with, -1 if the fetch carried none.
     pub broker_epoch: i64,
     /// Where it fetches from: its log end.
-    pub fetch_offset: i64,
+    pub fetch_offset: Offset,
     /// Its log start.
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// The leader epoch it believes current (KIP-320), -1 if none.
     pub current_leader_epoch: i32,
 }
@@ -75,7 +75,11 @@ impl Partition {
     }
 
     /// The leader epoch if `node` leads, checking a client's epoch (KIP-320) when it sent one.
-    pub fn leader_epoch_for(&self, node: i32, client_epoch: i32) -> Result<i32, BrokerError> {
+    pub fn leader_epoch_for(
+        &self,
+        node: i32,
+        client_epoch: i32,
+    ) -> Result<LeaderEpoch, BrokerError> {
         let r = self.replica.lock();
         check_epoch(client_epoch, r.leader_epoch)?;
         if r.leader != node {
@@ -107,7 +111,7 @@ impl Partition {
         if !isr::follower_fetch_accepted(fetch.broker_epoch, registered_epoch) {
             return Err(BrokerError::NotLeaderOrFollower);
         }
-        let end = self.log.offsets().log_end.0;
+        let end = self.log.offsets().log_end;
         // An offset past this log's end is a follower that has not truncated yet: its records
         // there are not ours, so they count for nothing (the read answers OFFSET_OUT_OF_RANGE).
         let mut log_start_moved = false;
@@ -129,12 +133,12 @@ impl Partition {
 
     /// As leader: the lowest log start offset over this log and the replicas `alive` says
     /// count (DeleteRecords is done when it reaches the requested offset). `None` elsewhere.
-    pub fn low_watermark(&self, node: i32, alive: impl Fn(i32) -> bool) -> Option<i64> {
+    pub fn low_watermark(&self, node: i32, alive: impl Fn(i32) -> bool) -> Option<Offset> {
         let r = self.replica.lock();
         if r.leader != node {
             return None;
         }
-        let start = self.log.offsets().log_start.0;
+        let start = self.log.offsets().log_start;
         Some(
             r.followers
                 .as_ref()
@@ -153,11 +157,11 @@ impl Partition {
         let o = self.log.offsets();
         // None: an ISR follower has not fetched from this leader yet, so nothing more is
         // known to be on it.
-        let Some(hw) = t.high_watermark(&isr, o.log_end.0) else {
+        let Some(hw) = t.high_watermark(&isr, o.log_end) else {
             return;
         };
-        if hw > o.high_watermark.0 {
-            self.log.set_high_watermark(Offset(hw));
+        if hw > o.high_watermark {
+            self.log.set_high_watermark(hw);
             self.appended.notify_waiters();
         }
     }
@@ -177,8 +181,8 @@ impl Partition {
         }
         let o = self.log.offsets();
         let leader = LeaderLog {
-            log_end: o.log_end.0,
-            high_watermark: o.high_watermark.0,
+            log_end: o.log_end,
+            high_watermark: o.high_watermark,
             epoch_start: r.epoch_start?,
         };
         let isr = r
@@ -230,37 +234,37 @@ impl Partition {
         let o = log.offsets();
         // A client reads up to here; nothing at or past it is answered.
         let last_fetchable = if read_committed {
-            o.last_stable.0
+            o.last_stable
         } else {
-            o.high_watermark.0
+            o.high_watermark
         };
         // A new leader's high watermark below the start of its epoch: what it ends up
         // committing is not known yet, so neither is the end (Kafka's OFFSET_NOT_AVAILABLE).
-        let lagging = epoch_start.is_some_and(|start| start > o.high_watermark.0);
+        let lagging = epoch_start.is_some_and(|start| start > o.high_watermark);
         let found = match query {
             OffsetQuery::Latest if lagging => return Err(BrokerError::OffsetNotAvailable),
             OffsetQuery::Latest => Some((-1, last_fetchable)),
-            OffsetQuery::Earliest => Some((-1, o.log_start.0)),
-            OffsetQuery::MaxTimestamp => log.max_timestamp()?.map(|t| (t.timestamp, t.offset.0)),
+            OffsetQuery::Earliest => Some((-1, o.log_start)),
+            OffsetQuery::MaxTimestamp => log.max_timestamp()?.map(|t| (t.timestamp, t.offset)),
             OffsetQuery::Timestamp(ts) => log
                 .offset_for_timestamp(ts)?
-                .map(|t| (t.timestamp, t.offset.0)),
+                .map(|t| (t.timestamp, t.offset)),
         };
         let (timestamp, offset) = match found {
             Some(found) if matches!(query, OffsetQuery::Earliest | OffsetQuery::Latest) => found,
             Some((ts, offset)) if offset < last_fetchable => (ts, offset),
             _ if lagging => return Err(BrokerError::OffsetNotAvailable),
-            _ => (-1, -1),
+            _ => (-1, Offset(-1)),
         };
         // The epoch of the record found, as Kafka answers it: consumers validate their
         // position against it after a leader change (KIP-320). The latest offset is no
         // record yet: Kafka answers it with the leader's current epoch.
         let leader_epoch = if matches!(query, OffsetQuery::Latest) {
             current_epoch
-        } else if offset >= 0 {
-            log.epoch_of(Offset(offset)).map_or(-1, |e| e.0)
+        } else if offset.0 >= 0 {
+            log.epoch_of(offset).unwrap_or(LeaderEpoch(-1))
         } else {
-            -1
+            LeaderEpoch(-1)
         };
         Ok(FoundOffset {
             timestamp,
@@ -281,7 +285,7 @@ impl Partition {
     /// As follower at `leader_epoch`: truncate again before fetching (the leader refused our
     /// offset). An answer to a fetch of an older epoch changes nothing: the new epoch's own
     /// truncation has already decided where this log stands.
-    pub fn mark_needs_truncation(&self, leader_epoch: i32) {
+    pub fn mark_needs_truncation(&self, leader_epoch: LeaderEpoch) {
         let mut r = self.replica.lock();
         if r.leader_epoch == leader_epoch && r.followers.is_none() {
             r.needs_truncation = true;
@@ -289,7 +293,7 @@ impl Partition {
     }
 
     /// As follower: the truncation done, fetching may start.
-    pub fn truncated(&self, leader_epoch: i32) {
+    pub fn truncated(&self, leader_epoch: LeaderEpoch) {
         let mut r = self.replica.lock();
         if r.leader_epoch == leader_epoch {
             r.needs_truncation = false;
@@ -303,7 +307,7 @@ impl Partition {
     /// state stays locked throughout, so no leader change interleaves.
     pub fn truncate_as_follower(
         &self,
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         offset: Offset,
         done: bool,
     ) -> Result<bool, StorageError> {
@@ -323,7 +327,7 @@ impl Partition {
     /// has moved on since the fetch that found it.
     pub fn restart_as_follower(
         &self,
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         offset: Offset,
     ) -> Result<bool, StorageError> {
         let r = self.replica.lock();
@@ -343,11 +347,10 @@ impl Partition {
         now_ms: i64,
     ) -> bool {
         let mut r = self.replica.lock();
-        let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
-        if r.pending_isr
-            .as_ref()
-            .is_some_and(|c| pending_isr::settled_by_image(c, p.leader_epoch, p.partition_epoch))
-        {
+        let changed = r.leader != p.leader || r.leader_epoch != LeaderEpoch(p.leader_epoch);
+        if r.pending_isr.as_ref().is_some_and(|c| {
+            pending_isr::settled_by_image(c, LeaderEpoch(p.leader_epoch), p.partition_epoch)
+        }) {
             r.pending_isr = None;
         }
         let replicas_changed = r.replicas != p.replicas;
@@ -373,7 +376,7 @@ impl Partition {
             return false;
         }
         r.leader = p.leader;
-        r.leader_epoch = p.leader_epoch;
+        r.leader_epoch = LeaderEpoch(p.leader_epoch);
         r.pending_isr = None;
         if p.leader == node {
             r.followers = Some(IsrTracker::new(node, &p.replicas, lag_max_ms, now_ms));
@@ -382,7 +385,7 @@ impl Partition {
             if let Err(e) = self.log.assign_epoch(LeaderEpoch(p.leader_epoch)) {
                 tracing::error!(partition = %self.tp, error = %e, "cannot record the new leader epoch");
             }
-            r.epoch_start = Some(self.log.offsets().log_end.0);
+            r.epoch_start = Some(self.log.offsets().log_end);
             self.advance_high_watermark(&r);
         } else {
             r.followers = None;
@@ -414,12 +417,14 @@ pub struct FoundOffset {
     /// The record's timestamp.
     pub timestamp: i64,
     /// Its offset.
-    pub offset: i64,
-    /// The leader epoch it was written at.
-    pub leader_epoch: i32,
+    pub offset: Offset,
+    /// The leader epoch it was written at (-1 if unknown).
+    pub leader_epoch: LeaderEpoch,
 }
 
-fn check_epoch(client: i32, current: i32) -> Result<(), BrokerError> {
+/// KIP-320: a client's epoch (-1 for none) against this replica's.
+fn check_epoch(client: i32, current: LeaderEpoch) -> Result<(), BrokerError> {
+    let current = current.0;
     if client < 0 || client == current {
         Ok(())
     } else if client < current {

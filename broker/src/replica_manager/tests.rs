@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sluice_replication::controller::ControllerError;
 use sluice_replication::image::{self, Broker, MetadataImage, Topic};
 use sluice_replication::isr;
 use sluice_replication::pending_isr::{AfterAnswer, AlterIsrAnswer, PendingIsr};
@@ -110,8 +111,8 @@ fn fetch(p: &Partition, leader: i32, replica: i32, offset: i64) -> Result<(), Br
     let fetch = FollowerFetch {
         replica,
         broker_epoch: broker(replica).epoch,
-        fetch_offset: offset,
-        log_start_offset: 0,
+        fetch_offset: Offset(offset),
+        log_start_offset: Offset(0),
         current_leader_epoch: -1,
     };
     p.on_follower_fetch(leader, &fetch, Some(broker(replica).epoch), now_ms())
@@ -181,7 +182,10 @@ fn an_isr_change_whose_answer_is_lost_still_counts_for_the_high_watermark() {
     );
     // A retry is refused for the old partition epoch: its first send committed.
     assert_eq!(
-        p.isr_change_answered(change.id, AlterIsrAnswer::Refused(95)),
+        p.isr_change_answered(
+            change.id,
+            AlterIsrAnswer::Refused(ControllerError::InvalidUpdateVersion("9".into()))
+        ),
         AfterAnswer::AwaitImage
     );
     assert_eq!(hw(&p), 5);
@@ -199,7 +203,10 @@ fn an_isr_change_the_controller_did_not_make_is_forgotten() {
     let s = Setup::new(1);
     let (p, change) = adding_2(&s);
     assert_eq!(
-        p.isr_change_answered(change.id, AlterIsrAnswer::Refused(107)),
+        p.isr_change_answered(
+            change.id,
+            AlterIsrAnswer::Refused(ControllerError::IneligibleReplica("3".into()))
+        ),
         AfterAnswer::Revert,
         "INELIGIBLE_REPLICA"
     );
@@ -251,8 +258,8 @@ fn a_fetch_is_a_followers_only_from_a_replica_with_its_current_broker_epoch() {
     let at = |replica, broker_epoch| FollowerFetch {
         replica,
         broker_epoch,
-        fetch_offset: 3,
-        log_start_offset: 0,
+        fetch_offset: Offset(3),
+        log_start_offset: Offset(0),
         current_leader_epoch: -1,
     };
     let registered = Some(broker(2).epoch);
@@ -296,9 +303,9 @@ fn list_offsets_finds_nothing_at_or_above_the_high_watermark() {
     fetch(&p, 1, 2, 1).expect("fetch");
     assert_eq!(hw(&p), 1);
     let find = |q| p.offset_for(1, -1, q, false).expect("lookup");
-    assert_eq!(find(OffsetQuery::Timestamp(50)).offset, 0);
-    assert_eq!(find(OffsetQuery::Latest).offset, 1);
-    let none = (-1, -1);
+    assert_eq!(find(OffsetQuery::Timestamp(50)).offset, Offset(0));
+    assert_eq!(find(OffsetQuery::Latest).offset, Offset(1));
+    let none = (-1, Offset(-1));
     let found = find(OffsetQuery::Timestamp(150));
     assert_eq!(
         (found.timestamp, found.offset),
@@ -328,8 +335,11 @@ fn list_offsets_is_not_available_while_the_high_watermark_is_below_the_epoch_sta
     };
     assert_eq!(code(OffsetQuery::Latest), Err(78), "OFFSET_NOT_AVAILABLE");
     assert_eq!(code(OffsetQuery::Timestamp(300)), Err(78));
-    assert_eq!(code(OffsetQuery::Timestamp(50)).map(|f| f.offset), Ok(0));
-    assert_eq!(code(OffsetQuery::Earliest).map(|f| f.offset), Ok(0));
+    assert_eq!(
+        code(OffsetQuery::Timestamp(50)).map(|f| f.offset),
+        Ok(Offset(0))
+    );
+    assert_eq!(code(OffsetQuery::Earliest).map(|f| f.offset), Ok(Offset(0)));
 }
 
 #[test]
@@ -343,11 +353,14 @@ fn list_offsets_answers_the_latest_offset_with_the_current_leader_epoch() {
     fetch(&p, 1, 2, 2).expect("fetch");
     let find = |q| p.offset_for(1, -1, q, false).expect("lookup");
     let latest = find(OffsetQuery::Latest);
-    assert_eq!((latest.offset, latest.leader_epoch), (2, 3));
+    assert_eq!(
+        (latest.offset, latest.leader_epoch),
+        (Offset(2), LeaderEpoch(3))
+    );
     let earliest = find(OffsetQuery::Earliest);
     assert_eq!(
         (earliest.offset, earliest.leader_epoch),
-        (0, 0),
+        (Offset(0), LeaderEpoch(0)),
         "the record's own epoch"
     );
 }
@@ -376,8 +389,8 @@ fn a_client_claiming_a_replica_id_does_not_move_the_high_watermark() {
     let claim = FollowerFetch {
         replica: 2,
         broker_epoch: -1,
-        fetch_offset: 2,
-        log_start_offset: 0,
+        fetch_offset: Offset(2),
+        log_start_offset: Offset(0),
         current_leader_epoch: -1,
     };
     assert!(matches!(
@@ -402,7 +415,7 @@ async fn a_delayed_request_completes_on_the_follower_fetch_that_moves_the_low_wa
             let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
             crate::delayed::wait_on(std::slice::from_ref(&p), deadline, || {
                 let low = p.low_watermark(1, |_| true).expect("leads");
-                (low >= 2).then_some(low)
+                (low >= Offset(2)).then_some(low)
             })
             .await
         })
@@ -413,14 +426,14 @@ async fn a_delayed_request_completes_on_the_follower_fetch_that_moves_the_low_wa
     let moved = FollowerFetch {
         replica: 2,
         broker_epoch: broker(2).epoch,
-        fetch_offset: 3,
-        log_start_offset: 2,
+        fetch_offset: Offset(3),
+        log_start_offset: Offset(2),
         current_leader_epoch: -1,
     };
     let woken_at = tokio::time::Instant::now();
     p.on_follower_fetch(1, &moved, Some(broker(2).epoch), now_ms())
         .expect("follower");
-    assert_eq!(waiting.await.expect("task"), Some(2));
+    assert_eq!(waiting.await.expect("task"), Some(Offset(2)));
     assert_eq!(
         woken_at.elapsed(),
         Duration::ZERO,

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod log_store;
+mod messages;
 pub mod network;
 pub mod service;
 pub mod state_machine;

@@ -15,12 +15,10 @@
 //!   it arrives, even while a decision waits for its commit, and a lease is checked again
 //!   right before its broker is fenced.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
@@ -28,171 +26,9 @@ use super::{ProposeError, QuorumNode};
 use crate::controller::{self, ControllerError};
 use crate::image::MetadataImage;
 use crate::lease::Leases;
-use crate::record::{Endpoint, MetadataRecord};
+use crate::record::MetadataRecord;
 
-/// A broker's request to the active controller.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ControllerRequest {
-    /// A broker process starts: it gets a new incarnation epoch and starts fenced.
-    RegisterBroker {
-        /// `node.id`.
-        id: i32,
-        /// Advertised listeners.
-        endpoints: Vec<Endpoint>,
-        /// `broker.rack`.
-        rack: Option<String>,
-        /// The process's incarnation id: a retried registration of the same process gets its
-        /// epoch again instead of DUPLICATE_BROKER_REGISTRATION.
-        #[serde(default)]
-        incarnation: Option<Uuid>,
-    },
-    /// A broker is alive; once it has caught up with the metadata log it is unfenced. With
-    /// `shutting_down`, its leaderships are moved away first.
-    Heartbeat {
-        /// The broker.
-        id: i32,
-        /// Its incarnation.
-        epoch: i64,
-        /// Whether it has applied the metadata log up to what the controller had when it
-        /// registered.
-        caught_up: bool,
-        /// Whether it asks for a controlled shutdown.
-        shutting_down: bool,
-    },
-    /// CreateTopics.
-    CreateTopic {
-        /// Name.
-        name: String,
-        /// Partitions.
-        partitions: i32,
-        /// Replication factor.
-        replication_factor: i16,
-        /// Topic configs.
-        configs: BTreeMap<String, String>,
-    },
-    /// DeleteTopics.
-    DeleteTopic {
-        /// Name.
-        name: String,
-    },
-    /// CreatePartitions: grow the topic to `total` partitions.
-    CreatePartitions {
-        /// Name.
-        name: String,
-        /// The new partition count.
-        total: i32,
-    },
-    /// AlterConfigs / IncrementalAlterConfigs: set (`Some`) or remove (`None`) topic configs.
-    AlterTopicConfigs {
-        /// Name.
-        name: String,
-        /// The changes.
-        changes: Vec<(String, Option<String>)>,
-    },
-    /// A block of producer ids for InitProducerId.
-    AllocateProducerIds {
-        /// The broker asking.
-        broker: i32,
-        /// How many.
-        count: i64,
-    },
-    /// A broker outside the voters follows the metadata log as a Raft learner.
-    AddLearner {
-        /// `node.id`.
-        id: i32,
-        /// Its Raft address.
-        addr: String,
-    },
-    /// ElectLeaders (PREFERRED): move leadership to each partition's first replica where it is
-    /// live and in sync. `None` means every partition.
-    ElectPreferred {
-        /// (topic, partition) pairs.
-        partitions: Option<Vec<(String, i32)>>,
-    },
-    /// ElectLeaders (UNCLEAN): give each offline partition a leader, from outside the ISR if
-    /// need be. `None` means every partition.
-    ElectUnclean {
-        /// (topic, partition) pairs.
-        partitions: Option<Vec<(String, i32)>>,
-    },
-    /// AlterPartitionReassignments: (topic, partition, target replicas or `None` to cancel).
-    AlterReassignments {
-        /// The partitions.
-        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
-    },
-    /// AlterPartition (KIP-497) from a partition leader.
-    AlterIsr {
-        /// The leader asking.
-        leader: i32,
-        /// Topic id.
-        topic: Uuid,
-        /// Partition.
-        partition: i32,
-        /// The leader epoch it leads at.
-        leader_epoch: i32,
-        /// The partition epoch it knows.
-        partition_epoch: i32,
-        /// The ISR it proposes.
-        isr: Vec<i32>,
-        /// The broker epoch each follower in `isr` last fetched with, where the leader knows
-        /// it (KIP-903: AlterPartition's `NewIsrWithEpochs`).
-        #[serde(default)]
-        broker_epochs: Vec<(i32, i64)>,
-    },
-}
-
-/// The active controller's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ControllerResponse {
-    /// Registered with this incarnation epoch.
-    Registered {
-        /// The broker's new epoch.
-        epoch: i64,
-        /// The metadata log index the controller had applied: a broker that has applied up
-        /// to here has caught up.
-        metadata_offset: u64,
-    },
-    /// Heartbeat answered.
-    Heartbeat {
-        /// Whether the broker is fenced (may not lead or be in ISRs).
-        fenced: bool,
-        /// With a controlled shutdown asked: whether it leads nothing any more.
-        shutdown_ready: bool,
-    },
-    /// A topic was created.
-    Created {
-        /// Its id.
-        id: Uuid,
-    },
-    /// The ISR change is committed.
-    Altered,
-    /// The request's records are committed.
-    Done,
-    /// Per partition of an AlterReassignments request: Kafka error code (0 for none) and why.
-    Reassigned {
-        /// In request order.
-        results: Vec<(i16, String)>,
-    },
-    /// A block of producer ids.
-    ProducerIds {
-        /// The first id.
-        first: i64,
-        /// How many.
-        count: i64,
-    },
-    /// Refused, with a Kafka error code.
-    Error {
-        /// Kafka error code.
-        code: i16,
-        /// Why.
-        message: String,
-    },
-    /// This node is not the active controller; the leader is, if known.
-    NotController {
-        /// Leader id and Raft address.
-        leader: Option<(u64, String)>,
-    },
-}
+pub use super::messages::{ControllerRequest, ControllerResponse};
 
 /// How long a proposal may wait for the quorum to commit it.
 const PROPOSE_WITHIN: Duration = Duration::from_secs(8);
@@ -301,17 +137,13 @@ pub struct Service<Q: Quorum = QuorumNode> {
 }
 
 fn unknown_topic(name: &str) -> ControllerResponse {
-    ControllerResponse::Error {
-        code: controller::codes::UNKNOWN_TOPIC_OR_PARTITION,
-        message: format!("topic {name:?} does not exist"),
-    }
+    ControllerResponse::Error(ControllerError::UnknownTopicOrPartition(format!(
+        "topic {name:?} does not exist"
+    )))
 }
 
 fn from_controller(e: ControllerError) -> ControllerResponse {
-    ControllerResponse::Error {
-        code: e.code,
-        message: e.message,
-    }
+    ControllerResponse::Error(e)
 }
 
 impl<Q: Quorum> Service<Q> {
@@ -405,24 +237,19 @@ impl<Q: Quorum> Service<Q> {
         // rather than holding every other request behind this one.
         let proposed = tokio::time::timeout(PROPOSE_WITHIN, self.quorum.propose(records)).await;
         let Ok(proposed) = proposed else {
-            return Err(ControllerResponse::Error {
-                code: controller::codes::REQUEST_TIMED_OUT,
-                message: format!("not committed within {PROPOSE_WITHIN:?}"),
-            });
+            return Err(from_controller(ControllerError::NotCommitted(format!(
+                "no commit within {PROPOSE_WITHIN:?}"
+            ))));
         };
         match proposed {
             Ok(()) => Ok(()),
             Err(ProposeError::NotLeader { leader }) => {
                 Err(ControllerResponse::NotController { leader })
             }
-            Err(ProposeError::Rejected(m)) => Err(ControllerResponse::Error {
-                code: -1,
-                message: m,
-            }),
-            Err(ProposeError::Failed(m)) => Err(ControllerResponse::Error {
-                code: controller::codes::BROKER_NOT_AVAILABLE,
-                message: m,
-            }),
+            Err(ProposeError::Rejected(m)) => {
+                Err(from_controller(ControllerError::RecordsRejected(m)))
+            }
+            Err(ProposeError::Failed(m)) => Err(from_controller(ControllerError::QuorumFailed(m))),
         }
     }
 
@@ -569,10 +396,7 @@ impl<Q: Quorum> Service<Q> {
                     Err(ProposeError::NotLeader { leader }) => {
                         ControllerResponse::NotController { leader }
                     }
-                    Err(e) => ControllerResponse::Error {
-                        code: controller::codes::BROKER_NOT_AVAILABLE,
-                        message: e.to_string(),
-                    },
+                    Err(e) => from_controller(ControllerError::QuorumFailed(e.to_string())),
                 };
             }
             ControllerRequest::ElectPreferred { partitions } => {
@@ -598,10 +422,10 @@ impl<Q: Quorum> Service<Q> {
                         target.as_deref(),
                     );
                     results.push(match decided {
-                        Err(e) => (e.code, e.message),
+                        Err(e) => Err(e),
                         Ok(records) => match self.propose(records).await {
-                            Ok(()) => (0, String::new()),
-                            Err(ControllerResponse::Error { code, message }) => (code, message),
+                            Ok(()) => Ok(()),
+                            Err(ControllerResponse::Error(e)) => Err(e),
                             Err(other) => return other,
                         },
                     });

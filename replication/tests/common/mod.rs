@@ -97,7 +97,7 @@ pub fn leader_alters_isr(
         p.leader,
         topic,
         partition,
-        p.leader_epoch,
+        sluice_storage::LeaderEpoch(p.leader_epoch),
         p.partition_epoch,
         isr,
     )

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sluice_replication::controller::codes as controller_codes;
 use sluice_replication::image::{MetadataImage, NO_LEADER};
 use sluice_replication::quorum::service::{ControllerRequest, ControllerResponse};
 use uuid::Uuid;
@@ -366,10 +365,7 @@ impl Broker {
                         cfg.heartbeat_ms
                     };
             }
-            (Life::Heartbeating { .. }, ControllerResponse::Error { code, .. })
-                if code == controller_codes::STALE_BROKER_EPOCH
-                    || code == controller_codes::BROKER_NOT_AVAILABLE =>
-            {
+            (Life::Heartbeating { .. }, ControllerResponse::Error(e)) if e.registration_lost() => {
                 h.push(
                     now,
                     Event::Fault(format!("broker {} lost its registration", self.id)),

@@ -47,10 +47,7 @@ pub struct Controller {
 }
 
 fn error(e: controller::ControllerError) -> ControllerResponse {
-    ControllerResponse::Error {
-        code: e.code,
-        message: e.message,
-    }
+    ControllerResponse::Error(e)
 }
 
 impl Controller {
@@ -268,10 +265,9 @@ impl Controller {
                     }
                 }
             }
-            other => ControllerResponse::Error {
-                code: -1,
-                message: format!("not simulated: {other:?}"),
-            },
+            other => error(controller::ControllerError::QuorumFailed(format!(
+                "not simulated: {other:?}"
+            ))),
         }
     }
 

@@ -218,8 +218,8 @@ impl Broker {
                     Some(codes::NOT_LEADER_OR_FOLLOWER)
                 }
                 Some(p) => match acks_all(
-                    w.last,
-                    p.log.high_watermark(),
+                    Offset(w.last),
+                    Offset(p.log.high_watermark()),
                     p.r.isr.len(),
                     cfg.min_insync,
                 ) {
@@ -388,12 +388,12 @@ impl Broker {
         };
         let answer = match answer {
             ControllerResponse::Altered => AlterIsrAnswer::Altered,
-            ControllerResponse::Error { code, .. } => AlterIsrAnswer::Refused(code),
+            ControllerResponse::Error(e) => AlterIsrAnswer::Refused(e),
             _ => AlterIsrAnswer::Unanswered,
         };
         let (i, id) = (self.alters[k].partition, self.alters[k].change.id);
         let after = match self.parts.get_mut(&i) {
-            Some(p) => p.isr_change_answered(id, answer, &cfg.mutations),
+            Some(p) => p.isr_change_answered(id, answer.clone(), &cfg.mutations),
             None => AfterAnswer::Ignore,
         };
         h.push(

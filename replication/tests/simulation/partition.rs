@@ -5,6 +5,7 @@
 use sluice_replication::image::{self, NO_LEADER};
 use sluice_replication::isr::{self, IsrTracker, LeaderLog};
 use sluice_replication::pending_isr::{self, AfterAnswer, AlterIsrAnswer, PendingIsr};
+use sluice_storage::{LeaderEpoch, Offset};
 
 use crate::config::Mutations;
 use crate::log::{Record, SimLog};
@@ -140,9 +141,14 @@ impl Partition {
         let end = self.log.log_end();
         if let Some(t) = self.r.followers.as_mut() {
             if fetch.fetch_offset <= end {
-                t.on_fetch(fetch.replica, fetch.fetch_offset, end, now_ms);
+                t.on_fetch(
+                    fetch.replica,
+                    Offset(fetch.fetch_offset),
+                    Offset(end),
+                    now_ms,
+                );
             }
-            t.on_log_start(fetch.replica, fetch.log_start_offset);
+            t.on_log_start(fetch.replica, Offset(fetch.log_start_offset));
             t.on_broker_epoch(fetch.replica, fetch.broker_epoch);
         }
         self.advance_high_watermark(m);
@@ -170,11 +176,11 @@ impl Partition {
             Some(
                 isr.iter()
                     .filter(|r| **r != self.r.leader)
-                    .map(|r| t.log_end_offset(*r).unwrap_or(end))
+                    .map(|r| t.log_end_offset(*r).map_or(end, |o| o.0))
                     .fold(end, i64::min),
             )
         } else {
-            t.high_watermark(&isr, end)
+            t.high_watermark(&isr, Offset(end)).map(|o| o.0)
         };
         let Some(hw) = hw else { return };
         if hw > self.log.high_watermark() {
@@ -192,9 +198,9 @@ impl Partition {
             return None;
         }
         let leader = LeaderLog {
-            log_end: self.log.log_end(),
-            high_watermark: self.log.high_watermark(),
-            epoch_start: self.r.epoch_start?,
+            log_end: Offset(self.log.log_end()),
+            high_watermark: Offset(self.log.high_watermark()),
+            epoch_start: Offset(self.r.epoch_start?),
         };
         let isr =
             self.r
@@ -204,7 +210,7 @@ impl Partition {
         self.r.next_isr_change += 1;
         let change = PendingIsr {
             id: self.r.next_isr_change,
-            leader_epoch: self.r.leader_epoch,
+            leader_epoch: LeaderEpoch(self.r.leader_epoch),
             partition_epoch: self.r.partition_epoch,
             isr,
         };
@@ -316,10 +322,9 @@ impl Partition {
     ) -> bool {
         let r = &mut self.r;
         let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
-        if r.pending_isr
-            .as_ref()
-            .is_some_and(|c| pending_isr::settled_by_image(c, p.leader_epoch, p.partition_epoch))
-        {
+        if r.pending_isr.as_ref().is_some_and(|c| {
+            pending_isr::settled_by_image(c, LeaderEpoch(p.leader_epoch), p.partition_epoch)
+        }) {
             r.pending_isr = None;
         }
         let replicas_changed = r.replicas != p.replicas;

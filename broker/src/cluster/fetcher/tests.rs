@@ -47,7 +47,7 @@ fn an_empty_trailing_epoch_makes_the_follower_ask_again_and_drop_what_diverged()
     let dir = tempfile::tempdir().expect("tmp");
     let (_rm, p, _) = diverged_follower(dir.path(), 10, 4);
     // The leader (epoch 4) wrote epoch 2 from offset 8 on: our 8 and 9 are not its records.
-    let rest = on_epoch_answer(&p, 4, 0, answer(2, 12), BACKOFF);
+    let rest = on_epoch_answer(&p, LeaderEpoch(4), 0, answer(2, 12), BACKOFF);
     assert_eq!(rest, None);
     assert_eq!(p.log.offsets().log_end, Offset(10), "nothing cut yet");
     assert_eq!(
@@ -57,7 +57,10 @@ fn an_empty_trailing_epoch_makes_the_follower_ask_again_and_drop_what_diverged()
     );
     assert!(p.replica().needs_truncation, "must ask again, with epoch 1");
 
-    assert_eq!(on_epoch_answer(&p, 4, 0, answer(1, 8), BACKOFF), None);
+    assert_eq!(
+        on_epoch_answer(&p, LeaderEpoch(4), 0, answer(1, 8), BACKOFF),
+        None
+    );
     assert_eq!(p.log.offsets().log_end, Offset(8));
     assert!(!p.replica().needs_truncation, "done: fetching may start");
 }
@@ -68,13 +71,13 @@ fn an_offset_for_leader_epoch_refusal_rests_the_partition() {
     let (_rm, p, _) = diverged_follower(dir.path(), 10, 4);
     let not_leader = ResponseError::NotLeaderOrFollower.code();
     assert_eq!(
-        on_epoch_answer(&p, 4, not_leader, answer(-1, -1), BACKOFF),
+        on_epoch_answer(&p, LeaderEpoch(4), not_leader, answer(-1, -1), BACKOFF),
         Some(METADATA_RACE_BACKOFF),
         "a metadata race rests briefly"
     );
     let storage = ResponseError::KafkaStorageError.code();
     assert_eq!(
-        on_epoch_answer(&p, 4, storage, answer(-1, -1), BACKOFF),
+        on_epoch_answer(&p, LeaderEpoch(4), storage, answer(-1, -1), BACKOFF),
         Some(BACKOFF)
     );
     assert_eq!(
@@ -91,7 +94,10 @@ fn an_answer_for_an_older_leader_epoch_cuts_nothing() {
     let (rm, p, id) = diverged_follower(dir.path(), 10, 4);
     // Asked at epoch 4; epoch 5 arrived before the answer.
     rm.apply_image(&image(id, LEADER, 5));
-    assert_eq!(on_epoch_answer(&p, 4, 0, answer(1, 3), BACKOFF), None);
+    assert_eq!(
+        on_epoch_answer(&p, LeaderEpoch(4), 0, answer(1, 3), BACKOFF),
+        None
+    );
     assert_eq!(p.log.offsets().log_end, Offset(10));
     assert!(
         p.replica().needs_truncation,
@@ -150,7 +156,10 @@ fn a_follower_whose_log_knows_no_epoch_keeps_only_what_was_committed() {
     rm.apply_image(&image(id, LEADER, 4));
     assert!(p.replica().needs_truncation);
 
-    assert_eq!(truncate_to_high_watermark(&p, 4, BACKOFF), None);
+    assert_eq!(
+        truncate_to_high_watermark(&p, LeaderEpoch(4), BACKOFF),
+        None
+    );
     assert_eq!(
         p.log.offsets().log_end,
         Offset(2),
@@ -164,10 +173,10 @@ fn an_out_of_range_answer_to_an_older_epoch_does_not_truncate_again() {
     let dir = tempfile::tempdir().expect("tmp");
     let (rm, p, id) = diverged_follower(dir.path(), 10, 4);
     rm.apply_image(&image(id, LEADER, 5));
-    p.truncated(5);
+    p.truncated(LeaderEpoch(5));
     // The answer to a fetch sent at epoch 4 arrives now.
-    p.mark_needs_truncation(4);
+    p.mark_needs_truncation(LeaderEpoch(4));
     assert!(!p.replica().needs_truncation, "epoch 5 already truncated");
-    p.mark_needs_truncation(5);
+    p.mark_needs_truncation(LeaderEpoch(5));
     assert!(p.replica().needs_truncation);
 }
