@@ -121,7 +121,7 @@ impl GroupCoordinator {
                     .flatten()
                     .filter_map(|p| {
                         let r = p.replica();
-                        (r.leader == node).then(|| (Arc::clone(p), r.leader_epoch))
+                        (r.leader == node).then(|| (Arc::clone(p), r.leader_epoch.0))
                     })
                     .collect()
             })
