@@ -4,7 +4,6 @@
 //! every rule lives in `group/`. Requests that may write to `__consumer_offsets` answer
 //! later: the coordinator waits until the ISR has the records.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -33,7 +32,9 @@ use super::{str_bytes, Context, Reply};
 use crate::error::BrokerError;
 use crate::group::state::JoinResult;
 use crate::group::GroupCoordinator;
-use crate::group::{CommitParams, FetchedOffset, JoinParams, SyncParams, OFFSETS_TOPIC};
+use crate::group::{
+    CommitParams, FetchedOffset, GroupError, JoinParams, SyncParams, OFFSETS_TOPIC,
+};
 
 /// FindCoordinator key types.
 const KEY_GROUP: i8 = 0;
@@ -53,7 +54,7 @@ pub(super) async fn find_coordinator(
             coordinator_of(&ctx, key.as_str()).await
         } else {
             // Transaction coordinators do not exist yet.
-            Err(ResponseError::CoordinatorNotAvailable)
+            Err(GroupError::CoordinatorNotAvailable)
         };
         found.push((key, answer));
     }
@@ -78,7 +79,7 @@ pub(super) async fn find_coordinator(
     }
     let answer = found
         .pop()
-        .map_or(Err(ResponseError::CoordinatorNotAvailable), |(_, a)| a);
+        .map_or(Err(GroupError::CoordinatorNotAvailable), |(_, a)| a);
     match answer {
         Ok((node, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node))
@@ -93,7 +94,7 @@ pub(super) async fn find_coordinator(
 
 /// The broker leading the group's `__consumer_offsets` partition; creates the topic on
 /// first use, as Kafka does.
-async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32), ResponseError> {
+async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32), GroupError> {
     if ctx.rm.topic(OFFSETS_TOPIC).is_none() {
         let cfg = ctx.groups.config();
         let rf = ctx.rm.config().cluster.offsets_rf();
@@ -110,7 +111,7 @@ async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32)
             Err(BrokerError::Controller(ControllerError::TopicAlreadyExists(_))) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}");
-                return Err(ResponseError::CoordinatorNotAvailable);
+                return Err(GroupError::CoordinatorNotAvailable);
             }
         }
     }
@@ -121,13 +122,13 @@ async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32)
         .and_then(|t| t.partitions.get(p as usize))
         .map(|p| p.leader)
         .filter(|l| *l >= 0)
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        .ok_or(GroupError::CoordinatorNotAvailable)?;
     let e = image
         .brokers
         .get(&leader)
         .filter(|b| !b.fenced)
         .and_then(|b| super::endpoint(b, ctx.listener))
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        .ok_or(GroupError::CoordinatorNotAvailable)?;
     Ok((leader, e.host.clone(), e.port as i32))
 }
 
