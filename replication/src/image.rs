@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_storage::ProducerId;
+use sluice_storage::{LeaderEpoch, ProducerId};
 use uuid::Uuid;
 
 use crate::record::{Endpoint, MetadataRecord, PartitionChange};
@@ -47,7 +47,7 @@ pub struct Partition {
     /// The leader, or [`NO_LEADER`].
     pub leader: i32,
     /// Bumped on every leader change; fences requests from deposed leaders.
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     /// Bumped on every change; an ISR change proposed against an older one is refused.
     pub partition_epoch: i32,
     /// During a reassignment: replicas joining (in `replicas`, not yet caught up).
@@ -381,7 +381,7 @@ impl MetadataImage {
         }
         check_partition(&next)?;
         if next.leader != p.leader {
-            next.leader_epoch += 1;
+            next.leader_epoch.0 += 1;
         }
         if next != *p {
             next.partition_epoch += 1;
@@ -396,7 +396,7 @@ fn new_partition(replicas: &[i32]) -> Result<Partition, ApplyError> {
         replicas: replicas.to_vec(),
         isr: replicas.to_vec(),
         leader: replicas.first().copied().unwrap_or(NO_LEADER),
-        leader_epoch: 0,
+        leader_epoch: LeaderEpoch(0),
         partition_epoch: 0,
         adding: Vec::new(),
         removing: Vec::new(),

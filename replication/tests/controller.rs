@@ -34,7 +34,7 @@ fn a_fenced_leader_is_replaced_from_the_isr_with_a_new_epoch() {
         assert!(p.partition_epoch > before[i].partition_epoch);
         if led_by_1.contains(&i) {
             assert_ne!(p.leader, 1);
-            assert_eq!(p.leader_epoch, before[i].leader_epoch + 1);
+            assert_eq!(p.leader_epoch.0, before[i].leader_epoch.0 + 1);
         } else {
             assert_eq!(p.leader, before[i].leader);
             assert_eq!(
@@ -95,7 +95,7 @@ fn with_every_replica_gone_a_partition_waits_offline_for_its_last_in_sync_replic
     );
     let p = &image.topics[&t].partitions[0];
     assert_eq!(p.leader, second);
-    assert_eq!(p.leader_epoch, 3);
+    assert_eq!(p.leader_epoch.0, 3);
     check_invariants(&image);
 }
 
@@ -108,7 +108,7 @@ fn lose_the_sole_in_sync_leader(image: &mut MetadataImage, t: Uuid) -> Partition
         p.leader,
         t,
         0,
-        LeaderEpoch(p.leader_epoch),
+        p.leader_epoch,
         p.partition_epoch,
         &[p.leader],
     )
@@ -183,7 +183,7 @@ fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
         err(alter(
             &image,
             follower,
-            p.leader_epoch,
+            p.leader_epoch.0,
             p.partition_epoch,
             &shrunk
         )),
@@ -193,7 +193,7 @@ fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
         err(alter(
             &image,
             p.leader,
-            p.leader_epoch - 1,
+            p.leader_epoch.0 - 1,
             p.partition_epoch,
             &shrunk
         )),
@@ -203,7 +203,7 @@ fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
         err(alter(
             &image,
             p.leader,
-            p.leader_epoch,
+            p.leader_epoch.0,
             p.partition_epoch + 1,
             &shrunk
         )),
@@ -214,7 +214,7 @@ fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
             err(alter(
                 &image,
                 p.leader,
-                p.leader_epoch,
+                p.leader_epoch.0,
                 p.partition_epoch,
                 &[follower]
             )),
@@ -224,7 +224,14 @@ fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
     );
     apply!(
         image,
-        alter(&image, p.leader, p.leader_epoch, p.partition_epoch, &shrunk).unwrap(),
+        alter(
+            &image,
+            p.leader,
+            p.leader_epoch.0,
+            p.partition_epoch,
+            &shrunk
+        )
+        .unwrap(),
     );
     let q = image.topics[&t].partitions[0].clone();
     assert_eq!(
@@ -240,7 +247,7 @@ fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
         err(alter(
             &image,
             q.leader,
-            q.leader_epoch,
+            q.leader_epoch.0,
             q.partition_epoch,
             &p.isr
         )),
@@ -253,7 +260,14 @@ fn isr_changes_come_only_from_the_current_leader_at_the_current_epochs() {
     let q = image.topics[&t].partitions[0].clone();
     apply!(
         image,
-        alter(&image, q.leader, q.leader_epoch, q.partition_epoch, &p.isr).unwrap(),
+        alter(
+            &image,
+            q.leader,
+            q.leader_epoch.0,
+            q.partition_epoch,
+            &p.isr
+        )
+        .unwrap(),
     );
     assert_eq!(image.topics[&t].partitions[0].isr, p.isr);
 }
@@ -306,7 +320,7 @@ fn controlled_shutdown_moves_leaders_away_and_preferred_election_brings_them_bac
                 p.leader,
                 t_id,
                 i as i32,
-                LeaderEpoch(p.leader_epoch),
+                p.leader_epoch,
                 p.partition_epoch,
                 &isr
             )
@@ -411,9 +425,9 @@ fn random_failures_and_returns_keep_every_invariant() {
         check_invariants(&image);
         for t in [a, b] {
             for (i, p) in image.topics[&t].partitions.iter().enumerate() {
-                let last = last_epochs.entry((t, i)).or_insert(p.leader_epoch);
-                assert!(p.leader_epoch >= *last, "leader epochs never go back");
-                *last = p.leader_epoch;
+                let last = last_epochs.entry((t, i)).or_insert(p.leader_epoch.0);
+                assert!(p.leader_epoch.0 >= *last, "leader epochs never go back");
+                *last = p.leader_epoch.0;
             }
         }
     }
@@ -450,7 +464,7 @@ fn a_reassignment_adds_replicas_then_drops_the_old_ones_once_the_new_are_in_sync
             during.leader,
             t,
             0,
-            LeaderEpoch(during.leader_epoch),
+            during.leader_epoch,
             during.partition_epoch,
             &isr
         )

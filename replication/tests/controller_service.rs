@@ -253,7 +253,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
         leader: p.leader,
         topic,
         partition: 0,
-        leader_epoch: sluice_storage::LeaderEpoch(p.leader_epoch),
+        leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch,
         isr: isr.clone(),
         broker_epochs: vec![(1, epoch)],

@@ -41,7 +41,7 @@ pub(super) fn image() -> MetadataImage {
                     replicas: vec![1],
                     isr: vec![1],
                     leader: 1,
-                    leader_epoch: 0,
+                    leader_epoch: sluice_storage::LeaderEpoch(0),
                     partition_epoch: 0,
                     adding: Vec::new(),
                     removing: Vec::new(),

@@ -52,7 +52,7 @@ fn offsets_at(replicas: Vec<i32>, leader: i32, epoch: i32) -> MetadataImage {
         isr: replicas.clone(),
         replicas,
         leader,
-        leader_epoch: epoch,
+        leader_epoch: sluice_storage::LeaderEpoch(epoch),
         partition_epoch: epoch,
         adding: Vec::new(),
         removing: Vec::new(),

@@ -35,7 +35,7 @@ fn topic_response(image: &MetadataImage, t: &Topic) -> MetadataResponseTopic {
             let r = MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
                 .with_leader_id(BrokerId(p.leader))
-                .with_leader_epoch(p.leader_epoch)
+                .with_leader_epoch(p.leader_epoch.0)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))
                 .with_offline_replicas(ids(&offline));

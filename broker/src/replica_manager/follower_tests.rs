@@ -37,7 +37,7 @@ pub(crate) fn image(id: Uuid, leader: i32, epoch: i32) -> MetadataImage {
                 replicas: vec![LEADER, NODE],
                 isr: vec![LEADER, NODE],
                 leader,
-                leader_epoch: epoch,
+                leader_epoch: sluice_storage::LeaderEpoch(epoch),
                 partition_epoch: epoch,
                 adding: Vec::new(),
                 removing: Vec::new(),

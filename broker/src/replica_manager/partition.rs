@@ -347,10 +347,11 @@ impl Partition {
         now_ms: i64,
     ) -> bool {
         let mut r = self.replica.lock();
-        let changed = r.leader != p.leader || r.leader_epoch != LeaderEpoch(p.leader_epoch);
-        if r.pending_isr.as_ref().is_some_and(|c| {
-            pending_isr::settled_by_image(c, LeaderEpoch(p.leader_epoch), p.partition_epoch)
-        }) {
+        let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
+        if r.pending_isr
+            .as_ref()
+            .is_some_and(|c| pending_isr::settled_by_image(c, p.leader_epoch, p.partition_epoch))
+        {
             r.pending_isr = None;
         }
         let replicas_changed = r.replicas != p.replicas;
@@ -376,13 +377,13 @@ impl Partition {
             return false;
         }
         r.leader = p.leader;
-        r.leader_epoch = LeaderEpoch(p.leader_epoch);
+        r.leader_epoch = p.leader_epoch;
         r.pending_isr = None;
         if p.leader == node {
             r.followers = Some(IsrTracker::new(node, &p.replicas, lag_max_ms, now_ms));
             r.needs_truncation = false;
             // Followers asking where an older epoch ended are told: here.
-            if let Err(e) = self.log.assign_epoch(LeaderEpoch(p.leader_epoch)) {
+            if let Err(e) = self.log.assign_epoch(p.leader_epoch) {
                 tracing::error!(partition = %self.tp, error = %e, "cannot record the new leader epoch");
             }
             r.epoch_start = Some(self.log.offsets().log_end);

@@ -99,7 +99,7 @@ fn part(leader: i32, leader_epoch: i32, replicas: &[i32], isr: &[i32]) -> image:
         replicas: replicas.to_vec(),
         isr: isr.to_vec(),
         leader,
-        leader_epoch,
+        leader_epoch: sluice_storage::LeaderEpoch(leader_epoch),
         partition_epoch: leader_epoch,
         adding: Vec::new(),
         removing: Vec::new(),

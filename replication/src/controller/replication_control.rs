@@ -115,7 +115,7 @@ pub fn alter_isr(
             p.leader
         )));
     }
-    if leader_epoch != LeaderEpoch(p.leader_epoch) {
+    if leader_epoch != p.leader_epoch {
         return Err(ControllerError::FencedLeaderEpoch(format!(
             "leader epoch {leader_epoch} is not the current {}",
             p.leader_epoch

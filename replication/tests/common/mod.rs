@@ -97,7 +97,7 @@ pub fn leader_alters_isr(
         p.leader,
         topic,
         partition,
-        sluice_storage::LeaderEpoch(p.leader_epoch),
+        p.leader_epoch,
         p.partition_epoch,
         isr,
     )

@@ -220,7 +220,7 @@ impl Broker {
                         Event::Leader {
                             broker: self.id,
                             partition: i,
-                            epoch: p.leader_epoch,
+                            epoch: p.leader_epoch.0,
                             log_end: part.log.log_end(),
                             hw: part.log.high_watermark(),
                         },
@@ -232,7 +232,7 @@ impl Broker {
                             broker: self.id,
                             partition: i,
                             leader: p.leader,
-                            epoch: p.leader_epoch,
+                            epoch: p.leader_epoch.0,
                         },
                     );
                 }

@@ -321,10 +321,11 @@ impl Partition {
         m: &Mutations,
     ) -> bool {
         let r = &mut self.r;
-        let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
-        if r.pending_isr.as_ref().is_some_and(|c| {
-            pending_isr::settled_by_image(c, LeaderEpoch(p.leader_epoch), p.partition_epoch)
-        }) {
+        let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch.0;
+        if r.pending_isr
+            .as_ref()
+            .is_some_and(|c| pending_isr::settled_by_image(c, p.leader_epoch, p.partition_epoch))
+        {
             r.pending_isr = None;
         }
         let replicas_changed = r.replicas != p.replicas;
@@ -343,12 +344,12 @@ impl Partition {
             return false;
         }
         r.leader = p.leader;
-        r.leader_epoch = p.leader_epoch;
+        r.leader_epoch = p.leader_epoch.0;
         r.pending_isr = None;
         if p.leader == node {
             r.followers = Some(IsrTracker::new(node, &p.replicas, lag_max_ms, now_ms));
             r.needs_truncation = false;
-            self.log.assign_epoch(p.leader_epoch);
+            self.log.assign_epoch(p.leader_epoch.0);
             self.r.epoch_start = Some(self.log.log_end());
             self.advance_high_watermark(m);
         } else {

@@ -202,7 +202,7 @@ impl World {
         if let Some(t) = self.controller.image.topic_by_name(TOPIC) {
             for (i, p) in t.partitions.iter().enumerate() {
                 self.epoch_started
-                    .entry((i as i32, p.leader_epoch))
+                    .entry((i as i32, p.leader_epoch.0))
                     .or_insert(now);
             }
         }

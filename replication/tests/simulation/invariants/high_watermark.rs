@@ -75,7 +75,7 @@ impl HighWatermark {
                 if let Some(c) = image
                     .topic_by_name(TOPIC)
                     .and_then(|t| t.partitions.get(*i as usize))
-                    .filter(|c| c.leader == l.id && c.leader_epoch == epoch)
+                    .filter(|c| c.leader == l.id && c.leader_epoch.0 == epoch)
                 {
                     members.extend(c.isr.iter().copied());
                 }

@@ -54,7 +54,7 @@ pub fn acting_leader(w: &World, i: i32) -> Option<i32> {
     let part = b.parts.get(&i)?;
     (b.alive
         && part.r.leader == p.leader
-        && part.r.leader_epoch == p.leader_epoch
+        && part.r.leader_epoch == p.leader_epoch.0
         && part.r.followers.is_some())
     .then_some(p.leader)
 }
