@@ -19,7 +19,13 @@
 //! logical: `size` shrinks, the segment is sealed, and the file is shrunk only when no view of
 //! its mapping is alive (`maybe_shrink`), because touching a truncated mapped page is SIGBUS.
 
+mod lifecycle;
+mod pace;
+mod read;
 mod recovery;
+
+use pace::Pace;
+pub(crate) use pace::WriteMode;
 
 pub(crate) use recovery::bytes_scanned_by_this_thread;
 
@@ -27,12 +33,11 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use crate::batch::{self, BatchHeader, BatchIter};
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::map_budget::{MapBudget, Unmappable};
@@ -46,82 +51,6 @@ pub(crate) struct SegmentParams {
     pub(crate) index_bytes: u32,
     pub(crate) index_interval_bytes: u32,
     pub(crate) preallocate_chunk: u32,
-}
-
-/// How an append reaches the segment's file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WriteMode {
-    /// Copied into the mapping of preallocated (`fallocate`d) space: no system call per append.
-    /// The log's default, when durability is left to replication and the kernel's writeback.
-    Mapped,
-    /// Written with `pwrite(2)`, as Kafka does, for logs with a flush policy. A mapped write
-    /// dirties its whole page-cache folio (ext4 caches files in folios of up to 2 MiB), so
-    /// flushing after every batch would write the same folio back again and again; `pwrite`
-    /// dirties only the blocks it writes. Measured with one flush per 16 KiB batch: mapped
-    /// 0.75x, written 0.93-0.95x the throughput of `write(2)`+`fdatasync`.
-    Written,
-}
-
-impl WriteMode {
-    /// `Written` when the config asks for flushes (`flush.messages` or `flush.ms`).
-    pub(crate) fn for_flush_policy(flush_messages: i64, flush_ms: i64) -> WriteMode {
-        if flush_messages == i64::MAX && flush_ms == i64::MAX {
-            WriteMode::Mapped
-        } else {
-            WriteMode::Written
-        }
-    }
-}
-
-/// Appends at or above this rate are *fast*: the segment's file grows in whole chunks ahead of
-/// the writer and its next stretch gets transparent huge pages (one page fault and one
-/// page-cache allocation per 2 MiB instead of per 4 KiB). The kernel writes dirty pages back
-/// after 30 s (`vm.dirty_expire_centisecs`) and writes a huge page whole: at 1 MiB/s, rewriting
-/// a partly filled 2 MiB page adds under 7% to what reaches the disk, while a slow partition on
-/// huge pages would rewrite 2 MiB for every few bytes it appends.
-const FAST_BYTES_PER_SEC: f64 = (1 << 20) as f64;
-
-/// True when `filled` bytes appended over `elapsed` are fast.
-fn rate_is_fast(filled: usize, elapsed: Duration) -> bool {
-    filled as f64 >= FAST_BYTES_PER_SEC * elapsed.as_secs_f64()
-}
-
-/// When the active segment's file last grew, and from what size.
-#[derive(Debug, Clone, Copy)]
-struct Growth {
-    at: Instant,
-    allocated: usize,
-}
-
-/// How fast the writer fills the active segment: the rate between two growths of its file
-/// decides how the next stretch is allocated and mapped.
-#[derive(Debug, Default)]
-struct Pace {
-    /// The last growth of the file seen by this process (none yet after create or open).
-    last: Option<Growth>,
-    fast: bool,
-}
-
-impl Pace {
-    /// A new segment's pace: a roll of a fast segment starts fast (the writer has not changed),
-    /// anything else starts slow.
-    fn starting(fast: bool) -> Pace {
-        Pace { last: None, fast }
-    }
-
-    /// Notes that the file grew from `allocated` bytes at `now` and judges the rate since the
-    /// previous growth. The first growth keeps the starting judgement: there is no rate yet,
-    /// and a reopened segment's size is not what was just appended.
-    fn grew(&mut self, allocated: usize, now: Instant) -> bool {
-        if let Some(last) = self.last {
-            self.fast = rate_is_fast(
-                allocated.saturating_sub(last.allocated),
-                now.saturating_duration_since(last.at),
-            );
-        }
-        self.last = Some(Growth { at: now, allocated });
-        self.fast
-    }
 }
 
 /// The mapped files of a segment.
@@ -580,105 +509,9 @@ impl LogSegment {
         }
     }
 
-    /// True while appends come fast (see [`FAST_BYTES_PER_SEC`]).
+    /// True while appends come fast (see `pace::FAST_BYTES_PER_SEC`).
     pub(crate) fn is_fast(&self) -> bool {
         self.pace.lock().fast
-    }
-
-    /// The first batch whose last offset is at or after `offset`: its position and header.
-    pub(crate) fn find(&self, offset: Offset) -> Result<Option<(usize, BatchHeader)>> {
-        let files = self.files()?;
-        let size = self.size() as usize;
-        let (_, pos) = files.index.lookup(offset);
-        let data = files.log.slice(0..size).unwrap_or(&[]);
-        let mut at = (pos.0 as usize).min(size);
-        while at + batch::HEADER_LEN <= size {
-            let Some(h) = BatchHeader::parse(&data[at..]) else {
-                break;
-            };
-            if h.batch_length < 0 || at + h.size() > size {
-                return Err(self.corrupt(at, "batch framing broken"));
-            }
-            if h.last_offset() >= offset.0 {
-                return Ok(Some((at, h)));
-            }
-            at += h.size();
-        }
-        Ok(None)
-    }
-
-    /// Whole batches starting with the one holding `from`, up to `max_bytes` (at least one
-    /// batch when `min_one`), stopping before any batch starting at or after `max_offset`.
-    pub(crate) fn read(
-        &self,
-        from: Offset,
-        max_bytes: usize,
-        max_offset: Offset,
-        min_one: bool,
-    ) -> Result<Option<Bytes>> {
-        let Some((start, first)) = self.find(from)? else {
-            return Ok(None);
-        };
-        if first.base_offset >= max_offset.0 {
-            return Ok(Some(Bytes::new()));
-        }
-        let files = self.files()?;
-        let size = self.size() as usize;
-        let data = files.log.slice(0..size).unwrap_or(&[]);
-        let mut end = start;
-        while end + batch::HEADER_LEN <= size {
-            let Some(h) = BatchHeader::parse(&data[end..]) else {
-                break;
-            };
-            if h.base_offset >= max_offset.0 || h.batch_length < 0 || end + h.size() > size {
-                break;
-            }
-            let would = end + h.size() - start;
-            if would > max_bytes && !(min_one && end == start) {
-                break;
-            }
-            end += h.size();
-        }
-        Ok(Some(mmap::view(&files.log, start..end).unwrap_or_default()))
-    }
-
-    /// The first batch whose max timestamp is at or after `ts`.
-    pub(crate) fn find_by_timestamp(&self, ts: i64) -> Result<Option<(usize, BatchHeader)>> {
-        if self.max_timestamp() < ts {
-            return Ok(None);
-        }
-        let files = self.files()?;
-        let start = match files.time_index.last_before(ts) {
-            Some(t) => files.index.lookup(t.offset).1 .0 as usize,
-            None => 0,
-        };
-        let size = self.size() as usize;
-        let data = files.log.slice(0..size).unwrap_or(&[]);
-        for (at, h) in BatchIter::new(&data[start.min(size)..]) {
-            if h.max_timestamp >= ts {
-                return Ok(Some((start + at, h)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// A zero-copy view of the batch at `pos` (found by `find`/`find_by_timestamp`).
-    pub(crate) fn batch_at(&self, pos: usize, len: usize) -> Result<Bytes> {
-        let files = self.files()?;
-        mmap::view(&files.log, pos..pos + len)
-            .ok_or_else(|| self.corrupt(pos, "batch beyond segment end"))
-    }
-
-    /// The headers of the batches from the one holding `from` on, found through the index
-    /// (replaying state from an offset reads only what lies after it).
-    pub(crate) fn headers_from(&self, from: Offset) -> Result<Vec<BatchHeader>> {
-        let start = match self.find(from)? {
-            Some((at, _)) => at,
-            None => return Ok(Vec::new()),
-        };
-        let files = self.files()?;
-        let data = files.log.slice(start..self.size() as usize).unwrap_or(&[]);
-        Ok(BatchIter::new(data).map(|(_, h)| h).collect())
     }
 
     /// Pins the current mapping for good: the files are about to be replaced on disk, and
@@ -693,174 +526,6 @@ impl LogSegment {
     pub(crate) fn all_bytes(&self) -> Result<Bytes> {
         let files = self.files()?;
         Ok(mmap::view(&files.log, 0..self.size() as usize).unwrap_or_default())
-    }
-
-    /// Where a cut at `offset` falls: the position of the first batch at or after it, or
-    /// `None` when the segment holds nothing there. An error when `offset` lies inside a batch.
-    pub(crate) fn cut_position(&self, offset: Offset) -> Result<Option<usize>> {
-        match self.find(offset)? {
-            Some((pos, h)) if h.base_offset < offset.0 => Err(self.corrupt(
-                pos,
-                &format!(
-                    "cannot truncate to {offset} inside batch {}..={}",
-                    h.base_offset,
-                    h.last_offset()
-                ),
-            )),
-            Some((pos, _)) => Ok(Some(pos)),
-            None => Ok(None),
-        }
-    }
-
-    /// Logically drops every batch at or after `offset` and seals the segment. The file is
-    /// shrunk later, once no reader holds a view of the dropped bytes.
-    pub(crate) fn truncate_to(&self, offset: Offset) -> Result<()> {
-        let files = self.files()?;
-        let Some(cut) = self.cut_position(offset)? else {
-            return Ok(());
-        };
-        if self.active.load(Ordering::Acquire) {
-            // Trim the preallocated space past the data now (always safe: no view reaches
-            // past `published`). Once this segment is no longer the last, zeros after its
-            // batches would read, after a crash, as lost data and cost every later segment.
-            files.log.seal()?;
-        }
-        files.index.truncate_to(offset);
-        files.time_index.truncate_to(offset);
-        let data = files.log.slice(0..cut).unwrap_or(&[]);
-        let (mut next, mut max_ts) = (self.base.0, -1);
-        for (_, h) in BatchIter::new(data) {
-            next = h.next_offset();
-            max_ts = max_ts.max(h.max_timestamp);
-        }
-        self.size.store(cut as u32, Ordering::Release);
-        self.next_offset.store(next, Ordering::Release);
-        self.max_timestamp.store(max_ts, Ordering::Release);
-        self.flushed.fetch_min(cut as u32, Ordering::AcqRel);
-        self.active.store(false, Ordering::Release);
-        self.pending_shrink.store(true, Ordering::Release);
-        drop(files);
-        self.maybe_shrink();
-        Ok(())
-    }
-
-    /// Shrinks a logically truncated segment's file to its size once no mapping of it is
-    /// alive, so no view can touch a page past the new end (SIGBUS).
-    ///
-    /// The segment's own mapping is released first when nothing else holds it (no reader is
-    /// inside a call with it, no view was made from it; both need the `SegmentFiles` that the
-    /// write lock keeps to ourselves), and the next read maps the file again. Whether the file
-    /// may shrink is then [`FileMappings::shrink`]'s decision, over every mapping this segment
-    /// ever made: a view of one the budget unmapped earlier keeps the file whole until dropped.
-    pub(crate) fn maybe_shrink(&self) {
-        if !self.pending_shrink.load(Ordering::Acquire) || self.deleted.load(Ordering::Acquire) {
-            return;
-        }
-        let _g = self.map_lock.lock();
-        {
-            let mut slot = self.files.write();
-            if let Some(files) = slot.as_ref() {
-                if Arc::strong_count(files) > 1 || Arc::strong_count(&files.log) > 1 {
-                    return; // read now; housekeeping tries again
-                }
-                *slot = None;
-            }
-        }
-        let shrunk = open_existing(&self.log_path).and_then(|f| {
-            self.log_maps
-                .shrink(&f, &self.log_path, u64::from(self.size()))
-        });
-        match shrunk {
-            Ok(true) => self.pending_shrink.store(false, Ordering::Release),
-            Ok(false) => {} // an older mapping is still read
-            Err(e) => {
-                tracing::warn!(segment = %self.log_path.display(), error = %e, "could not trim a truncated segment; will retry");
-            }
-        }
-    }
-
-    /// Trims preallocated space and stops growth (roll or clean close). Does not flush: the
-    /// log decides when a sealed segment is made durable.
-    pub(crate) fn seal(&self) -> Result<()> {
-        let files = self.files()?;
-        if !self.pending_shrink.load(Ordering::Acquire) {
-            files.log.seal()?;
-        }
-        files.index.seal()?;
-        files.time_index.seal()?;
-        if self.active.swap(false, Ordering::AcqRel) {
-            let me: Weak<dyn Unmappable> = self.me.clone();
-            self.budget
-                .mapped(me, self.generation.load(Ordering::Acquire));
-        }
-        Ok(())
-    }
-
-    /// Makes appended bytes durable (msync + fdatasync) and the indexes too.
-    pub(crate) fn flush(&self) -> Result<()> {
-        let size = self.size();
-        if self.flushed.load(Ordering::Acquire) >= size && !self.active.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let files = self.files()?;
-        files.log.flush()?;
-        files.index.flush()?;
-        files.time_index.flush()?;
-        self.flushed.fetch_max(size, Ordering::AcqRel);
-        Ok(())
-    }
-
-    /// Flushes only the log bytes written since the last flush (the fast path for
-    /// `flush.messages=1`); indexes are derived data rebuilt by recovery.
-    pub(crate) fn flush_log(&self) -> Result<()> {
-        let size = self.size();
-        let from = self.flushed.load(Ordering::Acquire);
-        if from >= size {
-            return Ok(());
-        }
-        let files = self.files()?;
-        files.log.flush_range(from as usize, size as usize)?;
-        self.flushed.fetch_max(size, Ordering::AcqRel);
-        Ok(())
-    }
-
-    /// Deletes the segment as Kafka does: renames its files `<name>.deleted` and returns the
-    /// new names, for the log to unlink after `file.delete.delay.ms`.
-    ///
-    /// The mapping is pinned first (mapped now if the budget had unmapped it), under
-    /// `map_lock` so no reader is halfway through mapping by name: a reader that took this
-    /// segment before it left the log reads it from the mapping, whatever happens to the files.
-    pub(crate) fn delete(&self) -> Result<Vec<PathBuf>> {
-        #[cfg(feature = "failpoints")]
-        fail::fail_point!("storage::segment::delete", |_| Err(StorageError::io(
-            &self.log_path,
-            std::io::Error::other("injected failure to delete a segment")
-        )));
-        {
-            let _g = self.map_lock.lock();
-            if self.files.read().is_none() {
-                match self.map_existing() {
-                    Ok(files) => {
-                        self.generation.fetch_add(1, Ordering::AcqRel);
-                        *self.files.write() = Some(files);
-                    }
-                    Err(e) => {
-                        tracing::warn!(segment = %self.log_path.display(), error = %e, "could not map a segment being deleted; its readers will get this error");
-                    }
-                }
-            }
-            self.deleted.store(true, Ordering::Release);
-        }
-        let mut renamed = Vec::with_capacity(3);
-        for p in [&self.log_path, &self.index_path, &self.time_path] {
-            let to = deleted_path(p);
-            match fs::rename(p, &to) {
-                Ok(()) => renamed.push(to),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::io(p, e)),
-            }
-        }
-        Ok(renamed)
     }
 
     fn corrupt(&self, at: usize, why: &str) -> StorageError {
@@ -917,44 +582,4 @@ fn open_new(path: &Path) -> Result<fs::File> {
         .truncate(false)
         .open(path)
         .map_err(|e| StorageError::io(path, e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn huge_pages_only_for_appends_of_a_mebibyte_a_second_or_more() {
-        let mib = 1 << 20;
-        assert!(rate_is_fast(16 * mib, Duration::from_millis(5)));
-        assert!(rate_is_fast(mib, Duration::from_secs(1)));
-        assert!(!rate_is_fast(mib, Duration::from_millis(1001)));
-        assert!(!rate_is_fast(64 * 1024, Duration::from_secs(60)));
-        assert!(!rate_is_fast(0, Duration::from_millis(1)));
-    }
-
-    #[test]
-    fn a_segment_keeps_the_pace_it_starts_with_until_a_rate_says_otherwise() {
-        let t0 = Instant::now();
-        let mut rolled_from_fast = Pace::starting(true);
-        assert!(rolled_from_fast.grew(0, t0), "no rate yet: stays fast");
-        assert!(rolled_from_fast.grew(16 << 20, t0 + Duration::from_millis(10)));
-        assert!(!rolled_from_fast.grew(17 << 20, t0 + Duration::from_secs(60)));
-        let mut new = Pace::starting(false);
-        assert!(!new.grew(0, t0), "no rate yet: stays slow");
-        assert!(new.grew(64 << 10, t0 + Duration::from_millis(1)));
-    }
-
-    #[test]
-    fn a_flush_policy_writes_through() {
-        assert_eq!(
-            WriteMode::for_flush_policy(i64::MAX, i64::MAX),
-            WriteMode::Mapped
-        );
-        assert_eq!(WriteMode::for_flush_policy(1, i64::MAX), WriteMode::Written);
-        assert_eq!(
-            WriteMode::for_flush_policy(i64::MAX, 1000),
-            WriteMode::Written
-        );
-    }
 }
