@@ -106,9 +106,10 @@ async fn a_fetch_past_where_its_last_epoch_ended_gets_the_diverging_epoch() {
     let cluster = Cluster::new(client.clone()).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let new_leader = loop {
-        let p = &cluster.refresh(None, false).await.unwrap().topics["d"].partitions[0];
-        if p.leader >= 0 && p.leader != leader {
-            break p.leader;
+        let m = cluster.refresh(None, false).await.unwrap();
+        let now = m.topics.get("d").map_or(-1, |t| t.partitions[0].leader);
+        if now >= 0 && now != leader {
+            break now;
         }
         assert!(std::time::Instant::now() < deadline, "no new leader");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -126,9 +126,11 @@ async fn a_replica_added_after_delete_records_inside_a_batch_catches_up() {
     let cluster_view = Cluster::new(client.clone()).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let old = loop {
-        let p = &cluster_view.refresh(None, false).await.unwrap().topics[TOPIC].partitions[0];
-        if p.leader >= 0 {
-            break p.leader;
+        // The node answering may not have applied the new topic yet.
+        let m = cluster_view.refresh(None, false).await.unwrap();
+        let leader = m.topics.get(TOPIC).map_or(-1, |t| t.partitions[0].leader);
+        if leader >= 0 {
+            break leader;
         }
         assert!(std::time::Instant::now() < deadline, "no leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
