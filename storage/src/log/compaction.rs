@@ -186,7 +186,8 @@ impl Log {
                 continue;
             }
             let data = seg.all_bytes()?;
-            for (at, h) in BatchIter::new(&data) {
+            let mut batches = BatchIter::new(&data);
+            for (at, h) in batches.by_ref() {
                 if h.next_offset() <= plan.first_dirty.0 {
                     continue;
                 }
@@ -197,6 +198,7 @@ impl Log {
                     .map_err(|e| undecodable(seg, e))?;
                 mapped_upto = Offset(h.next_offset());
             }
+            whole(seg, &batches)?;
             mapped_upto = mapped_upto.max(seg.next_offset());
         }
         Ok((map, mapped_upto))
@@ -211,13 +213,28 @@ impl Log {
         params: &CleanParams,
     ) -> std::result::Result<(CleanStats, Option<Offset>), PassError> {
         let base = seg.base_offset();
+        let result = self.write_cleaned(seg, map, params);
+        if result.is_err() {
+            self.remove_staged(base);
+        }
+        result
+    }
+
+    fn write_cleaned(
+        &self,
+        seg: &LogSegment,
+        map: &OffsetMap,
+        params: &CleanParams,
+    ) -> std::result::Result<(CleanStats, Option<Offset>), PassError> {
+        let base = seg.base_offset();
         let path = self.dir.join(staged_name(base, "log"));
         let data = seg.all_bytes()?;
         let mut stats = CleanStats::default();
         let mut out = Vec::new();
         let mut file = std::io::BufWriter::with_capacity(1 << 20, create_staged(&path)?);
         let mut written = 0usize;
-        for (at, h) in BatchIter::new(&data) {
+        let mut batches = BatchIter::new(&data);
+        for (at, h) in batches.by_ref() {
             out.clear();
             cleaner::clean_batch(
                 &data[at..at + h.size()],
@@ -232,6 +249,7 @@ impl Log {
                 .map_err(|e| StorageError::io(&path, e))?;
             written += out.len();
         }
+        whole(seg, &batches)?;
         file.into_inner()
             .map_err(|e| StorageError::io(&path, e.into_error()))?
             .sync_all()
@@ -315,6 +333,18 @@ impl Log {
 
 fn params_of(log: &Log) -> crate::segment::SegmentParams {
     params(&log.config())
+}
+
+/// Fails when `batches` stopped at a framing defect: the batches after it would be left out of
+/// the cleaned segment, that is, deleted.
+fn whole(seg: &LogSegment, batches: &BatchIter<'_>) -> std::result::Result<(), PassError> {
+    match batches.stop() {
+        (at, Some(defect)) => Err(PassError::Undecodable(format!(
+            "{}: compaction found {defect} at byte {at}",
+            seg.log_path().display()
+        ))),
+        (_, None) => Ok(()),
+    }
 }
 
 fn undecodable(seg: &LogSegment, e: crate::record::RecordError) -> PassError {

@@ -3,6 +3,7 @@
 //! result), and marking a log it cannot decode uncleanable instead of stopping housekeeping.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::compaction_tests::{compacted_config, opts, roll, served};
 use super::tests::open;
@@ -241,4 +242,43 @@ fn served_len_without_decoding(log: &Log) -> usize {
         at = Offset(last.next_offset());
     }
     n
+}
+
+#[test]
+fn a_framing_defect_inside_a_segment_makes_it_uncleanable_instead_of_dropping_what_follows() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), compacted_config(1000));
+    fill(&log, 3, 4, 6);
+    let first = Arc::clone(log.segments.read().values().next().expect("segment"));
+    // The second batch's length field says it runs past the segment: the media changed under
+    // a sealed segment, and the batches after it are still there.
+    let second = BatchIter::new(&first.all_bytes().expect("bytes"))
+        .nth(1)
+        .expect("two batches")
+        .0;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(first.log_path())
+        .expect("open");
+    f.write_all_at(&i32::MAX.to_be_bytes(), (second + 8) as u64)
+        .expect("write");
+    drop(f);
+
+    assert_eq!(
+        log.housekeeping(10_000)
+            .expect("housekeeping")
+            .records_compacted,
+        0
+    );
+    let why = log.uncleanable().expect("marked uncleanable");
+    assert!(why.contains("compaction found"), "{why}");
+    assert!(
+        Arc::ptr_eq(
+            &first,
+            log.segments.read().values().next().expect("segment")
+        ),
+        "the damaged segment was replaced"
+    );
+    assert!(staged_files(&log).is_empty(), "{:?}", staged_files(&log));
 }
