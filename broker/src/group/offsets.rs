@@ -155,7 +155,10 @@ impl GroupShard {
                 partition: *partition,
                 value: None,
             }));
+            // A commit appended and not yet replicated is an offset the cache does not show
+            // yet: a group tombstone after it would erase an acknowledged commit.
             let emptied = gone.len() == offsets.len()
+                && !self.unreplicated_for(group)
                 && self
                     .groups
                     .get(group)

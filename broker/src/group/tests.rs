@@ -547,3 +547,40 @@ fn deleting_a_topic_tombstones_its_committed_offsets_in_every_group() {
         "idempotent"
     );
 }
+
+#[test]
+fn deleting_a_topic_keeps_a_group_whose_commit_elsewhere_is_still_replicating() {
+    let (mut s, t0) = (shard(), Instant::now());
+    let mut req = commit("", -1, "");
+    req.group_id = "h".into();
+    req.offsets = vec![(TopicPartition::new("t", 0), 7, -1, None)];
+    let e = s.commit(req, &all, at(t0, 1));
+    replicate(&mut s, e.records.clone());
+    // A commit to `u`, appended, acknowledged once the ISR has it: not replicated yet.
+    let mut req = commit("", -1, "");
+    req.group_id = "h".into();
+    req.offsets = vec![(TopicPartition::new("u", 0), 9, -1, None)];
+    let e = s.commit(req, &all, at(t0, 2));
+    let end = s.log_end + e.records.len() as i64;
+    s.appended(e.records.clone(), end);
+
+    let records = s.delete_topics(&|topic| topic == "t");
+    assert!(
+        records
+            .iter()
+            .all(|r| matches!(r, OffsetsRecord::Offset { value: None, .. })),
+        "only t's offset goes, not the group: {records:?}"
+    );
+    replicate(&mut s, records);
+    s.replicated_to(s.log_end);
+    let left: Vec<(String, i64)> = s
+        .fetch_offsets("h", None)
+        .into_iter()
+        .map(|(tp, o, _, _)| (tp.topic, o))
+        .collect();
+    assert_eq!(
+        left,
+        vec![("u".to_string(), 9)],
+        "the acknowledged commit survives"
+    );
+}
