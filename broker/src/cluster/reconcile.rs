@@ -43,9 +43,16 @@ pub async fn run(
         // applying images (and requests for other groups go on) while a partition replays.
         for load in groups.follow_leadership() {
             let p = load.partition();
-            tokio::task::spawn_blocking(move || {
+            let replay = tokio::task::spawn_blocking(move || {
                 tracing::debug!(partition = p, "replaying consumer groups");
                 load.run()
+            });
+            // Awaited apart, so that a panic's message reaches the log (the slot itself is
+            // marked failed by the load's drop).
+            tokio::spawn(async move {
+                if let Err(e) = replay.await {
+                    tracing::error!(partition = p, error = %e, "loading consumer groups panicked");
+                }
             });
         }
         // Topics gone (or recreated under a new id): their committed offsets go too, so a
