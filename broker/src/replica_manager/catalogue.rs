@@ -126,15 +126,14 @@ impl ReplicaManager {
 
     /// Makes the catalogue and the hosted partitions match `image`: logs created for new
     /// replicas here, deleted for topics gone or replicas moved away; roles and ISRs
-    /// updated. Returns the partitions whose leadership changed.
-    pub fn apply_image(&self, image: &MetadataImage) -> Vec<Arc<Partition>> {
+    /// updated.
+    pub fn apply_image(&self, image: &MetadataImage) {
         let _one_at_a_time = self.applying.lock();
         let node = self.node_id();
         let lag = self.config.cluster.replica_lag_time_max_ms;
         let now = now_ms();
         let current = self.topics.read().clone();
         let mut next = BTreeMap::new();
-        let mut changed = Vec::new();
         for t in image.topics.values() {
             let existing = current.get(&t.name).filter(|e| e.meta.id == t.id);
             if let Some(old) = current.get(&t.name).filter(|e| e.meta.id != t.id) {
@@ -174,9 +173,7 @@ impl ReplicaManager {
                         }
                     },
                 };
-                if part.update(node, p, lag, now) {
-                    changed.push(Arc::clone(&part));
-                }
+                part.update(node, p, lag, now);
                 parts.push(Some(part));
             }
             next.insert(
@@ -202,7 +199,6 @@ impl ReplicaManager {
         }
         self.index_by_leader(&next);
         *self.topics.write() = next;
-        changed
     }
 
     /// Deletes logs on disk that committed metadata no longer assigns to this node (topics

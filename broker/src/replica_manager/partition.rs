@@ -338,14 +338,8 @@ impl Partition {
         Ok(true)
     }
 
-    /// Takes the image's view of the partition; returns whether leadership changed.
-    pub(super) fn update(
-        &self,
-        node: i32,
-        p: &image::Partition,
-        lag_max_ms: i64,
-        now_ms: i64,
-    ) -> bool {
+    /// Takes the image's view of the partition.
+    pub(super) fn update(&self, node: i32, p: &image::Partition, lag_max_ms: i64, now_ms: i64) {
         let mut r = self.replica.lock();
         let changed = r.leader != p.leader || r.leader_epoch != p.leader_epoch;
         if r.pending_isr
@@ -374,7 +368,7 @@ impl Partition {
                 // DeleteRecords may no longer wait for a replica that left.
                 self.appended.notify_waiters();
             }
-            return false;
+            return;
         }
         r.leader = p.leader;
         r.leader_epoch = p.leader_epoch;
@@ -395,7 +389,6 @@ impl Partition {
         }
         // Waiters re-check their leadership.
         self.appended.notify_waiters();
-        true
     }
 }
 
