@@ -396,7 +396,12 @@ impl<Q: Quorum> Service<Q> {
                     Err(ProposeError::NotLeader { leader }) => {
                         ControllerResponse::NotController { leader }
                     }
-                    Err(e) => from_controller(ControllerError::QuorumFailed(e.to_string())),
+                    Err(ProposeError::Rejected(m)) => {
+                        from_controller(ControllerError::RecordsRejected(m))
+                    }
+                    Err(ProposeError::Failed(m)) => {
+                        from_controller(ControllerError::QuorumFailed(m))
+                    }
                 };
             }
             ControllerRequest::ElectPreferred { partitions } => {
