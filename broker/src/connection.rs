@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::handlers::{self, Context, Reply};
 use crate::observability::names;
 use crate::replica_manager::ReplicaManager;
+use crate::security::Session;
 use crate::wire::{self, Decoded};
 
 /// Replies queued per connection before the reader stops reading (pipelining depth).
@@ -78,7 +79,8 @@ pub async fn serve(
         }
         wr.shutdown().await
     });
-    let result = read_loop(&mut rd, &shared, tx, &peer, listener).await;
+    let session = Arc::new(Session::anonymous(listener, peer));
+    let result = read_loop(&mut rd, &shared, tx, &session).await;
     // Let queued replies drain before closing (the writer ends once the channel is dropped).
     let written = writer
         .await
@@ -91,8 +93,7 @@ async fn read_loop(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     shared: &Arc<Shared>,
     tx: mpsc::Sender<Pending>,
-    peer: &str,
-    listener: &'static str,
+    session: &Arc<Session>,
 ) -> Result<(), ConnectionError> {
     loop {
         let mut len = [0u8; 4];
@@ -128,7 +129,7 @@ async fn read_loop(
         }
         metrics::counter!(names::BYTES_IN).increment(len as u64 + 4);
         let started = std::time::Instant::now();
-        let (reply, encode) = handle_frame(buf.freeze(), shared, peer, listener)?;
+        let (reply, encode) = handle_frame(buf.freeze(), shared, session)?;
         let api = encode.api_name();
         metrics::counter!(names::REQUESTS, "api" => api).increment(1);
         let (otx, orx) = oneshot::channel();
@@ -209,8 +210,7 @@ impl Encode {
 fn handle_frame(
     frame: Bytes,
     shared: &Arc<Shared>,
-    peer: &str,
-    listener: &'static str,
+    session: &Arc<Session>,
 ) -> Result<(Reply, Encode), ConnectionError> {
     let (api_key, version, header, req) =
         match wire::decode_request(frame).map_err(|e| ConnectionError::Malformed(e.0))? {
@@ -240,12 +240,11 @@ fn handle_frame(
     let _g = span.enter();
     let ctx = Context {
         rm: Arc::clone(&shared.rm),
-        listener,
+        session: Arc::clone(session),
         version,
         client_id: header.client_id.map(|c| c.to_string()),
         groups: Arc::clone(&shared.groups),
         cluster: Arc::clone(&shared.cluster),
-        peer: peer.to_string(),
     };
     Ok((
         handlers::dispatch(ctx, api_key, *req),

@@ -18,6 +18,7 @@
 //! - `cluster`: membership of the metadata quorum, requests to the active controller,
 //!   applying committed metadata, follower fetching (over its own peer connections).
 //! - `observability`: Prometheus `/metrics` and `/health`.
+//! - `security`: the session a connection authenticates to (principal, listener, address).
 //! - `log_dirs`: each log directory's health (failing writes, free space), logged and measured.
 //! - `error`, `error_map`: domain errors and the one mapping to Kafka error codes.
 
@@ -33,5 +34,6 @@ pub mod handlers;
 pub mod log_dirs;
 pub mod observability;
 pub mod replica_manager;
+pub mod security;
 pub mod server;
 pub mod wire;

@@ -8,7 +8,7 @@ use super::{str_bytes, Context};
 
 pub(super) fn handle(ctx: &Context, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let image = ctx.cluster.image();
-    let brokers = super::live_brokers(&image, ctx.listener)
+    let brokers = super::live_brokers(&image, ctx.session.listener)
         .into_iter()
         .map(|(id, host, port, rack)| {
             let mut r = DescribeClusterBroker::default()

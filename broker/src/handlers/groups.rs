@@ -127,7 +127,7 @@ async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32)
         .brokers
         .get(&leader)
         .filter(|b| !b.fenced)
-        .and_then(|b| super::endpoint(b, ctx.listener))
+        .and_then(|b| super::endpoint(b, ctx.session.listener))
         .ok_or(GroupError::CoordinatorNotAvailable)?;
     Ok((leader, e.host.clone(), e.port as i32))
 }
@@ -138,7 +138,7 @@ pub(super) fn join(ctx: &Context, req: JoinGroupRequest) -> Reply {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
         client_id: ctx.client_id.clone().unwrap_or_default(),
-        client_host: ctx.peer.clone(),
+        client_host: ctx.session.client_host.clone(),
         session_timeout_ms: req.session_timeout_ms,
         rebalance_timeout_ms: if ctx.version >= 1 {
             req.rebalance_timeout_ms

@@ -91,7 +91,7 @@ fn respond(ctx: &Context, req: &MetadataRequest) -> MetadataResponse {
             })
             .collect()
     };
-    let brokers = super::live_brokers(&image, ctx.listener)
+    let brokers = super::live_brokers(&image, ctx.session.listener)
         .into_iter()
         .map(|(id, host, port, rack)| {
             let mut r = MetadataResponseBroker::default()

@@ -61,8 +61,8 @@ impl Reply {
 pub struct Context {
     /// Partitions and topics.
     pub rm: Arc<ReplicaManager>,
-    /// The listener the request came in on: Metadata answers with its addresses.
-    pub listener: &'static str,
+    /// Who is asking, on which listener, from where.
+    pub session: Arc<crate::security::Session>,
     /// API version of the request being handled.
     pub version: i16,
     /// The client's id from the request header.
@@ -71,8 +71,6 @@ pub struct Context {
     pub groups: Arc<crate::group::GroupCoordinator>,
     /// The cluster: metadata image and controller.
     pub cluster: Arc<crate::cluster::Cluster>,
-    /// The client's address, as DescribeGroups reports it.
-    pub peer: String,
 }
 
 /// Every live broker's (id, host, port, rack) on `listener`, as Metadata and
