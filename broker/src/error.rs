@@ -106,7 +106,7 @@ pub enum BrokerError {
     /// What the request waited for did not happen within its timeout.
     #[error("{0}")]
     TimedOut(String),
-    /// A log directory whose writes fail.
-    #[error("log directory {0} cannot be written")]
+    /// A log directory whose writes fail, or that went offline after a disk failure.
+    #[error("log directory {0} failed")]
     LogDirOffline(String),
 }

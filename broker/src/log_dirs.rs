@@ -4,12 +4,20 @@
 //! space left (`sluice_log_dir_free_bytes`). Produce keeps answering KAFKA_STORAGE_ERROR while
 //! the directory fails and succeeds again, with no restart, once space returns: each append
 //! still tries the disk, so the first one that succeeds marks the directory healthy.
+//!
+//! A disk failure that space will not cure (a media error on a read or write, a filesystem
+//! remounted read-only: [`StorageError::is_disk_failure`]) takes the directory offline for
+//! good, as Kafka's log directory failure channel does: its partitions answer
+//! KAFKA_STORAGE_ERROR and the broker is told to stop (the controller knows no log
+//! directories, so, as Kafka in KRaft mode without JBOD, a broker with a failed directory
+//! stops rather than go on leading partitions it cannot serve).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use sluice_storage::StorageError;
+use tokio::sync::watch;
 
 use crate::observability::names;
 
@@ -18,6 +26,8 @@ struct Dir {
     label: String,
     /// Why it failed, while it does.
     failing: Mutex<Option<String>>,
+    /// Why it went offline for good (a disk failure), if it did.
+    offline: Mutex<Option<String>>,
 }
 
 /// What a call changed, for the caller's tests; the logging and metrics are done inside.
@@ -36,6 +46,10 @@ pub struct LogDirHealth {
     dirs: Vec<Dir>,
     /// Whether any directory is failing: the append path checks only this while all is well.
     any_failing: AtomicBool,
+    /// Whether any directory is offline: the request path checks only this while all is well.
+    any_offline: AtomicBool,
+    /// Set once a directory goes offline: the server stops the broker.
+    offline_tx: watch::Sender<bool>,
 }
 
 impl LogDirHealth {
@@ -47,6 +61,7 @@ impl LogDirHealth {
                 path: p.clone(),
                 label: p.display().to_string(),
                 failing: Mutex::new(None),
+                offline: Mutex::new(None),
             })
             .collect();
         for d in &dirs {
@@ -55,7 +70,52 @@ impl LogDirHealth {
         LogDirHealth {
             dirs,
             any_failing: AtomicBool::new(false),
+            any_offline: AtomicBool::new(false),
+            offline_tx: watch::channel(false).0,
         }
+    }
+
+    /// Becomes true once a directory went offline.
+    pub fn offline_signal(&self) -> watch::Receiver<bool> {
+        self.offline_tx.subscribe()
+    }
+
+    /// A disk failure `e` (on any read or write) under the directory holding `path` takes
+    /// that directory offline for good. Returns the directory when this call did (the caller
+    /// fails its logs); `None` for other errors or a directory already offline.
+    pub fn disk_failed(&self, path: &Path, e: &StorageError) -> Option<PathBuf> {
+        if !e.is_disk_failure() {
+            return None;
+        }
+        let d = self.dir_of(path)?;
+        let mut offline = d.offline.lock();
+        if offline.is_some() {
+            return None;
+        }
+        tracing::error!(dir = %d.label, error = %e,
+            "log directory failed: it is offline until a restart, its partitions answer KAFKA_STORAGE_ERROR, and the broker stops");
+        *offline = Some(e.to_string());
+        self.any_offline.store(true, Ordering::Release);
+        metrics::gauge!(names::LOG_DIR_OFFLINE, "dir" => d.label.clone()).set(1.0);
+        self.offline_tx.send_replace(true);
+        Some(d.path.clone())
+    }
+
+    /// The directories that went offline.
+    pub fn offline_dirs(&self) -> Vec<String> {
+        self.dirs
+            .iter()
+            .filter(|d| d.offline.lock().is_some())
+            .map(|d| d.label.clone())
+            .collect()
+    }
+
+    /// Whether the log at `log_path` lies in a directory that went offline.
+    pub fn is_offline(&self, log_path: &Path) -> bool {
+        self.any_offline.load(Ordering::Acquire)
+            && self
+                .dir_of(log_path)
+                .is_some_and(|d| d.offline.lock().is_some())
     }
 
     /// The directory holding the log at `log_path` (`<dir>/<topic>-<partition>`).
@@ -68,6 +128,12 @@ impl LogDirHealth {
     pub fn write_failed(&self, log_path: &Path, e: &StorageError) -> Transition {
         if !e.is_storage_failure() {
             return Transition::None;
+        }
+        if e.is_disk_failure() {
+            return match self.disk_failed(log_path, e) {
+                Some(_) => Transition::Failed,
+                None => Transition::None,
+            };
         }
         let Some(d) = self.dir_of(log_path) else {
             return Transition::None;
@@ -92,7 +158,7 @@ impl LogDirHealth {
         let Some(d) = self.dir_of(log_path) else {
             return Transition::None;
         };
-        if d.failing.lock().take().is_none() {
+        if d.offline.lock().is_some() || d.failing.lock().take().is_none() {
             return Transition::None;
         }
         tracing::info!(dir = %d.label, "log directory writable again");
@@ -102,12 +168,11 @@ impl LogDirHealth {
         Transition::Recovered
     }
 
-    /// Why the directory `dir` fails, if it does.
+    /// Why the directory `dir` fails or went offline, if it did.
     pub fn failure(&self, dir: &Path) -> Option<String> {
-        self.dirs
-            .iter()
-            .find(|d| d.path == dir)
-            .and_then(|d| d.failing.lock().clone())
+        let d = self.dirs.iter().find(|d| d.path == dir)?;
+        let offline = d.offline.lock().clone();
+        offline.or_else(|| d.failing.lock().clone())
     }
 
     /// Updates each directory's free-space gauge (housekeeping calls it every second).
@@ -169,6 +234,52 @@ mod tests {
         assert_eq!(h.write_succeeded(log), Transition::Recovered);
         assert_eq!(h.write_succeeded(log), Transition::None);
         assert_eq!(h.failure(Path::new("/data/a")), None);
+    }
+
+    fn media_error(path: &Path) -> StorageError {
+        StorageError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(5),
+        }
+    }
+
+    #[test]
+    fn a_disk_failure_takes_its_directory_offline_for_good_and_signals_once() {
+        let dirs = [PathBuf::from("/data/a"), PathBuf::from("/data/b")];
+        let h = LogDirHealth::new(&dirs);
+        let signal = h.offline_signal();
+        let (log, other) = (Path::new("/data/a/orders-0"), Path::new("/data/b/orders-1"));
+        assert_eq!(
+            h.disk_failed(log, &full_disk(log)),
+            None,
+            "a full disk is not one"
+        );
+        assert!(!*signal.borrow());
+        let segment = log.join("00000000000000000000.log");
+        assert_eq!(
+            h.disk_failed(&segment, &media_error(&segment)),
+            Some(PathBuf::from("/data/a"))
+        );
+        assert!(*signal.borrow(), "the server is told");
+        assert_eq!(h.disk_failed(log, &media_error(log)), None, "once");
+        assert!(h.is_offline(log));
+        assert!(!h.is_offline(other));
+        assert_eq!(h.offline_dirs(), vec!["/data/a".to_string()]);
+        assert_eq!(
+            h.write_succeeded(log),
+            Transition::None,
+            "no write brings it back"
+        );
+        assert!(h.is_offline(log));
+        assert!(h
+            .failure(Path::new("/data/a"))
+            .is_some_and(|r| r.contains("os error 5")));
+        assert_eq!(
+            h.write_failed(other, &media_error(other)),
+            Transition::Failed,
+            "a media error on a write is one too"
+        );
+        assert!(h.is_offline(other));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! one partition's leader and follower state in `partition.rs`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -92,10 +93,37 @@ impl ReplicaManager {
         result: Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         match &result {
-            Ok(_) => self.dir_health.write_succeeded(partition.log.dir()),
-            Err(e) => self.dir_health.write_failed(partition.log.dir(), e),
+            Ok(_) => {
+                self.dir_health.write_succeeded(partition.log.dir());
+            }
+            Err(e) if e.is_disk_failure() => self.disk_failed(partition.log.dir(), e),
+            Err(e) => {
+                self.dir_health.write_failed(partition.log.dir(), e);
+            }
         };
         result
+    }
+
+    /// Takes the directory of `path` offline when `e` (met on any read or write under it) is
+    /// a disk failure: its logs refuse writes and will not close cleanly (the next start
+    /// recovers them), its partitions answer KAFKA_STORAGE_ERROR, and the server stops.
+    pub fn disk_failed(&self, path: &Path, e: &StorageError) {
+        let Some(dir) = self.dir_health.disk_failed(path, e) else {
+            return;
+        };
+        let reason = e.to_string();
+        for log in self.logs.logs() {
+            if log.dir().starts_with(&dir) {
+                log.fail(&reason);
+            }
+        }
+    }
+
+    /// Reports `e`, met reading or writing the storage, for the directory its path lies in.
+    pub fn storage_error(&self, e: &StorageError) {
+        if let Some(path) = e.path() {
+            self.disk_failed(path, e);
+        }
     }
 
     /// This node's id.
@@ -143,6 +171,15 @@ impl ReplicaManager {
             .ok_or(BrokerError::UnknownTopicOrPartition)?
             .clone()
             .ok_or(BrokerError::NotLeaderOrFollower)
+            .and_then(|p| {
+                if self.dir_health.is_offline(p.log.dir()) {
+                    Err(BrokerError::LogDirOffline(
+                        p.log.dir().display().to_string(),
+                    ))
+                } else {
+                    Ok(p)
+                }
+            })
     }
 
     /// The partition `tp` if this node leads it, with its leader epoch.
@@ -240,7 +277,11 @@ impl ReplicaManager {
 
     /// Reads from `tp`.
     pub fn read(&self, tp: &TopicPartition, opts: &ReadOptions) -> Result<FetchData, BrokerError> {
-        Ok(self.partition(tp)?.log.read(opts)?)
+        let read = self.partition(tp)?.log.read(opts);
+        if let Err(e) = &read {
+            self.storage_error(e);
+        }
+        Ok(read?)
     }
 
     /// The leaders this node follows partitions of.
@@ -308,6 +349,9 @@ impl ReplicaManager {
     pub fn housekeeping(&self, now_ms: i64) -> Result<(), StorageError> {
         self.dir_health.measure_free_space();
         let result = self.logs.housekeeping(now_ms);
+        if let Err(e) = &result {
+            self.storage_error(e);
+        }
         let uncleanable = self
             .logs
             .logs()

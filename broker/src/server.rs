@@ -184,18 +184,27 @@ impl Server {
             isr,
             fetchers,
         } = self.tasks;
-        let housekeeping = tokio::spawn(housekeeping_loop(Arc::clone(&rm), shutdown.clone()));
+        // Background work stops when the server does, whether asked to or not (a failed log
+        // directory stops it too).
+        let (stop_background, background_stopping) = watch::channel(false);
+        let housekeeping = tokio::spawn(housekeeping_loop(
+            Arc::clone(&rm),
+            background_stopping.clone(),
+        ));
         let group_timers = tokio::spawn(group_timer_loop(
             Arc::clone(&self.shared.groups),
-            shutdown.clone(),
+            background_stopping,
         ));
         // Connections outlive the shutdown signal until the controlled shutdown has moved
         // this node's leaderships away: until then it still leads, and its clients and
         // followers need it (Kafka stops its socket server after the controlled shutdown).
         let (close_connections, connections_closing) = watch::channel(false);
+        let mut dir_offline = rm.log_dir_health().offline_signal();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
+                // A failed log directory stops the broker, leaderships first (see `log_dirs`).
+                _ = offline_dir(&mut dir_offline) => break,
                 accepted = accept_either(&self.listener, self.internal.as_ref()) => {
                     let (stream, peer, name) = match accepted {
                         Ok(x) => x,
@@ -228,6 +237,8 @@ impl Server {
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
         }
+        // Fails only if both tasks already ended.
+        let _ = stop_background.send(true);
         // Heartbeats stop here, even one waiting for a controller that is gone.
         life.abort();
         if let Err(e) = life.await {
@@ -259,8 +270,21 @@ impl Server {
             tracing::warn!(error = %e, "housekeeping task failed");
         }
         tracing::info!("flushing and closing logs");
-        tokio::task::block_in_place(|| rm.close())?;
+        let closed = tokio::task::block_in_place(|| rm.close());
+        let offline = rm.log_dir_health().offline_dirs();
+        if !offline.is_empty() {
+            return Err(BrokerError::LogDirOffline(offline.join(", ")));
+        }
+        closed?;
         Ok(())
+    }
+}
+
+/// Returns once a log directory has gone offline (at once if one already has).
+async fn offline_dir(signal: &mut watch::Receiver<bool>) {
+    if signal.wait_for(|offline| *offline).await.is_err() {
+        // The health tracker is gone with the replica manager: nothing can fail any more.
+        std::future::pending::<()>().await;
     }
 }
 

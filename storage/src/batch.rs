@@ -13,7 +13,7 @@ pub const HEADER_LEN: usize = 61;
 /// `baseOffset` + `batchLength`: the bytes not counted by `batchLength`.
 pub const LOG_OVERHEAD: usize = 12;
 /// Smallest legal `batchLength` (a header with no records).
-const MIN_BATCH_LENGTH: i32 = (HEADER_LEN - LOG_OVERHEAD) as i32;
+pub(crate) const MIN_BATCH_LENGTH: i32 = (HEADER_LEN - LOG_OVERHEAD) as i32;
 
 const CRC_OFFSET: usize = 17;
 const ATTRIBUTES_OFFSET: usize = 21;

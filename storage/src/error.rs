@@ -123,6 +123,27 @@ impl StorageError {
         }
     }
 
+    /// True for an I/O error that free space will not cure: a media error, a filesystem
+    /// remounted read-only, files gone from under the log. Kafka takes the log directory
+    /// offline for these; a full disk (`ENOSPC`, `EDQUOT`) is not one of them, since appends
+    /// succeed again once space returns.
+    pub fn is_disk_failure(&self) -> bool {
+        let recoverable = [
+            rustix::io::Errno::NOSPC.raw_os_error(),
+            rustix::io::Errno::DQUOT.raw_os_error(),
+        ];
+        matches!(self, StorageError::Io { source, .. }
+            if source.raw_os_error().is_some_and(|c| !recoverable.contains(&c)))
+    }
+
+    /// The file or directory an I/O error concerns.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            StorageError::Io { path, .. } | StorageError::Corrupt { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     /// True when the error concerns the log or disk rather than the request (Kafka's
     /// KAFKA_STORAGE_ERROR family): retrying the same request elsewhere may succeed.
     pub fn is_storage_failure(&self) -> bool {

@@ -67,3 +67,19 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Fills `buf` from `file` at `offset` with `pread(2)`. Every read of a `.log` file goes
+/// through here rather than through a mapping: a media error is then this call's `EIO`,
+/// which the caller reports, where a fault on a mapped page would be a SIGBUS that kills the
+/// whole process.
+pub(crate) fn pread(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    // `return` fails as a bad sector does.
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("storage::io::pread", |_| Err(StorageError::io(
+        path,
+        std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error())
+    )));
+    file.read_exact_at(buf, offset)
+        .map_err(|e| StorageError::io(path, e))
+}

@@ -21,7 +21,7 @@
 //! let info = log.append(&batch(), &AppendOptions::default())?;
 //! assert_eq!(info.first_offset, Offset(0));
 //!
-//! // Read it back: whole batches, zero-copy views of the memory-mapped segment.
+//! // Read it back: whole batches, as stored.
 //! let data = log.read(&ReadOptions::from(Offset(0)))?;
 //! assert!(!data.records.is_empty());
 //!
@@ -55,17 +55,18 @@
 //! one rolls into starts that way. The unwritten tail of the mapping has read-ahead turned off.
 //! With `flush.messages` or `flush.ms` set, appends use
 //! `pwrite(2)` instead: a mapped write dirties a whole page-cache folio, which every flush
-//! would write back again. Reads are zero-copy views of the mapping either way.
+//! would write back again. Reads copy with `pread(2)` either way (see below).
 //!
 //! # Disk faults and filesystems
 //!
-//! - **Media errors.** Kafka takes a log directory offline on an I/O error and keeps serving
-//!   the others. Here, recovery at [`Log::open`] reads segments with `pread(2)`, so a bad
-//!   sector met there fails that open with an I/O error (a [`LogManager`] then fails to open).
-//!   Reads of live segments are views of memory mappings: a media error under a mapped page
-//!   is a SIGBUS, which ends the whole process, every log with it. Writes reach the disk at
-//!   writeback; a writeback error is reported by the next [`Log::flush`], which poisons the
-//!   log. Nothing takes a directory offline yet.
+//! - **Media errors.** Every read of log data (recovery at [`Log::open`], [`Log::read`],
+//!   lookups, truncation, the cleaner) copies it with `pread(2)`; only the writer touches a
+//!   segment's mapping. A bad sector is therefore that call's I/O error
+//!   ([`StorageError::is_disk_failure`]), never a SIGBUS that would end the whole process.
+//!   Writes reach the disk at writeback; a writeback error is reported by the next
+//!   [`Log::flush`], which poisons the log. The embedder decides what a disk failure means
+//!   for the directory: the broker takes it offline as Kafka does and [`Log::fail`]s its
+//!   logs, which then refuse writes and do not close cleanly, so the next open recovers them.
 //! - **No `fallocate(2)`** (`EOPNOTSUPP`: some network and FUSE filesystems, ZFS before 2.2):
 //!   the active segment cannot preallocate, so it appends with `pwrite(2)` instead of copying
 //!   into its mapping; a full disk is still that call's error, never a SIGBUS.

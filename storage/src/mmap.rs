@@ -8,8 +8,8 @@
 //!   the mapping must end at or below it, so a full disk is an `ENOSPC` from `fallocate`,
 //!   never a SIGBUS.
 //! - `published`: bytes that readers may see. It only grows. Writes must start at or above
-//!   it, so published bytes are never modified while a [`Bytes`] view may be reading them;
-//!   readers may only see below it.
+//!   it, so published bytes are never modified while a reader may be reading them; readers
+//!   may only see below it.
 //!
 //! Truncation is therefore logical (the owner keeps its own, smaller valid length and rolls
 //! to a new file), and a file is only shrunk with `ftruncate` once no view of the shrunk
@@ -17,13 +17,18 @@
 //! mapping's own published length, on a file that has no other mapping), or no mapping of
 //! the file is alive at all ([`FileMappings::shrink`]). The last reference to *one* mapping
 //! proves nothing: a file may be mapped several times over its life (a sealed segment is
-//! unmapped under the map budget while views of it live on, then mapped again by a later
+//! unmapped under the map budget while a reader still holds it, then mapped again by a later
 //! read), so every mapping of a file that may shrink is registered in its [`FileMappings`].
+//!
+//! Readers of `.log` data do not touch the mapping at all: they copy published bytes with
+//! `pread(2)` ([`MappedFile::read`], [`crate::segment::FileBatches`]), so a media error is an
+//! `EIO` they report rather than a SIGBUS for the whole process. Index files are read through
+//! their mappings (small, and read on every lookup).
 //!
 //! Bytes reach the file one of two ways (the caller picks per append, see
 //! [`crate::segment::WriteMode`]): copied into the mapping ([`MappedFile::write`]), or written
 //! with `pwrite(2)` ([`MappedFile::write_through`]), which extends the file itself and so needs
-//! no preallocation to be safe. Either way readers see them through the mapping.
+//! no preallocation to be safe. Either way they are in the page cache that `pread(2)` reads.
 
 use std::fs::File;
 use std::ops::Range;
@@ -102,6 +107,32 @@ impl MappedFile {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file, for reads with `pread(2)` (see [`crate::segment::FileBatches`]): readers do
+    /// not touch the mapping, so a media error is their `EIO`, not a SIGBUS.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// A copy of the published bytes in `range`, read with `pread(2)`.
+    pub(crate) fn read(&self, range: Range<usize>) -> Result<Bytes> {
+        if range.start > range.end || range.end > self.published() {
+            return Err(StorageError::Corrupt {
+                path: self.path.clone(),
+                position: range.start as u64,
+                reason: format!(
+                    "read of {range:?} beyond the {} published bytes",
+                    self.published()
+                ),
+            });
+        }
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let mut buf = vec![0u8; range.len()];
+        crate::io::pread(&self.file, &self.path, &mut buf, range.start as u64)?;
+        Ok(Bytes::from(buf))
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -419,34 +450,4 @@ impl FileMappings {
         file.set_len(len).map_err(|e| StorageError::io(path, e))?;
         Ok(true)
     }
-}
-
-/// The owner a [`Bytes`] view holds: keeps the mapping alive and exposes one published range.
-struct View {
-    map: Arc<MappedFile>,
-    start: usize,
-    len: usize,
-}
-
-impl AsRef<[u8]> for View {
-    fn as_ref(&self) -> &[u8] {
-        // The range was checked against `published` when the view was made and published bytes
-        // never change, so this cannot fail; an empty slice keeps it panic-free regardless.
-        self.map
-            .slice(self.start..self.start + self.len)
-            .unwrap_or(&[])
-    }
-}
-
-/// A zero-copy [`Bytes`] over published bytes of `map`, or `None` if not published.
-pub(crate) fn view(map: &Arc<MappedFile>, range: Range<usize>) -> Option<Bytes> {
-    map.slice(range.clone())?;
-    if range.is_empty() {
-        return Some(Bytes::new());
-    }
-    Some(Bytes::from_owner(View {
-        map: Arc::clone(map),
-        start: range.start,
-        len: range.len(),
-    }))
 }

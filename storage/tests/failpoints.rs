@@ -30,6 +30,11 @@ fn read_bases(log: &Log) -> Vec<i64> {
     }
 }
 
+/// A media error, as a bad sector reads.
+fn is_eio(e: Option<&StorageError>) -> bool {
+    matches!(e, Some(StorageError::Io { source, .. }) if source.raw_os_error() == Some(5))
+}
+
 fn open(dir: &std::path::Path, config: LogConfig) -> Log {
     Log::open(&dir.join("f-0"), TopicPartition::new("f", 0), config).expect("open")
 }
@@ -164,13 +169,13 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
     log.append(&batch(), &AppendOptions::default())
         .expect("append");
     drop(log); // unclean: the next open recovers the segment
-    fail::cfg("storage::segment::recovery_read", "return").expect("cfg");
+    fail::cfg("storage::io::pread", "return").expect("cfg");
     let opened = Log::open(
         &dir.path().join("f-0"),
         TopicPartition::new("f", 0),
         LogConfig::default(),
     );
-    fail::remove("storage::segment::recovery_read");
+    fail::remove("storage::io::pread");
     assert!(
         matches!(&opened, Err(StorageError::Io { source, .. }) if source.raw_os_error() == Some(5)),
         "{opened:?}"
@@ -180,6 +185,30 @@ fn io_failures_refuse_writes_and_lose_nothing_acknowledged() {
         open(dir.path(), LogConfig::default()).offsets().log_end,
         Offset(1)
     );
+
+    // A media error under a live read (a fetch, a lookup by timestamp, a truncation) is that
+    // call's EIO, not a SIGBUS: log data is read with pread(2), never through a mapping, and
+    // the log serves again once the disk does.
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), LogConfig::default());
+    for _ in 0..3 {
+        log.append(&batch(), &AppendOptions::default())
+            .expect("append");
+    }
+    fail::cfg("storage::io::pread", "return").expect("cfg");
+    let read = log.read(&ReadOptions::from(Offset(1))).map(|d| d.records);
+    let by_time = log.offset_for_timestamp(0);
+    let cut = log.truncate_to(Offset(2));
+    fail::remove("storage::io::pread");
+    assert!(is_eio(read.as_ref().err()), "{read:?}");
+    assert!(is_eio(by_time.as_ref().err()), "{by_time:?}");
+    assert!(is_eio(cut.as_ref().err()), "{cut:?}");
+    assert_eq!(
+        read_bases(&log),
+        vec![0, 1, 2],
+        "the failed truncation cut nothing"
+    );
+    drop(log);
 
     // With a flush policy appends go through pwrite(2), where a full disk is that call's error.
     let (dir, log) = flushed_log_with_one_record();

@@ -65,6 +65,9 @@ impl Load {
     /// moved on meanwhile.
     pub fn run(mut self) {
         let result = replay(&self.part, self.coordinator.config());
+        if let Err(BrokerError::Storage(e)) = &result {
+            self.coordinator.rm.storage_error(e);
+        }
         self.finish(result);
         self.forget_deleted_topics();
     }

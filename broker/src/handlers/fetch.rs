@@ -56,6 +56,8 @@ struct Plan {
     read_committed: bool,
     /// A follower's fetch reads up to the log end, not the high watermark.
     from_follower: bool,
+    /// Told of disk failures met reading.
+    rm: Arc<crate::replica_manager::ReplicaManager>,
 }
 
 fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
@@ -145,6 +147,7 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
         min_bytes: req.min_bytes.max(0) as usize,
         read_committed: req.isolation_level == READ_COMMITTED,
         from_follower,
+        rm: Arc::clone(&ctx.rm),
     }
 }
 
@@ -213,6 +216,7 @@ fn read(plan: &Plan) -> (FetchResponse, usize) {
                     pd = pd.with_records(Some(data.records));
                 }
                 Err(e) => {
+                    plan.rm.storage_error(&e);
                     let e = crate::error::BrokerError::from(e);
                     pd = pd
                         .with_error_code(error_map::code(&e))

@@ -37,9 +37,14 @@ fn lookup(
             )))
         }
     };
-    ctx.rm
-        .partition(tp)?
-        .offset_for(ctx.rm.node_id(), client_epoch, query, read_committed)
+    let found =
+        ctx.rm
+            .partition(tp)?
+            .offset_for(ctx.rm.node_id(), client_epoch, query, read_committed);
+    if let Err(BrokerError::Storage(e)) = &found {
+        ctx.rm.storage_error(e);
+    }
+    found
 }
 
 pub(super) fn handle(ctx: &Context, req: ListOffsetsRequest) -> ListOffsetsResponse {

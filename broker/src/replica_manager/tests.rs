@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::error_map;
+use kafka_protocol::error::ResponseError;
 
 const TOPIC: &str = "t";
 
@@ -454,4 +455,50 @@ async fn a_delayed_request_on_no_partition_waits_out_its_deadline() {
     assert_eq!(done, None);
     assert_eq!(checks, 2, "once at the start, once at the deadline");
     assert_eq!(started.elapsed(), Duration::from_millis(500));
+}
+
+#[test]
+fn a_disk_failure_takes_its_directory_offline_and_fails_the_logs_in_it() {
+    let s = Setup::new(1);
+    let p = s.apply(part(1, 0, &[1], &[1]));
+    s.produce(&[1, 2]);
+    let tp = TopicPartition::new(TOPIC, 0);
+    let signal = s.rm.log_dir_health().offline_signal();
+    let full = StorageError::Io {
+        path: p.log.dir().join("00000000000000000000.log"),
+        source: std::io::Error::from_raw_os_error(28),
+    };
+    s.rm.storage_error(&full);
+    assert!(
+        !*signal.borrow(),
+        "a full disk is cured by space, not a restart"
+    );
+    assert!(s.rm.partition(&tp).is_ok());
+
+    let media = StorageError::Io {
+        path: p.log.dir().join("00000000000000000000.log"),
+        source: std::io::Error::from_raw_os_error(5),
+    };
+    s.rm.storage_error(&media);
+    assert!(*signal.borrow(), "the server is told to stop");
+    let refused = s.rm.partition(&tp).map(|_| ()).unwrap_err();
+    assert_eq!(
+        error_map::code(&refused),
+        ResponseError::KafkaStorageError.code()
+    );
+    let append = s.rm.append(
+        &tp,
+        &BatchBuilder::new().record(None, Some(b"v"), 3).build(),
+        AppendOrigin::Client,
+        false,
+    );
+    assert_eq!(
+        append.map(|_| ()).map_err(|e| error_map::code(&e)),
+        Err(ResponseError::KafkaStorageError.code())
+    );
+    assert_eq!(p.log.offsets().log_end, Offset(2), "nothing appended");
+    assert!(
+        s.rm.close().is_err(),
+        "a failed log does not close cleanly: the next start recovers it"
+    );
 }

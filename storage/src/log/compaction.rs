@@ -29,10 +29,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{params, Log};
-use crate::batch::BatchIter;
 use crate::cleaner::{self, CleanParams, CleanStats, OffsetMap};
 use crate::error::{Result, StorageError};
-use crate::segment::{file_name, staged_name, LogSegment};
+use crate::segment::{file_name, staged_name, FileBatches, LogSegment};
 use crate::types::Offset;
 
 /// What a pass works from, taken under the writer lock at its start.
@@ -185,16 +184,16 @@ impl Log {
             if seg.next_offset() <= plan.first_dirty {
                 continue;
             }
-            let data = seg.all_bytes()?;
-            let mut batches = BatchIter::new(&data);
-            for (at, h) in batches.by_ref() {
+            let files = seg.files()?;
+            let mut batches = seg.file_batches(&files, 0);
+            while let Some((at, h)) = batches.next_batch()? {
                 if h.next_offset() <= plan.first_dirty.0 {
                     continue;
                 }
                 if map.is_full_for(h.record_count.max(0) as usize) {
                     return Ok((map, mapped_upto));
                 }
-                map.add_batch(&data[at..at + h.size()], &h)
+                map.add_batch(batches.bytes(at, h.size())?, &h)
                     .map_err(|e| undecodable(seg, e))?;
                 mapped_upto = Offset(h.next_offset());
             }
@@ -228,16 +227,16 @@ impl Log {
     ) -> std::result::Result<(CleanStats, Option<Offset>), PassError> {
         let base = seg.base_offset();
         let path = self.dir.join(staged_name(base, "log"));
-        let data = seg.all_bytes()?;
+        let files = seg.files()?;
+        let mut batches = seg.file_batches(&files, 0);
         let mut stats = CleanStats::default();
         let mut out = Vec::new();
         let mut file = std::io::BufWriter::with_capacity(1 << 20, create_staged(&path)?);
         let mut written = 0usize;
-        let mut batches = BatchIter::new(&data);
-        for (at, h) in batches.by_ref() {
+        while let Some((at, h)) = batches.next_batch()? {
             out.clear();
             cleaner::clean_batch(
-                &data[at..at + h.size()],
+                batches.bytes(at, h.size())?,
                 &h,
                 map,
                 params,
@@ -337,13 +336,14 @@ fn params_of(log: &Log) -> crate::segment::SegmentParams {
 
 /// Fails when `batches` stopped at a framing defect: the batches after it would be left out of
 /// the cleaned segment, that is, deleted.
-fn whole(seg: &LogSegment, batches: &BatchIter<'_>) -> std::result::Result<(), PassError> {
-    match batches.stop() {
-        (at, Some(defect)) => Err(PassError::Undecodable(format!(
-            "{}: compaction found {defect} at byte {at}",
-            seg.log_path().display()
+fn whole(seg: &LogSegment, batches: &FileBatches<'_>) -> std::result::Result<(), PassError> {
+    match batches.defect() {
+        Some(defect) => Err(PassError::Undecodable(format!(
+            "{}: compaction found {defect} at byte {}",
+            seg.log_path().display(),
+            batches.pos()
         ))),
-        (_, None) => Ok(()),
+        None => Ok(()),
     }
 }
 

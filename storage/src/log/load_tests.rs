@@ -185,3 +185,43 @@ fn a_truncation_replays_only_from_the_newest_snapshot_at_or_below_the_cut() {
         "a gap in sequences is still refused"
     );
 }
+
+#[test]
+fn a_log_whose_directory_failed_refuses_writes_and_is_recovered_at_the_next_open() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = filled(dir.path());
+    log.fail("EIO reading a segment");
+    let refused = log.append(
+        &BatchBuilder::new().record(None, Some(b"v"), 1).build(),
+        &Default::default(),
+    );
+    assert!(
+        matches!(refused, Err(StorageError::Poisoned { .. })),
+        "{refused:?}"
+    );
+    assert!(log.close().is_err(), "a failed log does not close cleanly");
+    drop(log);
+    let log = open(dir.path(), config());
+    assert!(
+        !log.load_stats().clean_shutdown,
+        "the next open trusted files on a directory that failed"
+    );
+    assert_eq!(log.offsets().log_end, Offset(120), "nothing lost");
+}
+
+#[test]
+fn only_failures_that_space_cannot_cure_are_disk_failures() {
+    let io = |code| StorageError::io("/data/t-0/0.log", std::io::Error::from_raw_os_error(code));
+    assert!(io(rustix::io::Errno::IO.raw_os_error()).is_disk_failure());
+    assert!(io(rustix::io::Errno::ROFS.raw_os_error()).is_disk_failure());
+    assert!(!io(rustix::io::Errno::NOSPC.raw_os_error()).is_disk_failure());
+    assert!(!io(rustix::io::Errno::DQUOT.raw_os_error()).is_disk_failure());
+    let synthetic = StorageError::io(
+        "/data/t-0/0.log",
+        std::io::Error::new(std::io::ErrorKind::NotFound, "segment was deleted"),
+    );
+    assert!(
+        !synthetic.is_disk_failure(),
+        "a race with deletion, not the disk"
+    );
+}

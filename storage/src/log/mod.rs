@@ -1,7 +1,7 @@
 //! `Log`: one partition's directory of segments, with a single writer and lock-free readers.
 //!
 //! Lifecycle: [`Log::open`] recovers the directory (see `open.rs`), appends go to the active
-//! segment (`append.rs`), reads serve zero-copy views (`read.rs`), and retention, truncation,
+//! segment (`append.rs`), reads copy whole batches with `pread(2)` (`read.rs`), and retention, truncation,
 //! flushing and checkpoints live in `maintenance.rs`. [`Log::close`] trims and checkpoints so
 //! the next open skips recovery.
 //!
@@ -315,6 +315,15 @@ impl Log {
 
     /// Marks the log unwritable after a failed flush or a truncation that failed half way:
     /// what reached the disk is unknown.
+    /// Refuses every further write, and the clean close that would let the next open skip
+    /// recovery: the log's directory failed (`reason`), so what is on disk is not known.
+    pub fn fail(&self, reason: &str) {
+        let mut poison = self.poison.write();
+        if poison.is_none() {
+            *poison = Some(format!("log directory failed: {reason}"));
+        }
+    }
+
     fn poison_with(&self, e: StorageError) -> StorageError {
         tracing::error!(partition = %self.tp, error = %e, "flush or truncation failed; log refuses further writes");
         *self.poison.write() = Some(e.to_string());

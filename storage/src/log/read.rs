@@ -1,4 +1,4 @@
-//! The read path: zero-copy views of whole batches, and lookups by timestamp.
+//! The read path: whole batches copied with `pread(2)`, and lookups by timestamp.
 
 use bytes::Bytes;
 

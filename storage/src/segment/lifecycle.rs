@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
+use super::FileBatches;
 use super::{deleted_path, open_existing, LogSegment};
-use crate::batch::BatchIter;
 use crate::error::{Result, StorageError};
 use crate::map_budget::Unmappable;
 use crate::types::Offset;
@@ -37,6 +37,13 @@ impl LogSegment {
         let Some(cut) = self.cut_position(offset)? else {
             return Ok(());
         };
+        // Read what is kept before changing anything: a read error leaves the segment whole.
+        let (mut next, mut max_ts) = (self.base.0, -1);
+        let mut kept = FileBatches::new(files.log.file(), &self.log_path, cut, 0);
+        while let Some((_, h)) = kept.next_header()? {
+            next = h.next_offset();
+            max_ts = max_ts.max(h.max_timestamp);
+        }
         if self.active.load(Ordering::Acquire) {
             // Trim the preallocated space past the data now (always safe: no view reaches
             // past `published`). Once this segment is no longer the last, zeros after its
@@ -45,12 +52,6 @@ impl LogSegment {
         }
         files.index.truncate_to(offset);
         files.time_index.truncate_to(offset);
-        let data = files.log.slice(0..cut).unwrap_or(&[]);
-        let (mut next, mut max_ts) = (self.base.0, -1);
-        for (_, h) in BatchIter::new(data) {
-            next = h.next_offset();
-            max_ts = max_ts.max(h.max_timestamp);
-        }
         self.size.store(cut as u32, Ordering::Release);
         self.next_offset.store(next, Ordering::Release);
         self.max_timestamp.store(max_ts, Ordering::Release);

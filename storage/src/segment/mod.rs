@@ -19,6 +19,7 @@
 //! logical: `size` shrinks, the segment is sealed, and the file is shrunk only when no view of
 //! its mapping is alive (`maybe_shrink`), because touching a truncated mapped page is SIGBUS.
 
+mod file_batches;
 mod lifecycle;
 mod pace;
 mod read;
@@ -27,7 +28,8 @@ mod recovery;
 use pace::Pace;
 pub(crate) use pace::WriteMode;
 
-pub(crate) use recovery::bytes_scanned_by_this_thread;
+pub(crate) use file_batches::bytes_scanned_by_this_thread;
+pub(crate) use file_batches::FileBatches;
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -35,13 +37,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::map_budget::{MapBudget, Unmappable};
-use crate::mmap::{self, FileMappings, MappedFile};
+use crate::mmap::{FileMappings, MappedFile};
 use crate::types::{FilePosition, Offset};
 
 /// Sizes that shape a segment's files, from the log's config.
@@ -520,12 +521,6 @@ impl LogSegment {
         let _files = self.files()?;
         self.retired.store(true, Ordering::Release);
         Ok(())
-    }
-
-    /// All valid bytes as one view (compaction input).
-    pub(crate) fn all_bytes(&self) -> Result<Bytes> {
-        let files = self.files()?;
-        Ok(mmap::view(&files.log, 0..self.size() as usize).unwrap_or_default())
     }
 
     fn corrupt(&self, at: usize, why: &str) -> StorageError {

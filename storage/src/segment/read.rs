@@ -1,35 +1,40 @@
-//! Reads of a segment: finding a batch by offset or timestamp through the indexes, and views
-//! of whole batches.
+//! Reads of a segment: finding a batch by offset or timestamp through the indexes, and copies
+//! of whole batches. Every byte is read with `pread(2)` (see [`FileBatches`]).
 
 use bytes::Bytes;
 
-use super::LogSegment;
-use crate::batch::{self, BatchHeader, BatchIter};
+use super::file_batches::{FileBatches, HEADER_WINDOW};
+use super::{LogSegment, SegmentFiles};
+use crate::batch::{BatchHeader, HEADER_LEN};
 use crate::error::Result;
-use crate::mmap;
 use crate::types::Offset;
 
 impl LogSegment {
+    /// The batches of `files` from byte `from` up to this segment's valid size.
+    pub(crate) fn file_batches<'f>(
+        &'f self,
+        files: &'f SegmentFiles,
+        from: usize,
+    ) -> FileBatches<'f> {
+        FileBatches::new(files.log.file(), &self.log_path, self.size() as usize, from)
+    }
+
     /// The first batch whose last offset is at or after `offset`: its position and header.
     pub(crate) fn find(&self, offset: Offset) -> Result<Option<(usize, BatchHeader)>> {
         let files = self.files()?;
-        let size = self.size() as usize;
         let (_, pos) = files.index.lookup(offset);
-        let data = files.log.slice(0..size).unwrap_or(&[]);
-        let mut at = (pos.0 as usize).min(size);
-        while at + batch::HEADER_LEN <= size {
-            let Some(h) = BatchHeader::parse(&data[at..]) else {
-                break;
-            };
-            if h.batch_length < 0 || at + h.size() > size {
-                return Err(self.corrupt(at, "batch framing broken"));
-            }
+        let mut headers = self
+            .file_batches(&files, pos.0 as usize)
+            .window(HEADER_WINDOW);
+        while let Some((at, h)) = headers.next_header()? {
             if h.last_offset() >= offset.0 {
                 return Ok(Some((at, h)));
             }
-            at += h.size();
         }
-        Ok(None)
+        match headers.defect() {
+            Some(_) => Err(self.corrupt(headers.pos(), "batch framing broken")),
+            None => Ok(None),
+        }
     }
 
     /// Whole batches starting with the one holding `from`, up to `max_bytes` (at least one
@@ -47,24 +52,27 @@ impl LogSegment {
         if first.base_offset >= max_offset.0 {
             return Ok(Some(Bytes::new()));
         }
-        let files = self.files()?;
         let size = self.size() as usize;
-        let data = files.log.slice(0..size).unwrap_or(&[]);
-        let mut end = start;
-        while end + batch::HEADER_LEN <= size {
+        let mut want = max_bytes.min(size - start);
+        if min_one {
+            want = want.max(first.size());
+        }
+        let files = self.files()?;
+        let data = files.log.read(start..start + want)?;
+        let mut end = 0;
+        while end + HEADER_LEN <= data.len() {
             let Some(h) = BatchHeader::parse(&data[end..]) else {
                 break;
             };
-            if h.base_offset >= max_offset.0 || h.batch_length < 0 || end + h.size() > size {
+            if h.base_offset >= max_offset.0 || h.batch_length < 0 || end + h.size() > data.len() {
                 break;
             }
-            let would = end + h.size() - start;
-            if would > max_bytes && !(min_one && end == start) {
+            if end + h.size() > max_bytes && !(min_one && end == 0) {
                 break;
             }
             end += h.size();
         }
-        Ok(Some(mmap::view(&files.log, start..end).unwrap_or_default()))
+        Ok(Some(data.slice(0..end)))
     }
 
     /// The first batch whose max timestamp is at or after `ts`.
@@ -77,21 +85,22 @@ impl LogSegment {
             Some(t) => files.index.lookup(t.offset).1 .0 as usize,
             None => 0,
         };
-        let size = self.size() as usize;
-        let data = files.log.slice(0..size).unwrap_or(&[]);
-        for (at, h) in BatchIter::new(&data[start.min(size)..]) {
+        let mut headers = self.file_batches(&files, start).window(HEADER_WINDOW);
+        while let Some((at, h)) = headers.next_header()? {
             if h.max_timestamp >= ts {
-                return Ok(Some((start + at, h)));
+                return Ok(Some((at, h)));
             }
         }
         Ok(None)
     }
 
-    /// A zero-copy view of the batch at `pos` (found by `find`/`find_by_timestamp`).
+    /// A copy of the batch at `pos` (found by `find`/`find_by_timestamp`).
     pub(crate) fn batch_at(&self, pos: usize, len: usize) -> Result<Bytes> {
         let files = self.files()?;
-        mmap::view(&files.log, pos..pos + len)
-            .ok_or_else(|| self.corrupt(pos, "batch beyond segment end"))
+        if pos + len > self.size() as usize {
+            return Err(self.corrupt(pos, "batch beyond segment end"));
+        }
+        files.log.read(pos..pos + len)
     }
 
     /// The headers of the batches from the one holding `from` on, found through the index
@@ -102,7 +111,11 @@ impl LogSegment {
             None => return Ok(Vec::new()),
         };
         let files = self.files()?;
-        let data = files.log.slice(start..self.size() as usize).unwrap_or(&[]);
-        Ok(BatchIter::new(data).map(|(_, h)| h).collect())
+        let mut headers = self.file_batches(&files, start).window(HEADER_WINDOW);
+        let mut out = Vec::new();
+        while let Some((_, h)) = headers.next_header()? {
+            out.push(h);
+        }
+        Ok(out)
     }
 }

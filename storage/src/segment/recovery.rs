@@ -1,16 +1,16 @@
 //! Segment recovery: validate every batch (CRC-32C included) from the start of the file or
 //! from the last index entry, cut the file at the first bad byte, rebuild the indexes.
 //!
-//! The scan reads the file with `pread(2)` (`FileBatches`), not through a mapping, so a media
-//! error met while recovering fails the open with an I/O error instead of a SIGBUS.
+//! The scan reads the file with `pread(2)` ([`FileBatches`]), not through a mapping, so a
+//! media error met while recovering fails the open with an I/O error instead of a SIGBUS.
 
 use std::fs;
 use std::sync::atomic::Ordering;
 
 use super::{open_existing, BeforeCut, LogSegment, RecoveryReport, SegmentFiles, INDEX_GROWTH};
-use std::os::unix::fs::FileExt;
 
-use crate::batch::{check_batch, BatchDefect, BatchHeader, HEADER_LEN};
+use super::file_batches::{count_scanned, FileBatches};
+use crate::batch::{BatchHeader, HEADER_LEN};
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::types::{FilePosition, Offset};
@@ -20,115 +20,6 @@ use crate::types::{FilePosition, Offset};
 /// first); recovery accepts up to `u32::MAX` so that segments written before that rule still
 /// open whole, and cuts a batch beyond it rather than index a wrapped offset.
 pub(crate) const MAX_INDEXABLE_OFFSET: i64 = u32::MAX as i64;
-
-/// Bytes read per `pread(2)` by a recovery scan.
-const SCAN_CHUNK: usize = 1 << 20;
-
-thread_local! {
-    /// Bytes this thread has read from `.log` files to open or recover segments: opening a log
-    /// runs on one thread, which reports the difference (see `Log::load_stats`).
-    static SCANNED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Bytes of `.log` files the calling thread has read to open segments so far.
-pub(crate) fn bytes_scanned_by_this_thread() -> u64 {
-    SCANNED.with(std::cell::Cell::get)
-}
-
-/// Whole, valid batches of a `.log` file read with `pread(2)` a chunk at a time, as
-/// [`BatchIter`] reads them from memory.
-///
-/// Recovery reads segments this way rather than through a mapping: a media error (a bad
-/// sector on a disk the broker recovers from after a crash) is then an `EIO` that fails
-/// [`Log::open`](crate::Log::open) for this log, where a read fault on a mapping would be a
-/// SIGBUS that kills the whole process. Reads of live segments still go through mappings
-/// (see the README's storage section for what a media error does there).
-struct FileBatches<'f> {
-    file: &'f fs::File,
-    path: &'f std::path::Path,
-    len: usize,
-    buf: Vec<u8>,
-    buf_start: usize,
-    pos: usize,
-    defect: Option<BatchDefect>,
-}
-
-impl<'f> FileBatches<'f> {
-    /// Batches of `file` (of `len` bytes) from position `from`.
-    fn new(file: &'f fs::File, path: &'f std::path::Path, len: usize, from: usize) -> Self {
-        FileBatches {
-            file,
-            path,
-            len,
-            buf: Vec::new(),
-            buf_start: 0,
-            pos: from.min(len),
-            defect: None,
-        }
-    }
-
-    /// The bytes `[at, at + n)` (clamped to the file), read from disk if not buffered.
-    fn bytes(&mut self, at: usize, n: usize) -> Result<&[u8]> {
-        let n = n.min(self.len - at);
-        let buffered = self.buf_start..self.buf_start + self.buf.len();
-        if !(buffered.contains(&at) && at + n <= buffered.end) {
-            self.buf.resize(n.max(SCAN_CHUNK).min(self.len - at), 0);
-            #[cfg(feature = "failpoints")]
-            fail::fail_point!("storage::segment::recovery_read", |_| Err(
-                StorageError::io(
-                    self.path,
-                    std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error())
-                )
-            ));
-            self.file
-                .read_exact_at(&mut self.buf, at as u64)
-                .map_err(|e| StorageError::io(self.path, e))?;
-            SCANNED.with(|s| s.set(s.get() + self.buf.len() as u64));
-            self.buf_start = at;
-        }
-        let from = at - self.buf_start;
-        Ok(&self.buf[from..from + n])
-    }
-
-    /// The next valid batch: its position and header; `None` at the end or the first defect.
-    fn next_batch(&mut self) -> Result<Option<(usize, BatchHeader)>> {
-        if self.defect.is_some() || self.pos >= self.len {
-            return Ok(None);
-        }
-        let (at, len) = (self.pos, self.len);
-        let head = self.bytes(at, HEADER_LEN)?;
-        let size = BatchHeader::parse(head).map_or(0, |h| h.size());
-        let bytes = if size > HEADER_LEN && size <= len - at {
-            self.bytes(at, size)?
-        } else {
-            // A declared size past the file's end is not read: `check_batch` finds the
-            // header alone truncated.
-            head
-        };
-        match check_batch(bytes, usize::MAX) {
-            Ok(h) => {
-                self.pos += h.size();
-                Ok(Some((at, h)))
-            }
-            Err(d) => {
-                self.defect = Some(d);
-                Ok(None)
-            }
-        }
-    }
-
-    /// True when every byte from `at` to the end is zero (preallocated space).
-    fn zeros_from(&mut self, mut at: usize) -> Result<bool> {
-        while at < self.len {
-            let chunk = self.bytes(at, SCAN_CHUNK)?;
-            if chunk.iter().any(|b| *b != 0) {
-                return Ok(false);
-            }
-            at += chunk.len();
-        }
-        Ok(true)
-    }
-}
 
 /// What one validating scan learned, so that indexing after it need not read the file again.
 struct Summary {
@@ -187,8 +78,9 @@ impl LogSegment {
         let (file, file_len) = self.open_for_scan()?;
         let (valid, reason, summary) = self.scan_valid_prefix(&file, file_len, 0)?;
         // Zeros after the last batch are preallocated space, not damage.
-        let zero_tail =
-            FileBatches::new(&file, &self.log_path, file_len, valid).zeros_from(valid)?;
+        let zero_tail = FileBatches::new(&file, &self.log_path, file_len, valid)
+            .counted()
+            .zeros_from(valid)?;
         drop(file);
         let reason = if zero_tail { None } else { reason };
         let report = self.cut_and_index(valid, file_len, reason, true, before_cut, summary)?;
@@ -229,7 +121,7 @@ impl LogSegment {
         file_len: usize,
         start: usize,
     ) -> Result<(usize, Option<String>, Summary)> {
-        let mut it = FileBatches::new(file, &self.log_path, file_len, start);
+        let mut it = FileBatches::new(file, &self.log_path, file_len, start).counted();
         let mut summary = Summary::new(start, self.base);
         let mut next = self.base.0;
         while let Some((at, h)) = it.next_batch()? {
@@ -248,11 +140,8 @@ impl LogSegment {
             next = h.next_offset();
             summary.add(at, &h, self.params.index_interval_bytes);
         }
-        let reason = it
-            .defect
-            .as_ref()
-            .map(|d| format!("{d} at byte {}", it.pos));
-        Ok((it.pos, reason, summary))
+        let reason = it.defect().map(|d| format!("{d} at byte {}", it.pos()));
+        Ok((it.pos(), reason, summary))
     }
 
     /// Cuts the log file to `valid` bytes and (re)builds in-memory state and, if asked, indexes.
@@ -306,10 +195,8 @@ impl LogSegment {
             // Only the first header: the segment was validated when it was written or
             // recovered, and reading its first batch whole would read up to a chunk per segment.
             let mut head = [0u8; HEADER_LEN];
-            scan_file
-                .read_exact_at(&mut head, 0)
-                .map_err(|e| StorageError::io(&self.log_path, e))?;
-            SCANNED.with(|s| s.set(s.get() + HEADER_LEN as u64));
+            crate::io::pread(&scan_file, &self.log_path, &mut head, 0)?;
+            count_scanned(HEADER_LEN);
             first_ts = BatchHeader::parse(&head).map(|h| h.max_timestamp);
         }
         if summary.from == scan_from && summary.upto == valid {
@@ -335,7 +222,8 @@ impl LogSegment {
         } else {
             scan_from
         };
-        let mut batches = FileBatches::new(&scan_file, &self.log_path, valid, rescan_from);
+        let mut batches =
+            FileBatches::new(&scan_file, &self.log_path, valid, rescan_from).counted();
         while let Some((at, h)) = batches.next_batch()? {
             if rebuild {
                 if first_ts.is_none() {
