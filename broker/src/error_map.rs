@@ -83,6 +83,7 @@ pub fn controller_error(e: &ControllerError) -> ResponseError {
         ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
         ControllerError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
         ControllerError::BrokerNotRegistered(_) => ResponseError::BrokerNotAvailable,
         ControllerError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,

@@ -4,16 +4,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, TopicName,
+    BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -34,6 +38,9 @@ pub struct NewTopic {
     pub replication_factor: i16,
     /// Topic configs (`cleanup.policy`, `retention.ms`, ...).
     pub configs: Vec<(String, String)>,
+    /// The replicas of each partition, by partition index, to place them by hand (then both
+    /// counts must be -1); empty to let the controller place them.
+    pub replica_assignment: Vec<Vec<i32>>,
 }
 
 /// One config entry of a resource.
@@ -206,6 +213,19 @@ impl Admin {
                             .with_name(topic_name(&t.name))
                             .with_num_partitions(t.partitions)
                             .with_replication_factor(t.replication_factor)
+                            .with_assignments(
+                                t.replica_assignment
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, replicas)| {
+                                        CreatableReplicaAssignment::default()
+                                            .with_partition_index(i as i32)
+                                            .with_broker_ids(
+                                                replicas.iter().map(|b| BrokerId(*b)).collect(),
+                                            )
+                                    })
+                                    .collect(),
+                            )
                             .with_configs(
                                 t.configs
                                     .iter()
@@ -269,12 +289,31 @@ impl Admin {
 
     /// Grows `topic` to `total` partitions.
     pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
+        self.create_partitions_assigned(topic, total, None).await
+    }
+
+    /// Grows `topic` to `total` partitions, the replicas of each new one as `assignment`
+    /// lists them (one list per new partition), or placed by the controller when `None`.
+    pub async fn create_partitions_assigned(
+        &self,
+        topic: &str,
+        total: i32,
+        assignment: Option<&[Vec<i32>]>,
+    ) -> Result<()> {
+        let assignments = assignment.map(|a| {
+            a.iter()
+                .map(|replicas| {
+                    CreatePartitionsAssignment::default()
+                        .with_broker_ids(replicas.iter().map(|b| BrokerId(*b)).collect())
+                })
+                .collect()
+        });
         let request = CreatePartitionsRequest::default()
             .with_timeout_ms(30_000)
             .with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(topic_name(topic))
                 .with_count(total)
-                .with_assignments(None)]);
+                .with_assignments(assignments)]);
         let r = self.controller().await?.call(&request).await?;
         for t in &r.results {
             check(t.error_code, || {

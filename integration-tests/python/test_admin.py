@@ -81,3 +81,38 @@ def test_metrics_and_health_endpoints(broker, topic_name):
     assert 'sluice_requests_total{api="Produce"}' in text
     assert "sluice_request_duration_seconds" in text and "sluice_bytes_in_total" in text
     assert "sluice_active_connections" in text and "sluice_produce_bytes_total" in text
+
+
+def test_manual_replica_assignment_with_confluent_kafka_and_kafka_python(broker, topic_name):
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewPartitions as KpNewPartitions, NewTopic as KpNewTopic
+    from kafka.errors import InvalidReplicationAssignmentError
+
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic(topic_name, num_partitions=2, replica_assignment=[[1], [1]])])[topic_name].result(10)
+    md = a.list_topics(topic_name, timeout=10).topics[topic_name]
+    assert sorted(md.partitions) == [0, 1]
+    assert all(p.replicas == [1] and p.leader == 1 for p in md.partitions.values())
+    bad = topic_name + "-bad"
+    try:
+        a.create_topics([NewTopic(bad, num_partitions=1, replica_assignment=[[1, 7]])])[bad].result(10)
+        raise AssertionError("an unregistered broker must be refused")
+    except KafkaException as e:
+        assert e.args[0].name() == "INVALID_REPLICA_ASSIGNMENT"
+    assert bad not in a.list_topics(timeout=10).topics
+
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        kp.create_partitions({topic_name: KpNewPartitions(4, [[1], [1]])})
+        other = topic_name + "-kp"
+        kp.create_topics([KpNewTopic(other, -1, -1, replica_assignments={0: [1], 1: [1], 2: [1]})])
+        md = a.list_topics(timeout=10).topics
+        assert len(md[topic_name].partitions) == 4
+        assert len(md[other].partitions) == 3
+        try:
+            kp.create_partitions({topic_name: KpNewPartitions(6, [[1]])})
+            raise AssertionError("one assignment for two new partitions must be refused")
+        except InvalidReplicationAssignmentError:
+            pass
+    finally:
+        kp.close()

@@ -420,6 +420,7 @@ async fn admin_manages_topics_configs_and_groups() {
             partitions: 2,
             replication_factor: 1,
             configs: vec![("retention.ms".into(), "3600000".into())],
+            replica_assignment: Vec::new(),
         }])
         .await
         .unwrap();
@@ -429,6 +430,7 @@ async fn admin_manages_topics_configs_and_groups() {
             partitions: 2,
             replication_factor: 1,
             configs: Vec::new(),
+            replica_assignment: Vec::new(),
         }])
         .await
         .unwrap_err();

@@ -59,6 +59,7 @@ async fn a_coordinator_whose_offsets_replica_moves_away_gives_up_its_groups() {
             partitions: 1,
             replication_factor: 1,
             configs: Vec::new(),
+            replica_assignment: Vec::new(),
         }])
         .await
         .unwrap();

@@ -94,6 +94,7 @@ async fn a_fetch_past_where_its_last_epoch_ended_gets_the_diverging_epoch() {
             partitions: 1,
             replication_factor: 3,
             configs: Vec::new(),
+            replica_assignment: Vec::new(),
         }])
         .await
         .unwrap();

@@ -120,6 +120,7 @@ async fn a_replica_added_after_delete_records_inside_a_batch_catches_up() {
             partitions: 1,
             replication_factor: 1,
             configs: Vec::new(),
+            replica_assignment: Vec::new(),
         }])
         .await
         .unwrap();

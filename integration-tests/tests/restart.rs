@@ -66,6 +66,7 @@ async fn producer_and_consumer_ride_through_a_broker_restart() {
             partitions: 2,
             replication_factor: 1,
             configs: Vec::new(),
+            replica_assignment: Vec::new(),
         }])
         .await
         .unwrap();

@@ -95,6 +95,7 @@ pub fn after_answer(
             | ControllerError::InvalidPartitions(_)
             | ControllerError::InvalidReplicationFactor(_)
             | ControllerError::InvalidReplicaAssignment(_)
+            | ControllerError::InvalidRequest(_)
             | ControllerError::NoReassignmentInProgress(_)
             | ControllerError::BrokerNotRegistered(_)
             | ControllerError::StaleBrokerEpoch(_)

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{apply_all, check_invariants, cluster, topic};
-use sluice_replication::controller::{self, ControllerError};
+use sluice_replication::controller::{self, ControllerError, TopicShape};
 use sluice_replication::image::{MetadataImage, Partition, NO_LEADER};
 use sluice_replication::record::MetadataRecord;
 use sluice_storage::LeaderEpoch;
@@ -290,7 +290,14 @@ fn controlled_shutdown_moves_leaders_away_and_preferred_election_brings_them_bac
     }
     assert!(controller::leads_nothing(&image, 2));
     // New topics avoid a broker that is shutting down.
-    let records = controller::create_topic(&image, Uuid::new_v4(), "new", 3, 3, BTreeMap::new(), 0);
+    let records = controller::create_topic(
+        &image,
+        Uuid::new_v4(),
+        "new",
+        TopicShape::placed(3, 3),
+        BTreeMap::new(),
+        0,
+    );
     assert!(matches!(
         records.unwrap_err(),
         ControllerError::InvalidReplicationFactor(_)
@@ -372,17 +379,24 @@ fn records_that_do_not_fit_change_nothing() {
     assert!(image.apply(&bad).is_err(), "leader outside the ISR");
     assert_eq!(image, before);
     assert!(matches!(
-        controller::create_topic(&image, Uuid::new_v4(), "x", 1, 1, BTreeMap::new(), 0)
-            .unwrap_err(),
+        controller::create_topic(
+            &image,
+            Uuid::new_v4(),
+            "x",
+            TopicShape::placed(1, 1),
+            BTreeMap::new(),
+            0
+        )
+        .unwrap_err(),
         ControllerError::TopicAlreadyExists(_)
     ));
     assert!(matches!(
-        controller::create_partitions(&image, "x", 1, 0).unwrap_err(),
+        controller::create_partitions(&image, "x", 1, None, 0).unwrap_err(),
         ControllerError::InvalidPartitions(_)
     ));
     apply!(
         image,
-        controller::create_partitions(&image, "x", 4, 0).unwrap(),
+        controller::create_partitions(&image, "x", 4, None, 0).unwrap(),
     );
     assert_eq!(image.topics[&t].partitions.len(), 4);
 }
@@ -506,4 +520,119 @@ fn a_cancelled_reassignment_returns_to_the_original_replicas() {
         (p.replicas.clone(), p.leader)
     );
     assert!(after.adding.is_empty() && after.removing.is_empty());
+}
+
+fn manual(assignments: &[(i32, &[i32])]) -> TopicShape {
+    TopicShape {
+        partitions: -1,
+        replication_factor: -1,
+        assignments: assignments.iter().map(|(p, r)| (*p, r.to_vec())).collect(),
+    }
+}
+
+fn refusal(image: &MetadataImage, shape: TopicShape) -> ControllerError {
+    controller::create_topic(image, Uuid::new_v4(), "m", shape, BTreeMap::new(), 0).unwrap_err()
+}
+
+#[test]
+fn a_manual_assignment_is_honoured_with_fenced_replicas_left_out_of_isr_and_leadership() {
+    let mut image = cluster(3);
+    apply_all(
+        &mut image,
+        vec![MetadataRecord::FenceBroker { id: 2, epoch: 1 }],
+    );
+    let records = controller::create_topic(
+        &image,
+        Uuid::new_v4(),
+        "m",
+        manual(&[(1, &[3, 1]), (0, &[2, 3])]),
+        BTreeMap::new(),
+        0,
+    )
+    .expect("created");
+    apply_all(&mut image, records);
+    check_invariants(&image);
+    let t = image.topic_by_name("m").expect("topic");
+    let got: Vec<(Vec<i32>, Vec<i32>, i32)> = t
+        .partitions
+        .iter()
+        .map(|p| (p.replicas.clone(), p.isr.clone(), p.leader))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(vec![2, 3], vec![3], 3), (vec![3, 1], vec![3, 1], 3)],
+        "replicas exactly as assigned, by partition index; the fenced 2 neither leads nor is in sync"
+    );
+    let records =
+        controller::create_partitions(&image, "m", 3, Some(&[vec![2, 1]]), 0).expect("grown");
+    apply_all(&mut image, records);
+    check_invariants(&image);
+    let p = &image.topic_by_name("m").expect("topic").partitions[2];
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![2, 1], vec![1], 1)
+    );
+}
+
+#[test]
+fn a_manual_assignment_is_refused_with_kafkas_errors() {
+    let mut image = cluster(3);
+    let invalid_request = |e: ControllerError, what: &str| match e {
+        ControllerError::InvalidRequest(m) => assert!(m.contains(what), "{m}"),
+        other => panic!("{other:?}"),
+    };
+    let invalid_assignment = |e: ControllerError, what: &str| match e {
+        ControllerError::InvalidReplicaAssignment(m) => assert!(m.contains(what), "{m}"),
+        other => panic!("{other:?}"),
+    };
+    let mut shape = manual(&[(0, &[1])]);
+    shape.replication_factor = 1;
+    invalid_request(
+        refusal(&image, shape),
+        "replication factor was not set to -1",
+    );
+    let mut shape = manual(&[(0, &[1])]);
+    shape.partitions = 1;
+    invalid_request(refusal(&image, shape), "numPartitions was not set to -1");
+    invalid_assignment(
+        refusal(&image, manual(&[(0, &[1]), (0, &[2])])),
+        "multiple manual partition assignments for partition 0",
+    );
+    invalid_assignment(refusal(&image, manual(&[(0, &[])])), "empty replica list");
+    invalid_assignment(
+        refusal(&image, manual(&[(0, &[1, 9])])),
+        "broker 9, but no such broker is registered",
+    );
+    invalid_assignment(
+        refusal(&image, manual(&[(0, &[2, 1, 2])])),
+        "the broker 2 more than once",
+    );
+    invalid_assignment(
+        refusal(&image, manual(&[(0, &[1, 2]), (1, &[3])])),
+        "a partition with 1 replica(s), but this is not consistent with previous partitions, which have 2",
+    );
+    invalid_assignment(
+        refusal(&image, manual(&[(0, &[1]), (2, &[2])])),
+        "consecutive 0-based integer sequence",
+    );
+    apply_all(
+        &mut image,
+        vec![MetadataRecord::FenceBroker { id: 3, epoch: 1 }],
+    );
+    invalid_assignment(
+        refusal(&image, manual(&[(0, &[1]), (1, &[3])])),
+        "partition 1 are fenced or in controlled shutdown",
+    );
+    assert!(image.topic_by_name("m").is_none(), "nothing created");
+
+    topic(&mut image, "x", 2, 2, false);
+    let grow = |total, assignments: &[Vec<i32>]| {
+        controller::create_partitions(&image, "x", total, Some(assignments), 0).unwrap_err()
+    };
+    invalid_assignment(
+        grow(4, &[vec![1, 2]]),
+        "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified.",
+    );
+    invalid_assignment(grow(3, &[vec![1]]), "which have 2 replica(s)");
+    invalid_assignment(grow(3, &[vec![3, 3]]), "more than once");
 }

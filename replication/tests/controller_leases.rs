@@ -159,6 +159,7 @@ async fn a_heartbeat_renews_its_lease_while_a_decision_waits_for_its_commit() {
                     partitions: 1,
                     replication_factor: 2,
                     configs: BTreeMap::new(),
+                    assignments: Vec::new(),
                 })
                 .await
         }

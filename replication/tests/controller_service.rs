@@ -196,6 +196,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
         partitions: 6,
         replication_factor: 3,
         configs: BTreeMap::new(),
+        assignments: Vec::new(),
     };
     let ControllerResponse::Created { id: topic } = ask(&mut client, req).await else {
         panic!("topic refused");
@@ -205,6 +206,7 @@ async fn brokers_are_fenced_when_silent_and_leaderships_move() {
         partitions: 1,
         replication_factor: 1,
         configs: BTreeMap::new(),
+        assignments: Vec::new(),
     };
     assert!(matches!(
         ask(&mut client, again).await,

@@ -32,7 +32,9 @@ impl Cluster {
         }
     }
 
-    /// Creates a topic (-1 partitions or replication factor: the broker defaults).
+    /// Creates a topic (-1 partitions or replication factor: the broker defaults), its
+    /// replicas placed by the controller or, with `assignments` ((partition, replicas) as
+    /// the request lists them, and both counts -1), as assigned.
     pub async fn create_topic(
         &self,
         rm: &ReplicaManager,
@@ -40,15 +42,21 @@ impl Cluster {
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        assignments: Vec<(i32, Vec<i32>)>,
     ) -> Result<Uuid, BrokerError> {
         rm.validate_new_topic(name, &configs)?;
-        let (partitions, replication_factor) =
-            rm.config().topic_shape(partitions, replication_factor);
+        let (partitions, replication_factor) = if assignments.is_empty() {
+            rm.config().topic_shape(partitions, replication_factor)
+        } else {
+            // The controller checks that a manual assignment comes with no counts.
+            (partitions, replication_factor)
+        };
         let req = ControllerRequest::CreateTopic {
             name: name.to_string(),
             partitions,
             replication_factor,
             configs,
+            assignments,
         };
         match self.decide(req).await? {
             ControllerResponse::Created { id } => {
@@ -71,7 +79,10 @@ impl Cluster {
         if rm.topic(name).is_some() {
             return Ok(());
         }
-        match self.create_topic(rm, name, -1, -1, BTreeMap::new()).await {
+        match self
+            .create_topic(rm, name, -1, -1, BTreeMap::new(), Vec::new())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(BrokerError::Controller(ControllerError::TopicAlreadyExists(_))) => {
                 // Created concurrently by another request: wait until it is visible here.
@@ -104,11 +115,18 @@ impl Cluster {
         }
     }
 
-    /// Grows a topic to `total` partitions.
-    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<(), BrokerError> {
+    /// Grows a topic to `total` partitions, placed by the controller or as `assignments`
+    /// says (the replicas of each new partition).
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+    ) -> Result<(), BrokerError> {
         let req = ControllerRequest::CreatePartitions {
             name: name.to_string(),
             total,
+            assignments,
         };
         match self.decide(req).await? {
             ControllerResponse::Done => {

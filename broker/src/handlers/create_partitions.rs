@@ -1,7 +1,10 @@
-//! CreatePartitions: raise a topic's partition count, answering per topic.
+//! CreatePartitions: raise a topic's partition count, the new replicas placed by the
+//! controller or assigned in the request, answering per topic.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use sluice_replication::controller;
 
 use super::{str_bytes, Context};
 use crate::error::BrokerError;
@@ -11,25 +14,26 @@ pub(super) async fn handle(ctx: Context, req: CreatePartitionsRequest) -> Create
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let outcome = match ctx.rm.topic(t.name.as_str()) {
-            _ if t.assignments.is_some() => Err(BrokerError::InvalidRequest(
-                "manual replica assignment is not supported".into(),
-            )),
-            None => Err(BrokerError::UnknownTopicOrPartition),
-            Some(topic) if t.count <= topic.meta.partitions => {
-                Err(BrokerError::InvalidPartitions(format!(
-                    "topic {} has {} partitions; the new count {} must be larger",
-                    t.name.as_str(),
-                    topic.meta.partitions,
-                    t.count
-                )))
-            }
-            Some(_) if req.validate_only => Ok(()),
-            Some(_) => {
-                ctx.cluster
-                    .create_partitions(t.name.as_str(), t.count)
-                    .await
-            }
+        let assignments: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
+            a.iter()
+                .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
+        let outcome = if req.validate_only {
+            // What the controller would decide, decided here over this broker's image.
+            controller::create_partitions(
+                &ctx.cluster.image(),
+                t.name.as_str(),
+                t.count,
+                assignments.as_deref(),
+                0,
+            )
+            .map(|_| ())
+            .map_err(BrokerError::from)
+        } else {
+            ctx.cluster
+                .create_partitions(t.name.as_str(), t.count, assignments)
+                .await
         };
         results.push(match outcome {
             Ok(()) => r,

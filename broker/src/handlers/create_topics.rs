@@ -1,5 +1,5 @@
-//! CreateTopics: validate (name, partitions, replication factor, configs) and create, or only
-//! validate when `validate_only`.
+//! CreateTopics: validate (name, partitions, replication factor or a manual replica
+//! assignment, configs) and create, or only validate when `validate_only`.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,8 @@ use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+use sluice_replication::controller::{self, TopicShape};
 
 use super::{str_bytes, Context};
 use crate::error::BrokerError;
@@ -32,10 +34,27 @@ pub(super) async fn handle(ctx: Context, req: CreateTopicsRequest) -> CreateTopi
             })
             .collect();
         let r = CreatableTopicResult::default().with_name(t.name.clone());
-        let outcome = if !t.assignments.is_empty() {
-            Err(BrokerError::InvalidRequest(
-                "manual replica assignment is not supported".into(),
-            ))
+        let assignments: Vec<(i32, Vec<i32>)> = t
+            .assignments
+            .iter()
+            .map(|a| {
+                (
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
+            })
+            .collect();
+        let outcome = if req.validate_only && !assignments.is_empty() {
+            validate_manual(
+                &ctx,
+                &name,
+                TopicShape {
+                    partitions: t.num_partitions,
+                    replication_factor: t.replication_factor,
+                    assignments: assignments.clone(),
+                },
+                &configs,
+            )
         } else if req.validate_only {
             validate(
                 &ctx,
@@ -52,16 +71,20 @@ pub(super) async fn handle(ctx: Context, req: CreateTopicsRequest) -> CreateTopi
                     t.num_partitions,
                     t.replication_factor,
                     configs.clone(),
+                    assignments.clone(),
                 )
                 .await
                 .map(|_| ())
         };
         topics.push(match outcome {
             Ok(()) => {
-                let (partitions, rf) = ctx
-                    .rm
-                    .config()
-                    .topic_shape(t.num_partitions, t.replication_factor);
+                let (partitions, rf) = match assignments.first() {
+                    Some((_, replicas)) => (assignments.len() as i32, replicas.len() as i16),
+                    None => ctx
+                        .rm
+                        .config()
+                        .topic_shape(t.num_partitions, t.replication_factor),
+                };
                 let effective = ctx
                     .rm
                     .topic_config(&configs)
@@ -99,6 +122,26 @@ pub(super) async fn handle(ctx: Context, req: CreateTopicsRequest) -> CreateTopi
         });
     }
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// What the controller would decide on a manual assignment, decided here over this
+/// broker's image (validate_only creates nothing).
+fn validate_manual(
+    ctx: &Context,
+    name: &str,
+    shape: TopicShape,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), BrokerError> {
+    ctx.rm.validate_new_topic(name, configs)?;
+    controller::create_topic(
+        &ctx.cluster.image(),
+        uuid::Uuid::nil(),
+        name,
+        shape,
+        configs.clone(),
+        0,
+    )?;
+    Ok(())
 }
 
 /// What the controller would check, checked here (validate_only creates nothing).

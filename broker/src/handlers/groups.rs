@@ -104,7 +104,14 @@ async fn coordinator_of(ctx: &Context, group: &str) -> Result<(i32, String, i32)
         ]);
         match ctx
             .cluster
-            .create_topic(&ctx.rm, OFFSETS_TOPIC, cfg.offsets_partitions, rf, configs)
+            .create_topic(
+                &ctx.rm,
+                OFFSETS_TOPIC,
+                cfg.offsets_partitions,
+                rf,
+                configs,
+                Vec::new(),
+            )
             .await
         {
             Ok(_) => {}

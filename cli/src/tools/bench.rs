@@ -223,6 +223,7 @@ async fn ensure_topic(connect: &Connect, t: &TopicArgs) -> anyhow::Result<()> {
         partitions: t.partitions,
         replication_factor: t.replication_factor,
         configs: Vec::new(),
+        replica_assignment: Vec::new(),
     };
     match admin.create_topics(&[new]).await {
         Ok(()) => Ok(()),

@@ -24,6 +24,12 @@ pub enum TopicCommand {
         /// Replicas per partition (default: the broker's default.replication.factor).
         #[arg(long)]
         replication_factor: Option<i16>,
+        /// The replicas of each partition, as kafka-topics.sh takes them: partitions
+        /// separated by commas, brokers by colons, the first broker preferred as leader
+        /// (e.g. 1:2,2:3,3:1). Replaces --partitions and --replication-factor.
+        #[arg(long, value_parser = replica_assignment,
+              conflicts_with_all = ["partitions", "replication_factor"])]
+        replica_assignment: Option<ReplicaAssignment>,
         /// A topic config, e.g. --config retention.ms=3600000 (repeatable).
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
         configs: Vec<(String, String)>,
@@ -73,6 +79,10 @@ pub enum TopicCommand {
         /// The new, larger partition count.
         #[arg(long)]
         partitions: Option<i32>,
+        /// With --partitions, the replicas of every partition (as for create); those of the
+        /// partitions that exist already are left as they are, as kafka-topics.sh does.
+        #[arg(long, value_parser = replica_assignment, requires = "partitions")]
+        replica_assignment: Option<ReplicaAssignment>,
         /// Set a config, e.g. --config retention.ms=600000 (repeatable).
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
         configs: Vec<(String, String)>,
@@ -90,6 +100,7 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
             topic,
             partitions,
             replication_factor,
+            replica_assignment,
             configs,
             if_not_exists,
         } => {
@@ -99,6 +110,7 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
                 partitions: partitions.unwrap_or(-1),
                 replication_factor: replication_factor.unwrap_or(-1),
                 configs,
+                replica_assignment: replica_assignment.map_or_else(Vec::new, |a| a.0),
             };
             match admin.create_topics(&[new]).await {
                 Ok(()) => println!("Created topic {}.", topic.name()),
@@ -152,6 +164,7 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
             connect,
             topic,
             partitions,
+            replica_assignment,
             configs,
             delete_configs,
         } => {
@@ -161,7 +174,24 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
             let admin = Admin::new(connect.client("sluice-topic"))?;
             let name = topic.name();
             if let Some(p) = partitions {
-                admin.create_partitions(name, p).await?;
+                let new_partitions = match &replica_assignment {
+                    None => None,
+                    Some(ReplicaAssignment(all)) => {
+                        let have = admin.describe_topics(&[name.to_string()]).await?[0]
+                            .partitions
+                            .len();
+                        if all.len() != p as usize {
+                            bail!(
+                                "--replica-assignment lists {} partitions, --partitions asks for {p}",
+                                all.len()
+                            );
+                        }
+                        Some(all[have.min(all.len())..].to_vec())
+                    }
+                };
+                admin
+                    .create_partitions_assigned(name, p, new_partitions.as_deref())
+                    .await?;
                 println!("Topic {name} now has {p} partitions.");
             }
             if !configs.is_empty() || !delete_configs.is_empty() {
@@ -225,4 +255,44 @@ async fn describe(admin: &Admin, names: Vec<String>) -> anyhow::Result<()> {
 
 fn join(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The replicas of each partition, by partition index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaAssignment(pub Vec<Vec<i32>>);
+
+/// Parses a replica assignment as kafka-topics.sh takes it: `1:2,2:3` is partition 0 on
+/// brokers 1 and 2, partition 1 on brokers 2 and 3.
+fn replica_assignment(s: &str) -> Result<ReplicaAssignment, String> {
+    s.split(',')
+        .enumerate()
+        .map(|(partition, brokers)| {
+            brokers
+                .split(':')
+                .map(|b| {
+                    b.trim().parse::<i32>().map_err(|_| {
+                        format!("partition {partition}: {b:?} is not a broker id (expected e.g. 1:2,2:3)")
+                    })
+                })
+                .collect()
+        })
+        .collect::<Result<_, _>>()
+        .map(ReplicaAssignment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replica_assignment;
+
+    #[test]
+    fn replica_assignments_parse_as_kafka_topics_takes_them() {
+        assert_eq!(
+            replica_assignment("1:2,2:3,3").unwrap().0,
+            vec![vec![1, 2], vec![2, 3], vec![3]]
+        );
+        assert!(replica_assignment("1:x")
+            .unwrap_err()
+            .contains("\"x\" is not a broker id"));
+        assert!(replica_assignment("1,,2").is_err(), "an empty partition");
+    }
 }

@@ -47,6 +47,7 @@ pub async fn create_topic(addr: &str, topic: &str, partitions: i32) {
             partitions,
             replication_factor: 1,
             configs: Vec::new(),
+            replica_assignment: Vec::new(),
         }])
         .await
         .expect("create topic");

@@ -20,9 +20,14 @@ pub enum ControllerError {
     /// More replicas than live brokers, or fewer than one.
     #[error("{0}")]
     InvalidReplicationFactor(String),
-    /// A reassignment to replicas that are repeated, empty or unregistered.
+    /// A manual assignment (topic creation, new partitions, reassignment) of replicas that
+    /// are repeated, empty, unregistered, inactive or uneven.
     #[error("{0}")]
     InvalidReplicaAssignment(String),
+    /// A request whose fields contradict each other (a manual assignment beside a
+    /// partition count).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// A reassignment cancelled where none is in progress.
     #[error("{0}")]
     NoReassignmentInProgress(String),
@@ -71,6 +76,7 @@ impl ControllerError {
             | ControllerError::InvalidPartitions(_)
             | ControllerError::InvalidReplicationFactor(_)
             | ControllerError::InvalidReplicaAssignment(_)
+            | ControllerError::InvalidRequest(_)
             | ControllerError::NoReassignmentInProgress(_)
             | ControllerError::DuplicateBrokerRegistration(_)
             | ControllerError::NotLeader(_)

@@ -28,7 +28,9 @@ pub use election::{
 };
 pub use error::ControllerError;
 pub use reassignment::{alter_reassignment, complete_reassignments};
-pub use replication_control::{alter_isr, check_isr_epochs, create_partitions, create_topic};
+pub use replication_control::{
+    alter_isr, check_isr_epochs, create_partitions, create_topic, TopicShape,
+};
 
 fn shutting_down(image: &MetadataImage, id: i32) -> bool {
     image.brokers.get(&id).is_some_and(|b| b.shutting_down)

@@ -1,8 +1,6 @@
 //! Partition reassignment (KIP-455): new replicas join outside the ISR, and once all are in
 //! sync the leaving ones go, leadership moving if the leader leaves.
 
-use std::collections::BTreeSet;
-
 use super::ControllerError;
 use crate::image::{MetadataImage, NO_LEADER};
 use crate::record::{MetadataRecord, PartitionChange};
@@ -60,17 +58,7 @@ pub fn alter_reassignment(
             partition_epoch: Some(p.partition_epoch),
         })]);
     };
-    let distinct: BTreeSet<i32> = target.iter().copied().collect();
-    if target.is_empty() || distinct.len() != target.len() {
-        return Err(ControllerError::InvalidReplicaAssignment(format!(
-            "replicas {target:?} must be distinct and not empty"
-        )));
-    }
-    if let Some(unknown) = target.iter().find(|r| !image.brokers.contains_key(r)) {
-        return Err(ControllerError::InvalidReplicaAssignment(format!(
-            "broker {unknown} is not registered"
-        )));
-    }
+    super::replication_control::validate_manual_assignment(image, target, None)?;
     let adding: Vec<i32> = target
         .iter()
         .copied()

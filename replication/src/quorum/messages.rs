@@ -50,6 +50,10 @@ pub enum ControllerRequest {
         replication_factor: i16,
         /// Topic configs.
         configs: BTreeMap<String, String>,
+        /// A manual replica assignment, (partition index, replicas) as the request lists
+        /// them; empty to place replicas automatically.
+        #[serde(default)]
+        assignments: Vec<(i32, Vec<i32>)>,
     },
     /// DeleteTopics.
     DeleteTopic {
@@ -62,6 +66,9 @@ pub enum ControllerRequest {
         name: String,
         /// The new partition count.
         total: i32,
+        /// The replicas of each new partition, when assigned by hand.
+        #[serde(default)]
+        assignments: Option<Vec<Vec<i32>>>,
     },
     /// AlterConfigs / IncrementalAlterConfigs: set (`Some`) or remove (`None`) topic configs.
     AlterTopicConfigs {

@@ -330,18 +330,17 @@ impl<Q: Quorum> Service<Q> {
                 partitions,
                 replication_factor,
                 configs,
+                assignments,
             } => {
                 let id = Uuid::new_v4();
                 d.placement_start = d.placement_start.wrapping_add(1);
-                match controller::create_topic(
-                    &image,
-                    id,
-                    &name,
+                let shape = controller::TopicShape {
                     partitions,
                     replication_factor,
-                    configs,
-                    d.placement_start,
-                ) {
+                    assignments,
+                };
+                match controller::create_topic(&image, id, &name, shape, configs, d.placement_start)
+                {
                     Err(e) => Err(from_controller(e)),
                     Ok(records) => self
                         .propose(records)
@@ -356,9 +355,19 @@ impl<Q: Quorum> Service<Q> {
                     .await
                     .map(|()| ControllerResponse::Done),
             },
-            ControllerRequest::CreatePartitions { name, total } => {
+            ControllerRequest::CreatePartitions {
+                name,
+                total,
+                assignments,
+            } => {
                 d.placement_start = d.placement_start.wrapping_add(1);
-                match controller::create_partitions(&image, &name, total, d.placement_start) {
+                match controller::create_partitions(
+                    &image,
+                    &name,
+                    total,
+                    assignments.as_deref(),
+                    d.placement_start,
+                ) {
                     Err(e) => Err(from_controller(e)),
                     Ok(records) => self
                         .propose(records)

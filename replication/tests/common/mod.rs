@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_replication::controller;
+use sluice_replication::controller::{self, TopicShape};
 use sluice_replication::image::{MetadataImage, NO_LEADER};
 use sluice_replication::record::{Endpoint, MetadataRecord};
 use uuid::Uuid;
@@ -65,7 +65,15 @@ pub fn topic(
     if unclean {
         configs.insert("unclean.leader.election.enable".into(), "true".into());
     }
-    let records = controller::create_topic(image, id, name, partitions, rf, configs, 0).unwrap();
+    let records = controller::create_topic(
+        image,
+        id,
+        name,
+        TopicShape::placed(partitions, rf),
+        configs,
+        0,
+    )
+    .unwrap();
     apply_all(image, records);
     id
 }

@@ -342,8 +342,7 @@ impl Controller {
             &self.image,
             id,
             TOPIC,
-            cfg.partitions,
-            cfg.replication_factor,
+            controller::TopicShape::placed(cfg.partitions, cfg.replication_factor),
             configs,
             self.placement_start,
         ) {
