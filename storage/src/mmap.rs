@@ -130,8 +130,7 @@ impl MappedFile {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let mut buf = vec![0u8; range.len()];
-        crate::io::pread(&self.file, &self.path, &mut buf, range.start as u64)?;
+        let buf = crate::io::pread_to_vec(&self.file, &self.path, range.len(), range.start as u64)?;
         Ok(Bytes::from(buf))
     }
 
