@@ -116,3 +116,28 @@ def test_manual_replica_assignment_with_confluent_kafka_and_kafka_python(broker,
             pass
     finally:
         kp.close()
+
+
+def test_timestamp_bounds_refuse_records_with_invalid_timestamp(broker, topic_name):
+    import time
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic(topic_name, 1, 1, config={
+        "message.timestamp.before.max.ms": "3600000",
+        "message.timestamp.after.max.ms": "60000"})])[topic_name].result(10)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+    configs = a.describe_configs([res])[res].result(10)
+    assert configs["message.timestamp.before.max.ms"].value == "3600000"
+    assert configs["max.compaction.lag.ms"].value == str(2**63 - 1)
+    assert configs["min.cleanable.dirty.ratio"].value == "0.5"
+    now = int(time.time() * 1000)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    results = {}
+    for name, ts in [("now", now), ("day-old", now - 86_400_000), ("future", now + 600_000)]:
+        p.produce(topic_name, key=name.encode(), value=b"v", timestamp=ts,
+                  on_delivery=lambda e, m, name=name: results.__setitem__(name, e))
+        p.flush(10)
+    assert results["now"] is None
+    assert results["day-old"] is not None and results["day-old"].name() == "INVALID_TIMESTAMP"
+    assert results["future"] is not None and results["future"].name() == "INVALID_TIMESTAMP"
+    records = consume_all(broker, topic_name)
+    assert [m.key() for m in records] == [b"now"], "nothing of the refused records was written"

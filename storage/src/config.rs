@@ -35,6 +35,19 @@ impl CleanupPolicy {
     }
 }
 
+/// `min.cleanable.dirty.ratio`: a fraction in [0, 1] (always finite, so equality is exact).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DirtyRatio(f64);
+
+impl Eq for DirtyRatio {}
+
+impl DirtyRatio {
+    /// The fraction.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
 /// Configuration of one partition log. Keys and defaults are Kafka's topic-level ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -56,6 +69,17 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: records younger than this are not compacted. Default 0.
     pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a log whose oldest uncompacted segment began this long ago
+    /// is compacted whatever its dirty ratio. Default: never (`i64::MAX`).
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: compact a log once this fraction of its cleanable bytes
+    /// was written since the last pass. Default 0.5.
+    pub min_cleanable_dirty_ratio: DirtyRatio,
+    /// `message.timestamp.before.max.ms`: a producer's CreateTime record older than this
+    /// (against the broker's clock) is refused with INVALID_TIMESTAMP. Default: no bound.
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: likewise for a timestamp this far in the future.
+    pub message_timestamp_after_max_ms: i64,
     /// `max.message.bytes`: largest record batch accepted. Default 1048588.
     pub max_message_bytes: u32,
     /// `message.timestamp.type`. Default `CreateTime`.
@@ -106,6 +130,10 @@ impl Default for LogConfig {
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: 24 * 3600 * 1000,
             min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: DirtyRatio(0.5),
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: i64::MAX,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             flush_messages: i64::MAX,
@@ -142,8 +170,12 @@ impl LogConfig {
         "flush.messages",
         "flush.ms",
         "index.interval.bytes",
+        "max.compaction.lag.ms",
         "max.message.bytes",
+        "message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms",
         "message.timestamp.type",
+        "min.cleanable.dirty.ratio",
         "min.compaction.lag.ms",
         "preallocate",
         "producer.id.expiration.ms",
@@ -204,6 +236,20 @@ impl LogConfig {
                 }
             }
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = int(0, i64::MAX)?,
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = int(1, i64::MAX)?,
+            "min.cleanable.dirty.ratio" => {
+                let r: f64 = value.trim().parse().map_err(|_| bad("not a number"))?;
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(bad("must be between 0 and 1"));
+                }
+                self.min_cleanable_dirty_ratio = DirtyRatio(r);
+            }
+            "message.timestamp.before.max.ms" => {
+                self.message_timestamp_before_max_ms = int(0, i64::MAX)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.message_timestamp_after_max_ms = int(0, i64::MAX)?
+            }
             "preallocate" => {
                 self.preallocate = match value.trim() {
                     "true" => true,
@@ -240,6 +286,10 @@ impl LogConfig {
                 TimestampType::LogAppendTime => "LogAppendTime".to_string(),
             },
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            "min.cleanable.dirty.ratio" => format!("{:?}", self.min_cleanable_dirty_ratio.0),
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
             "preallocate" => self.preallocate.to_string(),
             "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),

@@ -42,6 +42,16 @@ pub enum StorageError {
         /// The records at fault: index in the batch and why, when particular records are.
         records: Vec<(i32, String)>,
     },
+    /// Records whose CreateTime timestamps lie outside the topic's
+    /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms` of the broker's
+    /// clock (Kafka's INVALID_TIMESTAMP, with the records at fault).
+    #[error("invalid timestamp: {reason}")]
+    InvalidTimestamp {
+        /// Why the batch is refused.
+        reason: String,
+        /// The records at fault: index in the batch and why.
+        records: Vec<(i32, String)>,
+    },
     /// A message set in the legacy v0/v1 format, which Sluice does not store.
     #[error("unsupported record batch magic {0}: only v2 record batches are accepted")]
     UnsupportedMagic(i8),
@@ -53,9 +63,6 @@ pub enum StorageError {
         /// The limit.
         max: u32,
     },
-    /// A batch whose timestamp is out of the accepted range.
-    #[error("invalid timestamp: {0}")]
-    InvalidTimestamp(String),
     /// A read or truncation at an offset outside `[log_start, log_end]`.
     #[error("offset {requested} is out of range [{log_start}, {log_end}] of {partition}")]
     OffsetOutOfRange {

@@ -116,3 +116,33 @@ fn properties_and_toml_files_are_read() {
     c.apply_file(&t).expect("toml");
     assert_eq!(c.num_partitions, 4);
 }
+
+#[test]
+fn cleaner_ratio_lag_and_timestamp_bounds_take_kafkas_broker_synonyms() {
+    let mut c = BrokerConfig::default();
+    c.set("log.cleaner.min.cleanable.ratio", "0.2")
+        .expect("ratio");
+    c.set("log.cleaner.max.compaction.lag.ms", "60000")
+        .expect("lag");
+    c.set("log.message.timestamp.before.max.ms", "1000")
+        .expect("before");
+    c.set("log.message.timestamp.after.max.ms", "2000")
+        .expect("after");
+    let d = &c.log_defaults;
+    assert_eq!(d.min_cleanable_dirty_ratio.get(), 0.2);
+    assert_eq!(d.max_compaction_lag_ms, 60_000);
+    assert_eq!(
+        (
+            d.message_timestamp_before_max_ms,
+            d.message_timestamp_after_max_ms
+        ),
+        (1000, 2000)
+    );
+    let e = c
+        .set("log.cleaner.min.cleanable.ratio", "2")
+        .expect_err("out of range");
+    assert!(
+        e.to_string().contains("log.cleaner.min.cleanable.ratio"),
+        "{e}"
+    );
+}

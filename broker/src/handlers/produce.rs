@@ -140,7 +140,10 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
 /// The records a refusal names (KIP-467): clients fail exactly those and say why.
 fn record_errors(e: &BrokerError) -> Vec<BatchIndexAndErrorMessage> {
     match e {
-        BrokerError::Storage(StorageError::InvalidRecord { records, .. }) => records
+        BrokerError::Storage(
+            StorageError::InvalidRecord { records, .. }
+            | StorageError::InvalidTimestamp { records, .. },
+        ) => records
             .iter()
             .map(|(index, why)| {
                 BatchIndexAndErrorMessage::default()

@@ -70,7 +70,15 @@ impl Log {
         let headers = parse_all(batches, opts.origin, config.max_message_bytes)?;
         if opts.origin == AppendOrigin::Client {
             let compacted = config.cleanup_policy.compacts();
-            super::validation::check_client_records(batches, &headers, compacted, &self.tp)?;
+            let timestamps = (config.message_timestamp_type == TimestampType::CreateTime)
+                .then_some(super::validation::TimestampBounds {
+                    now,
+                    before_max_ms: config.message_timestamp_before_max_ms,
+                    after_max_ms: config.message_timestamp_after_max_ms,
+                });
+            super::validation::check_client_records(
+                batches, &headers, compacted, timestamps, &self.tp,
+            )?;
         }
         let mut w = self.writer.lock();
         self.check_writable()?;

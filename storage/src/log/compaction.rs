@@ -113,9 +113,33 @@ impl Log {
         };
         let last = segments.last()?;
         let horizon_due = w.next_delete_horizon.is_some_and(|at| now >= at);
-        if last.next_offset() <= w.cleaned_upto && !horizon_due {
-            // Nothing dirty since the last pass and no tombstone due for removal (Kafka's
-            // cleaner also picks a log whose delete horizon passed, KIP-534).
+        // Kafka's cleaner picks a log whose dirty share of the cleanable bytes exceeds
+        // `min.cleanable.dirty.ratio`, or whose oldest dirty segment began more than
+        // `max.compaction.lag.ms` ago, or (KIP-534) whose delete horizon passed.
+        let dirty = |s: &&Arc<LogSegment>| s.next_offset() > w.cleaned_upto;
+        let dirty_bytes: u64 = segments
+            .iter()
+            .filter(dirty)
+            .map(|s| u64::from(s.size()))
+            .sum();
+        let clean_bytes: u64 = self
+            .segments
+            .read()
+            .values()
+            .take_while(|s| s.next_offset() <= w.cleaned_upto)
+            .map(|s| u64::from(s.size()))
+            .sum();
+        let ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes).max(1) as f64;
+        let overdue = segments
+            .iter()
+            .filter(dirty)
+            .map(|s| s.first_batch_timestamp())
+            .filter(|ts| *ts > 0)
+            .min()
+            .is_some_and(|oldest| oldest < now.saturating_sub(config.max_compaction_lag_ms));
+        let due = (dirty_bytes > 0 && (overdue || ratio > config.min_cleanable_dirty_ratio.get()))
+            || horizon_due;
+        if last.next_offset() <= w.cleaned_upto && !horizon_due || !due {
             return None;
         }
         Some(Plan {

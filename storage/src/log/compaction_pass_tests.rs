@@ -143,6 +143,8 @@ fn a_key_map_smaller_than_the_dirty_keys_cleans_in_several_passes_to_the_same_re
     let mut config = compacted_config(1000);
     // Room for 7 keys: a pass maps a few segments' worth of the dirty section at most.
     config.cleaner_dedupe_buffer_bytes = 8 * 25;
+    // Every pass goes on however little is left dirty (by default it waits for half).
+    config.set("min.cleanable.dirty.ratio", "0").expect("ratio");
     assert_eq!(crate::cleaner::OffsetMap::keys_fitting(8 * 25), 7);
     let log = open(dir.path(), config);
     let latest = fill(&log, keys, rounds, per_segment);

@@ -155,3 +155,80 @@ fn compaction_keeps_a_producers_emptied_last_batch_so_its_next_sequence_is_accep
         "the producer's next sequence is refused: {next:?}"
     );
 }
+
+/// Appends `n` records over keys `k0..k{keys}` at timestamp `ts`, then seals the segment.
+fn overwrite(log: &Log, n: usize, keys: usize, ts: i64) {
+    for i in 0..n {
+        let key = format!("k{}", i % keys);
+        let b = BatchBuilder::new()
+            .record(Some(key.as_bytes()), Some(b"v"), ts)
+            .build();
+        log.append(&b, &opts()).expect("append");
+    }
+    roll(log);
+}
+
+#[test]
+fn a_log_is_compacted_once_its_dirty_ratio_passes_min_cleanable_dirty_ratio() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), compacted_config(1000));
+    assert_eq!(
+        log.config().min_cleanable_dirty_ratio.get(),
+        0.5,
+        "Kafka's default"
+    );
+    overwrite(&log, 40, 4, 1000);
+    log.housekeeping(10_000)
+        .expect("first pass: all of it is dirty");
+    assert_eq!(served(&log).0.len(), 4);
+    // A little written since: dirty bytes are far below half of the cleanable bytes.
+    overwrite(&log, 2, 4, 1000);
+    log.housekeeping(10_001).expect("housekeeping");
+    assert_eq!(served(&log).0.len(), 6, "compacted below the ratio");
+    overwrite(&log, 8, 4, 1000);
+    log.housekeeping(10_002).expect("housekeeping");
+    assert_eq!(served(&log).0.len(), 4, "not compacted above the ratio");
+}
+
+#[test]
+fn max_compaction_lag_compacts_a_log_below_its_dirty_ratio() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = compacted_config(1000);
+    config.set("max.compaction.lag.ms", "5000").expect("lag");
+    let log = open(dir.path(), config);
+    overwrite(&log, 40, 4, 1000);
+    log.housekeeping(2_000).expect("first pass");
+    assert_eq!(served(&log).0.len(), 4);
+    overwrite(&log, 2, 4, 3_000);
+    log.housekeeping(7_999).expect("housekeeping");
+    assert_eq!(
+        served(&log).0.len(),
+        6,
+        "the dirty segment began less than 5 s ago"
+    );
+    log.housekeeping(8_001).expect("housekeeping");
+    assert_eq!(
+        served(&log).0.len(),
+        4,
+        "overdue: compacted below the dirty ratio"
+    );
+}
+
+#[test]
+fn the_cleaner_configs_take_kafkas_values_and_refuse_others() {
+    let mut c = LogConfig::default();
+    assert_eq!(c.get("min.cleanable.dirty.ratio").as_deref(), Some("0.5"));
+    assert_eq!(
+        c.get("max.compaction.lag.ms").as_deref(),
+        Some(i64::MAX.to_string().as_str())
+    );
+    c.set("min.cleanable.dirty.ratio", "0.1").expect("ratio");
+    assert_eq!(c.get("min.cleanable.dirty.ratio").as_deref(), Some("0.1"));
+    for bad in ["1.5", "-0.1", "NaN", "half"] {
+        assert!(c.set("min.cleanable.dirty.ratio", bad).is_err(), "{bad}");
+    }
+    assert!(
+        c.set("max.compaction.lag.ms", "0").is_err(),
+        "Kafka's minimum is 1"
+    );
+}

@@ -739,3 +739,62 @@ fn a_flush_policy_writes_through_without_preallocating_or_huge_pages() {
         "written batches read back through the mapping"
     );
 }
+
+#[test]
+fn create_time_timestamps_outside_the_topics_bounds_are_refused_with_the_records_at_fault() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = small_config();
+    config
+        .set("message.timestamp.before.max.ms", "1000")
+        .expect("before");
+    config
+        .set("message.timestamp.after.max.ms", "500")
+        .expect("after");
+    let log = open(dir.path(), config.clone());
+    let now = 1_700_000_000_000;
+    let at = |now_ms| AppendOptions {
+        now_ms,
+        ..AppendOptions::default()
+    };
+    let batch = |ts: &[i64]| {
+        let mut b = crate::record::BatchBuilder::new();
+        for t in ts {
+            b = b.record(Some(b"k"), Some(b"v"), *t);
+        }
+        b.build()
+    };
+    log.append(&batch(&[now - 1000, now, now + 500, -1]), &at(now))
+        .expect("within the bounds, and no timestamp");
+    let refused = log.append(&batch(&[now, now - 1001, now + 501]), &at(now));
+    match refused {
+        Err(StorageError::InvalidTimestamp { records, .. }) => {
+            assert_eq!(records.len(), 2, "{records:?}");
+            assert_eq!(records[0].0, 1);
+            assert_eq!(
+                records[0].1,
+                format!(
+                    "Timestamp {} of message with offset 1 is out of range. The timestamp should be within [{}, {}]",
+                    now - 1001,
+                    now - 1000,
+                    now + 500
+                )
+            );
+            assert_eq!(records[1].0, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        log.offsets().log_end,
+        Offset(4),
+        "nothing of the batch appended"
+    );
+
+    // LogAppendTime topics stamp the broker's time instead: nothing to check.
+    config
+        .set("message.timestamp.type", "LogAppendTime")
+        .expect("type");
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), config);
+    log.append(&batch(&[1]), &at(now))
+        .expect("stamped, not checked");
+}

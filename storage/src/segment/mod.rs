@@ -378,6 +378,11 @@ impl LogSegment {
         self.max_timestamp.load(Ordering::Acquire)
     }
 
+    /// The first batch's max timestamp, or -1 when empty or unknown.
+    pub(crate) fn first_batch_timestamp(&self) -> i64 {
+        self.first_batch_ts.load(Ordering::Acquire)
+    }
+
     /// Kafka's `timeWaitedForRoll`: how far an incoming batch with timestamp `incoming_ts` is
     /// from the first batch's timestamp, or, for a segment without timestamps, its age.
     pub(crate) fn time_waited_for_roll(&self, now: i64, incoming_ts: i64) -> i64 {
