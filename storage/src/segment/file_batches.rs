@@ -16,9 +16,10 @@ use crate::io;
 /// Bytes read per `pread(2)` by a scan that reads whole batches.
 pub(crate) const BATCH_WINDOW: usize = 1 << 20;
 
-/// Bytes read per `pread(2)` by a scan that reads only headers: enough for the headers of
-/// many small batches, little waste in front of a large one.
-pub(crate) const HEADER_WINDOW: usize = 64 << 10;
+/// Bytes read per `pread(2)` by a scan that reads only headers: a page, which holds the
+/// headers of the few batches between an index entry and its neighbour
+/// (`index.interval.bytes`, 4096) and costs little more to copy than one header.
+pub(crate) const HEADER_WINDOW: usize = 4 << 10;
 
 thread_local! {
     /// Bytes this thread has read from `.log` files to open or recover segments: opening a log

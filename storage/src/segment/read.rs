@@ -5,9 +5,12 @@ use bytes::Bytes;
 
 use super::file_batches::{FileBatches, HEADER_WINDOW};
 use super::{LogSegment, SegmentFiles};
-use crate::batch::{BatchHeader, HEADER_LEN};
+use crate::batch::{BatchHeader, HEADER_LEN, MIN_BATCH_LENGTH};
 use crate::error::Result;
 use crate::types::Offset;
+
+/// Kafka producers' default `batch.size`.
+const DEFAULT_BATCH_BYTES: usize = 16 << 10;
 
 impl LogSegment {
     /// The batches of `files` from byte `from` up to this segment's valid size.
@@ -39,6 +42,11 @@ impl LogSegment {
 
     /// Whole batches starting with the one holding `from`, up to `max_bytes` (at least one
     /// batch when `min_one`), stopping before any batch starting at or after `max_offset`.
+    ///
+    /// One `pread(2)` usually serves the whole read: it starts at the index entry below
+    /// `from` and covers the index interval (where the batch holding `from` starts) plus
+    /// `max_bytes`. Only a batch found further on, or a first batch larger than that, costs a
+    /// second read.
     pub(crate) fn read(
         &self,
         from: Offset,
@@ -46,19 +54,36 @@ impl LogSegment {
         max_offset: Offset,
         min_one: bool,
     ) -> Result<Option<Bytes>> {
-        let Some((start, first)) = self.find(from)? else {
-            return Ok(None);
+        let files = self.files()?;
+        let size = self.size() as usize;
+        let (_, pos) = files.index.lookup(from);
+        let pos = (pos.0 as usize).min(size);
+        let guess = (self.params.index_interval_bytes as usize + HEADER_LEN)
+            .saturating_add(max_bytes.max(1));
+        let head = files.log.read(pos..size.min(pos.saturating_add(guess)))?;
+        let (start, first) = match first_holding(&head, from) {
+            Some((at, h)) if h.batch_length >= MIN_BATCH_LENGTH && pos + at + h.size() <= size => {
+                (pos + at, h)
+            }
+            Some((at, _)) => return Err(self.corrupt(pos + at, "batch framing broken")),
+            // Not within the first read: look further with the headers alone.
+            None => match self.find(from)? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
         };
         if first.base_offset >= max_offset.0 {
             return Ok(Some(Bytes::new()));
         }
-        let size = self.size() as usize;
         let mut want = max_bytes.min(size - start);
         if min_one {
             want = want.max(first.size());
         }
-        let files = self.files()?;
-        let data = files.log.read(start..start + want)?;
+        let data = if start + want <= pos + head.len() {
+            head.slice(start - pos..start - pos + want)
+        } else {
+            files.log.read(start..start + want)?
+        };
         let mut end = 0;
         while end + HEADER_LEN <= data.len() {
             let Some(h) = BatchHeader::parse(&data[end..]) else {
@@ -118,4 +143,22 @@ impl LogSegment {
         }
         Ok(out)
     }
+}
+
+/// The first batch in `buf` (read from an index position) whose last offset is at or after
+/// `from`: its position in `buf` and header. `None` when `buf` ends first; a header whose
+/// length is broken is returned as found, for the caller to refuse.
+fn first_holding(buf: &[u8], from: Offset) -> Option<(usize, BatchHeader)> {
+    let mut at = 0;
+    while at + HEADER_LEN <= buf.len() {
+        let h = BatchHeader::parse(&buf[at..])?;
+        if h.batch_length < MIN_BATCH_LENGTH {
+            return Some((at, h));
+        }
+        if h.last_offset() >= from.0 {
+            return Some((at, h));
+        }
+        at += h.size();
+    }
+    None
 }
