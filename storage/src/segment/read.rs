@@ -9,9 +9,6 @@ use crate::batch::{BatchHeader, HEADER_LEN, MIN_BATCH_LENGTH};
 use crate::error::Result;
 use crate::types::Offset;
 
-/// Kafka producers' default `batch.size`.
-const DEFAULT_BATCH_BYTES: usize = 16 << 10;
-
 impl LogSegment {
     /// The batches of `files` from byte `from` up to this segment's valid size.
     pub(crate) fn file_batches<'f>(
