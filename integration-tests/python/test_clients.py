@@ -265,3 +265,42 @@ def test_long_poll_fetch_returns_as_soon_as_data_arrives(broker, topic_name):
         assert time.time() - sent < 4
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip", "snappy", "lz4", "uncompressed"])
+def test_a_topic_codec_is_read_back_by_every_client(broker, topic_name, codec):
+    """The leader recompresses each producer's batches to the topic's compression.type."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition as ATP
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    create(broker, topic_name, config={"compression.type": codec, "compression.zstd.level": "7"})
+    for producer_codec in ["none", "lz4", "gzip"]:
+        p = Producer({"bootstrap.servers": broker.bootstrap, "compression.codec": producer_codec,
+                      "linger.ms": 5})
+        for i in range(20):
+            p.produce(topic_name, key=b"k", value=f"{producer_codec}-{i}".encode() * 20)
+        assert p.flush(10) == 0
+    want = [f"{c}-{i}".encode() * 20 for c in ["none", "lz4", "gzip"] for i in range(20)]
+    assert [m.value() for m in consume_all(broker, topic_name, n=60)] == want
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000)
+    c.assign([KTP(topic_name, 0)])
+    c.seek_to_beginning()
+    assert [m.value for _, m in zip(range(60), c)] == want
+    c.close()
+
+    async def aio():
+        ac = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                              auto_offset_reset="earliest")
+        await ac.start()
+        try:
+            ac.assign([ATP(topic_name, 0)])
+            out = []
+            while len(out) < 60:
+                batch = await asyncio.wait_for(ac.getmany(timeout_ms=1000), 15)
+                for msgs in batch.values():
+                    out.extend(m.value for m in msgs)
+            return out
+        finally:
+            await ac.stop()
+    assert asyncio.run(aio()) == want

@@ -171,10 +171,24 @@ fn decompress_snappy(data: &[u8], max_len: usize) -> Result<Vec<u8>, Compression
 
 /// Compresses `data` with `codec` in the framing Kafka clients read.
 pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, CompressionError> {
+    compress_at(codec, data, None)
+}
+
+/// Compresses `data` with `codec` at `level` (Kafka's `compression.<codec>.level`: gzip 1-9,
+/// lz4 1-17, zstd -131072..=22), or the codec's default level; snappy has no levels.
+pub fn compress_at(
+    codec: Compression,
+    data: &[u8],
+    level: Option<i32>,
+) -> Result<Vec<u8>, CompressionError> {
     match codec {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip => {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let level = match level {
+                Some(l @ 1..=9) => flate2::Compression::new(l as u32),
+                _ => flate2::Compression::default(),
+            };
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
             e.write_all(data).map_err(|e| malformed(codec, e))?;
             e.finish().map_err(|e| malformed(codec, e))
         }
@@ -183,6 +197,7 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, CompressionE
             .map_err(|e| malformed(codec, e)),
         Compression::Lz4 => {
             let mut e = lz4::EncoderBuilder::new()
+                .level(level.map_or(9, |l| l.clamp(1, 17) as u32))
                 .build(Vec::new())
                 .map_err(|e| malformed(codec, e))?;
             e.write_all(data).map_err(|e| malformed(codec, e))?;
@@ -190,7 +205,9 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, CompressionE
             res.map_err(|e| malformed(codec, e))?;
             Ok(out)
         }
-        Compression::Zstd => zstd::stream::encode_all(data, 3).map_err(|e| malformed(codec, e)),
+        Compression::Zstd => {
+            zstd::stream::encode_all(data, level.unwrap_or(3)).map_err(|e| malformed(codec, e))
+        }
     }
 }
 

@@ -35,6 +35,40 @@ impl CleanupPolicy {
     }
 }
 
+/// `compression.type`: the codec a topic stores its batches in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopicCompression {
+    /// `producer`: each batch as the producer compressed it.
+    #[default]
+    Producer,
+    /// Every batch recompressed by the leader to this codec (`uncompressed` is `None`).
+    Codec(crate::compression::Compression),
+}
+
+impl TopicCompression {
+    fn parse(s: &str) -> Option<TopicCompression> {
+        use crate::compression::Compression;
+        Some(match s {
+            "producer" => TopicCompression::Producer,
+            "uncompressed" => TopicCompression::Codec(Compression::None),
+            "gzip" => TopicCompression::Codec(Compression::Gzip),
+            "snappy" => TopicCompression::Codec(Compression::Snappy),
+            "lz4" => TopicCompression::Codec(Compression::Lz4),
+            "zstd" => TopicCompression::Codec(Compression::Zstd),
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        use crate::compression::Compression;
+        match self {
+            TopicCompression::Producer => "producer",
+            TopicCompression::Codec(Compression::None) => "uncompressed",
+            TopicCompression::Codec(c) => c.name(),
+        }
+    }
+}
+
 /// `min.cleanable.dirty.ratio`: a fraction in [0, 1] (always finite, so equality is exact).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DirtyRatio(f64);
@@ -84,6 +118,14 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// `message.timestamp.type`. Default `CreateTime`.
     pub message_timestamp_type: TimestampType,
+    /// `compression.type`. Default `producer`.
+    pub compression_type: TopicCompression,
+    /// `compression.gzip.level`: -1 (the codec's default) or 1-9.
+    pub compression_gzip_level: i32,
+    /// `compression.lz4.level`: 1-17. Default 9.
+    pub compression_lz4_level: i32,
+    /// `compression.zstd.level`: -131072 to 22. Default 3.
+    pub compression_zstd_level: i32,
     /// `flush.messages`: flush after this many records. Default: never (`i64::MAX`), as Kafka,
     /// which relies on replication for durability.
     ///
@@ -136,6 +178,10 @@ impl Default for LogConfig {
             message_timestamp_after_max_ms: i64::MAX,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
+            compression_type: TopicCompression::Producer,
+            compression_gzip_level: -1,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
             file_delete_delay_ms: 60_000,
@@ -162,9 +208,30 @@ pub struct ConfigEntry {
 const MIN_SEGMENT_BYTES: i64 = 14;
 
 impl LogConfig {
+    /// The codec and level a leader recompresses client batches to, when the topic says.
+    pub(crate) fn recompression(&self) -> Option<(crate::compression::Compression, Option<i32>)> {
+        use crate::compression::Compression;
+        let TopicCompression::Codec(codec) = self.compression_type else {
+            return None;
+        };
+        let level = match codec {
+            Compression::Gzip => {
+                (self.compression_gzip_level > 0).then_some(self.compression_gzip_level)
+            }
+            Compression::Lz4 => Some(self.compression_lz4_level),
+            Compression::Zstd => Some(self.compression_zstd_level),
+            Compression::None | Compression::Snappy => None,
+        };
+        Some((codec, level))
+    }
+
     /// Every key a `LogConfig` understands.
     pub const KEYS: &'static [&'static str] = &[
         "cleanup.policy",
+        "compression.gzip.level",
+        "compression.lz4.level",
+        "compression.type",
+        "compression.zstd.level",
         "delete.retention.ms",
         "file.delete.delay.ms",
         "flush.messages",
@@ -222,6 +289,20 @@ impl LogConfig {
                     _ => return Err(bad("expected delete, compact or compact,delete")),
                 }
             }
+            "compression.type" => {
+                self.compression_type = TopicCompression::parse(value.trim()).ok_or_else(|| {
+                    bad("expected uncompressed, zstd, lz4, snappy, gzip or producer")
+                })?
+            }
+            "compression.gzip.level" => {
+                let l = int(-1, 9)?;
+                if l == 0 {
+                    return Err(bad("must be -1 or between 1 and 9"));
+                }
+                self.compression_gzip_level = l as i32;
+            }
+            "compression.lz4.level" => self.compression_lz4_level = int(1, 17)? as i32,
+            "compression.zstd.level" => self.compression_zstd_level = int(-131_072, 22)? as i32,
             "delete.retention.ms" => self.delete_retention_ms = int(0, i64::MAX)?,
             "file.delete.delay.ms" => self.file_delete_delay_ms = int(0, i64::MAX)?,
             "flush.messages" => self.flush_messages = int(1, i64::MAX)?,
@@ -275,6 +356,10 @@ impl LogConfig {
     pub fn get(&self, key: &str) -> Option<String> {
         Some(match key {
             "cleanup.policy" => self.cleanup_policy.as_str().to_string(),
+            "compression.type" => self.compression_type.as_str().to_string(),
+            "compression.gzip.level" => self.compression_gzip_level.to_string(),
+            "compression.lz4.level" => self.compression_lz4_level.to_string(),
+            "compression.zstd.level" => self.compression_zstd_level.to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
             "flush.messages" => self.flush_messages.to_string(),

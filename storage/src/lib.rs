@@ -114,7 +114,7 @@ pub mod types;
 #[allow(unsafe_code)]
 mod mmap;
 
-pub use config::{CleanupPolicy, ConfigEntry, LogConfig};
+pub use config::{CleanupPolicy, ConfigEntry, DirtyRatio, LogConfig, TopicCompression};
 pub use error::{Result, StorageError};
 pub use log::{
     AppendInfo, AppendOptions, AppendOrigin, FetchData, HousekeepingReport, LoadStats, Log,

@@ -80,6 +80,21 @@ impl Log {
                 batches, &headers, compacted, timestamps, &self.tp,
             )?;
         }
+        // The topic's codec, when it has one: batches in another are rewritten into it, and
+        // their size is checked again as Kafka does (it changed).
+        let recompressed = match config.recompression() {
+            Some((codec, level)) if opts.origin == AppendOrigin::Client => {
+                super::recompress::recompress(batches, &headers, codec, level)?
+            }
+            _ => None,
+        };
+        let (batches, headers) = match &recompressed {
+            Some(rewritten) => (
+                &rewritten[..],
+                parse_all(rewritten, opts.origin, config.max_message_bytes)?,
+            ),
+            None => (batches, headers),
+        };
         let mut w = self.writer.lock();
         self.check_writable()?;
         let offsets = self.offsets();

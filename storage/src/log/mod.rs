@@ -30,6 +30,7 @@ mod open;
 #[cfg(test)]
 mod producer_tests;
 mod read;
+mod recompress;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

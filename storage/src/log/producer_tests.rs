@@ -108,3 +108,139 @@ fn producers_idle_past_producer_id_expiration_ms_are_forgotten_and_leave_the_sna
     log.append(&idempotent(1, 9, 1, 7_000), &opts())
         .expect("an expired producer is unknown: any sequence starts it again (KIP-360)");
 }
+
+/// Key, value and timestamp of every record of the batches read from offset 0, and each
+/// batch's codec and producer fields.
+type StoredRecord = (Vec<u8>, Vec<u8>, i64);
+/// A stored batch's codec id, producer id, epoch and base sequence.
+type StoredBatch = (u8, i64, i16, i32);
+
+fn stored(log: &Log) -> (Vec<StoredRecord>, Vec<StoredBatch>) {
+    let data = log
+        .read(&crate::ReadOptions::from(Offset(0)))
+        .expect("read")
+        .records;
+    let (mut records, mut batches) = (Vec::new(), Vec::new());
+    for (at, h) in crate::batch::BatchIter::new(&data) {
+        let (_, body) = crate::record::records_section(&data[at..at + h.size()], 1 << 20)
+            .expect("a valid batch, CRC included");
+        for r in crate::record::RecordIter::new(&body, h.record_count as usize) {
+            let r = r.expect("record");
+            records.push((
+                r.key.expect("key").to_vec(),
+                r.value.expect("value").to_vec(),
+                h.base_timestamp + r.timestamp_delta,
+            ));
+        }
+        batches.push((
+            h.compression(),
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+        ));
+    }
+    (records, batches)
+}
+
+#[test]
+fn a_topic_codec_recompresses_producer_batches_and_keeps_everything_else() {
+    use crate::compression::Compression;
+    let batch = |codec: Compression, seq: i32| {
+        BatchBuilder::new()
+            .compression(codec)
+            .producer(7, 2, seq)
+            .record(Some(b"a"), Some(&[b'x'; 300][..]), 1_000)
+            .record(Some(b"b"), Some(&[b'y'; 300][..]), 1_005)
+            .build()
+    };
+    let expected = |n: usize| {
+        (0..n)
+            .flat_map(|_| {
+                [
+                    (b"a".to_vec(), vec![b'x'; 300], 1_000),
+                    (b"b".to_vec(), vec![b'y'; 300], 1_005),
+                ]
+            })
+            .collect::<Vec<_>>()
+    };
+    for (setting, stored_as) in [
+        ("zstd", Compression::Zstd.id()),
+        ("lz4", Compression::Lz4.id()),
+        ("gzip", Compression::Gzip.id()),
+        ("snappy", Compression::Snappy.id()),
+        ("uncompressed", Compression::None.id()),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = LogConfig::default();
+        config.set("compression.type", setting).expect("codec");
+        let log = open(dir.path(), config);
+        log.append(&batch(Compression::None, 0), &AppendOptions::default())
+            .expect("append");
+        log.append(&batch(Compression::Gzip, 2), &AppendOptions::default())
+            .expect("append");
+        let (records, batches) = stored(&log);
+        assert_eq!(records, expected(2), "{setting}");
+        assert_eq!(
+            batches,
+            vec![(stored_as, 7, 2, 0), (stored_as, 7, 2, 2)],
+            "{setting}"
+        );
+        assert!(
+            log.append(&batch(Compression::Lz4, 2), &AppendOptions::default())
+                .expect("retry")
+                .duplicate,
+            "{setting}: sequences still deduplicate"
+        );
+    }
+
+    // `producer` keeps each batch as it came.
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = open(dir.path(), LogConfig::default());
+    log.append(&batch(Compression::Gzip, 0), &AppendOptions::default())
+        .expect("append");
+    assert_eq!(stored(&log).1, vec![(Compression::Gzip.id(), 7, 2, 0)]);
+
+    // The size is checked again after the rewrite: decompressed, the batch no longer fits.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = LogConfig::default();
+    config
+        .set("compression.type", "uncompressed")
+        .expect("codec");
+    let compressible = BatchBuilder::new()
+        .compression(Compression::Zstd)
+        .record(Some(b"k"), Some(&[b'z'; 5000][..]), 1)
+        .build();
+    config
+        .set("max.message.bytes", &(compressible.len() + 100).to_string())
+        .expect("max");
+    let log = open(dir.path(), config);
+    assert!(matches!(
+        log.append(&compressible, &AppendOptions::default()),
+        Err(StorageError::RecordTooLarge { .. })
+    ));
+    assert_eq!(log.offsets().log_end, Offset(0));
+}
+
+#[test]
+fn compression_keys_take_kafkas_values_and_levels() {
+    let mut c = LogConfig::default();
+    assert_eq!(c.get("compression.type").as_deref(), Some("producer"));
+    assert_eq!(c.get("compression.zstd.level").as_deref(), Some("3"));
+    assert_eq!(c.get("compression.lz4.level").as_deref(), Some("9"));
+    assert_eq!(c.get("compression.gzip.level").as_deref(), Some("-1"));
+    for ok in ["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"] {
+        c.set("compression.type", ok).expect(ok);
+        assert_eq!(c.get("compression.type").as_deref(), Some(ok));
+    }
+    for (key, bad) in [
+        ("compression.type", "brotli"),
+        ("compression.gzip.level", "0"),
+        ("compression.gzip.level", "10"),
+        ("compression.lz4.level", "18"),
+        ("compression.zstd.level", "23"),
+    ] {
+        assert!(c.set(key, bad).is_err(), "{key}={bad}");
+    }
+    c.set("compression.zstd.level", "-5")
+        .expect("negative zstd levels exist");
+}
