@@ -93,6 +93,7 @@ pub fn controller_error(e: &ControllerError) -> ResponseError {
         ControllerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
         ControllerError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
         ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+        ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
         // The controller could not commit: as when no controller answers, the request may
         // be retried (it may even have committed).
         ControllerError::NotCommitted(_) | ControllerError::QuorumFailed(_) => {

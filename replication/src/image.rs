@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sluice_storage::{LeaderEpoch, ProducerId};
 use uuid::Uuid;
 
+use crate::acl::AclBinding;
 use crate::record::{Endpoint, MetadataRecord, PartitionChange};
 
 /// No leader: the partition is offline.
@@ -102,6 +103,9 @@ pub struct MetadataImage {
     pub topic_ids: BTreeMap<String, Uuid>,
     /// The first producer id not yet handed to a broker.
     pub next_producer_id: ProducerId,
+    /// ACL bindings by id.
+    #[serde(default)]
+    pub acls: BTreeMap<Uuid, AclBinding>,
 }
 
 impl Default for MetadataImage {
@@ -112,6 +116,7 @@ impl Default for MetadataImage {
             topics: BTreeMap::new(),
             topic_ids: BTreeMap::new(),
             next_producer_id: ProducerId(0),
+            acls: BTreeMap::new(),
         }
     }
 }
@@ -326,6 +331,20 @@ impl MetadataImage {
                     )));
                 }
                 self.next_producer_id = ProducerId(first.0 + count);
+            }
+            MetadataRecord::AccessControlEntry { id, acl } => {
+                if let Some(why) = acl.invalid() {
+                    return Err(ApplyError::Invalid(format!("ACL {id}: {why}")));
+                }
+                if self.acls.contains_key(id) {
+                    return Err(ApplyError::Invalid(format!("ACL {id} exists already")));
+                }
+                self.acls.insert(*id, acl.clone());
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                if self.acls.remove(id).is_none() {
+                    return Err(ApplyError::Invalid(format!("no ACL {id} to remove")));
+                }
             }
         }
         Ok(())

@@ -96,6 +96,7 @@ pub fn after_answer(
             | ControllerError::InvalidReplicationFactor(_)
             | ControllerError::InvalidReplicaAssignment(_)
             | ControllerError::NoReassignmentInProgress(_)
+            | ControllerError::InvalidRequest(_)
             | ControllerError::BrokerNotRegistered(_)
             | ControllerError::StaleBrokerEpoch(_)
             | ControllerError::DuplicateBrokerRegistration(_) => AfterAnswer::Retry,

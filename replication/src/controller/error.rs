@@ -48,6 +48,10 @@ pub enum ControllerError {
     /// An ISR that leaves out the leader, repeats a replica, or adds one that may not join.
     #[error("{0}")]
     IneligibleReplica(String),
+    /// A request Kafka refuses as malformed (an ACL binding with a filter-only value, an
+    /// ACL filter with an unknown field).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// The records were proposed but not committed in time; they may still commit.
     #[error("not committed in time: {0}")]
     NotCommitted(String),
@@ -77,6 +81,7 @@ impl ControllerError {
             | ControllerError::FencedLeaderEpoch(_)
             | ControllerError::InvalidUpdateVersion(_)
             | ControllerError::IneligibleReplica(_)
+            | ControllerError::InvalidRequest(_)
             | ControllerError::NotCommitted(_)
             | ControllerError::RecordsRejected(_)
             | ControllerError::QuorumFailed(_) => false,
