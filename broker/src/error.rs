@@ -109,4 +109,16 @@ pub enum BrokerError {
     /// A log directory whose writes fail.
     #[error("log directory {0} cannot be written")]
     LogDirOffline(String),
+    /// The session may not do this on the topic (or the topic's existence is hidden from it).
+    #[error("Topic authorization failed.")]
+    TopicAuthorizationFailed,
+    /// The session may not do this on the group.
+    #[error("Group authorization failed.")]
+    GroupAuthorizationFailed,
+    /// The session may not do this on the cluster.
+    #[error("Cluster authorization failed.")]
+    ClusterAuthorizationFailed,
+    /// The ACL APIs without an authorizer configured.
+    #[error("No Authorizer is configured.")]
+    SecurityDisabled,
 }

@@ -8,6 +8,7 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
+use super::registry::{Operation, Resource};
 use super::{str_bytes, Context};
 use crate::error::BrokerError;
 use crate::error_map;
@@ -32,7 +33,12 @@ pub(super) async fn handle(ctx: Context, req: CreateTopicsRequest) -> CreateTopi
             })
             .collect();
         let r = CreatableTopicResult::default().with_name(t.name.clone());
-        let outcome = if !t.assignments.is_empty() {
+        // CREATE on the cluster covers every topic; on a topic (or prefix), that topic.
+        let may_create = ctx.cluster_authorized(Operation::Create)
+            || ctx.authorized(Resource::Topic, &name, Operation::Create);
+        let outcome = if !may_create {
+            Err(BrokerError::TopicAuthorizationFailed)
+        } else if !t.assignments.is_empty() {
             Err(BrokerError::InvalidRequest(
                 "manual replica assignment is not supported".into(),
             ))

@@ -2,6 +2,7 @@
 //! [`Context`] a handler gets and the [`Reply`] it gives. [`registry`] declares which APIs
 //! are served and routes each request to its handler.
 
+mod acls;
 mod alter_configs;
 mod api_versions;
 mod create_partitions;
@@ -13,6 +14,7 @@ mod describe_configs;
 mod describe_log_dirs;
 mod elect_leaders;
 mod fetch;
+mod group_access;
 mod groups;
 mod init_producer_id;
 mod list_offsets;

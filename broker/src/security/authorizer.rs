@@ -65,6 +65,72 @@ pub fn authorize<'a>(
     allowed || (!resource_has_acls && config.allow_everyone_if_no_acl_found)
 }
 
+/// Whether `session` may do `operation` on at least one resource of `resource_type`
+/// (Kafka's `authorizeByResourceType`, which lets a producer with WRITE on some topic get an
+/// idempotent producer id): allowed where a resource nobody named would be, or where an
+/// ALLOW of the operation (or ALL) is not covered by a DENY of it: a DENY of `*` covers
+/// everything, a literal DENY its name, a prefixed DENY every name it starts.
+pub fn authorize_any<'a>(
+    config: &AuthorizerConfig,
+    acls: impl IntoIterator<Item = &'a AclBinding> + Clone,
+    session: &Session,
+    resource_type: ResourceType,
+    operation: AclOperation,
+) -> bool {
+    // Kafka checks a made-up name first, so that super users and open resources pass.
+    let hardcode = Action {
+        resource_type,
+        name: "hardcode",
+        operation,
+    };
+    if authorize(config, acls.clone(), session, hardcode) {
+        return true;
+    }
+    let principal = session.principal.to_string();
+    let host = session
+        .client_host
+        .strip_prefix('/')
+        .unwrap_or(&session.client_host);
+    let relevant = |a: &&AclBinding| {
+        a.resource_type == resource_type
+            && (a.principal == principal || a.principal == WILDCARD_PRINCIPAL)
+            && (a.host == host || a.host == WILDCARD_HOST)
+            && (a.operation == operation || a.operation == AclOperation::All)
+    };
+    let mut deny_literals = Vec::new();
+    let mut deny_prefixes = Vec::new();
+    let mut allows = Vec::new();
+    for a in acls.into_iter().filter(relevant) {
+        match (a.permission, a.pattern_type) {
+            (AclPermissionType::Deny, PatternType::Literal)
+                if a.resource_name == WILDCARD_RESOURCE =>
+            {
+                return false
+            }
+            (AclPermissionType::Deny, PatternType::Literal) => deny_literals.push(a),
+            (AclPermissionType::Deny, PatternType::Prefixed) => deny_prefixes.push(a),
+            (AclPermissionType::Allow, _) => allows.push(a),
+            _ => {}
+        }
+    }
+    let denied_prefix = |name: &str| {
+        deny_prefixes
+            .iter()
+            .any(|d| name.starts_with(&d.resource_name))
+    };
+    allows.iter().any(|a| match a.pattern_type {
+        PatternType::Literal => {
+            a.resource_name == WILDCARD_RESOURCE
+                || (!deny_literals
+                    .iter()
+                    .any(|d| d.resource_name == a.resource_name)
+                    && !denied_prefix(&a.resource_name))
+        }
+        PatternType::Prefixed => !denied_prefix(&a.resource_name),
+        PatternType::Any | PatternType::Match | PatternType::Unknown => false,
+    })
+}
+
 /// Whether `acl`'s pattern covers the action's resource.
 fn names(acl: &AclBinding, action: Action<'_>) -> bool {
     if acl.resource_type != action.resource_type {

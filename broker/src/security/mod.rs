@@ -9,6 +9,8 @@ use std::fmt;
 
 pub mod access;
 pub mod authorizer;
+#[cfg(test)]
+mod enforcement_tests;
 
 /// A Kafka principal, `User:alice` (`KafkaPrincipal` in Kafka: a type and a name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

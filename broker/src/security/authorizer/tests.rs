@@ -5,7 +5,7 @@ use sluice_replication::acl::{
     ResourceType as Res,
 };
 
-use super::{authorize, Action};
+use super::{authorize, authorize_any, Action};
 use crate::config::AuthorizerConfig;
 use crate::security::{KafkaPrincipal, Session};
 
@@ -517,4 +517,112 @@ fn a_session_without_a_slash_in_its_address_still_matches_hosts() {
         &session("bob", "/127.0.0.1"),
         action
     ));
+}
+
+#[test]
+fn write_on_any_topic_is_found_unless_a_deny_covers_it() {
+    use Op::*;
+    use Pat::*;
+    use Perm::*;
+    let any = |acls: &[AclBinding], config: &AuthorizerConfig| {
+        authorize_any(
+            config,
+            acls,
+            &session("alice", "/10.0.0.7"),
+            Res::Topic,
+            Write,
+        )
+    };
+    let cases: Vec<(&str, Vec<AclBinding>, bool)> = vec![
+        ("no ACL", vec![], false),
+        (
+            "a literal ALLOW",
+            vec![topic(Literal, "orders", Write, Allow)],
+            true,
+        ),
+        (
+            "a prefixed ALLOW",
+            vec![topic(Prefixed, "ord", Write, Allow)],
+            true,
+        ),
+        (
+            "ALLOW ALL",
+            vec![topic(Literal, "orders", All, Allow)],
+            true,
+        ),
+        (
+            "an ALLOW of READ only",
+            vec![topic(Literal, "orders", Read, Allow)],
+            false,
+        ),
+        (
+            "a literal ALLOW under the same literal DENY",
+            vec![
+                topic(Literal, "orders", Write, Allow),
+                topic(Literal, "orders", Write, Deny),
+            ],
+            false,
+        ),
+        (
+            "a literal ALLOW under a prefixed DENY",
+            vec![
+                topic(Literal, "orders", Write, Allow),
+                topic(Prefixed, "or", Write, Deny),
+            ],
+            false,
+        ),
+        (
+            "a prefixed ALLOW under a shorter prefixed DENY",
+            vec![
+                topic(Prefixed, "orders-", Write, Allow),
+                topic(Prefixed, "or", Write, Deny),
+            ],
+            false,
+        ),
+        (
+            "an ALLOW beside a DENY of another name",
+            vec![
+                topic(Literal, "orders", Write, Allow),
+                topic(Literal, "pay", Write, Deny),
+            ],
+            true,
+        ),
+        (
+            "a wildcard DENY",
+            vec![
+                topic(Literal, "orders", Write, Allow),
+                topic(Literal, "*", Write, Deny),
+            ],
+            false,
+        ),
+        (
+            "another principal's ALLOW",
+            vec![acl(
+                Res::Topic,
+                Literal,
+                "orders",
+                "User:bob",
+                "*",
+                Write,
+                Allow,
+            )],
+            false,
+        ),
+    ];
+    for (what, acls, expected) in cases {
+        assert_eq!(any(&acls, &enabled()), expected, "{what}");
+    }
+    let open = AuthorizerConfig {
+        allow_everyone_if_no_acl_found: true,
+        ..enabled()
+    };
+    assert!(any(&[], &open), "no ACL at all with allow.everyone");
+    let admin = AuthorizerConfig {
+        super_users: vec!["User:alice".into()],
+        ..enabled()
+    };
+    assert!(
+        any(&[topic(Literal, "*", Write, Deny)], &admin),
+        "a super user"
+    );
 }
