@@ -3,6 +3,7 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
+use super::registry::{Operation, Resource};
 use super::{str_bytes, Context};
 use crate::error::BrokerError;
 use crate::error_map;
@@ -11,7 +12,9 @@ pub(super) async fn handle(ctx: Context, req: CreatePartitionsRequest) -> Create
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let allowed = ctx.authorized(Resource::Topic, t.name.as_str(), Operation::Alter);
         let outcome = match ctx.rm.topic(t.name.as_str()) {
+            _ if !allowed => Err(BrokerError::TopicAuthorizationFailed),
             _ if t.assignments.is_some() => Err(BrokerError::InvalidRequest(
                 "manual replica assignment is not supported".into(),
             )),

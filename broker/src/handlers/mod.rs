@@ -5,6 +5,7 @@
 mod acls;
 mod alter_configs;
 mod api_versions;
+mod cluster_access;
 mod create_partitions;
 mod create_topics;
 mod delete_records;

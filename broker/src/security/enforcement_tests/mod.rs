@@ -648,3 +648,5 @@ async fn without_an_authorizer_everything_is_allowed_and_acl_apis_are_disabled()
     );
     assert!(b.server.replica_manager().topic("t").is_some());
 }
+
+mod admin;
