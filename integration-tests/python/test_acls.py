@@ -205,3 +205,51 @@ def test_reading_needs_read_on_the_topic_and_the_group(restricted):
     m = first_event("app", "closed")
     assert m is not None and m.error() is not None
     assert m.error().code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, m.error()
+
+
+def sluice_acl(b, *args):
+    import subprocess
+
+    from conftest import sluice_bin
+    return subprocess.run([sluice_bin(), "acl", *args, "--bootstrap-server", b.bootstrap],
+                          capture_output=True, timeout=60, text=True)
+
+
+def test_sluice_acl_adds_lists_and_removes_with_kafka_acls_flags(broker_factory):
+    b = broker_factory(**AUTHORIZER, **{"super.users": ANON})
+    r = sluice_acl(b, "add", "--allow-principal", "User:alice", "--operation", "Read",
+                   "--operation", "Write", "--topic", "orders", "--resource-pattern-type", "PREFIXED")
+    assert r.returncode == 0, r.stderr
+    r = sluice_acl(b, "add", "--deny-principal", "User:bob", "--deny-host", "10.0.0.1",
+                   "--group", "app")
+    assert r.returncode == 0, r.stderr
+    # What a third-party client sees.
+    a = admin(b)
+    got = sorted(str(x) for x in a.describe_acls(EVERY_ACL).result(10))
+    assert got == sorted(str(x) for x in [
+        binding("orders", AclOperation.READ, principal="User:alice", pattern=ResourcePatternType.PREFIXED),
+        binding("orders", AclOperation.WRITE, principal="User:alice", pattern=ResourcePatternType.PREFIXED),
+        AclBinding(ResourceType.GROUP, "app", ResourcePatternType.LITERAL, "User:bob", "10.0.0.1",
+                   AclOperation.ALL, AclPermissionType.DENY)])
+    listed = sluice_acl(b, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert ("Current ACLs for resource `ResourcePattern(resourceType=TOPIC, name=orders, "
+            "patternType=PREFIXED)`:") in listed.stdout
+    assert "(principal=User:alice, host=*, operation=READ, permissionType=ALLOW)" in listed.stdout
+    assert "(principal=User:bob, host=10.0.0.1, operation=ALL, permissionType=DENY)" in listed.stdout
+    only_bob = sluice_acl(b, "list", "--principal", "User:bob")
+    assert "alice" not in only_bob.stdout and "User:bob" in only_bob.stdout
+    # A filter that names no ACL removes nothing.
+    r = sluice_acl(b, "remove", "--topic", "orders", "--force")
+    assert r.returncode == 0 and "Removed 0 ACL(s)" in r.stdout, r.stdout + r.stderr
+    r = sluice_acl(b, "remove", "--topic", "orders", "--resource-pattern-type", "PREFIXED",
+                   "--allow-principal", "User:alice", "--operation", "Write", "--force")
+    assert r.returncode == 0 and "Removed 1 ACL(s)" in r.stdout, r.stdout + r.stderr
+    r = sluice_acl(b, "remove", "--topic", "orders", "--resource-pattern-type", "PREFIXED", "--force")
+    assert r.returncode == 0 and "Removed 1 ACL(s)" in r.stdout, r.stdout + r.stderr
+    assert [str(x) for x in a.describe_acls(EVERY_ACL).result(10)] == [
+        str(AclBinding(ResourceType.GROUP, "app", ResourcePatternType.LITERAL, "User:bob", "10.0.0.1",
+                       AclOperation.ALL, AclPermissionType.DENY))]
+    # A refusal is reported with the broker's error.
+    bad = sluice_acl(b, "add", "--allow-principal", "alice", "--topic", "t")
+    assert bad.returncode != 0 and "InvalidRequest (42)" in bad.stderr, bad.stderr
