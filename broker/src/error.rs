@@ -118,6 +118,9 @@ pub enum BrokerError {
     /// The session may not do this on the cluster.
     #[error("Cluster authorization failed.")]
     ClusterAuthorizationFailed,
+    /// The session may not use the transactional id.
+    #[error("Transactional Id authorization failed.")]
+    TransactionalIdAuthorizationFailed,
     /// The ACL APIs without an authorizer configured.
     #[error("No Authorizer is configured.")]
     SecurityDisabled,

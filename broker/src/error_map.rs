@@ -44,6 +44,9 @@ pub fn response_error(e: &BrokerError) -> ResponseError {
         BrokerError::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
         BrokerError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
         BrokerError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
+        BrokerError::TransactionalIdAuthorizationFailed => {
+            ResponseError::TransactionalIdAuthorizationFailed
+        }
         BrokerError::SecurityDisabled => ResponseError::SecurityDisabled,
     }
 }

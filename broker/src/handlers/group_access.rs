@@ -16,10 +16,13 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::*;
 
+use sluice_replication::acl::ResourceType;
+
 use super::registry::{Operation, Resource};
 use super::{groups, Context, Reply};
 use crate::error::BrokerError;
 use crate::error_map;
+use crate::security::access::GROUP_OPERATIONS;
 
 /// FindCoordinator key type of a transactional id.
 const KEY_TRANSACTION: i8 = 1;
@@ -265,6 +268,7 @@ pub(super) fn describe_groups(
     ctx: &Context,
     mut req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    let include_operations = req.include_authorized_operations;
     let (allowed, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut req.groups)
         .into_iter()
         .partition(|g| ctx.authorized(Resource::Group, g, Operation::Describe));
@@ -274,6 +278,17 @@ pub(super) fn describe_groups(
     } else {
         groups::describe_groups(ctx, req)
     };
+    if include_operations {
+        let image = ctx.cluster.image();
+        for g in &mut resp.groups {
+            g.authorized_operations = ctx.authorized_operations(
+                &image,
+                ResourceType::Group,
+                &g.group_id,
+                GROUP_OPERATIONS,
+            );
+        }
+    }
     resp.groups.extend(refused.into_iter().map(|g| {
         describe_groups_response::DescribedGroup::default()
             .with_group_id(g)

@@ -63,6 +63,11 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
     let acks_all = req.acks == -1;
     let mut waiting = Vec::new();
     let image = ctx.cluster.image();
+    // A transactional producer needs WRITE on its transactional id first; refused, nothing
+    // of the request is appended.
+    let txn_refused = req.transactional_id.as_ref().is_some_and(|id| {
+        !ctx.authorized_in(&image, Resource::TransactionalId, id, Operation::Write)
+    });
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.as_str().to_string();
         // Checked before existence: an unauthorized client learns nothing of the topic.
@@ -76,6 +81,10 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
             let tp = TopicPartition::new(name.clone(), pd.index);
             let result = if !acks_ok {
                 Err(error_map::code(&BrokerError::InvalidRequiredAcks(req.acks)))
+            } else if txn_refused {
+                Err(error_map::code(
+                    &BrokerError::TransactionalIdAuthorizationFailed,
+                ))
             } else if !writable {
                 Err(error_map::code(&BrokerError::TopicAuthorizationFailed))
             } else if topic.is_none() {

@@ -148,7 +148,12 @@ impl Broker {
     }
 
     async fn produce(&self, user: &str, topic: &str) -> i16 {
+        self.produce_as(user, topic, None).await
+    }
+
+    async fn produce_as(&self, user: &str, topic: &str, txn: Option<&str>) -> i16 {
         let req = ProduceRequest::default()
+            .with_transactional_id(txn.map(|t| TransactionalId(t.to_string().into())))
             .with_acks(1)
             .with_timeout_ms(5000)
             .with_topic_data(vec![TopicProduceData::default()
@@ -355,6 +360,13 @@ async fn produce_needs_write_and_a_deny_wins_over_an_allow() {
     assert_eq!(b.produce("alice", "audit").await, TOPIC_AUTH);
     assert_eq!(b.log_end("audit"), 0);
 
+    // A transactional id without WRITE on it: refused before the topic is looked at.
+    assert_eq!(
+        b.produce_as("alice", "orders", Some("tx-1")).await,
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    );
+    assert_eq!(b.log_end("orders"), 1);
+
     // A topic that does not exist is refused the same way: existence stays hidden.
     assert_eq!(b.produce("alice", "no-such-topic").await, TOPIC_AUTH);
     assert_eq!(
@@ -447,6 +459,19 @@ async fn metadata_hides_topics_the_caller_may_not_describe() {
 
     let admin = b.metadata("admin", None).await;
     assert_eq!(admin.topics.len(), 2, "a super user sees everything");
+
+    // Authorized operations, when asked: READ, and DESCRIBE which READ implies.
+    let req = MetadataRequest::default()
+        .with_topics(None)
+        .with_include_topic_authorized_operations(true);
+    let ResponseKind::Metadata(r) = b
+        .call("alice", ApiKey::Metadata, 12, RequestKind::Metadata(req))
+        .await
+    else {
+        panic!("not a Metadata response")
+    };
+    let bits = (1 << Op::Read.code()) | (1 << Op::Describe.code());
+    assert_eq!(r.topics[0].topic_authorized_operations, bits);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,3 +675,4 @@ async fn without_an_authorizer_everything_is_allowed_and_acl_apis_are_disabled()
 }
 
 mod admin;
+mod groups;

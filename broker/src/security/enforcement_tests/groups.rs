@@ -1,0 +1,132 @@
+//! The group APIs refused without READ, DESCRIBE or DELETE on the group, and nothing changed.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_apis_are_refused_without_their_acl_on_the_group() {
+    let broker = secured().await;
+    let b = &broker;
+    b.create_topic("orders").await;
+    b.coordinator_ready("app", "orders").await;
+    assert_eq!(b.commit("admin", "app", "orders", 3).await, 0);
+    b.grant(
+        Res::Group,
+        Literal,
+        "app",
+        "User:alice",
+        Op::Describe,
+        Allow,
+    )
+    .await;
+
+    let find = |user: &'static str| async move {
+        let req = FindCoordinatorRequest::default().with_key("app".into());
+        match b
+            .call(
+                user,
+                ApiKey::FindCoordinator,
+                3,
+                RequestKind::FindCoordinator(req),
+            )
+            .await
+        {
+            ResponseKind::FindCoordinator(r) => r.error_code,
+            _ => panic!("not FindCoordinator"),
+        }
+    };
+    assert_eq!(find("bob").await, GROUP_AUTH);
+    assert_eq!(find("alice").await, 0);
+
+    // Joining needs READ, which DESCRIBE does not give.
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId("app".into()))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type("consumer".into());
+    let ResponseKind::JoinGroup(r) = b
+        .call("alice", ApiKey::JoinGroup, 7, RequestKind::JoinGroup(join))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, GROUP_AUTH);
+    let hb = HeartbeatRequest::default()
+        .with_group_id(GroupId("app".into()))
+        .with_generation_id(1)
+        .with_member_id("m".into());
+    let ResponseKind::Heartbeat(r) = b
+        .call("alice", ApiKey::Heartbeat, 4, RequestKind::Heartbeat(hb))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, GROUP_AUTH);
+
+    // Describing needs DESCRIBE: alice may, bob may not.
+    let describe = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId("app".into())])
+        .with_include_authorized_operations(true);
+    let ResponseKind::DescribeGroups(r) = b
+        .call(
+            "bob",
+            ApiKey::DescribeGroups,
+            5,
+            RequestKind::DescribeGroups(describe.clone()),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.groups[0].error_code, GROUP_AUTH);
+    let ResponseKind::DescribeGroups(r) = b
+        .call(
+            "alice",
+            ApiKey::DescribeGroups,
+            5,
+            RequestKind::DescribeGroups(describe),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.groups[0].error_code, 0);
+    assert_eq!(r.groups[0].authorized_operations, 1 << Op::Describe.code());
+
+    // Listing: only the groups the caller may describe.
+    let list = |user: &'static str| async move {
+        match b
+            .call(
+                user,
+                ApiKey::ListGroups,
+                4,
+                RequestKind::ListGroups(ListGroupsRequest::default()),
+            )
+            .await
+        {
+            ResponseKind::ListGroups(r) => r
+                .groups
+                .iter()
+                .map(|g| g.group_id.to_string())
+                .collect::<Vec<_>>(),
+            _ => panic!("not ListGroups"),
+        }
+    };
+    assert_eq!(list("alice").await, ["app"]);
+    assert!(list("bob").await.is_empty());
+
+    // Deleting needs DELETE: refused, and the group's offset is still there.
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![GroupId("app".into())]);
+    let ResponseKind::DeleteGroups(r) = b
+        .call(
+            "alice",
+            ApiKey::DeleteGroups,
+            2,
+            RequestKind::DeleteGroups(delete),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.results[0].error_code, GROUP_AUTH);
+    assert_eq!(b.committed("admin", "app", "orders").await, (0, 0, 3));
+}
