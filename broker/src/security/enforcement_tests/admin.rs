@@ -8,10 +8,15 @@ use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 
 use super::*;
 
@@ -235,6 +240,61 @@ async fn admin_apis_are_refused_without_their_acl_and_change_nothing() {
     assert_eq!(r.topics[0].partitions[0].error_code, TOPIC_AUTH);
     assert_eq!(r.topics[0].partitions[0].offset, -1, "no offset told");
 
+    // OffsetForLeaderEpoch: DESCRIBE for a consumer, CLUSTER_ACTION for a follower.
+    let epochs = |replica: i32| {
+        RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(replica))
+                .with_topics(vec![OffsetForLeaderTopic::default()
+                    .with_topic(name("orders"))
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(-1)
+                        .with_leader_epoch(0)])]),
+        )
+    };
+    for (user, replica, expected) in [
+        ("alice", -1, TOPIC_AUTH),
+        ("alice", 2, TOPIC_AUTH),
+        ("admin", -1, 0),
+    ] {
+        let ResponseKind::OffsetForLeaderEpoch(r) = b
+            .call(user, ApiKey::OffsetForLeaderEpoch, 4, epochs(replica))
+            .await
+        else {
+            panic!()
+        };
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, expected, "{user} as replica {replica}");
+        if expected != 0 {
+            assert_eq!(p.end_offset, -1, "no offset told");
+        }
+    }
+
+    // ElectLeaders: ALTER on the cluster.
+    let elect = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_timeout_ms(5000)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(name("orders"))
+            .with_partitions(vec![0])]));
+    let ResponseKind::ElectLeaders(r) = b
+        .call(
+            "alice",
+            ApiKey::ElectLeaders,
+            2,
+            RequestKind::ElectLeaders(elect),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, CLUSTER_AUTH);
+    assert_eq!(
+        r.replica_election_results[0].partition_result[0].error_code,
+        CLUSTER_AUTH
+    );
+
     // Cluster APIs: DESCRIBE or ALTER on the cluster.
     let ResponseKind::DescribeLogDirs(r) = b
         .call(
@@ -333,4 +393,61 @@ async fn admin_apis_are_refused_without_their_acl_and_change_nothing() {
     )
     .await;
     assert_eq!(b.init_producer_id("bob").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_creation_needs_create_on_the_cluster_or_the_topic() {
+    let b = broker(&[
+        (
+            "authorizer.class.name",
+            "kafka.security.authorizer.AclAuthorizer",
+        ),
+        ("super.users", "User:admin"),
+        ("auto.create.topics.enable", "true"),
+    ])
+    .await;
+    b.grant(Res::Topic, Prefixed, "new-", "User:alice", Op::Write, Allow)
+        .await;
+    let metadata = |topic: &'static str| {
+        RequestKind::Metadata(
+            MetadataRequest::default()
+                .with_allow_auto_topic_creation(true)
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(name(topic)))
+                ])),
+        )
+    };
+    // WRITE implies DESCRIBE, but creating needs CREATE.
+    let ResponseKind::Metadata(r) = b
+        .call("alice", ApiKey::Metadata, 12, metadata("new-1"))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, TOPIC_AUTH);
+    assert_eq!(b.partitions("new-1"), None, "not created");
+    // Nor does a produce create it: alice may write the name, so she hears it is unknown.
+    assert_eq!(
+        b.produce("alice", "new-1").await,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(b.partitions("new-1"), None, "not created");
+
+    b.grant(
+        Res::Topic,
+        Prefixed,
+        "new-",
+        "User:alice",
+        Op::Create,
+        Allow,
+    )
+    .await;
+    let ResponseKind::Metadata(r) = b
+        .call("alice", ApiKey::Metadata, 12, metadata("new-1"))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(b.partitions("new-1"), Some(1));
 }
