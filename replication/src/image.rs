@@ -462,3 +462,36 @@ fn check_partition(p: &Partition) -> Result<(), ApplyError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::{AclOperation, AclPermissionType, PatternType, ResourceType};
+
+    #[test]
+    fn acls_survive_a_snapshot_and_an_older_snapshot_has_none() {
+        let mut image = MetadataImage::default();
+        let acl = AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: "t".into(),
+            pattern_type: PatternType::Prefixed,
+            principal: "User:a".into(),
+            host: "*".into(),
+            operation: AclOperation::Read,
+            permission: AclPermissionType::Allow,
+        };
+        image
+            .apply(&MetadataRecord::AccessControlEntry {
+                id: Uuid::from_u128(7),
+                acl: acl.clone(),
+            })
+            .expect("applies");
+        let json = serde_json::to_string(&image).expect("writes");
+        let back: MetadataImage = serde_json::from_str(&json).expect("reads");
+        assert_eq!(back.acls.get(&Uuid::from_u128(7)), Some(&acl));
+        // Written before ACLs existed.
+        let old = r#"{"brokers":{},"topics":{},"topic_ids":{},"next_producer_id":0}"#;
+        let old: MetadataImage = serde_json::from_str(old).expect("reads");
+        assert!(old.acls.is_empty());
+    }
+}
