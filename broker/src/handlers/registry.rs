@@ -37,8 +37,10 @@ pub enum Operation {
 }
 
 /// What a request needs to be allowed, as Kafka's authorizer table lists it for the API's
-/// main resource. Requests touching more than one resource (OffsetCommit: the group, then
-/// each topic) check the others in their handlers.
+/// main resource. The checks are made where the refusal is answered, since each API answers
+/// it in its own response shape: per topic in the topic handlers, in `group_access` for the
+/// group APIs, in `cluster_access` for the cluster ones and in `acls` for the ACL APIs
+/// (DescribeCluster, as in Kafka, only fills its authorized operations from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Any client, before or without authentication (ApiVersions).

@@ -37,6 +37,55 @@ async fn group_apis_are_refused_without_their_acl_on_the_group() {
     assert_eq!(find("bob").await, GROUP_AUTH);
     assert_eq!(find("alice").await, 0);
 
+    // v4 batches keys: each answered on its own.
+    let batch = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec!["app".into(), "other".into()]);
+    let ResponseKind::FindCoordinator(r) = b
+        .call(
+            "alice",
+            ApiKey::FindCoordinator,
+            4,
+            RequestKind::FindCoordinator(batch),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let mut codes: Vec<(String, i16)> = r
+        .coordinators
+        .iter()
+        .map(|c| (c.key.to_string(), c.error_code))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [("app".to_string(), 0), ("other".to_string(), GROUP_AUTH)]
+    );
+
+    // OffsetFetch v8 batches groups: bob may not see app's offsets.
+    let fetch = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId("app".into()))
+            .with_topics(None),
+    ]);
+    for (user, code, offsets) in [("bob", GROUP_AUTH, 0), ("alice", 0, 0), ("admin", 0, 1)] {
+        let ResponseKind::OffsetFetch(r) = b
+            .call(
+                user,
+                ApiKey::OffsetFetch,
+                8,
+                RequestKind::OffsetFetch(fetch.clone()),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(r.groups[0].error_code, code, "{user}");
+        // alice may describe the group but not the topic: its offset is left out.
+        assert_eq!(r.groups[0].topics.len(), offsets, "{user}");
+    }
+
     // Joining needs READ, which DESCRIBE does not give.
     let join = JoinGroupRequest::default()
         .with_group_id(GroupId("app".into()))
