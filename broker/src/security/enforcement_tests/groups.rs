@@ -111,6 +111,60 @@ async fn group_apis_are_refused_without_their_acl_on_the_group() {
     };
     assert_eq!(r.error_code, GROUP_AUTH);
 
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId("app".into()))
+        .with_generation_id(1)
+        .with_member_id("m".into());
+    let ResponseKind::SyncGroup(r) = b
+        .call("alice", ApiKey::SyncGroup, 5, RequestKind::SyncGroup(sync))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, GROUP_AUTH);
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId("app".into()))
+        .with_members(vec![
+            leave_group_request::MemberIdentity::default().with_member_id("m".into())
+        ]);
+    let ResponseKind::LeaveGroup(r) = b
+        .call(
+            "alice",
+            ApiKey::LeaveGroup,
+            5,
+            RequestKind::LeaveGroup(leave),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, GROUP_AUTH);
+
+    // OffsetDelete needs DELETE on the group: refused, the offset stays.
+    let od = OffsetDeleteRequest::default()
+        .with_group_id(GroupId("app".into()))
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(TopicName("orders".into()))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(0),
+                ]),
+        ]);
+    let ResponseKind::OffsetDelete(r) = b
+        .call(
+            "alice",
+            ApiKey::OffsetDelete,
+            0,
+            RequestKind::OffsetDelete(od),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, GROUP_AUTH);
+    assert_eq!(b.committed("admin", "app", "orders").await, (0, 0, 3));
+
     // Describing needs DESCRIBE: alice may, bob may not.
     let describe = DescribeGroupsRequest::default()
         .with_groups(vec![GroupId("app".into())])
