@@ -14,8 +14,10 @@ use std::path::PathBuf;
 
 use sluice_storage::LogConfig;
 
+mod authorizer;
 mod group;
 
+pub use authorizer::{AuthorizerConfig, AUTHORIZER_CLASSES};
 pub use group::GroupConfig;
 
 /// A configuration error, naming the key.
@@ -113,6 +115,8 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// Group coordinator settings (`offsets.topic.num.partitions`, `group.*`).
     pub groups: GroupConfig,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: AuthorizerConfig,
     /// Cluster and replication settings.
     pub cluster: ClusterSettings,
 }
@@ -242,6 +246,7 @@ impl Default for BrokerConfig {
             metrics_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             log_defaults: LogConfig::default(),
             groups: GroupConfig::default(),
+            authorizer: AuthorizerConfig::default(),
             cluster: ClusterSettings::default(),
         }
     }
@@ -461,7 +466,15 @@ impl BrokerConfig {
             )?,
             _ => match LOG_KEYS.iter().find(|(k, _)| *k == key) {
                 Some((_, topic_key)) => self.set_log(topic_key, v, key, value)?,
-                None => return Err(bad(key, value, "unknown configuration key")),
+                None => {
+                    if !self
+                        .authorizer
+                        .set(key, v)
+                        .map_err(|e| bad(key, value, e))?
+                    {
+                        return Err(bad(key, value, "unknown configuration key"));
+                    }
+                }
             },
         }
         Ok(())

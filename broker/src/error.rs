@@ -109,4 +109,19 @@ pub enum BrokerError {
     /// A log directory whose writes fail, or that went offline after a disk failure.
     #[error("log directory {0} failed")]
     LogDirOffline(String),
+    /// The session may not do this on the topic (or the topic's existence is hidden from it).
+    #[error("Topic authorization failed.")]
+    TopicAuthorizationFailed,
+    /// The session may not do this on the group.
+    #[error("Group authorization failed.")]
+    GroupAuthorizationFailed,
+    /// The session may not do this on the cluster.
+    #[error("Cluster authorization failed.")]
+    ClusterAuthorizationFailed,
+    /// The session may not use the transactional id.
+    #[error("Transactional Id authorization failed.")]
+    TransactionalIdAuthorizationFailed,
+    /// The ACL APIs without an authorizer configured.
+    #[error("No Authorizer is configured.")]
+    SecurityDisabled,
 }

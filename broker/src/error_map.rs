@@ -41,6 +41,13 @@ pub fn response_error(e: &BrokerError) -> ResponseError {
         BrokerError::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
         BrokerError::TimedOut(_) => ResponseError::RequestTimedOut,
         BrokerError::LogDirOffline(_) => ResponseError::KafkaStorageError,
+        BrokerError::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
+        BrokerError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
+        BrokerError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
+        BrokerError::TransactionalIdAuthorizationFailed => {
+            ResponseError::TransactionalIdAuthorizationFailed
+        }
+        BrokerError::SecurityDisabled => ResponseError::SecurityDisabled,
     }
 }
 

@@ -171,6 +171,24 @@ impl Server {
         Arc::clone(&self.shared.rm)
     }
 
+    /// A handler context for `session`, as a connection builds one: tests dispatch requests
+    /// through it as any principal, without a socket.
+    #[cfg(test)]
+    pub(crate) fn context(
+        &self,
+        session: crate::security::Session,
+        version: i16,
+    ) -> crate::handlers::Context {
+        crate::handlers::Context {
+            rm: Arc::clone(&self.shared.rm),
+            session: Arc::new(session),
+            version,
+            client_id: Some("test".into()),
+            groups: Arc::clone(&self.shared.groups),
+            cluster: Arc::clone(&self.shared.cluster),
+        }
+    }
+
     /// Serves until `shutdown` turns true, then closes everything cleanly.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), BrokerError> {
         let slots = Arc::new(Semaphore::new(self.max_connections));

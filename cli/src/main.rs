@@ -33,6 +33,9 @@ enum Command {
     /// List, describe (with lag), reset the offsets of, and delete consumer groups.
     #[command(subcommand)]
     Group(tools::group::GroupCommand),
+    /// Add, list and remove ACLs (kafka-acls.sh).
+    #[command(subcommand)]
+    Acl(tools::acl::AclCommand),
     /// Describe the cluster.
     #[command(subcommand)]
     Cluster(tools::cluster::ClusterCommand),
@@ -195,6 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(a) => rt.block_on(tools::consume::run(a)),
         Command::Group(c) => rt.block_on(tools::group::run(c)),
         Command::Cluster(c) => rt.block_on(tools::cluster::run(c)),
+        Command::Acl(c) => rt.block_on(tools::acl::run(c)),
         Command::Bench(c) => rt.block_on(tools::bench::run(c)),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acls;
 pub mod admin;
 pub mod assignor;
 pub mod cluster;

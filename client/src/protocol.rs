@@ -37,6 +37,9 @@ pub(crate) fn max_version(key: ApiKey) -> i16 {
         DescribeCluster => 1,
         DeleteRecords => 2,
         OffsetDelete => 0,
+        DescribeAcls => 3,
+        CreateAcls => 3,
+        DeleteAcls => 3,
         _ => -1,
     }
 }

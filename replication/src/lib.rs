@@ -3,6 +3,7 @@
 //! - [`image`]: the metadata image (brokers, topics, partitions with replicas, leader,
 //!   leader epoch and ISR) and the deterministic application of [`record`]s, the entries of
 //!   the controller quorum's log.
+//! - [`acl`]: ACL bindings as the log stores them, their validation and filters.
 //! - [`controller`]: what the active controller proposes: topic creation with
 //!   [`placement`], clean (and, where a topic allows it, unclean) leader election when a
 //!   broker is fenced, controlled shutdown, KIP-497 ISR changes, preferred-leader election.
@@ -22,6 +23,7 @@
 //! heartbeating, answering Metadata from the image, follower fetching and the high
 //! watermark, acks=all over the ISR), so `sluice broker` still runs a single node.
 
+pub mod acl;
 pub mod controller;
 pub mod follower;
 pub mod image;

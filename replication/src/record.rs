@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use sluice_storage::ProducerId;
 use uuid::Uuid;
 
+use crate::acl::AclBinding;
+
 /// A listener as clients and other brokers reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -135,6 +137,18 @@ pub enum MetadataRecord {
         /// Ids in the block.
         count: i64,
     },
+    /// An ACL binding was created (Kafka's `AccessControlEntryRecord`).
+    AccessControlEntry {
+        /// Its id, by which it is removed.
+        id: Uuid,
+        /// The binding.
+        acl: AclBinding,
+    },
+    /// An ACL binding was deleted (Kafka's `RemoveAccessControlEntryRecord`).
+    RemoveAccessControlEntry {
+        /// The id it was created with.
+        id: Uuid,
+    },
 }
 
 impl std::fmt::Display for MetadataRecord {
@@ -184,6 +198,8 @@ impl std::fmt::Display for MetadataRecord {
             } => {
                 write!(f, "producer ids {first}+{count} to broker {broker}")
             }
+            MetadataRecord::AccessControlEntry { id, acl } => write!(f, "add ACL {id}: {acl}"),
+            MetadataRecord::RemoveAccessControlEntry { id } => write!(f, "remove ACL {id}"),
             MetadataRecord::Batch(records) => {
                 write!(f, "batch of {}:", records.len())?;
                 for r in records {

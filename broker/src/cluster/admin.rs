@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sluice_replication::acl::{AclBinding, AclBindingFilter};
 use sluice_replication::controller::ControllerError;
 use sluice_replication::image::MetadataImage;
 use sluice_replication::quorum::service::{ControllerRequest, ControllerResponse};
@@ -180,6 +181,60 @@ impl Cluster {
         };
         match self.decide(req).await? {
             ControllerResponse::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Cluster {
+    /// CreateAcls: per binding, whether it was refused. Awaited here like every other change,
+    /// so this broker authorizes by the new bindings once the client has its answer.
+    pub async fn create_acls(
+        &self,
+        acls: Vec<AclBinding>,
+    ) -> Result<Vec<Result<(), ControllerError>>, BrokerError> {
+        match self
+            .decide(ControllerRequest::CreateAcls { acls: acls.clone() })
+            .await?
+        {
+            ControllerResponse::AclsCreated { results } => {
+                let created: Vec<AclBinding> = acls
+                    .into_iter()
+                    .zip(&results)
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(a, _)| a)
+                    .collect();
+                self.visible("the ACLs", |i| {
+                    created.iter().all(|a| i.acls.values().any(|b| b == a))
+                })
+                .await?;
+                Ok(results)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// DeleteAcls: per filter, the bindings it deleted or why it was refused.
+    #[allow(clippy::type_complexity)]
+    pub async fn delete_acls(
+        &self,
+        filters: Vec<AclBindingFilter>,
+    ) -> Result<Vec<Result<Vec<AclBinding>, ControllerError>>, BrokerError> {
+        match self
+            .decide(ControllerRequest::DeleteAcls { filters })
+            .await?
+        {
+            ControllerResponse::AclsDeleted { results } => {
+                let gone: Vec<AclBinding> = results
+                    .iter()
+                    .flat_map(|r| r.iter().flatten().cloned())
+                    .collect();
+                self.visible("the ACL deletion", |i| {
+                    !i.acls.values().any(|b| gone.contains(b))
+                })
+                .await?;
+                Ok(results)
+            }
             other => Err(unexpected(other)),
         }
     }

@@ -10,7 +10,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::describe_configs::TOPIC;
+use super::describe_configs::{config_refusal, TOPIC};
+use super::registry::Operation;
 use super::{str_bytes, Context};
 use crate::error::BrokerError;
 use crate::error_map;
@@ -27,6 +28,10 @@ async fn apply(
     validate_only: bool,
     edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), BrokerError>,
 ) -> (i16, Option<StrBytes>) {
+    let refused = config_refusal(ctx, resource_type, name.as_str(), Operation::AlterConfigs);
+    if let Some(e) = refused {
+        return (error_map::code(&e), Some(str_bytes(e.to_string())));
+    }
     if resource_type != TOPIC {
         return (
             error_map::code(&BrokerError::InvalidRequest(String::new())),

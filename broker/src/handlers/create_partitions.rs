@@ -6,6 +6,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use sluice_replication::controller;
 
+use super::registry::{Operation, Resource};
 use super::{str_bytes, Context};
 use crate::error::BrokerError;
 use crate::error_map;
@@ -19,7 +20,10 @@ pub(super) async fn handle(ctx: Context, req: CreatePartitionsRequest) -> Create
                 .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome = if req.validate_only {
+        let allowed = ctx.authorized(Resource::Topic, t.name.as_str(), Operation::Alter);
+        let outcome = if !allowed {
+            Err(BrokerError::TopicAuthorizationFailed)
+        } else if req.validate_only {
             // What the controller would decide, decided here over this broker's image.
             controller::create_partitions(
                 &ctx.cluster.image(),

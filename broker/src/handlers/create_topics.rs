@@ -10,6 +10,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use sluice_replication::controller::{self, TopicShape};
 
+use super::registry::{Operation, Resource};
 use super::{str_bytes, Context};
 use crate::error::BrokerError;
 use crate::error_map;
@@ -44,7 +45,12 @@ pub(super) async fn handle(ctx: Context, req: CreateTopicsRequest) -> CreateTopi
                 )
             })
             .collect();
-        let outcome = if req.validate_only && !assignments.is_empty() {
+        // CREATE on the cluster covers every topic; on a topic (or prefix), that topic.
+        let may_create = ctx.cluster_authorized(Operation::Create)
+            || ctx.authorized(Resource::Topic, &name, Operation::Create);
+        let outcome = if !may_create {
+            Err(BrokerError::TopicAuthorizationFailed)
+        } else if req.validate_only && !assignments.is_empty() {
             validate_manual(
                 &ctx,
                 &name,

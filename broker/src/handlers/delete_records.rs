@@ -13,6 +13,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use sluice_storage::{Offset, TopicPartition};
 use tokio::time::Instant;
 
+use super::registry::{Operation, Resource};
 use super::Context;
 use crate::delayed;
 use crate::error::BrokerError;
@@ -30,11 +31,17 @@ pub(super) async fn handle(ctx: Context, req: DeleteRecordsRequest) -> DeleteRec
         .topics
         .into_iter()
         .map(|t| {
+            // DELETE on the topic, checked before existence, as Kafka does.
+            let allowed = ctx.authorized(Resource::Topic, t.name.as_str(), Operation::Delete);
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
                     let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
+                    if !allowed {
+                        let e = BrokerError::TopicAuthorizationFailed;
+                        return (p.partition_index, State::Done(Err(error_map::code(&e))));
+                    }
                     let state = ctx
                         .rm
                         .leader_partition(&tp, -1)

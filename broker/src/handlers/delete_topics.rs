@@ -3,6 +3,7 @@
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
+use super::registry::{Operation, Resource};
 use super::{str_bytes, Context};
 use crate::error::BrokerError;
 use crate::error_map;
@@ -24,6 +25,18 @@ pub(super) async fn handle(ctx: Context, req: DeleteTopicsRequest) -> DeleteTopi
             let r = DeletableTopicResult::default()
                 .with_name(name.clone())
                 .with_topic_id(id);
+            // Refused before existence, by name; by id an unknown id says nothing of a name.
+            let denied = |n: &str| !ctx.authorized(Resource::Topic, n, Operation::Delete);
+            let refused = match (&topic, &name) {
+                (Some(t), _) => denied(&t.meta.name),
+                (None, Some(n)) => denied(n.as_str()),
+                (None, None) => false,
+            };
+            if refused {
+                let e = BrokerError::TopicAuthorizationFailed;
+                responses.push(r.with_error_code(error_map::code(&e)));
+                continue;
+            }
             let Some(topic) = topic else {
                 let e = if name.is_none() {
                     BrokerError::UnknownTopicId

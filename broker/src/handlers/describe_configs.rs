@@ -5,6 +5,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
+use super::registry::{Operation, Resource};
 use super::{str_bytes, Context};
 use crate::error::BrokerError;
 use crate::error_map;
@@ -12,6 +13,26 @@ use crate::error_map;
 /// Kafka's ConfigResource types.
 pub(super) const TOPIC: i8 = 2;
 pub(super) const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
+
+/// Why the session may not `op` (describe or alter) the configs of a resource, as Kafka
+/// checks it: a topic's on the topic, a broker's on the cluster.
+pub(super) fn config_refusal(
+    ctx: &Context,
+    resource_type: i8,
+    name: &str,
+    op: Operation,
+) -> Option<BrokerError> {
+    match resource_type {
+        TOPIC if !ctx.authorized(Resource::Topic, name, op) => {
+            Some(BrokerError::TopicAuthorizationFailed)
+        }
+        BROKER | BROKER_LOGGER if !ctx.cluster_authorized(op) => {
+            Some(BrokerError::ClusterAuthorizationFailed)
+        }
+        _ => None,
+    }
+}
 /// Kafka's config sources.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const STATIC_BROKER_CONFIG: i8 = 4;
@@ -31,6 +52,17 @@ pub(super) fn handle(ctx: &Context, req: DescribeConfigsRequest) -> DescribeConf
             let base = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
+            let refused = config_refusal(
+                ctx,
+                r.resource_type,
+                r.resource_name.as_str(),
+                Operation::DescribeConfigs,
+            );
+            if let Some(e) = refused {
+                return base
+                    .with_error_code(error_map::code(&e))
+                    .with_error_message(Some(str_bytes(e.to_string())));
+            }
             let entries: Vec<(String, String, i8, bool)> = match r.resource_type {
                 TOPIC => match ctx.rm.topic(r.resource_name.as_str()) {
                     Some(t) => {

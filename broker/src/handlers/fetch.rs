@@ -24,6 +24,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicN
 use sluice_storage::{LeaderEpoch, Log, Offset, ReadOptions, TopicPartition};
 use uuid::Uuid;
 
+use super::registry::{Operation, Resource};
 use super::{Context, Reply};
 use crate::clock::now_ms;
 use crate::delayed;
@@ -83,6 +84,17 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
                 .map(|b| b.epoch)
         })
         .flatten();
+    // A follower reads as a broker (CLUSTER_ACTION on the cluster), a consumer needs READ on
+    // each topic; either refusal is TOPIC_AUTHORIZATION_FAILED per partition, as in Kafka.
+    let image = ctx.cluster.image();
+    let follower_allowed = from_follower && ctx.cluster_authorized(Operation::ClusterAction);
+    let readable = |name: &str| {
+        if from_follower {
+            follower_allowed
+        } else {
+            ctx.authorized_in(&image, Resource::Topic, name, Operation::Read)
+        }
+    };
     let topics = req
         .topics
         .iter()
@@ -92,11 +104,21 @@ fn plan(ctx: &Context, req: &FetchRequest) -> Plan {
             } else {
                 ctx.rm.topic(t.topic.as_str())
             };
+            // By name, the refusal comes before existence; by id, an unknown id is answered
+            // first (there is no name to authorize).
+            let allowed = match &topic {
+                Some(topic) => readable(&topic.meta.name),
+                None if ctx.version >= 13 => true,
+                None => readable(t.topic.as_str()),
+            };
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
                     let part = match &topic {
+                        _ if !allowed => {
+                            Err(error_map::code(&BrokerError::TopicAuthorizationFailed))
+                        }
                         None if ctx.version >= 13 => {
                             Err(error_map::code(&BrokerError::UnknownTopicId))
                         }

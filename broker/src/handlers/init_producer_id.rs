@@ -4,9 +4,13 @@
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use sluice_replication::acl::{AclOperation, ResourceType};
+
+use super::registry::Operation;
 use super::Context;
 use crate::error::BrokerError;
 use crate::error_map;
+use crate::security::authorizer::authorize_any;
 
 pub(super) async fn handle(ctx: Context, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
@@ -16,6 +20,19 @@ pub(super) async fn handle(ctx: Context, req: InitProducerIdRequest) -> InitProd
         let e =
             BrokerError::CoordinatorNotAvailable("transactional ids are not supported yet".into());
         return resp.with_error_code(error_map::code(&e));
+    }
+    // IDEMPOTENT_WRITE on the cluster, or (as Kafka allows since 2.8) WRITE on any topic.
+    let image = ctx.cluster.image();
+    let allowed = ctx.cluster_authorized(Operation::IdempotentWrite)
+        || authorize_any(
+            &ctx.rm.config().authorizer,
+            image.acls.values(),
+            &ctx.session,
+            ResourceType::Topic,
+            AclOperation::Write,
+        );
+    if !allowed {
+        return resp.with_error_code(error_map::code(&BrokerError::ClusterAuthorizationFailed));
     }
     match ctx.cluster.next_producer_id().await {
         Ok(id) => resp

@@ -9,6 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_storage::TopicPartition;
 
+use super::registry::{Operation, Resource};
 use super::Context;
 use crate::error::BrokerError;
 use crate::error_map;
@@ -26,6 +27,10 @@ fn lookup(
     ts: i64,
     read_committed: bool,
 ) -> Result<FoundOffset, BrokerError> {
+    // Before existence: an unauthorized client learns nothing of the topic.
+    if !ctx.authorized(Resource::Topic, &tp.topic, Operation::Describe) {
+        return Err(BrokerError::TopicAuthorizationFailed);
+    }
     let query = match ts {
         LATEST => OffsetQuery::Latest,
         EARLIEST => OffsetQuery::Earliest,

@@ -2,8 +2,10 @@
 //! [`Context`] a handler gets and the [`Reply`] it gives. [`registry`] declares which APIs
 //! are served and routes each request to its handler.
 
+mod acls;
 mod alter_configs;
 mod api_versions;
+mod cluster_access;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
@@ -13,6 +15,7 @@ mod describe_configs;
 mod describe_log_dirs;
 mod elect_leaders;
 mod fetch;
+mod group_access;
 mod groups;
 mod init_producer_id;
 mod list_offsets;

@@ -8,17 +8,27 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use sluice_storage::{LeaderEpoch, TopicPartition};
 
+use super::registry::{Operation, Resource};
 use super::Context;
+use crate::error::BrokerError;
 use crate::error_map;
 
 pub(super) fn handle(
     ctx: &Context,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    // A follower asks as a broker (CLUSTER_ACTION), a consumer needs DESCRIBE on the topic.
+    let follower_allowed =
+        req.replica_id.0 >= 0 && ctx.cluster_authorized(Operation::ClusterAction);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            let allowed = if req.replica_id.0 >= 0 {
+                follower_allowed
+            } else {
+                ctx.authorized(Resource::Topic, t.topic.as_str(), Operation::Describe)
+            };
             let partitions = t
                 .partitions
                 .iter()
@@ -28,6 +38,10 @@ pub(super) fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if !allowed {
+                        let e = BrokerError::TopicAuthorizationFailed;
+                        return r.with_error_code(error_map::code(&e));
+                    }
                     match ctx.rm.leader_partition(&tp, p.current_leader_epoch) {
                         Ok((part, _)) => {
                             match part.log.end_offset_for_epoch(LeaderEpoch(p.leader_epoch)) {

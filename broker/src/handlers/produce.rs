@@ -10,6 +10,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use sluice_storage::{AppendOrigin, StorageError, TopicPartition};
 
+use super::registry::{Operation, Resource};
 use super::{str_bytes, Context, Reply};
 use crate::error::BrokerError;
 use crate::error_map;
@@ -20,6 +21,12 @@ pub(super) fn handle(ctx: Context, req: ProduceRequest) -> Reply {
         .iter()
         .map(|t| t.name.as_str().to_string())
         .filter(|n| ctx.rm.topic(n).is_none())
+        // Only topics this session may write, and create (on the cluster or the topic).
+        .filter(|n| {
+            ctx.authorized(Resource::Topic, n, Operation::Write)
+                && (ctx.cluster_authorized(Operation::Create)
+                    || ctx.authorized(Resource::Topic, n, Operation::Create))
+        })
         .collect();
     if missing.is_empty() || !ctx.rm.config().auto_create_topics {
         return produce(ctx, req);
@@ -55,8 +62,16 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
     let acks_ok = (-1..=1).contains(&req.acks);
     let acks_all = req.acks == -1;
     let mut waiting = Vec::new();
+    let image = ctx.cluster.image();
+    // A transactional producer needs WRITE on its transactional id first; refused, nothing
+    // of the request is appended.
+    let txn_refused = req.transactional_id.as_ref().is_some_and(|id| {
+        !ctx.authorized_in(&image, Resource::TransactionalId, id, Operation::Write)
+    });
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.as_str().to_string();
+        // Checked before existence: an unauthorized client learns nothing of the topic.
+        let writable = ctx.authorized_in(&image, Resource::Topic, &name, Operation::Write);
         let topic = ctx.rm.topic(&name);
         let mut partitions = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
@@ -66,6 +81,12 @@ fn produce(ctx: Context, req: ProduceRequest) -> Reply {
             let tp = TopicPartition::new(name.clone(), pd.index);
             let result = if !acks_ok {
                 Err(error_map::code(&BrokerError::InvalidRequiredAcks(req.acks)))
+            } else if txn_refused {
+                Err(error_map::code(
+                    &BrokerError::TransactionalIdAuthorizationFailed,
+                ))
+            } else if !writable {
+                Err(error_map::code(&BrokerError::TopicAuthorizationFailed))
             } else if topic.is_none() {
                 Err(error_map::code(&BrokerError::UnknownTopicOrPartition))
             } else {

@@ -37,8 +37,10 @@ pub enum Operation {
 }
 
 /// What a request needs to be allowed, as Kafka's authorizer table lists it for the API's
-/// main resource. Requests touching more than one resource (OffsetCommit: the group, then
-/// each topic) check the others in their handlers.
+/// main resource. The checks are made where the refusal is answered, since each API answers
+/// it in its own response shape: per topic in the topic handlers, in `group_access` for the
+/// group APIs, in `cluster_access` for the cluster ones and in `acls` for the ACL APIs
+/// (DescribeCluster, as in Kafka, only fills its authorized operations from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Any client, before or without authentication (ApiVersions).
@@ -134,24 +136,27 @@ pub static APIS: &[Api] = &[
     api!(DescribeConfigs, 1, 4, Needs(Topic, DescribeConfigs), now describe_configs::handle),
     api!(AlterConfigs, 0, 2, Needs(Topic, AlterConfigs), later alter_configs::handle),
     api!(IncrementalAlterConfigs, 0, 1, Needs(Topic, AlterConfigs), later alter_configs::handle_incremental),
-    api!(DescribeCluster, 0, 1, Needs(Cluster, Describe), now describe_cluster::handle),
+    api!(DescribeCluster, 0, 1, Needs(Cluster, Describe), now cluster_access::describe_cluster),
     api!(DeleteRecords, 0, 2, Needs(Topic, Delete), later delete_records::handle),
-    api!(DescribeLogDirs, 1, 4, Needs(Cluster, Describe), now describe_log_dirs::handle),
-    api!(FindCoordinator, 0, 4, Needs(Group, Describe), later groups::find_coordinator),
-    api!(JoinGroup, 0, 7, Needs(Group, Read), reply_ref groups::join),
-    api!(SyncGroup, 0, 5, Needs(Group, Read), reply_ref groups::sync),
-    api!(Heartbeat, 0, 4, Needs(Group, Read), now groups::heartbeat),
-    api!(LeaveGroup, 0, 5, Needs(Group, Read), reply_ref groups::leave),
-    api!(OffsetCommit, 2, 8, Needs(Group, Read), reply_ref groups::offset_commit),
-    api!(OffsetFetch, 1, 8, Needs(Group, Describe), now groups::offset_fetch),
-    api!(ListGroups, 0, 4, Needs(Cluster, Describe), now groups::list_groups),
-    api!(DescribeGroups, 0, 5, Needs(Group, Describe), now groups::describe_groups),
-    api!(DeleteGroups, 0, 2, Needs(Group, Delete), reply_ref groups::delete_groups),
-    api!(OffsetDelete, 0, 0, Needs(Group, Delete), reply_ref groups::offset_delete),
+    api!(DescribeLogDirs, 1, 4, Needs(Cluster, Describe), now cluster_access::describe_log_dirs),
+    api!(FindCoordinator, 0, 4, Needs(Group, Describe), later group_access::find_coordinator),
+    api!(JoinGroup, 0, 7, Needs(Group, Read), reply_ref group_access::join),
+    api!(SyncGroup, 0, 5, Needs(Group, Read), reply_ref group_access::sync),
+    api!(Heartbeat, 0, 4, Needs(Group, Read), now group_access::heartbeat),
+    api!(LeaveGroup, 0, 5, Needs(Group, Read), reply_ref group_access::leave),
+    api!(OffsetCommit, 2, 8, Needs(Group, Read), reply_ref group_access::offset_commit),
+    api!(OffsetFetch, 1, 8, Needs(Group, Describe), now group_access::offset_fetch),
+    api!(ListGroups, 0, 4, Needs(Cluster, Describe), now group_access::list_groups),
+    api!(DescribeGroups, 0, 5, Needs(Group, Describe), now group_access::describe_groups),
+    api!(DeleteGroups, 0, 2, Needs(Group, Delete), reply_ref group_access::delete_groups),
+    api!(OffsetDelete, 0, 0, Needs(Group, Delete), reply_ref group_access::offset_delete),
     api!(OffsetForLeaderEpoch, 2, 4, Needs(Topic, Describe), now offset_for_leader_epoch::handle),
-    api!(ElectLeaders, 0, 2, Needs(Cluster, Alter), later elect_leaders::handle),
-    api!(AlterPartitionReassignments, 0, 0, Needs(Cluster, Alter), later reassignments::alter),
-    api!(ListPartitionReassignments, 0, 0, Needs(Cluster, Describe), now reassignments::list),
+    api!(ElectLeaders, 0, 2, Needs(Cluster, Alter), later cluster_access::elect_leaders),
+    api!(AlterPartitionReassignments, 0, 0, Needs(Cluster, Alter), later cluster_access::alter_reassignments),
+    api!(ListPartitionReassignments, 0, 0, Needs(Cluster, Describe), now cluster_access::list_reassignments),
+    api!(DescribeAcls, 1, 3, Needs(Cluster, Describe), now acls::describe),
+    api!(CreateAcls, 1, 3, Needs(Cluster, Alter), later acls::create),
+    api!(DeleteAcls, 1, 3, Needs(Cluster, Alter), later acls::delete),
 ];
 
 /// The registry's entry for `key`, if served.

@@ -1,8 +1,16 @@
 //! Who is asking: the authenticated session of a connection, which every handler receives
 //! and none builds. A connection starts anonymous; TLS client certificates and SASL (the
 //! listener's security protocol) replace its principal before any other request is served.
+//!
+//! - [`authorizer`]: Kafka's StandardAuthorizer rules, a pure function of the ACLs.
+//! - [`access`]: what handlers call to check a resource and operation for their session.
 
 use std::fmt;
+
+pub mod access;
+pub mod authorizer;
+#[cfg(test)]
+mod enforcement_tests;
 
 /// A Kafka principal, `User:alice` (`KafkaPrincipal` in Kafka: a type and a name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

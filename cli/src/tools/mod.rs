@@ -1,6 +1,7 @@
 //! The everyday tools of the `sluice` binary, built on `sluice-client`. They work against any
 //! Kafka-compatible broker and take the flag names of Kafka's own scripts.
 
+pub mod acl;
 pub mod bench;
 pub mod cluster;
 pub mod consume;

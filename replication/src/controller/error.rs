@@ -24,8 +24,9 @@ pub enum ControllerError {
     /// are repeated, empty, unregistered, inactive or uneven.
     #[error("{0}")]
     InvalidReplicaAssignment(String),
-    /// A request whose fields contradict each other (a manual assignment beside a
-    /// partition count).
+    /// A request Kafka refuses as malformed: fields that contradict each other (a manual
+    /// assignment beside a partition count), an ACL binding with a filter-only value, an ACL
+    /// filter with an unknown field.
     #[error("{0}")]
     InvalidRequest(String),
     /// A reassignment cancelled where none is in progress.

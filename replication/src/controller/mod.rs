@@ -3,7 +3,7 @@
 //! clean election, ISR changes, fencing) is tested without a network or a quorum.
 //!
 //! Split along Kafka's controller classes: `cluster_control` (brokers), `replication_control`
-//! (topics, partitions, ISRs), `election` (leaders), `reassignment`; [`repair`] is what the
+//! (topics, partitions, ISRs), `election` (leaders), `reassignment`, `acl_control` (ACLs); [`repair`] is what the
 //! active controller finishes on its own at every check.
 
 use uuid::Uuid;
@@ -11,12 +11,14 @@ use uuid::Uuid;
 use crate::image::{MetadataImage, Partition};
 use crate::record::{MetadataRecord, PartitionChange};
 
+mod acl_control;
 mod cluster_control;
 mod election;
 mod error;
 mod reassignment;
 mod replication_control;
 
+pub use acl_control::{create_acls, delete_acls};
 use cluster_control::move_away;
 pub use cluster_control::{
     begin_shutdown, fence_broker, fenced_with_duties, finish_shutdown, leads_nothing,

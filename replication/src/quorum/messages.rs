@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sluice_storage::{LeaderEpoch, ProducerId};
 use uuid::Uuid;
 
+use crate::acl::{AclBinding, AclBindingFilter};
 use crate::controller::ControllerError;
 use crate::record::Endpoint;
 
@@ -108,6 +109,16 @@ pub enum ControllerRequest {
         /// The partitions.
         partitions: Vec<(String, i32, Option<Vec<i32>>)>,
     },
+    /// CreateAcls.
+    CreateAcls {
+        /// The bindings, in request order.
+        acls: Vec<AclBinding>,
+    },
+    /// DeleteAcls.
+    DeleteAcls {
+        /// The filters, in request order.
+        filters: Vec<AclBindingFilter>,
+    },
     /// AlterPartition (KIP-497) from a partition leader.
     AlterIsr {
         /// The leader asking.
@@ -160,6 +171,16 @@ pub enum ControllerResponse {
     Reassigned {
         /// In request order.
         results: Vec<Result<(), ControllerError>>,
+    },
+    /// Per binding of a CreateAcls request, whether it was refused.
+    AclsCreated {
+        /// In request order.
+        results: Vec<Result<(), ControllerError>>,
+    },
+    /// Per filter of a DeleteAcls request, the bindings it deleted or why it was refused.
+    AclsDeleted {
+        /// In request order.
+        results: Vec<Result<Vec<AclBinding>, ControllerError>>,
     },
     /// A block of producer ids.
     ProducerIds {

@@ -446,6 +446,18 @@ impl<Q: Quorum> Service<Q> {
                 }
                 Ok(ControllerResponse::Reassigned { results })
             }
+            ControllerRequest::CreateAcls { acls } => {
+                let (records, results) = controller::create_acls(&image, &acls, Uuid::new_v4);
+                self.propose(records)
+                    .await
+                    .map(|()| ControllerResponse::AclsCreated { results })
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                let (records, results) = controller::delete_acls(&image, &filters);
+                self.propose(records)
+                    .await
+                    .map(|()| ControllerResponse::AclsDeleted { results })
+            }
             ControllerRequest::AlterIsr {
                 leader,
                 topic,
