@@ -4,6 +4,12 @@
 
 use std::fmt;
 
+mod listener;
+mod protocol;
+
+pub use listener::ListenerSecurity;
+pub use protocol::SecurityProtocol;
+
 /// A Kafka principal, `User:alice` (`KafkaPrincipal` in Kafka: a type and a name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KafkaPrincipal {
