@@ -14,6 +14,8 @@ use std::path::PathBuf;
 
 use sluice_storage::LogConfig;
 
+use crate::security::settings::SecuritySettings;
+
 mod group;
 mod listeners;
 
@@ -48,6 +50,9 @@ pub struct BrokerConfig {
     /// `listeners`, `advertised.listeners` (but the CONTROLLER's, in `cluster`), their
     /// security protocols and the inter-broker listener.
     pub listeners: ListenerSettings,
+    /// The `ssl.*`, `sasl.*` and `listener.name.<listener>.*` keys, read by the listeners
+    /// that use them.
+    pub security: SecuritySettings,
     /// `log.dirs`.
     pub log_dirs: Vec<PathBuf>,
     /// `num.partitions`.
@@ -181,6 +186,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             node_id: 1,
             listeners: ListenerSettings::default(),
+            security: SecuritySettings::default(),
             log_dirs: vec![PathBuf::from("./data")],
             num_partitions: 1,
             default_replication_factor: 1,
@@ -393,6 +399,7 @@ impl BrokerConfig {
                 key,
                 value,
             )?,
+            k if SecuritySettings::claims(k) => self.security.set(k, v)?,
             _ => match LOG_KEYS.iter().find(|(k, _)| *k == key) {
                 Some((_, topic_key)) => self.set_log(topic_key, v, key, value)?,
                 None => return Err(bad(key, value, "unknown configuration key")),

@@ -1,14 +1,22 @@
 //! `ListenerSecurity`: how one listener turns an accepted TCP connection into a session, by
-//! its security protocol.
+//! its security protocol: TLS first on SSL and SASL_SSL listeners (the principal then comes
+//! from the client certificate), then SASL on SASL_* listeners.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::{SecurityProtocol, Session};
+use super::principal_mapper::SslPrincipalMapper;
+use super::tls::{self, ReloadingAcceptor, TlsSettings};
+use super::{KafkaPrincipal, SecurityProtocol, Session};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::connection::{self, ConnectionError, Shared};
+
+/// A TLS handshake not done by then closes the connection (a client that connects and
+/// sends nothing must not hold a connection slot for ever).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One listener's security: its name, protocol and what they need.
 pub struct ListenerSecurity {
@@ -17,30 +25,54 @@ pub struct ListenerSecurity {
     pub name: &'static str,
     /// Its security protocol.
     pub protocol: SecurityProtocol,
+    tls: Option<Tls>,
+}
+
+struct Tls {
+    acceptor: ReloadingAcceptor,
+    mapper: SslPrincipalMapper,
 }
 
 impl ListenerSecurity {
-    /// Reads the listener's security settings from `config`.
+    /// Reads the listener's security settings from `config` and loads its stores.
     pub fn build(
         config: &BrokerConfig,
         name: &str,
         protocol: SecurityProtocol,
     ) -> Result<ListenerSecurity, ConfigError> {
-        let _ = config;
-        if protocol != SecurityProtocol::Plaintext {
+        if protocol.sasl() {
             return Err(ConfigError {
                 key: "listener.security.protocol.map".into(),
                 value: format!("{name}:{protocol}"),
                 reason: "not served yet".into(),
             });
         }
+        let name: &'static str = Box::leak(name.to_string().into_boxed_str());
+        let tls = if protocol.tls() {
+            let s = &config.security;
+            let rules = s.get_or(name, "ssl.principal.mapping.rules", "DEFAULT");
+            let mapper = SslPrincipalMapper::parse(rules.value).map_err(|reason| ConfigError {
+                key: rules.key.into(),
+                value: rules.value.into(),
+                reason,
+            })?;
+            let settings = TlsSettings::resolve(s, name)?;
+            Some(Tls {
+                acceptor: ReloadingAcceptor::new(name, settings, tls::RELOAD_CHECK)?,
+                mapper,
+            })
+        } else {
+            None
+        };
         Ok(ListenerSecurity {
-            name: Box::leak(name.to_string().into_boxed_str()),
+            name,
             protocol,
+            tls,
         })
     }
 
     /// Secures and authenticates `tcp` as the listener's protocol says, then serves it.
+    /// A failed handshake closes this connection only; the caller logs why, once.
     pub async fn serve(
         self: Arc<Self>,
         tcp: TcpStream,
@@ -48,7 +80,41 @@ impl ListenerSecurity {
         shared: Arc<Shared>,
     ) -> Result<(), ConnectionError> {
         tcp.set_nodelay(true)?;
-        let session = Session::anonymous(self.name, format!("/{}", peer.ip()));
-        connection::serve(tcp, shared, session).await
+        let mut session = Session::anonymous(self.name, format!("/{}", peer.ip()));
+        let Some(tls) = &self.tls else {
+            return connection::serve(tcp, shared, session).await;
+        };
+        let stream = match tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            tls.acceptor.acceptor().accept(tcp),
+        )
+        .await
+        {
+            Err(_) => return Err(refused("TLS handshake timed out")),
+            Ok(Err(e)) => return Err(refused(&format!("TLS handshake failed: {e}"))),
+            Ok(Ok(s)) => s,
+        };
+        if let Some(cert) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            let dn = tls::dn::subject(cert)
+                .ok_or_else(|| refused("the client certificate's subject does not parse"))?;
+            let name = tls
+                .mapper
+                .name(&dn)
+                .map_err(|e| refused(&format!("ssl.principal.mapping.rules: {e}")))?;
+            session.principal = KafkaPrincipal::user(name);
+        }
+        connection::serve(stream, shared, session).await
     }
+}
+
+fn refused(reason: &str) -> ConnectionError {
+    ConnectionError::Io(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        reason.to_string(),
+    ))
 }

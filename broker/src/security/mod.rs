@@ -5,7 +5,10 @@
 use std::fmt;
 
 mod listener;
+pub mod principal_mapper;
 mod protocol;
+pub mod settings;
+pub mod tls;
 
 pub use listener::ListenerSecurity;
 pub use protocol::SecurityProtocol;
