@@ -173,10 +173,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 /// How to encode the reply to one request.
-struct Encode {
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
+pub(crate) struct Encode {
+    pub(crate) api_key: ApiKey,
+    pub(crate) version: i16,
+    pub(crate) correlation_id: i32,
 }
 
 impl Encode {
@@ -186,7 +186,7 @@ impl Encode {
         handlers::registry::api(self.api_key).map_or("unserved", |a| a.name)
     }
 
-    fn frame(&self, resp: ResponseKind) -> Result<BytesMut, ConnectionError> {
+    pub(crate) fn frame(&self, resp: ResponseKind) -> Result<BytesMut, ConnectionError> {
         let mut buf = BytesMut::with_capacity(256);
         buf.put_i32(0);
         ResponseHeader::default()

@@ -1,6 +1,7 @@
 //! `ListenerSecurity`: how one listener turns an accepted TCP connection into a session, by
 //! its security protocol: TLS first on SSL and SASL_SSL listeners (the principal then comes
-//! from the client certificate), then SASL on SASL_* listeners.
+//! from the client certificate), then SASL on SASL_* listeners (the principal is then the
+//! SASL user).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use super::authenticate::authenticate;
 use super::principal_mapper::SslPrincipalMapper;
+use super::sasl::SaslConfig;
 use super::tls::{self, ReloadingAcceptor, TlsSettings};
 use super::{KafkaPrincipal, SecurityProtocol, Session};
 use crate::config::{BrokerConfig, ConfigError};
@@ -18,6 +21,9 @@ use crate::connection::{self, ConnectionError, Shared};
 /// sends nothing must not hold a connection slot for ever).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The same bound for the whole SASL exchange, which takes a few round trips.
+const SASL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One listener's security: its name, protocol and what they need.
 pub struct ListenerSecurity {
     /// The listener's name. Leaked once per listener at bind time, as sessions and metrics
@@ -26,6 +32,7 @@ pub struct ListenerSecurity {
     /// Its security protocol.
     pub protocol: SecurityProtocol,
     tls: Option<Tls>,
+    sasl: Option<SaslConfig>,
 }
 
 struct Tls {
@@ -40,13 +47,6 @@ impl ListenerSecurity {
         name: &str,
         protocol: SecurityProtocol,
     ) -> Result<ListenerSecurity, ConfigError> {
-        if protocol.sasl() {
-            return Err(ConfigError {
-                key: "listener.security.protocol.map".into(),
-                value: format!("{name}:{protocol}"),
-                reason: "not served yet".into(),
-            });
-        }
         let name: &'static str = Box::leak(name.to_string().into_boxed_str());
         let tls = if protocol.tls() {
             let s = &config.security;
@@ -64,10 +64,16 @@ impl ListenerSecurity {
         } else {
             None
         };
+        let sasl = if protocol.sasl() {
+            Some(SaslConfig::resolve(&config.security, name)?)
+        } else {
+            None
+        };
         Ok(ListenerSecurity {
             name,
             protocol,
             tls,
+            sasl,
         })
     }
 
@@ -82,6 +88,10 @@ impl ListenerSecurity {
         tcp.set_nodelay(true)?;
         let mut session = Session::anonymous(self.name, format!("/{}", peer.ip()));
         let Some(tls) = &self.tls else {
+            let mut tcp = tcp;
+            if let Some(sasl) = &self.sasl {
+                session.principal = sasl_exchange(&mut tcp, &shared, &session, sasl).await?;
+            }
             return connection::serve(tcp, shared, session).await;
         };
         let stream = match tokio::time::timeout(
@@ -109,6 +119,22 @@ impl ListenerSecurity {
             session.principal = KafkaPrincipal::user(name);
         }
         connection::serve(stream, shared, session).await
+    }
+}
+
+/// Runs the SASL exchange, bounded by [`SASL_TIMEOUT`].
+async fn sasl_exchange<S>(
+    stream: &mut S,
+    shared: &Arc<Shared>,
+    session: &Session,
+    sasl: &SaslConfig,
+) -> Result<KafkaPrincipal, ConnectionError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(SASL_TIMEOUT, authenticate(stream, shared, session, sasl)).await {
+        Ok(r) => r,
+        Err(_) => Err(refused("SASL authentication timed out")),
     }
 }
 

@@ -4,9 +4,12 @@
 
 use std::fmt;
 
+mod authenticate;
+pub mod jaas;
 mod listener;
 pub mod principal_mapper;
 mod protocol;
+pub mod sasl;
 pub mod settings;
 pub mod tls;
 
