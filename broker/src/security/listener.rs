@@ -104,7 +104,11 @@ impl ListenerSecurity {
             Ok(Err(e)) => return Err(refused(&format!("TLS handshake failed: {e}"))),
             Ok(Ok(s)) => s,
         };
-        if let Some(cert) = stream
+        let mut stream = stream;
+        if let Some(sasl) = &self.sasl {
+            // On SASL_SSL the principal is the SASL one, as in Kafka.
+            session.principal = sasl_exchange(&mut stream, &shared, &session, sasl).await?;
+        } else if let Some(cert) = stream
             .get_ref()
             .1
             .peer_certificates()
