@@ -40,6 +40,19 @@ struct Tls {
     mapper: SslPrincipalMapper,
 }
 
+impl Tls {
+    /// The principal of a client certificate: its subject DN through the mapping rules.
+    fn principal(&self, cert_der: &[u8]) -> Result<KafkaPrincipal, String> {
+        let dn =
+            tls::dn::subject(cert_der).ok_or("the client certificate's subject does not parse")?;
+        let name = self
+            .mapper
+            .name(&dn)
+            .map_err(|e| format!("ssl.principal.mapping.rules: {e}"))?;
+        Ok(KafkaPrincipal::user(name))
+    }
+}
+
 impl ListenerSecurity {
     /// Reads the listener's security settings from `config` and loads its stores.
     pub fn build(
@@ -114,13 +127,7 @@ impl ListenerSecurity {
             .peer_certificates()
             .and_then(|c| c.first())
         {
-            let dn = tls::dn::subject(cert)
-                .ok_or_else(|| refused("the client certificate's subject does not parse"))?;
-            let name = tls
-                .mapper
-                .name(&dn)
-                .map_err(|e| refused(&format!("ssl.principal.mapping.rules: {e}")))?;
-            session.principal = KafkaPrincipal::user(name);
+            session.principal = tls.principal(cert).map_err(|e| refused(&e))?;
         }
         connection::serve(stream, shared, session).await
     }
@@ -147,4 +154,69 @@ fn refused(reason: &str) -> ConnectionError {
         std::io::ErrorKind::PermissionDenied,
         reason.to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_cert_der(dir: &std::path::Path) -> Vec<u8> {
+        let text = std::fs::read_to_string(dir.join("client.pem")).expect("client.pem");
+        tls::pem::certificates(&text).expect("pem")[0].to_vec()
+    }
+
+    #[test]
+    fn a_client_certificate_maps_to_its_principal_by_the_listeners_rules() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-test-certs.sh");
+        let ok = std::process::Command::new("bash")
+            .arg(script)
+            .arg(dir.path())
+            .status()
+            .expect("make-test-certs.sh");
+        assert!(ok.success());
+        let mut c = BrokerConfig::default();
+        let ks = dir.path().join("server-keystore.pem").display().to_string();
+        c.set("ssl.keystore.location", &ks).expect("keystore");
+        let der = client_cert_der(dir.path());
+
+        let l = ListenerSecurity::build(&c, "SSL", SecurityProtocol::Ssl).expect("builds");
+        let tls = l.tls.as_ref().expect("tls");
+        assert_eq!(
+            tls.principal(&der),
+            Ok(KafkaPrincipal::user("CN=client,O=Sluice")),
+            "DEFAULT: the DN itself"
+        );
+
+        c.set(
+            "listener.name.ssl.ssl.principal.mapping.rules",
+            "RULE:^CN=(.*?),O=Sluice$/$1/U,DEFAULT",
+        )
+        .expect("rules");
+        let l = ListenerSecurity::build(&c, "SSL", SecurityProtocol::Ssl).expect("builds");
+        let tls = l.tls.as_ref().expect("tls");
+        assert_eq!(tls.principal(&der), Ok(KafkaPrincipal::user("CLIENT")));
+
+        c.set(
+            "listener.name.ssl.ssl.principal.mapping.rules",
+            "RULE:^CN=(.*?),O=Elsewhere$/$1/",
+        )
+        .expect("rules");
+        let l = ListenerSecurity::build(&c, "SSL", SecurityProtocol::Ssl).expect("builds");
+        let e = l
+            .tls
+            .as_ref()
+            .expect("tls")
+            .principal(&der)
+            .expect_err("no rule");
+        assert!(e.contains("No rules apply to CN=client,O=Sluice"), "{e}");
+
+        c.set("listener.name.ssl.ssl.principal.mapping.rules", "RULE:(/x/")
+            .expect("set");
+        let e = ListenerSecurity::build(&c, "SSL", SecurityProtocol::Ssl)
+            .err()
+            .expect("a bad rule is a config error");
+        assert_eq!(e.key, "listener.name.ssl.ssl.principal.mapping.rules");
+    }
 }
