@@ -15,10 +15,14 @@ use std::path::PathBuf;
 use sluice_storage::LogConfig;
 
 mod authorizer;
+use crate::security::settings::SecuritySettings;
+
 mod group;
+mod listeners;
 
 pub use authorizer::{AuthorizerConfig, AUTHORIZER_CLASSES};
 pub use group::GroupConfig;
+pub use listeners::{Listener, ListenerSettings, CONTROLLER};
 
 /// A configuration error, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -40,58 +44,17 @@ fn bad(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// One listener: `PLAINTEXT://host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
-    /// Security protocol / listener name (only PLAINTEXT is served).
-    pub name: String,
-    /// Host to bind or advertise.
-    pub host: String,
-    /// Port (0 = any free port when binding).
-    pub port: u16,
-}
-
-impl Listener {
-    fn parse(key: &str, value: &str) -> Result<Listener, ConfigError> {
-        let (name, rest) = value
-            .split_once("://")
-            .ok_or_else(|| bad(key, value, "expected NAME://HOST:PORT"))?;
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| bad(key, value, "expected NAME://HOST:PORT"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| bad(key, value, "port is not a number"))?;
-        if !matches!(name, "PLAINTEXT" | "INTERNAL" | "CONTROLLER") {
-            return Err(bad(
-                key,
-                value,
-                "listeners are PLAINTEXT (clients), INTERNAL (replication between brokers, optional) and CONTROLLER (the metadata quorum)",
-            ));
-        }
-        Ok(Listener {
-            name: name.into(),
-            host: host.trim_matches(['[', ']']).into(),
-            port,
-        })
-    }
-}
-
 /// The broker's validated configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// `node.id`.
     pub node_id: i32,
-    /// `listeners`.
-    pub listener: Listener,
-    /// `advertised.listeners` (defaults to the listener; a wildcard host advertises localhost).
-    pub advertised: Option<Listener>,
-    /// The `INTERNAL://` entry of `listeners`: a second Kafka listener for other brokers.
-    pub internal: Option<Listener>,
-    /// The `INTERNAL://` entry of `advertised.listeners`.
-    pub advertised_internal: Option<Listener>,
-    /// `inter.broker.listener.name`: PLAINTEXT (default) or INTERNAL.
-    pub inter_broker_listener: String,
+    /// `listeners`, `advertised.listeners` (but the CONTROLLER's, in `cluster`), their
+    /// security protocols and the inter-broker listener.
+    pub listeners: ListenerSettings,
+    /// The `ssl.*`, `sasl.*` and `listener.name.<listener>.*` keys, read by the listeners
+    /// that use them.
+    pub security: SecuritySettings,
     /// `log.dirs`.
     pub log_dirs: Vec<PathBuf>,
     /// `num.partitions`.
@@ -226,15 +189,8 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 1,
-            listener: Listener {
-                name: "PLAINTEXT".into(),
-                host: "localhost".into(),
-                port: 9092,
-            },
-            advertised: None,
-            internal: None,
-            advertised_internal: None,
-            inter_broker_listener: "PLAINTEXT".into(),
+            listeners: ListenerSettings::default(),
+            security: SecuritySettings::default(),
             log_dirs: vec![PathBuf::from("./data")],
             num_partitions: 1,
             default_replication_factor: 1,
@@ -307,28 +263,29 @@ impl BrokerConfig {
         match key {
             "node.id" | "broker.id" => self.node_id = int(0, i32::MAX as i64)? as i32,
             "listeners" => {
-                for l in listeners(key, v)? {
-                    match l.name.as_str() {
-                        "CONTROLLER" => self.cluster.controller_listener = Some(l),
-                        "INTERNAL" => self.internal = Some(l),
-                        _ => self.listener = l,
-                    }
-                }
+                let (controller, kafka) = listeners::parse_list(key, v)?
+                    .into_iter()
+                    .partition::<Vec<_>, _>(|l| l.name == CONTROLLER);
+                self.cluster.controller_listener = controller.into_iter().next();
+                self.listeners.kafka = kafka;
             }
             "advertised.listeners" => {
-                for l in listeners(key, v)? {
-                    match l.name.as_str() {
-                        "CONTROLLER" => self.cluster.advertised_controller = Some(l),
-                        "INTERNAL" => self.advertised_internal = Some(l),
-                        _ => self.advertised = Some(l),
-                    }
-                }
+                let (controller, kafka) = listeners::parse_list(key, v)?
+                    .into_iter()
+                    .partition::<Vec<_>, _>(|l| l.name == CONTROLLER);
+                self.cluster.advertised_controller = controller.into_iter().next();
+                self.listeners.advertised = kafka;
+            }
+            "listener.security.protocol.map" => {
+                self.listeners.protocol_map = Some(listeners::parse_protocol_map(key, v)?)
             }
             "inter.broker.listener.name" => {
-                if v != "PLAINTEXT" && v != "INTERNAL" {
-                    return Err(bad(key, value, "expected PLAINTEXT or INTERNAL"));
-                }
-                self.inter_broker_listener = v.to_string();
+                self.listeners.inter_broker_listener_name =
+                    (!v.is_empty()).then(|| v.to_ascii_uppercase())
+            }
+            "security.inter.broker.protocol" => {
+                self.listeners.security_inter_broker_protocol =
+                    Some(v.parse().map_err(|e: String| bad(key, value, e))?)
             }
             "controller.quorum.voters" => self.cluster.voters = parse_voters(key, v)?,
             "controller.listener.names" => {
@@ -464,6 +421,7 @@ impl BrokerConfig {
                 key,
                 value,
             )?,
+            k if SecuritySettings::claims(k) => self.security.set(k, v)?,
             _ => match LOG_KEYS.iter().find(|(k, _)| *k == key) {
                 Some((_, topic_key)) => self.set_log(topic_key, v, key, value)?,
                 None => {
@@ -558,27 +516,11 @@ impl BrokerConfig {
         )
     }
 
-    /// The address clients are told to connect to.
-    pub fn advertised(&self, bound_port: u16) -> (String, u16) {
-        advertise(self.advertised.as_ref(), &self.listener, bound_port)
-    }
-
-    /// The address other brokers are told to reach the INTERNAL listener at.
-    pub fn advertised_internal(&self, bound_port: u16) -> Option<(String, u16)> {
-        let l = self.internal.as_ref()?;
-        Some(advertise(self.advertised_internal.as_ref(), l, bound_port))
-    }
-
     /// Checks settings that only make sense together (run once every layer is applied).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.inter_broker_listener == "INTERNAL" && self.internal.is_none() {
-            return Err(bad(
-                "inter.broker.listener.name",
-                "INTERNAL",
-                "listeners has no INTERNAL://HOST:PORT entry",
-            ));
-        }
         let c = &self.cluster;
+        self.listeners
+            .check(c.controller_listener.as_ref(), c.enabled())?;
         let voter = c.voters.iter().any(|(id, _)| *id == self.node_id);
         if let Some(roles) = &c.roles {
             if !c.enabled() {
@@ -603,10 +545,7 @@ impl BrokerConfig {
         if c.enabled() && c.controller_listener.is_none() {
             return Err(bad(
                 "listeners",
-                &format!(
-                    "{}://{}:{}",
-                    self.listener.name, self.listener.host, self.listener.port
-                ),
+                &self.listeners.describe(None),
                 "a cluster node needs a CONTROLLER://HOST:PORT listener for the metadata quorum",
             ));
         }
@@ -632,10 +571,12 @@ impl BrokerConfig {
         m.insert("node.id".into(), self.node_id.to_string());
         m.insert(
             "listeners".into(),
-            format!(
-                "{}://{}:{}",
-                self.listener.name, self.listener.host, self.listener.port
-            ),
+            self.listeners
+                .describe(self.cluster.controller_listener.as_ref()),
+        );
+        m.insert(
+            "inter.broker.listener.name".into(),
+            self.listeners.inter_broker_listener(),
         );
         m.insert(
             "log.dirs".into(),
@@ -689,35 +630,6 @@ impl BrokerConfig {
         }
         m
     }
-}
-
-fn advertise(advertised: Option<&Listener>, bound: &Listener, bound_port: u16) -> (String, u16) {
-    match advertised {
-        Some(l) => (l.host.clone(), l.port),
-        None => {
-            let host = match bound.host.as_str() {
-                "" | "0.0.0.0" | "::" => "localhost".to_string(),
-                h => h.to_string(),
-            };
-            (host, bound_port)
-        }
-    }
-}
-
-/// A comma-separated listener list: at most one entry of each name.
-fn listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
-    let list = v
-        .split(',')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| Listener::parse(key, l))
-        .collect::<Result<Vec<_>, _>>()?;
-    for name in ["PLAINTEXT", "INTERNAL", "CONTROLLER"] {
-        if list.iter().filter(|l| l.name == name).count() > 1 {
-            return Err(bad(key, v, format!("more than one {name} listener")));
-        }
-    }
-    Ok(list)
 }
 
 #[cfg(test)]

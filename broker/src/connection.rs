@@ -11,8 +11,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::handlers::{self, Context, Reply};
@@ -56,18 +55,17 @@ struct Pending {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Serves one client connection until it closes or fails.
-pub async fn serve(
-    stream: TcpStream,
+/// Serves one client connection, secured and authenticated as `session` says, until it
+/// closes or fails.
+pub async fn serve<S>(
+    stream: S,
     shared: Arc<Shared>,
-    listener: &'static str,
-) -> Result<(), ConnectionError> {
-    let peer = stream
-        .peer_addr()
-        .map(|a| format!("/{}", a.ip()))
-        .unwrap_or_default();
-    stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
+    session: Session,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(async move {
         while let Some(p) = rx.recv().await {
@@ -79,7 +77,7 @@ pub async fn serve(
         }
         wr.shutdown().await
     });
-    let session = Arc::new(Session::anonymous(listener, peer));
+    let session = Arc::new(session);
     let result = read_loop(&mut rd, &shared, tx, &session).await;
     // Let queued replies drain before closing (the writer ends once the channel is dropped).
     let written = writer
@@ -89,8 +87,8 @@ pub async fn serve(
     written.map_err(ConnectionError::from)
 }
 
-async fn read_loop(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    rd: &mut R,
     shared: &Arc<Shared>,
     tx: mpsc::Sender<Pending>,
     session: &Arc<Session>,
@@ -175,10 +173,10 @@ async fn read_loop(
 }
 
 /// How to encode the reply to one request.
-struct Encode {
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
+pub(crate) struct Encode {
+    pub(crate) api_key: ApiKey,
+    pub(crate) version: i16,
+    pub(crate) correlation_id: i32,
 }
 
 impl Encode {
@@ -188,7 +186,7 @@ impl Encode {
         handlers::registry::api(self.api_key).map_or("unserved", |a| a.name)
     }
 
-    fn frame(&self, resp: ResponseKind) -> Result<BytesMut, ConnectionError> {
+    pub(crate) fn frame(&self, resp: ResponseKind) -> Result<BytesMut, ConnectionError> {
         let mut buf = BytesMut::with_capacity(256);
         buf.put_i32(0);
         ResponseHeader::default()

@@ -18,7 +18,9 @@
 //! - `cluster`: membership of the metadata quorum, requests to the active controller,
 //!   applying committed metadata, follower fetching (over its own peer connections).
 //! - `observability`: Prometheus `/metrics` and `/health`.
-//! - `security`: the session a connection authenticates to (principal, listener, address).
+//! - `security`: the session a connection authenticates to (principal, listener, address),
+//!   and how each listener gets there: its protocol, TLS (rustls, reloading stores, DN to
+//!   principal), SASL/PLAIN (a pure exchange plus the pre-authentication socket loop).
 //! - `log_dirs`: each log directory's health (failing writes, free space), logged and measured.
 //! - `error`, `error_map`: domain errors and the one mapping to Kafka error codes.
 

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -17,16 +18,16 @@ use crate::cluster::fetcher::{FetchSettings, Fetchers};
 use crate::cluster::lifecycle::{self, Registration};
 use crate::cluster::{reconcile, Cluster};
 use crate::config::BrokerConfig;
-use crate::connection::{self, Shared};
+use crate::connection::Shared;
 use crate::error::BrokerError;
 use crate::group::GroupCoordinator;
 use crate::replica_manager::ReplicaManager;
+use crate::security::ListenerSecurity;
 
 /// A running broker.
 pub struct Server {
-    listener: TcpListener,
-    /// The INTERNAL listener, when configured (replication between brokers).
-    internal: Option<TcpListener>,
+    /// The Kafka listeners, in `listeners` order (the CONTROLLER listener is the quorum's).
+    listeners: Vec<BoundListener>,
     shared: Arc<Shared>,
     max_connections: usize,
     tasks: ClusterTasks,
@@ -83,26 +84,25 @@ impl Server {
     pub async fn bind(config: BrokerConfig) -> Result<Server, BrokerError> {
         // Ports are taken now (their numbers are registered), but connections are refused
         // until this broker has joined: a client tries another broker instead of waiting.
-        let (socket, port) = reserve(&config.listener.host, config.listener.port).await?;
-        let advertised = config.advertised(port);
-        let internal = match &config.internal {
-            None => None,
-            Some(l) => {
-                let (socket, port) = reserve(&l.host, l.port).await?;
-                Some((socket, config.advertised_internal(port)))
-            }
-        };
-        let mut endpoints = vec![Endpoint {
-            name: "PLAINTEXT".into(),
-            host: advertised.0.clone(),
-            port: advertised.1,
-        }];
-        if let Some((_, Some((host, port)))) = &internal {
+        let mut reserved = Vec::new();
+        let mut endpoints = Vec::new();
+        for l in &config.listeners.kafka {
+            let protocol = config.listeners.protocol(&l.name).ok_or_else(|| {
+                BrokerError::InvalidConfig(format!(
+                    "listener {} has no security protocol in listener.security.protocol.map",
+                    l.name
+                ))
+            })?;
+            let security = ListenerSecurity::build(&config, &l.name, protocol)
+                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+            let (socket, port) = reserve(&l.host, l.port).await?;
+            let (host, port) = config.listeners.advertised_address(l, port);
             endpoints.push(Endpoint {
-                name: "INTERNAL".into(),
-                host: host.clone(),
-                port: *port,
+                name: l.name.clone(),
+                host,
+                port,
             });
+            reserved.push((socket, security));
         }
         let max_connections = config.max_connections;
         let group_config = config.groups.clone();
@@ -118,7 +118,7 @@ impl Server {
             wait_max_ms: config.cluster.replica_fetch_wait_max_ms,
             partition_max_bytes: config.cluster.replica_fetch_max_bytes,
             backoff: Duration::from_millis(config.cluster.replica_fetch_backoff_ms),
-            listener: config.inter_broker_listener.clone(),
+            listener: config.listeners.inter_broker_listener(),
         };
         let cluster = Cluster::start(&config).await?;
         let rm = Arc::new(tokio::task::block_in_place(|| {
@@ -152,18 +152,38 @@ impl Server {
             s.listen(1024)
                 .map_err(|e| BrokerError::InvalidConfig(format!("cannot listen: {e}")))
         };
+        let listeners = reserved
+            .into_iter()
+            .map(|(socket, security)| {
+                Ok(BoundListener {
+                    tcp: listen(socket)?,
+                    security: Arc::new(security),
+                })
+            })
+            .collect::<Result<Vec<_>, BrokerError>>()?;
         Ok(Server {
-            listener: listen(socket)?,
-            internal: internal.map(|(s, _)| listen(s)).transpose()?,
+            listeners,
             shared,
             max_connections,
             tasks,
         })
     }
 
-    /// The bound address.
+    /// The bound address of the first listener in `listeners`.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listeners
+            .first()
+            .ok_or_else(|| std::io::Error::other("no listener"))?
+            .tcp
+            .local_addr()
+    }
+
+    /// Every Kafka listener's name and bound address, in `listeners` order.
+    pub fn listener_addrs(&self) -> std::io::Result<Vec<(String, SocketAddr)>> {
+        self.listeners
+            .iter()
+            .map(|l| Ok((l.security.name.to_string(), l.tcp.local_addr()?)))
+            .collect()
     }
 
     /// The partitions of this broker.
@@ -217,14 +237,15 @@ impl Server {
         // this node's leaderships away: until then it still leads, and its clients and
         // followers need it (Kafka stops its socket server after the controlled shutdown).
         let (close_connections, connections_closing) = watch::channel(false);
+        let mut next_listener = 0;
         let mut dir_offline = rm.log_dir_health().offline_signal();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 // A failed log directory stops the broker, leaderships first (see `log_dirs`).
                 _ = offline_dir(&mut dir_offline) => break,
-                accepted = accept_either(&self.listener, self.internal.as_ref()) => {
-                    let (stream, peer, name) = match accepted {
+                accepted = accept_any(&self.listeners, &mut next_listener) => {
+                    let (stream, peer, security) = match accepted {
                         Ok(x) => x,
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
@@ -239,10 +260,11 @@ impl Server {
                     let shared = Arc::clone(&self.shared);
                     let mut stop = connections_closing.clone();
                     conns.spawn(async move {
-                        tracing::info!(%peer, "connection opened");
+                        let listener = security.name;
+                        tracing::info!(%peer, listener, "connection opened");
                         metrics::gauge!(crate::observability::names::CONNECTIONS).increment(1.0);
                         tokio::select! {
-                            r = connection::serve(stream, shared, name) => match r {
+                            r = security.serve(stream, peer, shared) => match r {
                                 Ok(()) => tracing::info!(%peer, "connection closed"),
                                 Err(e) => tracing::info!(%peer, reason = %e, "connection closed"),
                             },
@@ -332,21 +354,30 @@ async fn reserve(host: &str, port: u16) -> Result<(TcpSocket, u16), BrokerError>
     Ok((socket, port))
 }
 
-/// The next connection on the client listener or the INTERNAL one, with its listener name.
-async fn accept_either(
-    client: &TcpListener,
-    internal: Option<&TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, SocketAddr, &'static str)> {
-    let internal = async {
-        match internal {
-            Some(l) => l.accept().await,
-            None => std::future::pending().await,
+/// A bound Kafka listener and how its connections are secured.
+struct BoundListener {
+    tcp: TcpListener,
+    security: Arc<ListenerSecurity>,
+}
+
+/// The next connection on any listener. Polling starts one listener further each time, so a
+/// busy listener cannot starve the others.
+async fn accept_any(
+    listeners: &[BoundListener],
+    next: &mut usize,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr, Arc<ListenerSecurity>)> {
+    std::future::poll_fn(|cx| {
+        let n = listeners.len();
+        for i in 0..n {
+            let l = &listeners[(*next + i) % n];
+            if let Poll::Ready(r) = l.tcp.poll_accept(cx) {
+                *next = (*next + i + 1) % n;
+                return Poll::Ready(r.map(|(s, a)| (s, a, Arc::clone(&l.security))));
+            }
         }
-    };
-    tokio::select! {
-        r = client.accept() => r.map(|(s, a)| (s, a, "PLAINTEXT")),
-        r = internal => r.map(|(s, a)| (s, a, "INTERNAL")),
-    }
+        Poll::Pending
+    })
+    .await
 }
 
 async fn housekeeping_loop(rm: Arc<ReplicaManager>, mut shutdown: watch::Receiver<bool>) {

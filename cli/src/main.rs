@@ -105,6 +105,10 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     let addr = server.local_addr()?;
     // Tests and scripts read this line to learn the bound port.
     println!("sluice listening on {addr}");
+    // One line per listener, for tests and scripts that use a secured one.
+    for (name, addr) in server.listener_addrs()? {
+        println!("sluice listener {name} on {addr}");
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     if let (Some(addr), Some(handle)) = (metrics_addr, sluice_broker::observability::install()) {
         let stop = rx.clone();

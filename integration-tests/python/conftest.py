@@ -32,6 +32,7 @@ class Broker:
         self.data = tempfile.mkdtemp(prefix="sluice-it-")
         self.overrides = dict(overrides or {})
         self.port = None
+        self.ports = {}
         self.metrics_port = None
         self.proc = None
         self.log = None
@@ -39,6 +40,10 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def address(self, listener: str) -> str:
+        """host:port of the named listener (given in the `listeners` override)."""
+        return f"127.0.0.1:{self.ports[listener]}"
 
     def start(self):
         port = self.port or 0
@@ -59,6 +64,12 @@ class Broker:
         if not m:
             raise RuntimeError(f"broker did not start: {line!r}; log in {self.data}/broker.log")
         self.port = int(m.group(1))
+        # Then one line per Kafka listener: "sluice listener NAME on HOST:PORT".
+        listeners = self.overrides.get("listeners", "PLAINTEXT://")
+        for _ in [l for l in listeners.split(",") if l.strip() and not l.strip().startswith("CONTROLLER:")]:
+            m = re.search(r"listener (\S+) on .*:(\d+)", self.proc.stdout.readline().decode())
+            if m:
+                self.ports[m.group(1)] = int(m.group(2))
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -117,3 +128,11 @@ def topic_name(request):
     _counter[0] += 1
     safe = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:150]
     return f"t{_counter[0]}-{safe}"
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A test PKI from scripts/make-test-certs.sh: ca, server, client, other-ca, other-client."""
+    d = tmp_path_factory.mktemp("pki")
+    subprocess.run(["bash", str(ROOT / "scripts" / "make-test-certs.sh"), str(d)], check=True)
+    return d

@@ -1,4 +1,5 @@
 use super::*;
+use crate::security::SecurityProtocol;
 
 #[test]
 fn kafka_keys_layer_and_unknown_keys_are_refused_naming_them() {
@@ -22,7 +23,7 @@ fn kafka_keys_layer_and_unknown_keys_are_refused_naming_them() {
     assert!(e.to_string().contains("log.retention.hourz"));
     let e = c.set("num.partitions", "zero").expect_err("bad value");
     assert!(e.to_string().contains("num.partitions"));
-    assert!(c.set("listeners", "SSL://h:1").is_err());
+    assert!(c.set("listeners", "SSL//h:1").is_err());
 }
 
 #[test]
@@ -62,7 +63,7 @@ fn cluster_keys_parse_and_are_checked_together() {
     c.set("node.id", "2").expect("id");
     c.set("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093")
         .expect("listeners");
-    assert_eq!(c.listener.port, 9092);
+    assert_eq!(c.listeners.kafka[0].port, 9092);
     assert_eq!(
         c.cluster.controller_listener.as_ref().map(|l| l.port),
         Some(9093)
@@ -145,4 +146,119 @@ fn cleaner_ratio_lag_and_timestamp_bounds_take_kafkas_broker_synonyms() {
         e.to_string().contains("log.cleaner.min.cleanable.ratio"),
         "{e}"
     );
+}
+
+#[test]
+fn listeners_take_any_name_with_kafkas_default_protocol_map() {
+    let mut c = BrokerConfig::default();
+    c.set(
+        "listeners",
+        "PLAINTEXT://:9092,SSL://:9093,sasl_ssl://:9094,INTERNAL://:9095",
+    )
+    .expect("listeners");
+    let names: Vec<&str> = c.listeners.kafka.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["PLAINTEXT", "SSL", "SASL_SSL", "INTERNAL"]);
+    let l = &c.listeners;
+    assert_eq!(l.protocol("SSL"), Some(SecurityProtocol::Ssl));
+    assert_eq!(l.protocol("SASL_SSL"), Some(SecurityProtocol::SaslSsl));
+    assert_eq!(l.protocol("INTERNAL"), Some(SecurityProtocol::Plaintext));
+    assert_eq!(l.protocol("CONTROLLER"), Some(SecurityProtocol::Plaintext));
+    assert_eq!(l.protocol("CLIENT"), None);
+    c.validate().expect("every name is in the default map");
+    assert_eq!(c.listeners.inter_broker_listener(), "PLAINTEXT");
+
+    c.set("listeners", "CLIENT://:9092").expect("listeners");
+    let e = c.validate().expect_err("CLIENT is not in the default map");
+    assert_eq!(e.key, "listener.security.protocol.map", "{e}");
+    c.set(
+        "listener.security.protocol.map",
+        "client:SASL_SSL,replication:ssl",
+    )
+    .expect("map");
+    assert_eq!(
+        c.listeners.protocol("CLIENT"),
+        Some(SecurityProtocol::SaslSsl)
+    );
+    c.validate().expect("CLIENT is mapped");
+    let e = c
+        .set("listener.security.protocol.map", "CLIENT:TLS")
+        .expect_err("no such protocol");
+    assert!(e.to_string().contains("TLS"), "{e}");
+    assert!(c
+        .set("listener.security.protocol.map", "A:SSL,a:SSL")
+        .is_err());
+}
+
+#[test]
+fn advertised_and_inter_broker_listeners_must_name_a_listener() {
+    let mut c = BrokerConfig::default();
+    c.set("listeners", "PLAINTEXT://0.0.0.0:0,SSL://127.0.0.1:0")
+        .expect("listeners");
+    c.set("advertised.listeners", "SSL://broker1.example:9093")
+        .expect("advertised");
+    let (plain, ssl) = (&c.listeners.kafka[0], &c.listeners.kafka[1]);
+    assert_eq!(
+        c.listeners.advertised_address(plain, 4000),
+        ("localhost".to_string(), 4000),
+        "a wildcard bind advertises localhost and the bound port"
+    );
+    assert_eq!(
+        c.listeners.advertised_address(ssl, 4001),
+        ("broker1.example".to_string(), 9093)
+    );
+    c.validate().expect("valid");
+
+    c.set("advertised.listeners", "SASL_SSL://h:1")
+        .expect("parses");
+    let e = c.validate().expect_err("no SASL_SSL listener");
+    assert_eq!(e.key, "advertised.listeners", "{e}");
+    c.set("advertised.listeners", "").expect("cleared");
+
+    c.set("security.inter.broker.protocol", "SSL")
+        .expect("protocol");
+    assert_eq!(c.listeners.inter_broker_listener(), "SSL");
+    c.validate().expect("SSL is a listener");
+    c.set("inter.broker.listener.name", "plaintext")
+        .expect("name");
+    let e = c.validate().expect_err("both set");
+    assert!(e.to_string().contains("only one"), "{e}");
+    c.listeners.security_inter_broker_protocol = None;
+    assert_eq!(c.listeners.inter_broker_listener(), "PLAINTEXT");
+    c.set("inter.broker.listener.name", "INTERNAL")
+        .expect("name");
+    let e = c.validate().expect_err("no INTERNAL listener");
+    assert_eq!(e.key, "inter.broker.listener.name", "{e}");
+}
+
+#[test]
+fn the_controller_listener_stays_plaintext_and_replication_too() {
+    let mut c = BrokerConfig::default();
+    c.set("listeners", "SSL://:9092,CONTROLLER://:9093")
+        .expect("listeners");
+    c.set("controller.quorum.voters", "1@a:9093")
+        .expect("voters");
+    let e = c.validate().expect_err("replication over SSL");
+    assert_eq!(e.key, "inter.broker.listener.name", "{e}");
+    c.set(
+        "listeners",
+        "SSL://:9092,PLAINTEXT://:9094,CONTROLLER://:9093",
+    )
+    .expect("listeners");
+    c.validate().expect("PLAINTEXT replication");
+    c.set(
+        "listener.security.protocol.map",
+        "SSL:SSL,PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+    )
+    .expect("map");
+    let e = c.validate().expect_err("a TLS controller listener");
+    assert!(e.to_string().contains("CONTROLLER"), "{e}");
+    c.set(
+        "listener.security.protocol.map",
+        "SSL:SSL,PLAINTEXT:PLAINTEXT",
+    )
+    .expect("map");
+    let e = c
+        .validate()
+        .expect_err("an explicit map must name CONTROLLER");
+    assert!(e.to_string().contains("CONTROLLER"), "{e}");
 }

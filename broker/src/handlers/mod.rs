@@ -24,6 +24,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod reassignments;
 pub mod registry;
+mod sasl;
 
 use std::sync::Arc;
 

@@ -129,6 +129,8 @@ pub static APIS: &[Api] = &[
     api!(ListOffsets, 1, 8, Needs(Topic, Describe), now list_offsets::handle),
     api!(Metadata, 0, 12, Needs(Topic, Describe), reply metadata::handle),
     api!(ApiVersions, 0, 3, Anyone, now api_versions::handle),
+    api!(SaslHandshake, 0, 1, Anyone, now sasl::handshake),
+    api!(SaslAuthenticate, 0, 2, Anyone, now sasl::authenticate),
     api!(CreateTopics, 2, 7, Needs(Topic, Create), later create_topics::handle),
     api!(DeleteTopics, 1, 6, Needs(Topic, Delete), later delete_topics::handle),
     api!(InitProducerId, 0, 5, Needs(Cluster, IdempotentWrite), later init_producer_id::handle),

@@ -8,9 +8,20 @@
 use std::fmt;
 
 pub mod access;
+mod authenticate;
 pub mod authorizer;
 #[cfg(test)]
 mod enforcement_tests;
+pub mod jaas;
+mod listener;
+pub mod principal_mapper;
+mod protocol;
+pub mod sasl;
+pub mod settings;
+pub mod tls;
+
+pub use listener::ListenerSecurity;
+pub use protocol::SecurityProtocol;
 
 /// A Kafka principal, `User:alice` (`KafkaPrincipal` in Kafka: a type and a name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

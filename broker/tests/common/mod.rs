@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A running broker; dropping the returned sender and directory ends it.
+#[allow(dead_code)] // not every test binary uses it
 pub async fn start(
     settings: &[(&str, &str)],
 ) -> (
